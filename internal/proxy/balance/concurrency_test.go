@@ -1,0 +1,58 @@
+package balance
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+)
+
+// TestBalancerConcurrentUse runs Pick/Responded/Done, Update and Snapshot
+// from several goroutines (meant for -race) and checks that in-flight
+// accounting balances.
+func TestBalancerConcurrentUse(t *testing.T) {
+	addrs := testAddrs(6)
+	b := New(Options{FailureAccrual: 3})
+	b.Update(endpoints(addrs...))
+	ctx, cancel := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	background.Go(func() {
+		sets := [][]int{{0, 1, 2}, {0, 1, 2, 3, 4, 5}, {3, 4}, {5}, {1, 3, 5}}
+		for i := 0; ctx.Err() == nil; i++ {
+			var eps []discovery.Endpoint
+			for _, j := range sets[i%len(sets)] {
+				eps = append(eps, discovery.Endpoint{Addr: addrs[j]})
+			}
+			b.Update(eps)
+			b.Snapshot()
+		}
+	})
+	var pickers sync.WaitGroup
+	for range 4 {
+		pickers.Go(func() {
+			for range 2000 {
+				h, err := b.Pick(ctx, addrs[rand.IntN(len(addrs))])
+				if err != nil {
+					t.Errorf("Pick: %v", err)
+					return
+				}
+				if rand.IntN(2) == 0 {
+					h.Responded()
+				}
+				h.Done(rand.IntN(4) == 0)
+			}
+		})
+	}
+	pickers.Wait()
+	cancel()
+	background.Wait()
+
+	b.Update(endpoints(addrs...))
+	for _, s := range b.Snapshot() {
+		if s.InFlight != 0 {
+			t.Errorf("%v has %d in flight after every Done", s.Addr, s.InFlight)
+		}
+	}
+}

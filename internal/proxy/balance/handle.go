@@ -1,0 +1,75 @@
+package balance
+
+import (
+	"sync/atomic"
+
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+)
+
+// Handle is one picked request in flight. Call Responded when the response
+// headers arrive (optional) and Done exactly once when the request ends.
+// A Handle keeps working after its endpoint is removed by Update.
+type Handle struct {
+	balancer *Balancer
+	entry    *entry
+	start    int64 // Pick time, nanoseconds since the Balancer's epoch
+	probe    bool  // the half-open breaker's single probe
+
+	sampled atomic.Bool // the latency sample has been recorded
+	done    atomic.Bool
+
+	// Storage for the RTT states this Handle publishes (see
+	// rttEstimate.observe): the latency sample and a failure penalty.
+	latencySlot, penaltySlot rttSample
+}
+
+// Endpoint is the endpoint picked, as it was at Pick time.
+func (h *Handle) Endpoint() discovery.Endpoint {
+	return h.entry.endpoint
+}
+
+// Responded records the latency sample (time since Pick) when the response
+// headers arrive, so a long stream does not hold its sample back until it
+// ends. Calls after the first, or after Done, do nothing.
+func (h *Handle) Responded() {
+	if !h.sampled.CompareAndSwap(false, true) {
+		return
+	}
+	now := h.balancer.now()
+	h.observe(float64(now-h.start), now, &h.latencySlot)
+}
+
+// Done ends the request: the endpoint's in-flight count drops, the latency
+// sample is recorded if Responded was not called, and the outcome feeds the
+// failure penalty and the circuit breaker. A failed request counts as a
+// sample of at least FailurePenalty, so an endpoint that fails fast looks
+// slow. Calls after the first do nothing.
+func (h *Handle) Done(failed bool) {
+	if !h.done.CompareAndSwap(false, true) {
+		return
+	}
+	b := h.balancer
+	now := b.now()
+	latency := float64(now - h.start)
+	penalty := float64(b.opts.FailurePenalty)
+	switch {
+	case h.sampled.CompareAndSwap(false, true):
+		if failed {
+			latency = max(latency, penalty)
+		}
+		h.observe(latency, now, &h.latencySlot)
+	case failed:
+		h.observe(max(latency, penalty), now, &h.penaltySlot)
+	}
+	state := h.entry.state
+	state.inFlight.Add(-1)
+	if failed {
+		state.breaker.failed(h.probe, now, b.opts.FailureAccrual, b.opts.EjectMin, b.opts.EjectMax)
+	} else {
+		state.breaker.succeeded(h.probe)
+	}
+}
+
+func (h *Handle) observe(rtt float64, now int64, slot *rttSample) {
+	h.entry.state.rtt.observe(rtt, now, h.balancer.window, slot)
+}
