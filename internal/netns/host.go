@@ -1,0 +1,118 @@
+package netns
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Host is one namespace on a Network: a pod with its own address.
+type Host struct {
+	Name      string     // as given to AddHost
+	Namespace string     // the network namespace, usable with `ip netns exec`
+	IP        netip.Addr // the host's address on eth0
+}
+
+// Command returns a command that runs inside the host's namespace as root.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Namespace, name}, args...)...)
+}
+
+// User is the identity CommandAs runs a process with.
+type User struct {
+	UID, GID int
+	// AmbientCaps are capability names without the CAP_ prefix, such as
+	// "net_admin" or "net_raw"; they survive the switch away from root.
+	AmbientCaps []string
+}
+
+// CommandAs returns a command that runs inside the host's namespace as
+// another user, with no supplementary groups and the given ambient
+// capabilities. This is how the sidecar proxy runs: as its own uid, so
+// that netfilter rules can recognise (and not redirect) its traffic.
+// It needs setpriv (util-linux); without it the command fails to start.
+func (h *Host) CommandAs(ctx context.Context, u User, name string, args ...string) *exec.Cmd {
+	setpriv, lookErr := exec.LookPath("setpriv")
+	privArgs := []string{
+		"--reuid=" + strconv.Itoa(u.UID),
+		"--regid=" + strconv.Itoa(u.GID),
+		"--clear-groups",
+	}
+	if len(u.AmbientCaps) > 0 {
+		caps := "+" + strings.Join(u.AmbientCaps, ",+")
+		privArgs = append(privArgs, "--inh-caps="+caps, "--ambient-caps="+caps)
+	}
+	privArgs = append(append(privArgs, "--", name), args...)
+	cmd := h.Command(ctx, setpriv, privArgs...)
+	if lookErr != nil {
+		cmd.Err = fmt.Errorf("running as uid %d needs setpriv (util-linux): %w", u.UID, lookErr)
+	}
+	return cmd
+}
+
+// WriteFile writes a file such as "hosts" or "resolv.conf" that `ip netns
+// exec` (and so Command) bind-mounts over /etc/NAME for processes in this
+// host. The target /etc/NAME must exist for the bind mount to happen.
+func (h *Host) WriteFile(name string, data []byte) error {
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+		return fmt.Errorf("file name %q: want a plain name such as hosts or resolv.conf", name)
+	}
+	dir := filepath.Join("/etc/netns", h.Namespace)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		return fmt.Errorf("writing %s for host %s: %w", name, h.Name, err)
+	}
+	return nil
+}
+
+// Enter runs fn on an OS thread that has joined the host's network
+// namespace. Sockets created in fn belong to that namespace for their whole
+// life and may be used from any goroutine afterwards; goroutines started by
+// fn run in the caller's namespace.
+func (h *Host) Enter(fn func() error) error { return Enter(h.Namespace, fn) }
+
+// Enter runs fn on an OS thread that has joined the named network
+// namespace (one listed by `ip netns list`). See Host.Enter.
+func Enter(namespace string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Go back to the original namespace afterwards: a locked goroutine
+		// that exits would terminate its thread, or, on the main thread,
+		// leave it wedged in the namespace, where `ip netns pids` would then
+		// count this whole process as living in it. If going back fails the
+		// thread stays locked, so no other goroutine ever runs on it.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- fmt.Errorf("opening current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join("/run/netns", namespace))
+		if err != nil {
+			done <- fmt.Errorf("opening namespace %s: %w", namespace, err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("entering namespace %s: %w", namespace, err)
+			return
+		}
+		fnErr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- fnErr
+	}()
+	return <-done
+}

@@ -1,0 +1,329 @@
+package netns_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/netns"
+	"github.com/skeinmesh/skein/internal/testenv"
+)
+
+// dialFrom opens a TCP connection from inside host h.
+func dialFrom(t *testing.T, h *netns.Host, addr netip.AddrPort) (net.Conn, error) {
+	t.Helper()
+	var conn net.Conn
+	err := h.Enter(func() (err error) {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		conn, err = d.DialContext(t.Context(), "tcp", addr.String())
+		return err
+	})
+	return conn, err
+}
+
+// serveName answers every line received on a connection with name and the
+// client's address, until the listener is closed.
+func serveName(ln net.Listener, name string) {
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewScanner(conn)
+				for r.Scan() {
+					fmt.Fprintf(conn, "%s %s\n", name, conn.RemoteAddr())
+				}
+			}()
+		}
+	}()
+}
+
+// ask sends one line on conn and returns the answer's fields (name, client address).
+func ask(t *testing.T, conn net.Conn) (name, client string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintln(conn, "who"); err != nil {
+		t.Fatalf("writing: %v", err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading answer: %v", err)
+	}
+	fields := strings.Fields(line)
+	if len(fields) != 2 {
+		t.Fatalf("answer %q: want name and address", line)
+	}
+	return fields[0], fields[1]
+}
+
+// askNew asks over a new connection from h to addr.
+func askNew(t *testing.T, h *netns.Host, addr netip.AddrPort) string {
+	t.Helper()
+	conn, err := dialFrom(t, h, addr)
+	if err != nil {
+		t.Fatalf("dialing %s from %s: %v", addr, h.Name, err)
+	}
+	defer conn.Close()
+	name, _ := ask(t, conn)
+	return name
+}
+
+func TestHostsTalkTCPWithTheirOwnAddresses(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	a := testenv.AddHost(t, n, "a")
+	b := testenv.AddHost(t, n, "b")
+	if a.IP == b.IP || !netns.HostPrefix.Contains(a.IP) || !netns.HostPrefix.Contains(b.IP) {
+		t.Fatalf("host addresses %s and %s: want distinct addresses in %s", a.IP, b.IP, netns.HostPrefix)
+	}
+	serveName(testenv.Listen(t, b, netip.AddrPortFrom(b.IP, 8080).String()), "b")
+
+	conn, err := dialFrom(t, a, netip.AddrPortFrom(b.IP, 8080))
+	if err != nil {
+		t.Fatalf("dialing b from a: %v", err)
+	}
+	defer conn.Close()
+	name, client := ask(t, conn)
+	if name != "b" {
+		t.Errorf("answered by %q, want b", name)
+	}
+	if got := netip.MustParseAddrPort(client).Addr(); got != a.IP {
+		t.Errorf("b saw client %s, want a's own address %s (no NAT between hosts)", got, a.IP)
+	}
+}
+
+// startBackends starts one named server per host on port 8080.
+func startBackends(t *testing.T, n *netns.Network, names ...string) []netip.AddrPort {
+	var addrs []netip.AddrPort
+	for _, name := range names {
+		h := testenv.AddHost(t, n, name)
+		addr := netip.AddrPortFrom(h.IP, 8080)
+		serveName(testenv.Listen(t, h, addr.String()), name)
+		addrs = append(addrs, addr)
+	}
+	return addrs
+}
+
+func TestServiceSpreadsNewConnectionsAndKeepsEachOnOneBackend(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	client := testenv.AddHost(t, n, "client")
+	backends := startBackends(t, n, "b1", "b2", "b3")
+	vip := netip.AddrPortFrom(n.AllocateVIP(), 80)
+	if !netns.VIPPrefix.Contains(vip.Addr()) {
+		t.Fatalf("VIP %s not in %s", vip.Addr(), netns.VIPPrefix)
+	}
+	if err := n.SetService(t.Context(), vip, backends); err != nil {
+		t.Fatal(err)
+	}
+
+	// With 60 connections the chance that a backend gets none is 3*(2/3)^60, about 1e-10.
+	hits := map[string]int{}
+	for range 60 {
+		hits[askNew(t, client, vip)]++
+	}
+	for _, name := range []string{"b1", "b2", "b3"} {
+		if hits[name] == 0 {
+			t.Errorf("backend %s got no connection; hits: %v", name, hits)
+		}
+	}
+
+	conn, err := dialFrom(t, client, vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	first, seenClient := ask(t, conn)
+	if got := netip.MustParseAddrPort(seenClient).Addr(); got != client.IP {
+		t.Errorf("backend saw client %s, want %s (DNAT keeps the source)", got, client.IP)
+	}
+	for range 20 {
+		if name, _ := ask(t, conn); name != first {
+			t.Fatalf("one connection answered by %s and then %s", first, name)
+		}
+	}
+}
+
+func TestSetServiceReplacesBackends(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	client := testenv.AddHost(t, n, "client")
+	backends := startBackends(t, n, "old", "new")
+	vip := netip.AddrPortFrom(n.AllocateVIP(), 80)
+
+	steps := []struct {
+		backends []netip.AddrPort
+		want     string // "" means refused
+	}{
+		{backends[:1], "old"},
+		{backends[1:], "new"},
+		{nil, ""},
+		{backends[:1], "old"},
+	}
+	for i, step := range steps {
+		if err := n.SetService(t.Context(), vip, step.backends); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		for range 5 {
+			if step.want == "" {
+				assertRefused(t, client, vip)
+				continue
+			}
+			if got := askNew(t, client, vip); got != step.want {
+				t.Fatalf("step %d: answered by %s, want %s", i, got, step.want)
+			}
+		}
+	}
+	if err := n.DeleteService(t.Context(), vip); err != nil {
+		t.Fatal(err)
+	}
+	assertRefused(t, client, vip)
+}
+
+func assertRefused(t *testing.T, h *netns.Host, addr netip.AddrPort) {
+	t.Helper()
+	conn, err := dialFrom(t, h, addr)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("dialing %s: connected, want refused", addr)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dialing %s: %v, want connection refused", addr, err)
+	}
+}
+
+func namespaces(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+func TestCloseKillsProcessesAndRemovesNamespaces(t *testing.T) {
+	testenv.RequireRoot(t)
+	n, err := netns.New(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	h := testenv.AddHost(t, n, "worker")
+	// The timeout only keeps a broken Close from hanging the test; Close
+	// must kill the process long before.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sleeper := h.Command(ctx, "sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntilInside(t, h, sleeper.Process.Pid)
+
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	err = sleeper.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || ctx.Err() != nil {
+		t.Errorf("process in the namespace ended with %v (context: %v), want killed by Close", err, ctx.Err())
+	}
+	if list := namespaces(t); strings.Contains(list, n.ID()) {
+		t.Errorf("namespaces of network %s left after Close:\n%s", n.ID(), list)
+	}
+	if err := n.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// waitUntilInside waits until `ip netns exec` has moved pid into h's
+// namespace: before that, Close cannot see it.
+func waitUntilInside(t *testing.T, h *netns.Host, pid int) {
+	t.Helper()
+	for range 500 {
+		out, err := exec.Command("ip", "netns", "pids", h.Namespace).Output()
+		if err != nil {
+			t.Fatalf("ip netns pids: %v", err)
+		}
+		if slices.Contains(strings.Fields(string(out)), strconv.Itoa(pid)) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d never entered namespace %s", pid, h.Namespace)
+}
+
+func TestCleanStaleRemovesOnlyNetworksOfDeadOwners(t *testing.T) {
+	stale := testenv.NewNetwork(t)
+	testenv.AddHost(t, stale, "orphan")
+	live := testenv.NewNetwork(t)
+	testenv.AddHost(t, live, "kept")
+
+	// A reaped child's PID belongs to no process (until the PID is reused,
+	// which the recorded start time also guards against).
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := netns.SetOwnerPID(stale, child.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := netns.CleanStale(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	list := namespaces(t)
+	if strings.Contains(list, stale.ID()) {
+		t.Errorf("namespaces of dead owner's network %s left:\n%s", stale.ID(), list)
+	}
+	if !strings.Contains(list, "skein-"+live.ID()+"-kept") || !strings.Contains(list, live.Hub()) {
+		t.Errorf("namespaces of live network %s removed:\n%s", live.ID(), list)
+	}
+}
+
+func TestWriteFileIsSeenAsEtcFileInsideHost(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	h := testenv.AddHost(t, n, "dns")
+	if err := h.WriteFile("hosts", []byte("198.19.0.9 web.demo\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Command(t.Context(), "cat", "/etc/hosts").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "web.demo") {
+		t.Errorf("/etc/hosts inside host = %q, want the written file", out)
+	}
+	if err := h.WriteFile("../passwd", nil); err == nil {
+		t.Error("WriteFile accepted a path, want only plain names")
+	}
+}
+
+func TestCommandAsRunsWithOtherUID(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	h := testenv.AddHost(t, n, "proxy")
+	u := netns.User{UID: 2102, GID: 2102, AmbientCaps: []string{"net_admin"}}
+	out, err := h.CommandAs(t.Context(), u, "sh", "-c", "id -u; id -g; grep CapAmb /proc/self/status").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) != 4 || fields[0] != "2102" || fields[1] != "2102" {
+		t.Fatalf("output %q: want uid and gid 2102", out)
+	}
+	const capNetAdmin = 1 << 12
+	var amb uint64
+	fmt.Sscanf(fields[3], "%x", &amb)
+	if amb&capNetAdmin == 0 {
+		t.Errorf("ambient capabilities %s: want CAP_NET_ADMIN", fields[3])
+	}
+}

@@ -1,0 +1,218 @@
+package netns
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"sync"
+)
+
+var (
+	// HostPrefix holds every host address; the hub's gateway is its first address.
+	HostPrefix = netip.MustParsePrefix("198.18.0.0/16")
+	// Gateway is the hub's address on br0 and every host's default route.
+	Gateway = netip.MustParseAddr("198.18.0.1")
+	// VIPPrefix holds the virtual service IPs handed out by AllocateVIP.
+	VIPPrefix = netip.MustParsePrefix("198.19.0.0/16")
+)
+
+const namespacePrefix = "skein-"
+
+// hostName is what AddHost accepts: short enough that "skein-ID-NAME" stays
+// readable, and safe in file names and command lines.
+var hostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
+
+// Network is one hub namespace and the host namespaces attached to it.
+// Its methods are safe for concurrent use.
+type Network struct {
+	id  string
+	hub string
+	log *slog.Logger
+
+	mu         sync.Mutex
+	closed     bool
+	namespaces []string // every namespace created, hub first
+	hosts      map[string]*Host
+	nextHost   netip.Addr
+	nextVIP    netip.Addr
+	services   map[netip.AddrPort][]netip.AddrPort
+}
+
+// New removes what crashed earlier runs left behind (CleanStale), then
+// creates a hub namespace with its bridge. Close it when done.
+func New(ctx context.Context, log *slog.Logger) (*Network, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := CleanStale(ctx, log); err != nil {
+		log.Warn("cleaning stale namespaces", "err", err)
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{
+		id:       id,
+		hub:      namespacePrefix + id + "-hub",
+		log:      log.With("network", id),
+		hosts:    map[string]*Host{},
+		nextHost: Gateway.Next(),
+		nextVIP:  VIPPrefix.Addr().Next(),
+		services: map[netip.AddrPort][]netip.AddrPort{},
+	}
+	if err := writeOwnerRecord(id, currentOwner()); err != nil {
+		return nil, err
+	}
+	if err := n.createHub(ctx); err != nil {
+		return nil, errors.Join(err, n.Close())
+	}
+	n.log.Debug("network created", "hub", n.hub)
+	return n, nil
+}
+
+// ID is the short random identifier in every namespace name of this network.
+func (n *Network) ID() string { return n.id }
+
+// Hub is the name of the hub namespace (bridge, routing, service DNAT).
+func (n *Network) Hub() string { return n.hub }
+
+func newID() (string, error) {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("making network id: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func (n *Network) createHub(ctx context.Context) error {
+	if err := n.addNamespace(ctx, n.hub); err != nil {
+		return err
+	}
+	// Sysctls first: br0 and the veths then inherit send_redirects=0 from
+	// "default" (the kernel ORs "all" with the device's own value).
+	if _, err := run(ctx, "", "ip", "netns", "exec", n.hub, "sysctl", "-q", "-w",
+		"net.ipv4.ip_forward=1",
+		"net.ipv4.conf.all.send_redirects=0",
+		"net.ipv4.conf.default.send_redirects=0",
+	); err != nil {
+		return fmt.Errorf("setting hub sysctls: %w", err)
+	}
+	if err := ipBatch(ctx, n.hub,
+		"link set lo up",
+		"link add br0 type bridge",
+		"addr add "+netip.PrefixFrom(Gateway, HostPrefix.Bits()).String()+" dev br0",
+		"link set br0 up",
+		"route add local "+VIPPrefix.String()+" dev lo",
+	); err != nil {
+		return fmt.Errorf("creating hub bridge: %w", err)
+	}
+	if err := n.restore(ctx, hubChainsScript()); err != nil {
+		return fmt.Errorf("creating hub service chains: %w", err)
+	}
+	return nil
+}
+
+// addNamespace creates a namespace and remembers it for Close, even when
+// creation fails halfway.
+func (n *Network) addNamespace(ctx context.Context, ns string) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return fmt.Errorf("network %s is closed", n.id)
+	}
+	n.namespaces = append(n.namespaces, ns)
+	n.mu.Unlock()
+	if _, err := run(ctx, "", "ip", "netns", "add", ns); err != nil {
+		return fmt.Errorf("creating namespace: %w", err)
+	}
+	return nil
+}
+
+// AddHost creates a namespace for one host with its own address on the
+// network. name must be lower-case letters, digits and dashes (at most 32).
+func (n *Network) AddHost(ctx context.Context, name string) (*Host, error) {
+	if !hostName.MatchString(name) {
+		return nil, fmt.Errorf("host name %q: want lower-case letters, digits and inner dashes, at most 32", name)
+	}
+	n.mu.Lock()
+	if _, dup := n.hosts[name]; dup {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("host %q already exists in network %s", name, n.id)
+	}
+	ip := n.nextHost
+	if !HostPrefix.Contains(ip) || ip == netip.MustParseAddr("198.18.255.255") {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("network %s has no host addresses left", n.id)
+	}
+	n.nextHost = ip.Next()
+	h := &Host{Name: name, Namespace: namespacePrefix + n.id + "-" + name, IP: ip}
+	n.hosts[name] = h
+	index := len(n.hosts)
+	n.mu.Unlock()
+
+	if err := n.attachHost(ctx, h, fmt.Sprintf("veth%d", index)); err != nil {
+		return nil, fmt.Errorf("adding host %s: %w", name, err)
+	}
+	n.log.Debug("host added", "host", name, "namespace", h.Namespace, "ip", ip)
+	return h, nil
+}
+
+// attachHost creates the host's namespace and wires it to br0. The veth is
+// created from inside the hub so that no link ever exists in the root
+// namespace, not even for a moment.
+func (n *Network) attachHost(ctx context.Context, h *Host, hubLink string) error {
+	if err := n.addNamespace(ctx, h.Namespace); err != nil {
+		return err
+	}
+	if err := ipBatch(ctx, n.hub,
+		"link add "+hubLink+" type veth peer name eth0 netns "+h.Namespace,
+		"link set "+hubLink+" master br0 up",
+	); err != nil {
+		return err
+	}
+	gw := Gateway.String()
+	return ipBatch(ctx, h.Namespace,
+		"link set lo up",
+		"addr add "+netip.PrefixFrom(h.IP, 32).String()+" dev eth0",
+		"link set eth0 up",
+		"route add "+gw+" dev eth0",
+		"route add default via "+gw+" dev eth0 onlink",
+	)
+}
+
+// Close kills every process in the network's namespaces and deletes them
+// (their veths and the bridge go with them), then its ownership record.
+// Calling it again does nothing. A command started a moment before Close
+// may not have entered its namespace yet and then escapes the kill (it
+// ends up in a namespace without a name): stop the commands you started
+// first, e.g. by cancelling their context.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	namespaces := n.namespaces
+	n.mu.Unlock()
+
+	// A fresh context: Close runs in cleanups, after the caller's context may
+	// be gone, and must still finish.
+	ctx := context.Background()
+	var errs []error
+	for i := len(namespaces) - 1; i >= 0; i-- {
+		errs = append(errs, removeNamespace(ctx, namespaces[i]))
+	}
+	errs = append(errs, removeOwnerRecord(n.id))
+	err := errors.Join(errs...)
+	if err != nil {
+		return fmt.Errorf("closing network %s: %w", n.id, err)
+	}
+	n.log.Debug("network closed")
+	return nil
+}
