@@ -118,14 +118,25 @@ func (rr *RequestRecorder) responseSeries(k responseKey) *responseSeries {
 }
 
 func classify(status int, grpc string) string {
-	if status == 0 || status >= 500 {
-		return ClassFailure
-	}
-	switch grpc {
-	case "2", "4", "12", "13", "14", "15":
+	if IsFailure(status, grpc) {
 		return ClassFailure
 	}
 	return ClassSuccess
+}
+
+// IsFailure says whether a response counts as a failure of the server: no
+// response (status 0), HTTP >= 500, or a gRPC status meaning the server
+// could not serve (see RequestRecorder.Response). The balancer uses the same
+// rule, so what the metrics call a failure is what it avoids.
+func IsFailure(status int, grpcStatus string) bool {
+	if status == 0 || status >= 500 {
+		return true
+	}
+	switch grpcStatus {
+	case "2", "4", "12", "13", "14", "15":
+		return true
+	}
+	return false
 }
 
 func normalizeStatus(code int) int {

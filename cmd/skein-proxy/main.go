@@ -1,0 +1,118 @@
+// Command skein-proxy is the mesh's sidecar: the data plane beside every
+// workload. Every flag can also be set through the environment variable
+// SKEIN_PROXY_<FLAG> (upper case, dashes as underscores); flags win.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/skeinmesh/skein/internal/proxy"
+)
+
+func main() {
+	cfg, logLevel, err := parseConfig(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
+		os.Exit(2)
+	}
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := proxy.Run(ctx, cfg); err != nil {
+		cfg.Log.Error("proxy failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func parseConfig(args []string) (proxy.Config, slog.Level, error) {
+	cfg := proxy.Default()
+	fs := flag.NewFlagSet("skein-proxy", flag.ContinueOnError)
+	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", cfg.OutboundAddr, "listen address for the workload's redirected outgoing connections")
+	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "listen address for redirected incoming connections")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of the admin server (/metrics, /ready, /live, /shutdown)")
+	mode := fs.String("mode", string(cfg.Mode), "how connections are redirected: redirect or tproxy")
+	fs.StringVar(&cfg.DiscoveryFile, "discovery-file", "", "YAML file of destinations, watched for changes")
+	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
+	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "how long to wait for a client's first bytes")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight work may finish on shutdown")
+	labels := fs.String("labels", "", "the workload's own labels for metrics, as k=v,k=v")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, err
+	}
+	if err := applyEnv(fs); err != nil {
+		return cfg, 0, err
+	}
+	cfg.Mode = proxy.Mode(*mode)
+	var err error
+	if cfg.OpaquePorts, err = parsePorts(*opaque); err != nil {
+		return cfg, 0, fmt.Errorf("-opaque-ports: %w", err)
+	}
+	if cfg.Labels, err = parseLabels(*labels); err != nil {
+		return cfg, 0, fmt.Errorf("-labels: %w", err)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, 0, fmt.Errorf("-log-level: %w", err)
+	}
+	return cfg, lvl, cfg.Validate()
+}
+
+// applyEnv sets every flag not given on the command line from its
+// SKEIN_PROXY_* variable.
+func applyEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		name := "SKEIN_PROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+func parsePorts(s string) ([]uint16, error) {
+	var ports []uint16
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || p == 0 {
+			return nil, fmt.Errorf("%q is not a port", f)
+		}
+		ports = append(ports, uint16(p))
+	}
+	return ports, nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	labels := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		labels[k] = v
+	}
+	return labels, nil
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+)
+
+// Mode says how redirected connections reach the proxy.
+type Mode string
+
+const (
+	// ModeRedirect: iptables REDIRECT; the original destination comes from
+	// SO_ORIGINAL_DST.
+	ModeRedirect Mode = "redirect"
+	// ModeTProxy: inbound connections arrive through TPROXY; the original
+	// destination is the socket's local address and the application sees
+	// the client's own source address.
+	ModeTProxy Mode = "tproxy"
+)
+
+// Config is everything the proxy needs to run.
+type Config struct {
+	OutboundAddr string
+	InboundAddr  string
+	AdminAddr    string
+	Mode         Mode
+	// DiscoveryFile is a YAML file of destinations (see discovery.File);
+	// empty means no discovery: everything goes to its original destination.
+	DiscoveryFile string
+	// OpaquePorts skip protocol detection (server-speaks-first protocols).
+	OpaquePorts []uint16
+	// DetectTimeout bounds how long the proxy waits for a client's first
+	// bytes before treating the connection as opaque.
+	DetectTimeout time.Duration
+	// ShutdownGrace is how long in-flight work may finish on shutdown.
+	ShutdownGrace time.Duration
+	// Labels are the workload's own labels, put on every metric.
+	Labels  map[string]string
+	Balance balance.Options
+	Log     *slog.Logger
+}
+
+// Default returns a Config with the ports of DESIGN.md.
+func Default() Config {
+	return Config{
+		OutboundAddr:  "127.0.0.1:4140",
+		InboundAddr:   "0.0.0.0:4143",
+		AdminAddr:     "0.0.0.0:4191",
+		Mode:          ModeRedirect,
+		DetectTimeout: 5 * time.Second,
+		ShutdownGrace: 30 * time.Second,
+		Balance:       balance.DefaultOptions(),
+	}
+}
+
+// Validate reports every field that is wrong, by name.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, addr string }{
+		{"outbound-addr", c.OutboundAddr},
+		{"inbound-addr", c.InboundAddr},
+		{"admin-addr", c.AdminAddr},
+	} {
+		if _, _, err := net.SplitHostPort(f.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", f.name, f.addr, err))
+		}
+	}
+	if !slices.Contains([]Mode{ModeRedirect, ModeTProxy}, c.Mode) {
+		errs = append(errs, fmt.Errorf("mode: %q is neither %q nor %q", c.Mode, ModeRedirect, ModeTProxy))
+	}
+	if c.DetectTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("detect-timeout: must be positive, got %s", c.DetectTimeout))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, fmt.Errorf("shutdown-grace: must not be negative, got %s", c.ShutdownGrace))
+	}
+	for _, p := range c.OpaquePorts {
+		if p == 0 {
+			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
+		}
+	}
+	if err := metrics.ValidateConstLabels(c.Labels); err != nil {
+		errs = append(errs, fmt.Errorf("labels: %w", err))
+	}
+	if err := c.Balance.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("balance: %w", err))
+	}
+	return errors.Join(errs...)
+}

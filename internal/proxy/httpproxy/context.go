@@ -1,0 +1,60 @@
+package httpproxy
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+)
+
+// ConnInfo is what the proxy knows about one downstream connection.
+type ConnInfo struct {
+	// Direction is "inbound" or "outbound".
+	Direction string
+	// OrigDst is where the client meant to connect before redirection.
+	OrigDst netip.AddrPort
+	// Client is the downstream peer's address.
+	Client netip.AddrPort
+	// ClientID is the peer's verified identity; empty without mTLS.
+	ClientID string
+}
+
+type connInfoKey struct{}
+
+// WithConnInfo returns ctx carrying ci.
+func WithConnInfo(ctx context.Context, ci *ConnInfo) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// ConnInfoFrom returns the ConnInfo in ctx, or an empty one.
+func ConnInfoFrom(ctx context.Context) *ConnInfo {
+	if ci, ok := ctx.Value(connInfoKey{}).(*ConnInfo); ok {
+		return ci
+	}
+	return &ConnInfo{}
+}
+
+// RequestInfo is filled in by the Upstream while it handles a request, so
+// that outer layers (metrics, tap) can label the request with where it went.
+type RequestInfo struct {
+	Endpoint discovery.Endpoint
+	// Service names the logical destination, when discovery knew it.
+	Service  string
+	ServerID string
+	// Upgraded is set when the upstream switched protocols (WebSocket).
+	Upgraded bool
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo returns ctx carrying ri for the Upstream to fill in.
+func WithRequestInfo(ctx context.Context, ri *RequestInfo) context.Context {
+	return context.WithValue(ctx, requestInfoKey{}, ri)
+}
+
+// RequestInfoFrom returns the request's RequestInfo for the Upstream to fill
+// in, or nil outside a request that passed through this package.
+func RequestInfoFrom(ctx context.Context) *RequestInfo {
+	ri, _ := ctx.Value(requestInfoKey{}).(*RequestInfo)
+	return ri
+}

@@ -1,0 +1,222 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+)
+
+// fixedUpstream sends everything to one address.
+type fixedUpstream struct {
+	addr       string
+	transports *Transports
+	err        error
+}
+
+func newFixedUpstream(addr string) *fixedUpstream {
+	var d net.Dialer
+	return &fixedUpstream{addr: addr, transports: NewTransports(d.DialContext)}
+}
+
+func (u *fixedUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	if u.err != nil {
+		return nil, u.err
+	}
+	out := To(req, u.addr)
+	if ri := RequestInfoFrom(req.Context()); ri != nil {
+		ri.Endpoint.Addr = netip.MustParseAddrPort(u.addr)
+		ri.Endpoint.Labels = map[string]string{"service": "backend"}
+	}
+	return u.transports.For(req).RoundTrip(out)
+}
+
+func (u *fixedUpstream) DialTunnel(ctx context.Context, req *http.Request) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", u.addr)
+}
+
+// startProxy serves the handler chain on a loopback listener and returns
+// its address.
+func startProxy(t *testing.T, up Upstream, reg *metrics.Registry) string {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := NewServer(NewHandler(Config{Direction: "outbound", Upstream: up, Metrics: reg, Log: log}), log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srv.ServeConn(c, &ConnInfo{Direction: "outbound"})
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return ln.Addr().String()
+}
+
+// h2cBackend serves h over HTTP/1.1 and h2c prior knowledge.
+func h2cBackend(t *testing.T, h http.Handler) string {
+	t.Helper()
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+}
+
+func TestHTTP2TrailersAndStreamingPassThrough(t *testing.T) {
+	backend := h2cBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("backend got HTTP/%d, want the client's HTTP/2", r.ProtoMajor)
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(200)
+		w.Write(body)
+		w.Header().Set("X-Sum", fmt.Sprint(len(body)))
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+		if got := r.Trailer.Get("X-Client-Trailer"); got != "yes" {
+			t.Errorf("backend saw request trailer %q, want yes", got)
+		}
+	}))
+	reg, _ := metrics.New(nil)
+	proxy := startProxy(t, newFixedUpstream(backend), reg)
+
+	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", io.NopCloser(strings.NewReader("hello")))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Trailer = http.Header{"X-Client-Trailer": {"yes"}}
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello" {
+		t.Errorf("body %q, want hello", body)
+	}
+	if got := resp.Trailer.Get("X-Sum"); got != "5" {
+		t.Errorf("trailer X-Sum = %q, want 5", got)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Errorf("trailer Grpc-Status = %q, want 0", got)
+	}
+	want := `
+# HELP response_total Total HTTP responses (or failures to get one).
+# TYPE response_total counter
+response_total{authority="` + proxy + `",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
+`
+	if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "response_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestUpstreamFailureAnswersGRPCUnavailable(t *testing.T) {
+	up := newFixedUpstream("127.0.0.1:1")
+	up.err = fmt.Errorf("endpoint gone: %w", ErrNoEndpoints)
+	proxy := startProxy(t, up, nil)
+
+	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" {
+		t.Errorf("gRPC request got %d grpc-status %q, want 200 with grpc-status 14", resp.StatusCode, resp.Header.Get("Grpc-Status"))
+	}
+
+	resp, err = http.Get("http://" + proxy + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("HTTP/1 request got %d, want 503 when there are no endpoints", resp.StatusCode)
+	}
+}
+
+func TestConnectBecomesAByteTunnel(t *testing.T) {
+	// The upstream is an HTTP CONNECT proxy that then echoes bytes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil || req.Method != http.MethodConnect || req.Host != "example.test:443" {
+			fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		io.Copy(c, br)
+	}()
+	proxy := startProxy(t, newFixedUpstream(ln.Addr().String()), nil)
+
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n")
+	br := bufio.NewReader(c)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 200") {
+		t.Fatalf("CONNECT answered %q, %v", status, err)
+	}
+	for line, _ := br.ReadString('\n'); line != "\r\n" && line != ""; line, _ = br.ReadString('\n') {
+	}
+	fmt.Fprint(c, "ping through the tunnel")
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(br)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.Fatal(err)
+	}
+	if string(got) != "ping through the tunnel" {
+		t.Errorf("tunnel echoed %q", got)
+	}
+}

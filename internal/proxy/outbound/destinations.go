@@ -1,0 +1,120 @@
+package outbound
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+)
+
+// destination is one watched logical destination and its balancer.
+type destination struct {
+	key      string
+	balancer *balance.Balancer
+	set      atomic.Pointer[discovery.EndpointSet]
+	ready    chan struct{} // closed on the first update
+	once     sync.Once
+	lastUsed atomic.Int64 // unix nanoseconds
+	cancel   context.CancelFunc
+}
+
+func (d *destination) update(set discovery.EndpointSet) {
+	d.set.Store(&set)
+	d.balancer.Update(set.Endpoints)
+	d.once.Do(func() { close(d.ready) })
+}
+
+// exists reports whether discovery knows the destination. Before the first
+// answer it does not.
+func (d *destination) exists() bool {
+	s := d.set.Load()
+	return s != nil && s.Exists
+}
+
+// destinations keeps one watch per destination the workload talks to and
+// drops those it stopped using.
+type destinations struct {
+	resolver    discovery.Resolver
+	balance     balance.Options
+	waitFirst   time.Duration
+	idleTimeout time.Duration
+	log         *slog.Logger
+
+	ctx context.Context // owns every watch
+	mu  sync.Mutex
+	m   map[string]*destination
+}
+
+func newDestinations(ctx context.Context, r discovery.Resolver, opts balance.Options, log *slog.Logger) *destinations {
+	return &destinations{
+		resolver:    r,
+		balance:     opts,
+		waitFirst:   2 * time.Second,
+		idleTimeout: 10 * time.Minute,
+		log:         log,
+		ctx:         ctx,
+		m:           make(map[string]*destination),
+	}
+}
+
+// get returns the destination for key once discovery has answered for it,
+// or after waitFirst if it has not (then it does not exist yet, as far as the
+// caller is concerned).
+func (ds *destinations) get(ctx context.Context, key string) *destination {
+	ds.mu.Lock()
+	d, ok := ds.m[key]
+	if !ok {
+		d = ds.watch(key)
+		ds.m[key] = d
+	}
+	ds.mu.Unlock()
+	d.lastUsed.Store(time.Now().UnixNano())
+	select {
+	case <-d.ready:
+	case <-ctx.Done():
+	case <-time.After(ds.waitFirst):
+		ds.log.Warn("discovery has not answered yet", "destination", key)
+	}
+	return d
+}
+
+// watch starts watching key; the caller holds ds.mu.
+func (ds *destinations) watch(key string) *destination {
+	ctx, cancel := context.WithCancel(ds.ctx)
+	d := &destination{
+		key:      key,
+		balancer: balance.New(ds.balance),
+		ready:    make(chan struct{}),
+		cancel:   cancel,
+	}
+	if err := ds.resolver.Watch(ctx, key, d.update); err != nil {
+		ds.log.Warn("watching destination", "destination", key, "err", err)
+		d.update(discovery.EndpointSet{Exists: false})
+	}
+	return d
+}
+
+// run drops destinations unused for idleTimeout until ctx ends.
+func (ds *destinations) run(ctx context.Context) {
+	t := time.NewTicker(ds.idleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ds.mu.Lock()
+			for key, d := range ds.m {
+				if now.Sub(time.Unix(0, d.lastUsed.Load())) > ds.idleTimeout {
+					d.cancel()
+					delete(ds.m, key)
+				}
+			}
+			ds.mu.Unlock()
+		}
+	}
+}

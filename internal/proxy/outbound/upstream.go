@@ -1,0 +1,310 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+)
+
+// maxConnectAttempts bounds how many endpoints one request tries when
+// connecting fails; a connect failure never sent a byte, so it is safe to
+// try another endpoint whatever the request is.
+const maxConnectAttempts = 3
+
+// connectTimeout bounds one connection attempt to an endpoint.
+const connectTimeout = 3 * time.Second
+
+// Upstream resolves and balances the workload's outgoing requests and
+// connections. It implements httpproxy.Upstream.
+type Upstream struct {
+	dests      *destinations
+	transports *httpproxy.Transports
+	dialer     net.Dialer
+	log        *slog.Logger
+}
+
+// New returns an Upstream that asks r about destinations. Its watches and
+// background work stop when ctx ends.
+func New(ctx context.Context, r discovery.Resolver, opts balance.Options, log *slog.Logger) *Upstream {
+	u := &Upstream{
+		dests:  newDestinations(ctx, r, opts, log),
+		dialer: net.Dialer{Timeout: connectTimeout},
+		log:    log,
+	}
+	u.transports = httpproxy.NewTransports(u.dial)
+	go u.dests.run(ctx)
+	go u.closeIdle(ctx)
+	return u
+}
+
+// closeIdle periodically closes pooled connections that nobody uses, so
+// those to removed endpoints go away once drained.
+func (u *Upstream) closeIdle(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			u.transports.CloseIdleConnections()
+			return
+		case <-t.C:
+			u.transports.CloseIdleConnections()
+		}
+	}
+}
+
+// dialError marks a failure to connect: nothing of the request was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func (u *Upstream) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := u.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	return c, nil
+}
+
+// resolve finds the destination of a request: the authority when discovery
+// knows it by name, else the original destination address. nil means
+// discovery knows neither, and the request goes where the client sent it.
+func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.AddrPort) *destination {
+	if authority != "" && hasPort(authority) {
+		if d := u.dests.get(ctx, authority); d.exists() {
+			return d
+		}
+	}
+	if origDst.IsValid() {
+		if d := u.dests.get(ctx, origDst.String()); d.exists() {
+			return d
+		}
+	}
+	return nil
+}
+
+func hasPort(authority string) bool {
+	_, port, err := net.SplitHostPort(authority)
+	return err == nil && port != ""
+}
+
+// requestAuthority is the authority to resolve: Host with the port the
+// client connected to when Host has none.
+func requestAuthority(req *http.Request, origDst netip.AddrPort) string {
+	host := req.Host
+	if host == "" || hasPort(host) || !origDst.IsValid() {
+		return host
+	}
+	return net.JoinHostPort(host, fmt.Sprint(origDst.Port()))
+}
+
+// RoundTrip sends req to an endpoint of its destination, trying another
+// endpoint when connecting fails.
+func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	ci := httpproxy.ConnInfoFrom(ctx)
+	ri := httpproxy.RequestInfoFrom(ctx)
+	transport := u.transports.For(req)
+
+	d := u.resolve(ctx, requestAuthority(req, ci.OrigDst), ci.OrigDst)
+	if d == nil {
+		return u.passthrough(req, ci.OrigDst, transport)
+	}
+	if ri != nil {
+		ri.Service = d.key
+	}
+	body := newRetryableBody(req.Body)
+	var avoid []netip.AddrPort
+	for attempt := 1; ; attempt++ {
+		h, err := d.balancer.Pick(ctx, avoid...)
+		if err != nil {
+			if errors.Is(err, balance.ErrNoEndpoints) {
+				return nil, fmt.Errorf("%s: %w", d.key, httpproxy.ErrNoEndpoints)
+			}
+			return nil, err
+		}
+		ep := h.Endpoint()
+		if ri != nil {
+			ri.Endpoint = ep
+		}
+		out := httpproxy.To(req, ep.Addr.String())
+		if body != nil {
+			out.Body = body
+		}
+		resp, err := transport.RoundTrip(out)
+		if err != nil {
+			h.Done(true)
+			var de *dialError
+			if errors.As(err, &de) && !body.started() && attempt < maxConnectAttempts {
+				u.log.Debug("connect failed, trying another endpoint", "endpoint", ep.Addr, "err", err)
+				avoid = append(avoid, ep.Addr)
+				continue
+			}
+			return nil, fmt.Errorf("endpoint %s: %w", ep.Addr, err)
+		}
+		h.Responded()
+		failed := metrics.IsFailure(resp.StatusCode, resp.Header.Get("Grpc-Status"))
+		done := func(trailerFailed bool) { h.Done(failed || trailerFailed) }
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			// A 101 answer's body is the upgraded connection, which the
+			// reverse proxy writes to as well.
+			resp.Body = &doneConn{doneBody: doneBody{ReadCloser: rwc, resp: resp, done: done}, w: rwc}
+		} else {
+			resp.Body = &doneBody{ReadCloser: resp.Body, resp: resp, done: done}
+		}
+		return resp, nil
+	}
+}
+
+// passthrough sends a request for a destination discovery does not know to
+// the address the client dialled.
+func (u *Upstream) passthrough(req *http.Request, origDst netip.AddrPort, transport http.RoundTripper) (*http.Response, error) {
+	if !origDst.IsValid() {
+		return nil, errors.New("no original destination to forward to")
+	}
+	if ri := httpproxy.RequestInfoFrom(req.Context()); ri != nil {
+		ri.Endpoint = discovery.Endpoint{Addr: origDst}
+	}
+	out := httpproxy.To(req, origDst.String())
+	return transport.RoundTrip(out)
+}
+
+// DialTunnel connects a CONNECT request to an endpoint of its destination.
+func (u *Upstream) DialTunnel(ctx context.Context, req *http.Request) (net.Conn, error) {
+	ci := httpproxy.ConnInfoFrom(ctx)
+	c, _, err := u.DialDestination(ctx, ci.OrigDst)
+	return c, err
+}
+
+// DialDestination opens a connection for opaque traffic to origDst: to an
+// endpoint picked by the balancer when discovery knows the address, else to
+// origDst itself. Closing the connection ends its load on the endpoint.
+func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) (net.Conn, discovery.Endpoint, error) {
+	d := u.resolve(ctx, "", origDst)
+	if d == nil {
+		c, err := u.dialer.DialContext(ctx, "tcp", origDst.String())
+		return c, discovery.Endpoint{Addr: origDst}, err
+	}
+	var avoid []netip.AddrPort
+	for attempt := 1; ; attempt++ {
+		h, err := d.balancer.Pick(ctx, avoid...)
+		if err != nil {
+			return nil, discovery.Endpoint{}, fmt.Errorf("%s: %w", d.key, err)
+		}
+		ep := h.Endpoint()
+		c, err := u.dialer.DialContext(ctx, "tcp", ep.Addr.String())
+		if err != nil {
+			h.Done(true)
+			if attempt < maxConnectAttempts {
+				avoid = append(avoid, ep.Addr)
+				continue
+			}
+			return nil, ep, fmt.Errorf("endpoint %s: %w", ep.Addr, err)
+		}
+		h.Responded()
+		// The connection counts as in flight on its endpoint until closed.
+		return &trackedConn{Conn: c, done: func() { h.Done(false) }}, ep, nil
+	}
+}
+
+// retryableBody lets a request be sent again after a failed connect: the
+// transport closes a request body even when it never read it, so Close is
+// only passed on once something was read.
+type retryableBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+// newRetryableBody wraps rc; nil when there is no body, so that the
+// transport still sees a request without one.
+func newRetryableBody(rc io.ReadCloser) *retryableBody {
+	if rc == nil || rc == http.NoBody {
+		return nil
+	}
+	return &retryableBody{rc: rc}
+}
+
+func (b *retryableBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *retryableBody) Close() error {
+	if b.read.Load() {
+		return b.rc.Close()
+	}
+	return nil
+}
+
+// started reports whether any of the body was sent; nil has nothing to send.
+func (b *retryableBody) started() bool {
+	return b != nil && b.read.Load()
+}
+
+// doneBody reports the end of a response body (with its trailers) once.
+type doneBody struct {
+	io.ReadCloser
+	resp *http.Response
+	once sync.Once
+	done func(trailerFailed bool)
+}
+
+func (b *doneBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.finish(metrics.IsFailure(b.resp.StatusCode, b.resp.Trailer.Get("Grpc-Status")))
+	} else if err != nil && !errors.Is(err, context.Canceled) {
+		b.finish(true)
+	}
+	return n, err
+}
+
+func (b *doneBody) Close() error {
+	b.finish(false)
+	return b.ReadCloser.Close()
+}
+
+func (b *doneBody) finish(failed bool) { b.once.Do(func() { b.done(failed) }) }
+
+// doneConn is a doneBody that can also be written to (an upgraded
+// connection).
+type doneConn struct {
+	doneBody
+	w io.Writer
+}
+
+func (c *doneConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+// trackedConn calls done once when closed.
+type trackedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(c.done)
+	return c.Conn.Close()
+}
+
+// CloseWrite half-closes the connection for tcp.Forward.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/skeinmesh/skein/internal/proxy/admin"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/inbound"
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/origdst"
+	"github.com/skeinmesh/skein/internal/proxy/outbound"
+)
+
+// Run serves until ctx ends or /shutdown is called, then drains: listeners
+// close at once, HTTP/2 clients get GOAWAY, and in-flight requests and
+// connections get cfg.ShutdownGrace to finish.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid proxy config: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	// serveCtx ends serving; connCtx outlives it by the grace period.
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	connCtx, stopConns := context.WithCancel(context.Background())
+	defer stopConns()
+
+	resolver, err := startDiscovery(serveCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	reg, err := metrics.New(cfg.Labels)
+	if err != nil {
+		return fmt.Errorf("labels: %w", err)
+	}
+
+	lns, err := openListeners(serveCtx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAll(lns)
+
+	out := outbound.New(connCtx, resolver, cfg.Balance, log)
+	in := inbound.New(connCtx, cfg.Mode == ModeTProxy)
+	outHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
+		Direction: "outbound", Upstream: out, Metrics: reg, Log: log,
+	}), log)
+	inHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
+		Direction: "inbound", Upstream: in, Metrics: reg, Log: log,
+	}), log)
+	listeners := []*listener{
+		{
+			direction: "outbound", ln: lns.outbound, http: outHTTP,
+			dialOpaque: func(ctx context.Context, ci *httpproxy.ConnInfo) (net.Conn, error) {
+				c, _, err := out.DialDestination(ctx, ci.OrigDst)
+				return c, err
+			},
+			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
+		},
+		{
+			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
+			dialOpaque:  in.Dial,
+			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
+		},
+	}
+	var serving sync.WaitGroup
+	for _, l := range listeners {
+		serving.Add(1)
+		go func() {
+			defer serving.Done()
+			l.serve(connCtx)
+		}()
+	}
+
+	var draining atomic.Bool
+	adminDone := make(chan error, 1)
+	go func() {
+		adminDone <- admin.Serve(connCtx, lns.admin, admin.Config{
+			Metrics: reg.Handler(),
+			Ready: func() error {
+				if draining.Load() {
+					return errors.New("draining")
+				}
+				return nil
+			},
+			Shutdown: stopServing,
+		})
+	}()
+	log.Info("proxy serving",
+		"outbound", lns.outbound.Addr().String(), "inbound", lns.inbound.Addr().String(),
+		"admin", lns.admin.Addr().String(), "mode", cfg.Mode)
+
+	<-serveCtx.Done()
+	draining.Store(true)
+	log.Info("draining", "grace", cfg.ShutdownGrace)
+	lns.outbound.Close()
+	lns.inbound.Close()
+	serving.Wait()
+
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	var drained sync.WaitGroup
+	for _, s := range []*httpproxy.Server{outHTTP, inHTTP} {
+		drained.Add(1)
+		go func() {
+			defer drained.Done()
+			_ = s.Shutdown(graceCtx)
+		}()
+	}
+	for _, l := range listeners {
+		drained.Add(1)
+		go func() {
+			defer drained.Done()
+			waitOrCancel(graceCtx, &l.conns, stopConns)
+		}()
+	}
+	drained.Wait()
+	stopConns()
+	<-adminDone
+	log.Info("proxy stopped")
+	return nil
+}
+
+// waitOrCancel waits for wg; when ctx ends first it calls cancel (which
+// makes the waited-for work stop) and then waits.
+func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.CancelFunc) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		cancel()
+		<-done
+	}
+}
+
+func startDiscovery(ctx context.Context, cfg Config, log *slog.Logger) (discovery.Resolver, error) {
+	if cfg.DiscoveryFile == "" {
+		return noDiscovery{}, nil
+	}
+	f := discovery.NewFile(cfg.DiscoveryFile, log)
+	loaded := make(chan error, 1)
+	go func() { loaded <- f.Run(ctx) }()
+	// Run returns at once when the first load fails; otherwise it keeps
+	// watching until ctx ends.
+	select {
+	case err := <-loaded:
+		if err != nil {
+			return nil, err
+		}
+	case <-f.Loaded():
+	}
+	return f, nil
+}
+
+// noDiscovery knows no destination: every request goes where it was sent.
+type noDiscovery struct{}
+
+func (noDiscovery) Watch(_ context.Context, _ string, update func(discovery.EndpointSet)) error {
+	update(discovery.EndpointSet{Exists: false})
+	return nil
+}
+
+type openedListeners struct{ outbound, inbound, admin net.Listener }
+
+func openListeners(ctx context.Context, cfg Config) (*openedListeners, error) {
+	var lc net.ListenConfig
+	out, err := lc.Listen(ctx, "tcp", cfg.OutboundAddr)
+	if err != nil {
+		return nil, fmt.Errorf("outbound listener: %w", err)
+	}
+	var in net.Listener
+	if cfg.Mode == ModeTProxy {
+		in, err = origdst.ListenTransparent(ctx, cfg.InboundAddr)
+	} else {
+		in, err = lc.Listen(ctx, "tcp", cfg.InboundAddr)
+	}
+	if err != nil {
+		out.Close()
+		return nil, fmt.Errorf("inbound listener: %w", err)
+	}
+	adm, err := lc.Listen(ctx, "tcp", cfg.AdminAddr)
+	if err != nil {
+		out.Close()
+		in.Close()
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	return &openedListeners{outbound: out, inbound: in, admin: adm}, nil
+}
+
+func closeAll(l *openedListeners) {
+	l.outbound.Close()
+	l.inbound.Close()
+	l.admin.Close()
+}
