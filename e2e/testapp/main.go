@@ -1,0 +1,224 @@
+// Command testapp is the workload the end-to-end tests run inside test hosts:
+// a gRPC server (grpc-go's interop TestService), an HTTP/1.1 server with
+// chunked and WebSocket endpoints, and a server-speaks-first TCP server. Each
+// answers with its id so tests can tell replicas apart. Not for production.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+func main() {
+	id := flag.String("id", "", "replica id reported in answers")
+	grpcAddr := flag.String("grpc", "", "gRPC listen address")
+	delay := flag.Duration("delay", 0, "extra latency of every gRPC unary call")
+	httpAddr := flag.String("http", "", "HTTP/1.1 listen address")
+	bannerAddr := flag.String("banner", "", "server-speaks-first TCP listen address")
+	flag.Parse()
+	if *id == "" {
+		*id, _ = os.Hostname()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if *grpcAddr != "" {
+		ln := listen(*grpcAddr)
+		s := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+		testpb.RegisterTestServiceServer(s, &testService{id: *id, delay: *delay})
+		go func() { <-ctx.Done(); s.GracefulStop() }()
+		go func() { must(s.Serve(ln)) }()
+	}
+	if *httpAddr != "" {
+		ln := listen(*httpAddr)
+		srv := &http.Server{Handler: httpHandler(*id), ReadHeaderTimeout: 10 * time.Second}
+		go func() { <-ctx.Done(); srv.Shutdown(context.Background()) }()
+		go func() {
+			if err := srv.Serve(ln); err != http.ErrServerClosed {
+				must(err)
+			}
+		}()
+	}
+	if *bannerAddr != "" {
+		ln := listen(*bannerAddr)
+		go func() { <-ctx.Done(); ln.Close() }()
+		go serveBanner(ln, *id)
+	}
+	fmt.Println("ready")
+	<-ctx.Done()
+	time.Sleep(100 * time.Millisecond)
+}
+
+func listen(addr string) net.Listener {
+	ln, err := net.Listen("tcp", addr)
+	must(err)
+	return ln
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+type testService struct {
+	testpb.UnimplementedTestServiceServer
+	id    string
+	delay time.Duration
+}
+
+// UnaryCall answers with the replica id; a requested status is returned as
+// the call's error so tests can make failures.
+func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	if s.delay > 0 {
+		time.Sleep(s.delay)
+	}
+	if st := req.GetResponseStatus(); st != nil && st.GetCode() != 0 {
+		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return &testpb.SimpleResponse{
+		ServerId: s.id,
+		Payload:  &testpb.Payload{Body: make([]byte, req.GetResponseSize())},
+	}, nil
+}
+
+// FullDuplexCall echoes every payload and ends with a trailer holding the
+// SHA-256 of everything it received and the message count.
+func (s *testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+	h := sha256.New()
+	n := 0
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			stream.SetTrailer(metadata.Pairs("x-checksum", hex.EncodeToString(h.Sum(nil)), "x-count", strconv.Itoa(n), "x-server-id", s.id))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		body := req.GetPayload().GetBody()
+		h.Write(body)
+		n++
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: body}}); err != nil {
+			return err
+		}
+	}
+}
+
+// StreamingOutputCall sends one message per requested size.
+func (s *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	for _, p := range req.GetResponseParameters() {
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: make([]byte, p.GetSize())}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StreamingInputCall adds up the sizes it received.
+func (s *testService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
+	total := 0
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: int32(total)})
+		}
+		if err != nil {
+			return err
+		}
+		total += len(req.GetPayload().GetBody())
+	}
+}
+
+func httpHandler(id string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, id)
+	})
+	// /whoami answers with the address the connection came from.
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.RemoteAddr)
+	})
+	// /status/N answers with status N.
+	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.PathValue("code"))
+		if err != nil || code < 200 || code > 599 {
+			http.Error(w, "bad code", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(code)
+	})
+	// /echo returns the body's SHA-256 and length, then streams the body
+	// back chunked.
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sum := sha256.Sum256(body)
+		w.Header().Set("X-Body-Sha256", hex.EncodeToString(sum[:]))
+		w.Header().Set("X-Transfer-Encoding-In", fmt.Sprint(r.TransferEncoding))
+		for len(body) > 0 {
+			n := min(len(body), 4096)
+			w.Write(body[:n])
+			w.(http.Flusher).Flush()
+			body = body[n:]
+		}
+	})
+	// /ws echoes whole WebSocket messages.
+	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
+		for {
+			var msg string
+			if err := websocket.Message.Receive(c, &msg); err != nil {
+				return
+			}
+			if err := websocket.Message.Send(c, msg); err != nil {
+				return
+			}
+		}
+	}))
+	return mux
+}
+
+// serveBanner greets first ("220 ID ready"), then echoes lines until QUIT.
+func serveBanner(ln net.Listener, id string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "220 %s ready\r\n", id)
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				if sc.Text() == "QUIT" {
+					fmt.Fprint(c, "221 bye\r\n")
+					return
+				}
+				fmt.Fprintf(c, "250 %s\r\n", sc.Text())
+			}
+		}()
+	}
+}
