@@ -1,0 +1,39 @@
+# Skein's build and test entry points. `make test` is what CI runs.
+GO ?= go
+STATICCHECK_VERSION := v0.8.2
+BIN := bin
+
+.PHONY: build test test-short vet staticcheck check bench clean e2e
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The full suite: unit tests and the end-to-end tests in network namespaces
+# (those need root and skip without it). One package at a time: the
+# end-to-end tests measure how requests spread over replicas by latency, and
+# another package's load on the same two cores would skew what they see.
+test:
+	$(GO) test -p 1 -count=1 -timeout 20m ./...
+
+# Unit tests only: no namespaces, no processes.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+check: vet staticcheck test
+
+bench:
+	$(GO) run ./bench/cmd/skein-bench
+
+clean:
+	rm -rf $(BIN)
+
+# Only the end-to-end tests of the data plane, verbosely, so the spread of
+# calls over replicas can be seen.
+e2e:
+	$(GO) test -count=1 -v -run 'TestGRPC|TestHTTP1|TestWebSocket|TestServerSpeaks' ./e2e/
