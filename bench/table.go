@@ -1,0 +1,78 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the summaries as an aligned table: latency in ms, the
+// latency added over the baseline, and each proxy's CPU (ms per 1,000
+// requests) and peak RSS (MB).
+func (r *Report) WriteTable(w io.Writer) error {
+	var roles []string // proxy roles in the order they appear
+	for _, s := range r.Summaries {
+		for _, p := range s.Proxies {
+			if !slices.Contains(roles, p.Role) {
+				roles = append(roles, p.Role)
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := []string{"scenario", "proto", "rate", "rps", "errors", "p50", "p90", "p99", "max", "+p50", "+p90", "+p99"}
+	for _, role := range roles {
+		header = append(header, "cpu:"+role)
+	}
+	for _, role := range roles {
+		header = append(header, "rss:"+role)
+	}
+	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
+	for _, s := range r.Summaries {
+		row := []string{s.Scenario, s.Protocol, fmt.Sprint(s.Rate), fmt.Sprintf("%.1f", s.RPS), fmt.Sprint(s.Errors),
+			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max)}
+		if s.Added != nil {
+			row = append(row, signedMs(s.Added.P50), signedMs(s.Added.P90), signedMs(s.Added.P99))
+		} else {
+			row = append(row, "-", "-", "-")
+		}
+		costs := map[string]ProxyCost{}
+		for _, p := range s.Proxies {
+			costs[p.Role] = p
+		}
+		for _, role := range roles {
+			row = append(row, costCell(costs, role, func(p ProxyCost) float64 { return p.CPUPer1k }))
+		}
+		for _, role := range roles {
+			row = append(row, costCell(costs, role, func(p ProxyCost) float64 { return p.PeakRSSMB }))
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "medians of %d repetition(s) of %s at 1 connection; latency in ms (+: added over %s);\n"+
+		"cpu: proxy CPU time in ms per 1,000 requests; rss: proxy peak RSS in MB\n",
+		r.Settings.Repetitions, r.Settings.Duration, r.baseline())
+	return err
+}
+
+// baseline is the scenario added latency is computed against.
+func (r *Report) baseline() string {
+	if len(r.Settings.Scenarios) == 0 {
+		return "nothing"
+	}
+	return r.Settings.Scenarios[0]
+}
+
+func ms(v float64) string       { return fmt.Sprintf("%.3f", v) }
+func signedMs(v float64) string { return fmt.Sprintf("%+.3f", v) }
+
+func costCell(costs map[string]ProxyCost, role string, f func(ProxyCost) float64) string {
+	p, ok := costs[role]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", f(p))
+}

@@ -1,0 +1,88 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// FortioVersion is the load generator's pinned version; newer ones do not
+// install with this project's Go toolchain.
+const FortioVersion = "v1.68.2"
+
+// binaries are the programs a benchmark runs.
+type binaries struct {
+	proxy, init, fortio string
+}
+
+// prepareBinaries builds skein-proxy and skein-init into dir and installs
+// fortio into a per-version cache directory, unless it is already there.
+func prepareBinaries(ctx context.Context, moduleRoot, dir string, log *slog.Logger) (binaries, error) {
+	b := binaries{
+		proxy: filepath.Join(dir, "skein-proxy"),
+		init:  filepath.Join(dir, "skein-init"),
+	}
+	log.Info("building skein-proxy and skein-init")
+	if _, err := runTool(ctx, moduleRoot, nil, "go", "build", "-o", dir+"/", "./cmd/skein-proxy", "./cmd/skein-init"); err != nil {
+		return b, fmt.Errorf("building the proxy: %w", err)
+	}
+	fortio, err := installFortio(ctx, log)
+	if err != nil {
+		return b, err
+	}
+	b.fortio = fortio
+	return b, nil
+}
+
+// installFortio returns the cached fortio binary, installing it first with
+// `go install` when it is missing.
+func installFortio(ctx context.Context, log *slog.Logger) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("finding a cache directory for fortio: %w", err)
+	}
+	bin := filepath.Join(cache, "skein", "tools", "fortio-"+FortioVersion)
+	path := filepath.Join(bin, "fortio")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	log.Info("installing fortio", "version", FortioVersion, "dir", bin)
+	env := append(os.Environ(), "GOBIN="+bin)
+	if _, err := runTool(ctx, os.TempDir(), env, "go", "install", "fortio.org/fortio@"+FortioVersion); err != nil {
+		return "", fmt.Errorf("installing fortio %s: %w", FortioVersion, err)
+	}
+	return path, nil
+}
+
+// ModuleRoot returns the directory of the go.mod that governs the
+// current directory.
+func ModuleRoot(ctx context.Context) (string, error) {
+	out, err := runTool(ctx, "", nil, "go", "env", "GOMOD")
+	if err != nil {
+		return "", fmt.Errorf("finding Skein's module: %w", err)
+	}
+	gomod := strings.TrimSpace(out)
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside Skein's module: run from the repository (go run ./bench/cmd/skein-bench)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// runTool runs a program to completion in dir and returns its stdout; the
+// error carries the command line and what the program printed on stderr.
+func runTool(ctx context.Context, dir string, env []string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Env = dir, env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
