@@ -37,3 +37,13 @@ clean:
 # calls over replicas can be seen.
 e2e:
 	$(GO) test -count=1 -v -run 'TestGRPC|TestHTTP1|TestWebSocket|TestServerSpeaks' ./e2e/
+
+# Regenerate the Go code beside proto/*/*.proto with pinned protoc and
+# plugins (scripts/proto.sh installs them); proto-check fails when the
+# committed generated code is stale.
+.PHONY: proto proto-check
+proto:
+	scripts/proto.sh
+
+proto-check:
+	scripts/proto.sh check
