@@ -1,0 +1,138 @@
+package model
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// The types below are what sources write into the model. The model keeps
+// the maps and slices it is given: a source must not modify an object after
+// handing it over.
+
+// Service is a logical service: a name, virtual IPs and ports, and either a
+// label selector or explicit EndpointSlices.
+type Service struct {
+	Namespace string
+	Name      string
+	// ClusterIPs are the service's virtual IPs; empty for a headless service.
+	ClusterIPs []netip.Addr
+	Ports      []ServicePort
+	// Selector picks the instances behind the service when it has no
+	// EndpointSlices; empty means "no selection".
+	Selector map[string]string
+	// OpaquePorts are service ports whose traffic is not protocol-detected
+	// (annotation skein.io/opaque-ports).
+	OpaquePorts []uint16
+}
+
+// ServicePort is one port of a Service.
+type ServicePort struct {
+	Name string
+	Port uint16
+	// TargetPort is the port endpoints listen on; 0 means Port.
+	TargetPort uint16
+	// TargetPortName, when set, names a port of each instance instead of
+	// TargetPort; instances without that port are not endpoints.
+	TargetPortName string
+}
+
+// Instance is one running workload instance: a pod, or one address of a
+// Workload.
+type Instance struct {
+	Namespace string
+	// Name is the pod name, or "<workload>-<i>" for a Workload.
+	Name string
+	// Workload is the name of what runs the instance (a Workload, or a pod's
+	// owning Deployment/StatefulSet/...); it becomes the "workload" label.
+	Workload       string
+	Labels         map[string]string
+	ServiceAccount string
+	// IP is the instance's address; an instance without one is never an
+	// endpoint.
+	IP netip.Addr
+	// Ports are its named ports (name -> number).
+	Ports  map[string]uint16
+	Ready  bool
+	Meshed bool
+}
+
+// EndpointSlice is an explicit endpoint list for one service, as Kubernetes
+// keeps them. When a service has slices they are the truth for its
+// endpoints and its selector is not used.
+type EndpointSlice struct {
+	Namespace string
+	Name      string
+	// Service is the name of the service in the same namespace.
+	Service   string
+	Ports     []SlicePort
+	Endpoints []SliceEndpoint
+}
+
+// SlicePort maps a service port name to the port endpoints listen on.
+type SlicePort struct {
+	Name string
+	Port uint16
+}
+
+// SliceEndpoint is one entry of an EndpointSlice.
+type SliceEndpoint struct {
+	Addresses []netip.Addr
+	Ready     bool
+	// Pod is the name of the pod (same namespace) behind the addresses, if
+	// known; it gives the endpoint its identity and labels. Without it the
+	// instance is looked up by address.
+	Pod string
+}
+
+// Snapshot is the whole state one source contributes.
+type Snapshot struct {
+	Services       []Service
+	Instances      []Instance
+	EndpointSlices []EndpointSlice
+}
+
+// OpaquePortsAnnotation lists ports (and ranges) that carry opaque TCP.
+const OpaquePortsAnnotation = "skein.io/opaque-ports"
+
+// ParseOpaquePorts parses the value of the skein.io/opaque-ports annotation:
+// comma-separated ports and inclusive ranges ("3306,5432-5434"). The result
+// is sorted and free of duplicates.
+func ParseOpaquePorts(value string) ([]uint16, error) {
+	var ports []uint16
+	for part := range strings.SplitSeq(value, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		first, err := parsePort(lo)
+		if err != nil {
+			return nil, fmt.Errorf("opaque ports %q: %w", part, err)
+		}
+		last := first
+		if isRange {
+			if last, err = parsePort(hi); err != nil {
+				return nil, fmt.Errorf("opaque ports %q: %w", part, err)
+			}
+			if last < first {
+				return nil, fmt.Errorf("opaque ports %q: range ends before it starts", part)
+			}
+		}
+		for p := int(first); p <= int(last); p++ {
+			ports = append(ports, uint16(p))
+		}
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports), nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return uint16(n), nil
+}

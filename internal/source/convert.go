@@ -1,0 +1,117 @@
+// Package source turns the Kubernetes-shaped objects both sources read
+// (v1 Services, skein.io Workloads) into the model's types, so that a
+// Service means the same thing in a manifest directory and in a cluster.
+// The sources themselves live in files/ and kube/.
+package source
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/model"
+)
+
+// Service converts a v1 Service. Fields in error are left out of the
+// result, which is usable either way; the error joins *v1alpha1.FieldError
+// values naming them. Only TCP ports are kept: the mesh proxies TCP.
+func Service(s *corev1.Service) (model.Service, error) {
+	out := model.Service{
+		Namespace: s.Namespace,
+		Name:      s.Name,
+		Selector:  s.Spec.Selector,
+	}
+	var errs []error
+	ips, field := s.Spec.ClusterIPs, func(i int) string { return fmt.Sprintf("spec.clusterIPs[%d]", i) }
+	if len(ips) == 0 && s.Spec.ClusterIP != "" {
+		ips, field = []string{s.Spec.ClusterIP}, func(int) string { return "spec.clusterIP" }
+	}
+	for i, text := range ips {
+		if text == corev1.ClusterIPNone || text == "" {
+			continue
+		}
+		addr, err := netip.ParseAddr(text)
+		if err != nil {
+			errs = append(errs, fieldError(field(i), "%q is not an IP address", text))
+			continue
+		}
+		out.ClusterIPs = append(out.ClusterIPs, addr.Unmap())
+	}
+	for i, p := range s.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		port, err := servicePort(p)
+		if err != nil {
+			errs = append(errs, fieldError(fmt.Sprintf("spec.ports[%d].%s", i, err.Field), "%s", err.Problem))
+			continue
+		}
+		out.Ports = append(out.Ports, port)
+	}
+	if value, ok := s.Annotations[model.OpaquePortsAnnotation]; ok {
+		ports, err := model.ParseOpaquePorts(value)
+		if err != nil {
+			errs = append(errs, fieldError(fmt.Sprintf("metadata.annotations[%s]", model.OpaquePortsAnnotation), "%v", err))
+		}
+		out.OpaquePorts = ports
+	}
+	return out, errors.Join(errs...)
+}
+
+func servicePort(p corev1.ServicePort) (model.ServicePort, *v1alpha1.FieldError) {
+	if p.Port < 1 || p.Port > 65535 {
+		return model.ServicePort{}, &v1alpha1.FieldError{Field: "port", Problem: fmt.Sprintf("%d is not a port number (1-65535)", p.Port)}
+	}
+	out := model.ServicePort{Name: p.Name, Port: uint16(p.Port)}
+	switch {
+	case p.TargetPort.Type == intstr.String && p.TargetPort.StrVal != "":
+		out.TargetPortName = p.TargetPort.StrVal
+	case p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal != 0:
+		if p.TargetPort.IntVal < 1 || p.TargetPort.IntVal > 65535 {
+			return model.ServicePort{}, &v1alpha1.FieldError{Field: "targetPort", Problem: fmt.Sprintf("%d is not a port number (1-65535)", p.TargetPort.IntVal)}
+		}
+		out.TargetPort = uint16(p.TargetPort.IntVal)
+	}
+	return out, nil
+}
+
+// WorkloadInstances turns a Workload into one instance per address, named
+// "<name>-<i>", ready (readiness is the business of whoever runs it, which
+// lists only addresses worth sending traffic to) and meshed unless
+// spec.inject is false. It validates the Workload first.
+func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	ports := map[string]uint16{}
+	for _, p := range w.Spec.Ports {
+		if p.Name != "" && (p.Protocol == "" || strings.EqualFold(p.Protocol, "TCP")) {
+			ports[p.Name] = uint16(p.ContainerPort)
+		}
+	}
+	instances := make([]model.Instance, 0, len(w.Spec.Addresses))
+	for i, text := range w.Spec.Addresses {
+		addr := netip.MustParseAddr(text) // Validate checked it
+		instances = append(instances, model.Instance{
+			Namespace:      w.Namespace,
+			Name:           fmt.Sprintf("%s-%d", w.Name, i),
+			Workload:       w.Name,
+			Labels:         w.Labels,
+			ServiceAccount: w.Spec.ServiceAccount(),
+			IP:             addr.Unmap(),
+			Ports:          ports,
+			Ready:          true,
+			Meshed:         w.Spec.Injected(),
+		})
+	}
+	return instances, nil
+}
+
+func fieldError(field, format string, args ...any) error {
+	return &v1alpha1.FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}

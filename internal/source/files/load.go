@@ -1,0 +1,289 @@
+package files
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/source"
+)
+
+// ManifestError is a problem with one object of one file.
+type ManifestError struct {
+	File string
+	// Document is the 1-based index of the YAML document in the file.
+	Document int
+	// Kind, Namespace and Name say which object, as far as known.
+	Kind, Namespace, Name string
+	// Field is the path of the field at fault, if any.
+	Field string
+	Err   error
+}
+
+func (e *ManifestError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: document %d", e.File, e.Document)
+	if e.Kind != "" || e.Name != "" {
+		fmt.Fprintf(&b, " (%s %s/%s)", e.Kind, e.Namespace, e.Name)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": %s", e.Field)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+func (e *ManifestError) Unwrap() error { return e.Err }
+
+// object is one decoded manifest and where it came from.
+type object struct {
+	file     string
+	document int
+	kind     string
+	meta     *metav1.ObjectMeta
+	service  *corev1.Service
+	workload *v1alpha1.Workload
+}
+
+func (o *object) fail(field string, err error) *ManifestError {
+	return &ManifestError{File: o.file, Document: o.document, Kind: o.kind, Namespace: o.meta.Namespace, Name: o.meta.Name, Field: field, Err: err}
+}
+
+// failFields turns joined *v1alpha1.FieldError values into ManifestErrors.
+func (o *object) failFields(err error) []error {
+	var errs []error
+	for _, e := range unjoin(err) {
+		var fe *v1alpha1.FieldError
+		if errors.As(e, &fe) {
+			errs = append(errs, o.fail(fe.Field, errors.New(fe.Problem)))
+		} else {
+			errs = append(errs, o.fail("", e))
+		}
+	}
+	return errs
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Load reads and validates every *.yaml and *.yml file of dir (not
+// subdirectories) and returns the model state they describe. Nothing is
+// returned unless everything is valid; the error then lists every problem
+// found, each a *ManifestError.
+func Load(dir string) (model.Snapshot, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return model.Snapshot{}, fmt.Errorf("reading manifest directory: %w", err)
+	}
+	var objects []*object
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() || !isManifest(e.Name()) {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading manifest: %w", err))
+			continue
+		}
+		objs, fileErrs := decodeFile(path, data)
+		objects = append(objects, objs...)
+		errs = append(errs, fileErrs...)
+	}
+	snap, convErrs := snapshot(objects)
+	errs = append(errs, convErrs...)
+	if len(errs) > 0 {
+		return model.Snapshot{}, errors.Join(errs...)
+	}
+	return snap, nil
+}
+
+func isManifest(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false // editors' swap and backup files
+	}
+	ext := filepath.Ext(name)
+	return ext == ".yaml" || ext == ".yml"
+}
+
+var documentSeparator = regexp.MustCompile(`(?m)^---[ \t]*(#.*)?$`)
+
+func decodeFile(path string, data []byte) ([]*object, []error) {
+	var objects []*object
+	var errs []error
+	for i, doc := range documentSeparator.Split(string(data), -1) {
+		obj, err := decodeDocument(path, i+1, []byte(doc))
+		if err != nil {
+			errs = append(errs, err)
+		} else if obj != nil {
+			objects = append(objects, obj)
+		}
+	}
+	return objects, errs
+}
+
+// decodeDocument decodes one YAML document strictly; an empty document is
+// (nil, nil).
+func decodeDocument(path string, index int, doc []byte) (*object, error) {
+	fail := func(field string, err error) error {
+		return &ManifestError{File: path, Document: index, Field: field, Err: err}
+	}
+	data, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return nil, fail("", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
+		return nil, nil
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(data, &tm); err != nil {
+		return nil, fail("", fmt.Errorf("not an object: %w", err))
+	}
+	obj := &object{file: path, document: index, kind: tm.Kind}
+	var into any
+	switch {
+	case tm.APIVersion == "v1" && tm.Kind == "Service":
+		obj.service = &corev1.Service{}
+		obj.meta, into = &obj.service.ObjectMeta, obj.service
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == v1alpha1.WorkloadKind:
+		obj.workload = &v1alpha1.Workload{}
+		obj.meta, into = &obj.workload.ObjectMeta, obj.workload
+	default:
+		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, skein.io/v1alpha1 Workload)", tm.Kind, tm.APIVersion))
+	}
+	field, err := decodeStrict(data, into)
+	if obj.meta.Namespace == "" {
+		obj.meta.Namespace = "default"
+	}
+	if err != nil {
+		return nil, obj.fail(field, err)
+	}
+	if obj.meta.Name == "" {
+		return nil, obj.fail("metadata.name", errors.New("is required"))
+	}
+	return obj, nil
+}
+
+var unknownField = regexp.MustCompile(`^unknown field "(.*)"$`)
+
+// decodeStrict decodes case-sensitively and rejects unknown and duplicate
+// fields, and says which field is at fault when it can.
+func decodeStrict(data []byte, into any) (field string, err error) {
+	strictErrs, err := kjson.UnmarshalStrict(data, into, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		// encoding/json reports the path of a type error; sigs.k8s.io/json
+		// keeps its error type internal.
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(json.Unmarshal(data, into), &typeErr) {
+			return typeErr.Field, fmt.Errorf("cannot use a %s as %s", typeErr.Value, typeErr.Type)
+		}
+		return "", err
+	}
+	if len(strictErrs) == 0 {
+		return "", nil
+	}
+	var fe kjson.FieldError
+	if !errors.As(strictErrs[0], &fe) {
+		return "", strictErrs[0]
+	}
+	if unknownField.MatchString(fe.Error()) {
+		return fe.FieldPath(), errors.New("unknown field")
+	}
+	return fe.FieldPath(), fe
+}
+
+// snapshot converts the decoded objects and checks what needs several of
+// them: unique names, named target ports that the selected workloads have.
+func snapshot(objects []*object) (model.Snapshot, []error) {
+	var snap model.Snapshot
+	var errs []error
+	seen := map[string]*object{}
+	var services []*object
+	var workloads []*v1alpha1.Workload
+	for _, o := range objects {
+		id := o.kind + " " + o.meta.Namespace + "/" + o.meta.Name
+		if first, dup := seen[id]; dup {
+			errs = append(errs, o.fail("metadata.name", fmt.Errorf("%s is also defined in %s document %d", id, first.file, first.document)))
+			continue
+		}
+		seen[id] = o
+		switch {
+		case o.service != nil:
+			svc, err := source.Service(o.service)
+			if err != nil {
+				errs = append(errs, o.failFields(err)...)
+				continue
+			}
+			snap.Services = append(snap.Services, svc)
+			services = append(services, o)
+		case o.workload != nil:
+			instances, err := source.WorkloadInstances(o.workload)
+			if err != nil {
+				errs = append(errs, o.failFields(err)...)
+				continue
+			}
+			snap.Instances = append(snap.Instances, instances...)
+			workloads = append(workloads, o.workload)
+		}
+	}
+	for _, o := range services {
+		errs = append(errs, checkTargetPortNames(o, workloads)...)
+	}
+	return snap, errs
+}
+
+// checkTargetPortNames catches a named targetPort that no workload the
+// service selects declares: in a directory that is a typo, not a rollout in
+// progress.
+func checkTargetPortNames(o *object, workloads []*v1alpha1.Workload) []error {
+	var selected []*v1alpha1.Workload
+	for _, w := range workloads {
+		if w.Namespace == o.meta.Namespace && len(o.service.Spec.Selector) > 0 && matches(o.service.Spec.Selector, w.Labels) {
+			selected = append(selected, w)
+		}
+	}
+	if len(selected) == 0 {
+		return nil
+	}
+	var errs []error
+	for i, p := range o.service.Spec.Ports {
+		name := p.TargetPort.StrVal
+		if name == "" {
+			continue
+		}
+		declared := slices.ContainsFunc(selected, func(w *v1alpha1.Workload) bool {
+			return slices.ContainsFunc(w.Spec.Ports, func(wp v1alpha1.WorkloadPort) bool { return wp.Name == name })
+		})
+		if !declared {
+			errs = append(errs, o.fail(fmt.Sprintf("spec.ports[%d].targetPort", i), fmt.Errorf("no selected Workload has a port named %q", name)))
+		}
+	}
+	return errs
+}
+
+func matches(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}

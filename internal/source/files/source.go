@@ -1,0 +1,102 @@
+// Package files feeds the model from a directory of YAML manifests (v1
+// Services, skein.io/v1alpha1 Workloads) and follows changes to it. This is
+// where the truth comes from for the local mesh and for VMs. A directory is
+// applied whole or not at all: an edit that breaks it is logged and the
+// last good state stays.
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/skeinmesh/skein/internal/model"
+)
+
+// debounce lets an editor or `skein up` finish writing several files before
+// the directory is read again.
+const debounce = 50 * time.Millisecond
+
+// Source keeps the model in step with one manifest directory.
+type Source struct {
+	dir    string
+	model  *model.Writer
+	log    *slog.Logger
+	loaded chan struct{}
+}
+
+// New returns a source for dir that writes to m as source "files".
+func New(dir string, m *model.Model, log *slog.Logger) *Source {
+	return &Source{
+		dir:    dir,
+		model:  m.Writer("files"),
+		log:    log.With("source", "files", "dir", dir),
+		loaded: make(chan struct{}),
+	}
+}
+
+// Loaded is closed once the directory's first state is in the model.
+func (s *Source) Loaded() <-chan struct{} { return s.loaded }
+
+// Run loads the directory, then reloads it on every change until ctx is
+// done. An invalid directory at start is returned at once; later it is
+// logged and the previous state kept.
+func (s *Source) Run(ctx context.Context) error {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", s.dir, err)
+	}
+	defer watcher.Close()
+	// Watch before the first read so no change slips between the two.
+	if err := watcher.Add(s.dir); err != nil {
+		return fmt.Errorf("watching %s: %w", s.dir, err)
+	}
+	snap, err := Load(s.dir)
+	if err != nil {
+		return fmt.Errorf("loading manifests from %s: %w", s.dir, err)
+	}
+	s.model.Replace(snap)
+	close(s.loaded)
+	s.log.Info("manifests loaded", "services", len(snap.Services), "instances", len(snap.Instances))
+
+	reload := time.NewTimer(0)
+	<-reload.C
+	defer reload.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-watcher.Events:
+			if !ok {
+				return errors.New("fsnotify closed its event channel")
+			}
+			if isManifest(filepath.Base(ev.Name)) {
+				reload.Reset(debounce)
+			}
+		case err, ok := <-watcher.Errors:
+			if !ok {
+				return errors.New("fsnotify closed its error channel")
+			}
+			// An overflow means events were lost: read everything again.
+			s.log.Warn("watching manifest directory", "err", err)
+			reload.Reset(debounce)
+		case <-reload.C:
+			s.reload()
+		}
+	}
+}
+
+func (s *Source) reload() {
+	snap, err := Load(s.dir)
+	if err != nil {
+		s.log.Error("manifests invalid, keeping the last good state", "err", err)
+		return
+	}
+	s.model.Replace(snap)
+	s.log.Info("manifests reloaded", "services", len(snap.Services), "instances", len(snap.Instances))
+}
