@@ -1,0 +1,34 @@
+// Command skein is the mesh's command-line tool. Each command group lives in
+// its own file and only turns flags into a call to the package that does
+// the work.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "skein:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "skein",
+		Short:         "Skein service mesh",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newIdentityCommand())
+	return root
+}

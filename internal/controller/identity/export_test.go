@@ -1,0 +1,4 @@
+package identity
+
+// SignJoinTokenClaims lets tests sign tokens with arbitrary claims.
+var SignJoinTokenClaims = signJoinToken

@@ -1,0 +1,245 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/internal/pki"
+)
+
+// Defaults for a new mesh's trust: the anchor outlives many issuers, and
+// an issuer is rotated well before a year is up.
+const (
+	DefaultAnchorTTL = 365 * 24 * time.Hour
+	DefaultIssuerTTL = 90 * 24 * time.Hour
+)
+
+// GenerateConfig says what trust material to make and where.
+type GenerateConfig struct {
+	TrustDomain spiffeid.TrustDomain
+	Dir         string
+	AnchorTTL   time.Duration // default DefaultAnchorTTL
+	IssuerTTL   time.Duration // default DefaultIssuerTTL, cut to the anchor's life
+	Force       bool          // overwrite existing files
+	// AnchorKey, when set, is where the trust anchor's private key is
+	// written (0600), so that later issuers can be made under the same
+	// anchor (RotateIssuer). Keep it offline: the controller never needs it.
+	// Empty discards the key: a new issuer then means a new anchor.
+	AnchorKey string
+}
+
+// Generated names the files Generate wrote.
+type Generated struct {
+	TrustAnchor, IssuerCert, IssuerKey, JoinTokenKey, AnchorKey string
+	AnchorExpires, IssuerExpires                                time.Time
+}
+
+// Generate makes a new mesh's trust: a self-signed trust anchor (ca.crt), an
+// issuer signed by it (tls.crt, tls.key) and a join-token signing key
+// (join-token.key), all ECDSA P-256. Keys are written 0600. Existing files
+// are not overwritten unless cfg.Force is set; nothing is written if any
+// step fails before writing.
+func Generate(cfg GenerateConfig) (Generated, error) {
+	if cfg.TrustDomain.IsZero() {
+		return Generated{}, errors.New("generate: trust domain is required")
+	}
+	if cfg.AnchorTTL == 0 {
+		cfg.AnchorTTL = DefaultAnchorTTL
+	}
+	if cfg.IssuerTTL == 0 {
+		cfg.IssuerTTL = DefaultIssuerTTL
+	}
+	if cfg.AnchorTTL < 0 || cfg.IssuerTTL < 0 {
+		return Generated{}, errors.New("generate: lifetimes must be positive")
+	}
+	out := Generated{
+		TrustAnchor:  filepath.Join(cfg.Dir, TrustAnchorFile),
+		IssuerCert:   filepath.Join(cfg.Dir, IssuerCertFile),
+		IssuerKey:    filepath.Join(cfg.Dir, IssuerKeyFile),
+		JoinTokenKey: filepath.Join(cfg.Dir, JoinTokenKeyFile),
+		AnchorKey:    cfg.AnchorKey,
+	}
+	paths := []string{out.TrustAnchor, out.IssuerCert, out.IssuerKey, out.JoinTokenKey}
+	if cfg.AnchorKey != "" {
+		paths = append(paths, cfg.AnchorKey)
+	}
+	if !cfg.Force {
+		for _, path := range paths {
+			if _, err := os.Stat(path); err == nil {
+				return Generated{}, fmt.Errorf("%s already exists (use --force to overwrite)", path)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return Generated{}, err
+			}
+		}
+	}
+	files, err := newTrustFiles(cfg, &out)
+	if err != nil {
+		return Generated{}, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return Generated{}, fmt.Errorf("creating %s: %w", cfg.Dir, err)
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+			return Generated{}, err
+		}
+	}
+	return out, nil
+}
+
+type trustFile struct {
+	path string
+	data []byte
+	mode os.FileMode
+}
+
+func newTrustFiles(cfg GenerateConfig, out *Generated) ([]trustFile, error) {
+	now := time.Now()
+	td := cfg.TrustDomain.Name()
+	anchorKey, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	anchor, err := pki.NewTrustAnchor(td, anchorKey, cfg.AnchorTTL, now)
+	if err != nil {
+		return nil, err
+	}
+	issuerKey, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := pki.NewIssuer(td, issuerKey, anchor, anchorKey, cfg.IssuerTTL, now)
+	if err != nil {
+		return nil, err
+	}
+	joinKey, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	issuerKeyPEM, err := pki.EncodePrivateKey(issuerKey)
+	if err != nil {
+		return nil, err
+	}
+	joinKeyPEM, err := pki.EncodePrivateKey(joinKey)
+	if err != nil {
+		return nil, err
+	}
+	out.AnchorExpires, out.IssuerExpires = anchor.NotAfter, issuer.NotAfter
+	files := []trustFile{
+		{out.TrustAnchor, pki.EncodeCertificates(anchor), 0o644},
+		{out.IssuerCert, pki.EncodeCertificates(issuer), 0o644},
+		{out.IssuerKey, issuerKeyPEM, 0o600},
+		{out.JoinTokenKey, joinKeyPEM, 0o600},
+	}
+	if cfg.AnchorKey != "" {
+		anchorKeyPEM, err := pki.EncodePrivateKey(anchorKey)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, trustFile{cfg.AnchorKey, anchorKeyPEM, 0o600})
+	}
+	return files, nil
+}
+
+// RotateConfig says where the anchor is and where the new issuer goes.
+type RotateConfig struct {
+	AnchorCert, AnchorKey string // PEM files
+	Dir                   string // the controller's issuer directory
+	IssuerTTL             time.Duration
+}
+
+// RotateIssuer makes a new issuer under an existing trust anchor and writes
+// it into dir (tls.crt, tls.key, and ca.crt), where a controller watching
+// the directory picks it up without a restart. Certificates issued before
+// stay valid: they chain to the same anchor.
+func RotateIssuer(cfg RotateConfig) (Generated, error) {
+	if cfg.IssuerTTL == 0 {
+		cfg.IssuerTTL = DefaultIssuerTTL
+	}
+	certPEM, err := os.ReadFile(cfg.AnchorCert)
+	if err != nil {
+		return Generated{}, err
+	}
+	anchors, err := pki.ParseCertificates(certPEM)
+	if err != nil {
+		return Generated{}, fmt.Errorf("%s: %w", cfg.AnchorCert, err)
+	}
+	keyPEM, err := os.ReadFile(cfg.AnchorKey)
+	if err != nil {
+		return Generated{}, err
+	}
+	anchorKey, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return Generated{}, fmt.Errorf("%s: %w", cfg.AnchorKey, err)
+	}
+	anchor := anchors[0]
+	if !anchorKey.PublicKey.Equal(anchor.PublicKey) {
+		return Generated{}, fmt.Errorf("%s is not the key of the anchor in %s", cfg.AnchorKey, cfg.AnchorCert)
+	}
+	if len(anchor.URIs) != 1 {
+		return Generated{}, fmt.Errorf("%s: the anchor names no trust domain", cfg.AnchorCert)
+	}
+	td := anchor.URIs[0].Host
+	issuerKey, err := pki.GenerateKey()
+	if err != nil {
+		return Generated{}, err
+	}
+	issuer, err := pki.NewIssuer(td, issuerKey, anchor, anchorKey, cfg.IssuerTTL, time.Now())
+	if err != nil {
+		return Generated{}, err
+	}
+	issuerKeyPEM, err := pki.EncodePrivateKey(issuerKey)
+	if err != nil {
+		return Generated{}, err
+	}
+	out := Generated{
+		TrustAnchor:   filepath.Join(cfg.Dir, TrustAnchorFile),
+		IssuerCert:    filepath.Join(cfg.Dir, IssuerCertFile),
+		IssuerKey:     filepath.Join(cfg.Dir, IssuerKeyFile),
+		AnchorExpires: anchor.NotAfter,
+		IssuerExpires: issuer.NotAfter,
+	}
+	// The key first: a watcher that reads between the two renames sees a
+	// mismatch, refuses it and keeps the old issuer until the cert lands.
+	for _, f := range []trustFile{
+		{out.IssuerKey, issuerKeyPEM, 0o600},
+		{out.IssuerCert, pki.EncodeCertificates(issuer), 0o644},
+		{out.TrustAnchor, certPEM, 0o644},
+	} {
+		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+			return Generated{}, err
+		}
+	}
+	return out, nil
+}
+
+// writeFileAtomic writes data beside path and renames it into place, so a
+// watcher never reads half a file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

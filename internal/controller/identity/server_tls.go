@@ -1,0 +1,74 @@
+package identity
+
+import (
+	"crypto/ecdsa"
+	"crypto/tls"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/internal/pki"
+)
+
+// ControllerID is the controller's own identity in trust domain td:
+// spiffe://<td>/ns/skein/sa/skein-controller.
+func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
+	return spiffeid.RequireFromSegments(td, "ns", "skein", "sa", "skein-controller")
+}
+
+// ServerTLS returns the TLS config for the controller's gRPC server. It
+// issues the controller a certificate for id from the current issuer and
+// replaces it at 70% of its life or as soon as the issuer changes. Client
+// certificates are not asked for: a proxy calls Certify before it has one.
+func (s *Service) ServerTLS(id spiffeid.ID) *tls.Config {
+	sc := &servingCert{service: s, id: id}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: sc.get,
+		NextProtos:     []string{"h2"},
+	}
+}
+
+// servingCert is the controller's own certificate, reissued when stale.
+type servingCert struct {
+	service *Service
+	id      spiffeid.ID
+
+	mu      sync.Mutex
+	key     *ecdsa.PrivateKey // made at the first handshake
+	cert    *tls.Certificate
+	issuer  *Issuer
+	renewAt time.Time
+}
+
+func (sc *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	now := sc.service.cfg.Now()
+	issuer := sc.service.cfg.Issuers.Issuer()
+	if issuer == nil {
+		return nil, errNoIssuer
+	}
+	if sc.cert != nil && sc.issuer == issuer && now.Before(sc.renewAt) {
+		return sc.cert, nil
+	}
+	if sc.key == nil {
+		key, err := pki.GenerateKey()
+		if err != nil {
+			return nil, err
+		}
+		sc.key = key
+	}
+	leaf, err := issuer.sign(sc.id, &sc.key.PublicKey, sc.service.cfg.Lifetime, now)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the controller's serving certificate: %w", err)
+	}
+	chain := append([][]byte{leaf.Raw}, rawCerts(issuer.Chain())...)
+	sc.cert = &tls.Certificate{Certificate: chain, PrivateKey: sc.key, Leaf: leaf}
+	sc.issuer = issuer
+	sc.renewAt = now.Add(leaf.NotAfter.Sub(now) * 7 / 10)
+	sc.service.cfg.Log.Info("controller serving certificate issued", "identity", sc.id.String(), "not_after", leaf.NotAfter)
+	return sc.cert, nil
+}

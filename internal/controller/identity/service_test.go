@@ -1,0 +1,282 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
+	"github.com/skeinmesh/skein/internal/pki"
+	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
+	identitypb "github.com/skeinmesh/skein/proto/identity"
+)
+
+func TestProxyGetsCertificateForItsIdentity(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	id := ctrl.WorkloadID("demo", "web")
+	local := ctrl.RunLocal(t, id)
+
+	leaf, ok := local.Certificate()
+	if !ok {
+		t.Fatal("no certificate after Ready")
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != id.String() {
+		t.Errorf("URI SANs = %v, want only %s", leaf.URIs, id)
+	}
+	if len(leaf.DNSNames)+len(leaf.IPAddresses)+len(leaf.EmailAddresses) != 0 {
+		t.Errorf("unexpected SANs: %v %v %v", leaf.DNSNames, leaf.IPAddresses, leaf.EmailAddresses)
+	}
+	if leaf.IsCA || leaf.KeyUsage != x509.KeyUsageDigitalSignature {
+		t.Errorf("IsCA=%v KeyUsage=%v, want leaf with digitalSignature only", leaf.IsCA, leaf.KeyUsage)
+	}
+	wantEKU := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	if !reflect.DeepEqual(leaf.ExtKeyUsage, wantEKU) {
+		t.Errorf("ExtKeyUsage = %v, want %v", leaf.ExtKeyUsage, wantEKU)
+	}
+	if life := leaf.NotAfter.Sub(time.Now()); life > identity.DefaultLifetime || life < identity.DefaultLifetime-time.Minute {
+		t.Errorf("certificate valid for %s more, want about %s", life, identity.DefaultLifetime)
+	}
+	if leaf.SerialNumber.BitLen() < 64 {
+		t.Errorf("serial %x looks too short to be random 128-bit", leaf.SerialNumber)
+	}
+
+	// A Certify response's chain verifies to the anchor alone.
+	bundle := x509bundle.FromX509Authorities(ctrl.TrustDomain, []*x509.Certificate{ctrl.Anchor})
+	resp := certify(t, ctrl, id, mintToken(t, ctrl, id), newCSR(t, id))
+	chain := parseChain(t, resp)
+	for _, c := range chain[1:] {
+		if c.Equal(ctrl.Anchor) {
+			t.Error("response includes the trust anchor among the intermediates")
+		}
+	}
+	gotID, _, err := x509svid.Verify(chain, bundle)
+	if err != nil || gotID != id {
+		t.Fatalf("verify chain: id %s, err %v", gotID, err)
+	}
+	if !resp.GetValidUntil().AsTime().Equal(chain[0].NotAfter) {
+		t.Errorf("valid_until %s != NotAfter %s", resp.GetValidUntil().AsTime(), chain[0].NotAfter)
+	}
+}
+
+// The private key must not be reachable through Local's exported API.
+func TestLocalExposesNoPrivateKey(t *testing.T) {
+	typ := reflect.TypeOf(&proxyidentity.Local{})
+	signer := reflect.TypeOf((*interface{ Public() any })(nil)).Elem()
+	for i := range typ.NumMethod() {
+		m := typ.Method(i)
+		for j := range m.Type.NumOut() {
+			out := m.Type.Out(j)
+			if out.Implements(signer) || out == reflect.TypeOf(&ecdsa.PrivateKey{}) || out == reflect.TypeOf(&x509svid.SVID{}) {
+				t.Errorf("Local.%s returns %s", m.Name, out)
+			}
+		}
+	}
+	for i := range typ.Elem().NumField() {
+		if f := typ.Elem().Field(i); f.IsExported() {
+			t.Errorf("Local has exported field %s", f.Name)
+		}
+	}
+}
+
+func TestCertifyRefuses(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	id := ctrl.WorkloadID("demo", "web")
+	other := ctrl.WorkloadID("demo", "api")
+	now := time.Now()
+	claims := func(edit func(*jwt.Claims)) jwt.Claims {
+		c := jwt.Claims{
+			Issuer: identity.JoinTokenIssuer, Subject: id.String(), Audience: jwt.Audience{identity.Audience},
+			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour)),
+		}
+		edit(&c)
+		return c
+	}
+	good := mintToken(t, ctrl, id)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384CSR, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, p384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamperedCSR := newCSR(t, id)
+	tamperedCSR[len(tamperedCSR)-5] ^= 0xff
+
+	tests := []struct {
+		name     string
+		identity string
+		token    []byte
+		csr      []byte
+		code     codes.Code
+		reason   string
+	}{
+		{"wrong audience", id.String(), signClaims(t, ctrl.JoinKey, claims(func(c *jwt.Claims) { c.Audience = jwt.Audience{"x"} })), nil,
+			codes.Unauthenticated, "token audience is [x], want identity.skein.io"},
+		{"expired", id.String(), signClaims(t, ctrl.JoinKey, claims(func(c *jwt.Claims) { c.Expiry = jwt.NewNumericDate(now.Add(-time.Hour)) })), nil,
+			codes.Unauthenticated, "token expired at"},
+		{"not yet valid", id.String(), signClaims(t, ctrl.JoinKey, claims(func(c *jwt.Claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })), nil,
+			codes.Unauthenticated, "not valid before"},
+		{"wrong issuer", id.String(), signClaims(t, ctrl.JoinKey, claims(func(c *jwt.Claims) { c.Issuer = "mallory" })), nil,
+			codes.Unauthenticated, `token issuer is "mallory"`},
+		{"token for another identity", id.String(), mintToken(t, ctrl, other), nil,
+			codes.PermissionDenied, "token is for " + other.String() + ", not " + id.String()},
+		{"signed by another key", id.String(), signClaims(t, identitytest.NewKey(t), claims(func(*jwt.Claims) {})), nil,
+			codes.Unauthenticated, "signature"},
+		{"HS256", id.String(), hmacToken(t, "HS256", claims(func(*jwt.Claims) {})), nil,
+			codes.Unauthenticated, "unexpected signature algorithm \"HS256\""},
+		{"alg none", id.String(), hmacToken(t, "none", claims(func(*jwt.Claims) {})), nil,
+			codes.Unauthenticated, "unexpected signature algorithm \"none\""},
+		{"no token", id.String(), []byte{}, nil, codes.Unauthenticated, "no token"},
+		{"garbage token", id.String(), []byte("not-a-jwt"), nil, codes.Unauthenticated, "join token"},
+		{"RSA CSR", id.String(), good, rsaCSR, codes.InvalidArgument, "want ECDSA P-256"},
+		{"P-384 CSR", id.String(), good, p384CSR, codes.InvalidArgument, "want ECDSA P-256"},
+		{"tampered CSR", id.String(), good, tamperedCSR, codes.InvalidArgument, "certificate signing request"},
+		{"no CSR", id.String(), good, []byte{}, codes.InvalidArgument, "no certificate signing request"},
+		{"other trust domain", "spiffe://evil.example/ns/demo/sa/web", good, nil, codes.InvalidArgument, "not in trust domain cluster.local"},
+		{"not a workload path", "spiffe://cluster.local/web", good, nil, codes.InvalidArgument, "path must be /ns/<namespace>/sa/<service-account>"},
+		{"not a SPIFFE ID", "https://cluster.local/ns/demo/sa/web", good, nil, codes.InvalidArgument, "not a SPIFFE ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			csr := tt.csr
+			if csr == nil {
+				csr = newCSR(t, id)
+			}
+			_, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+				Identity: tt.identity, Token: tt.token, CertificateSigningRequest: csr,
+			})
+			st := status.Convert(err)
+			if st.Code() != tt.code || !strings.Contains(st.Message(), tt.reason) {
+				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.code, tt.reason)
+			}
+		})
+	}
+}
+
+// The certificate holds only the identity, whatever else the CSR asks for.
+func TestCertifyIgnoresExtraCSRNames(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	id := ctrl.WorkloadID("demo", "web")
+	key := identitytest.NewKey(t)
+	evil, _ := url.Parse("spiffe://cluster.local/ns/skein/sa/skein-controller")
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		DNSNames: []string{"example.com"}, URIs: []*url.URL{evil},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parseChain(t, certify(t, ctrl, id, mintToken(t, ctrl, id), csr))[0]
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != id.String() || len(leaf.DNSNames) != 0 {
+		t.Errorf("leaf names: URIs %v DNS %v, want only %s", leaf.URIs, leaf.DNSNames, id)
+	}
+}
+
+func TestCertificateNeverOutlivesIssuer(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{Lifetime: 1000 * time.Hour})
+	id := ctrl.WorkloadID("demo", "web")
+	leaf := parseChain(t, certify(t, ctrl, id, mintToken(t, ctrl, id), newCSR(t, id)))[0]
+	issuer := ctrl.Source.Issuer().Certificate()
+	if leaf.NotAfter.After(issuer.NotAfter) {
+		t.Errorf("leaf NotAfter %s after issuer NotAfter %s", leaf.NotAfter, issuer.NotAfter)
+	}
+}
+
+func certify(t *testing.T, ctrl *identitytest.Controller, id spiffeid.ID, token, csr []byte) *identitypb.CertifyResponse {
+	t.Helper()
+	resp, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+		Identity: id.String(), Token: token, CertificateSigningRequest: csr,
+	})
+	if err != nil {
+		t.Fatalf("Certify: %v", err)
+	}
+	return resp
+}
+
+func parseChain(t *testing.T, resp *identitypb.CertifyResponse) []*x509.Certificate {
+	t.Helper()
+	var chain []*x509.Certificate
+	for _, der := range append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...) {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, cert)
+	}
+	return chain
+}
+
+func newCSR(t *testing.T, id spiffeid.ID) []byte {
+	t.Helper()
+	csr, err := pki.NewCSR(identitytest.NewKey(t), id.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return csr
+}
+
+func mintToken(t *testing.T, ctrl *identitytest.Controller, id spiffeid.ID) []byte {
+	t.Helper()
+	token, err := identity.MintJoinToken(ctrl.JoinKey, id, identity.Audience, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(token)
+}
+
+func signClaims(t *testing.T, key *ecdsa.PrivateKey, claims jwt.Claims) []byte {
+	t.Helper()
+	token, err := identity.SignJoinTokenClaims(key, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(token)
+}
+
+// hmacToken builds a JWT with alg HS256 (keyed with nothing a verifier
+// should accept) or none (no signature).
+func hmacToken(t *testing.T, alg string, claims jwt.Claims) []byte {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	header, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signingInput := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
+	signature := ""
+	if alg == "HS256" {
+		mac := hmac.New(sha256.New, []byte("guessable"))
+		mac.Write([]byte(signingInput))
+		signature = enc.EncodeToString(mac.Sum(nil))
+	}
+	return []byte(signingInput + "." + signature)
+}

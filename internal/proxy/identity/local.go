@@ -1,0 +1,228 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/skeinmesh/skein/internal/pki"
+	identitypb "github.com/skeinmesh/skein/proto/identity"
+)
+
+// DefaultRenew is the fraction of a certificate's remaining life after which
+// it is renewed.
+const DefaultRenew = 0.7
+
+// Back-off between failed Certify calls.
+const (
+	minRetry = 100 * time.Millisecond
+	maxRetry = 10 * time.Second
+)
+
+// certifyTimeout bounds one Certify call.
+const certifyTimeout = 10 * time.Second
+
+// Config is what the proxy's identity needs.
+type Config struct {
+	// Identity is the workload's SPIFFE ID.
+	Identity string
+	// TokenFile holds the token proving Identity. It is re-read before each
+	// Certify: the kubelet (or `skein up`) refreshes it.
+	TokenFile string
+	// TrustAnchors are the mesh's roots.
+	TrustAnchors []*x509.Certificate
+	// Client calls the controller's identity service.
+	Client identitypb.IdentityClient
+	// Renew is the fraction of the certificate's life after which it is
+	// renewed; default DefaultRenew.
+	Renew float64
+	Log   *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the config, fills in defaults and returns the parsed
+// identity.
+func (c *Config) Validate() (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(c.Identity)
+	switch {
+	case err != nil:
+		return spiffeid.ID{}, fmt.Errorf("identity config: Identity %q: %w", c.Identity, err)
+	case c.TokenFile == "":
+		return spiffeid.ID{}, errors.New("identity config: TokenFile is required")
+	case len(c.TrustAnchors) == 0:
+		return spiffeid.ID{}, errors.New("identity config: TrustAnchors is empty")
+	case c.Client == nil:
+		return spiffeid.ID{}, errors.New("identity config: Client is required")
+	case c.Renew < 0 || c.Renew >= 1:
+		return spiffeid.ID{}, fmt.Errorf("identity config: Renew %v is not in (0, 1)", c.Renew)
+	}
+	if c.Renew == 0 {
+		c.Renew = DefaultRenew
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return id, nil
+}
+
+// Local is this workload's identity: its key, its current certificate and
+// the TLS configs built on them. The private key has no exported path out.
+type Local struct {
+	cfg     Config
+	id      spiffeid.ID
+	key     *ecdsa.PrivateKey
+	csr     []byte
+	bundle  *x509bundle.Bundle
+	current atomic.Pointer[x509svid.SVID] // nil until the first certificate
+	lastErr atomic.Pointer[error]         // why the last Certify failed
+}
+
+// New validates cfg and makes the workload's key in memory.
+func New(cfg Config) (*Local, error) {
+	id, err := cfg.Validate()
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.NewCSR(key, id.URL())
+	if err != nil {
+		return nil, err
+	}
+	return &Local{
+		cfg:    cfg,
+		id:     id,
+		key:    key,
+		csr:    csr,
+		bundle: x509bundle.FromX509Authorities(id.TrustDomain(), cfg.TrustAnchors),
+	}, nil
+}
+
+// ID is the workload's SPIFFE ID.
+func (l *Local) ID() spiffeid.ID { return l.id }
+
+// Certificate is the current leaf certificate, if one is held.
+func (l *Local) Certificate() (*x509.Certificate, bool) {
+	svid := l.current.Load()
+	if svid == nil {
+		return nil, false
+	}
+	return svid.Certificates[0], true
+}
+
+// Ready is nil once a certificate valid now is held, else says why not.
+func (l *Local) Ready() error {
+	leaf, ok := l.Certificate()
+	if ok && l.cfg.Now().Before(leaf.NotAfter) {
+		return nil
+	}
+	reason := "no certificate yet"
+	if ok {
+		reason = "certificate expired at " + leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	if last := l.lastErr.Load(); last != nil {
+		return fmt.Errorf("%s: last Certify failed: %w", reason, *last)
+	}
+	return errors.New(reason)
+}
+
+// Run gets a certificate, then renews it each time Renew of its remaining
+// life has passed, until ctx is done. A failed Certify is retried with
+// jittered exponential back-off; the current certificate stays in use
+// meanwhile.
+func (l *Local) Run(ctx context.Context) error {
+	retry := minRetry
+	for {
+		wait, err := l.certify(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.lastErr.Store(&err)
+			wait = retry/2 + rand.N(retry/2+1)
+			retry = min(retry*2, maxRetry)
+			l.cfg.Log.Warn("certify failed, retrying", "identity", l.id.String(), "err", err, "in", wait)
+		} else {
+			l.lastErr.Store(nil)
+			retry = minRetry
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// certify asks for a certificate and, on success, swaps it in and returns
+// how long to wait before renewing it.
+func (l *Local) certify(ctx context.Context) (time.Duration, error) {
+	token, err := os.ReadFile(l.cfg.TokenFile)
+	if err != nil {
+		return 0, fmt.Errorf("reading token: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
+	defer cancel()
+	resp, err := l.cfg.Client.Certify(ctx, &identitypb.CertifyRequest{
+		Identity:                  l.id.String(),
+		Token:                     token,
+		CertificateSigningRequest: l.csr,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("certify %s: %w", l.id, err)
+	}
+	svid, err := l.checkResponse(resp)
+	if err != nil {
+		return 0, err
+	}
+	l.current.Store(svid)
+	leaf := svid.Certificates[0]
+	now := l.cfg.Now()
+	l.cfg.Log.Info("certificate updated", "identity", l.id.String(),
+		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
+	return time.Duration(float64(leaf.NotAfter.Sub(now)) * l.cfg.Renew), nil
+}
+
+// checkResponse makes sure the certificate is for this key and identity and
+// chains to the trust anchors before it is used.
+func (l *Local) checkResponse(resp *identitypb.CertifyResponse) (*x509svid.SVID, error) {
+	raw := append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...)
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parsing certificate %d of the response: %w", i, err)
+		}
+		certs[i] = cert
+	}
+	id, _, err := x509svid.Verify(certs, l.bundle, x509svid.WithTime(l.cfg.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("certificate from the identity service: %w", err)
+	}
+	if id != l.id {
+		return nil, fmt.Errorf("certificate from the identity service is for %s, not %s", id, l.id)
+	}
+	if !l.key.PublicKey.Equal(certs[0].PublicKey) {
+		return nil, errors.New("certificate from the identity service is not for this proxy's key")
+	}
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: l.key}, nil
+}
