@@ -1,0 +1,334 @@
+package destination
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/skeinmesh/skein/internal/model"
+	destinationpb "github.com/skeinmesh/skein/proto/destination"
+)
+
+// fakeWatcher is a model.Watcher whose sets the test changes by hand.
+type fakeWatcher struct {
+	mu      sync.Mutex
+	sets    map[string]model.EndpointSet
+	watches map[*fakeWatch]struct{}
+}
+
+type fakeWatch struct {
+	dst    string
+	update func(model.EndpointSet)
+}
+
+func newFakeWatcher() *fakeWatcher {
+	return &fakeWatcher{sets: map[string]model.EndpointSet{}, watches: map[*fakeWatch]struct{}{}}
+}
+
+func (f *fakeWatcher) Watch(ctx context.Context, dst string, update func(model.EndpointSet)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := &fakeWatch{dst: dst, update: update}
+	f.watches[w] = struct{}{}
+	update(f.sets[dst])
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.watches, w)
+	})
+	return nil
+}
+
+// Set changes dst and tells its watchers, one at a time, as the model does.
+func (f *fakeWatcher) Set(dst string, set model.EndpointSet) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sets[dst] = set
+	for w := range f.watches {
+		if w.dst == dst {
+			w.update(set)
+		}
+	}
+}
+
+func (f *fakeWatcher) activeWatches() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches)
+}
+
+// startServer serves a Destination server over w on a loopback socket.
+func startServer(t testing.TB, w model.Watcher, reg prometheus.Registerer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	return lis.Addr().String()
+}
+
+func dial(t testing.TB, addr string) destinationpb.DestinationClient {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return destinationpb.NewDestinationClient(conn)
+}
+
+func ep(addr string, weight uint32) model.Endpoint {
+	return model.Endpoint{
+		Addr:     netip.MustParseAddrPort(addr),
+		Weight:   weight,
+		Labels:   map[string]string{"namespace": "demo", "pod": "web-" + addr},
+		Identity: "spiffe://cluster.local/ns/demo/sa/web",
+		Protocol: "h2",
+	}
+}
+
+func pbEp(addr string, weight uint32) *destinationpb.Endpoint {
+	return toProtoEndpoint(ep(addr, weight))
+}
+
+func snapshot(service string, opaque []uint32, eps ...*destinationpb.Endpoint) *destinationpb.Update {
+	return &destinationpb.Update{Kind: &destinationpb.Update_Snapshot{Snapshot: &destinationpb.EndpointSet{
+		Service: service, Endpoints: eps, OpaquePorts: opaque,
+	}}}
+}
+
+func add(eps ...*destinationpb.Endpoint) *destinationpb.Update {
+	return &destinationpb.Update{Kind: &destinationpb.Update_Add{Add: &destinationpb.Endpoints{Endpoints: eps}}}
+}
+
+func remove(addrs ...string) *destinationpb.Update {
+	return &destinationpb.Update{Kind: &destinationpb.Update_Remove{Remove: &destinationpb.Addresses{Addresses: addrs}}}
+}
+
+const (
+	a = "10.0.0.1:8080"
+	b = "10.0.0.2:8080"
+	c = "10.0.0.3:8080"
+	d = "10.0.0.4:8080"
+	e = "10.0.0.5:8080"
+)
+
+func TestGetSendsSnapshotThenDeltas(t *testing.T) {
+	const dst = "web.demo.svc.cluster.local:8080"
+	set := func(opaque []uint16, eps ...model.Endpoint) model.EndpointSet {
+		return model.EndpointSet{Exists: true, Service: "demo/web", Endpoints: eps, OpaquePorts: opaque}
+	}
+	steps := []struct {
+		name string
+		set  model.EndpointSet
+		want []*destinationpb.Update // nil: nothing is sent
+	}{
+		{"first is a snapshot", set(nil, ep(a, 1), ep(b, 1)), []*destinationpb.Update{snapshot("demo/web", nil, pbEp(a, 1), pbEp(b, 1))}},
+		{"new endpoint is an add", set(nil, ep(a, 1), ep(b, 1), ep(c, 1)), []*destinationpb.Update{add(pbEp(c, 1))}},
+		{"gone endpoint is a remove", set(nil, ep(a, 1), ep(c, 1)), []*destinationpb.Update{remove(b)}},
+		{"changed endpoint is an add", set(nil, ep(a, 5), ep(c, 1)), []*destinationpb.Update{add(pbEp(a, 5))}},
+		{"add and remove together, adds first", set(nil, ep(a, 5), ep(c, 1), ep(d, 1), ep(e, 1)), []*destinationpb.Update{add(pbEp(d, 1), pbEp(e, 1))}},
+		{"both kinds", set(nil, ep(a, 5), ep(c, 1), ep(d, 1), ep(b, 1)), []*destinationpb.Update{add(pbEp(b, 1)), remove(e)}},
+		{"unchanged set sends nothing", set(nil, ep(a, 5), ep(c, 1), ep(d, 1), ep(b, 1)), nil},
+		{"delta as big as the set is a snapshot", set(nil, ep(d, 2), ep(e, 2)), []*destinationpb.Update{snapshot("demo/web", nil, pbEp(d, 2), pbEp(e, 2))}},
+		{"opaque ports changed is a snapshot", set([]uint16{3306}, ep(d, 2), ep(e, 2)), []*destinationpb.Update{snapshot("demo/web", []uint32{3306}, pbEp(d, 2), pbEp(e, 2))}},
+		{"all endpoints gone is an empty snapshot", set([]uint16{3306}), []*destinationpb.Update{snapshot("demo/web", []uint32{3306})}},
+		{"gone destination", model.EndpointSet{}, []*destinationpb.Update{{Kind: &destinationpb.Update_DoesNotExist{DoesNotExist: &destinationpb.DoesNotExist{}}}}},
+		{"still gone sends nothing", model.EndpointSet{}, nil},
+		{"back again is a snapshot", set(nil, ep(a, 1)), []*destinationpb.Update{snapshot("demo/web", nil, pbEp(a, 1))}},
+	}
+
+	w := newFakeWatcher()
+	w.Set(dst, steps[0].set)
+	client := dial(t, startServer(t, w, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := client.Get(ctx, &destinationpb.GetDestination{Path: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range steps {
+		if i > 0 {
+			w.Set(dst, step.set)
+		}
+		for _, want := range step.want {
+			got, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("step %q: %v", step.name, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Fatalf("step %q:\n got %v\nwant %v", step.name, got, want)
+			}
+		}
+	}
+}
+
+func TestGetRejectsInvalidPath(t *testing.T) {
+	client := dial(t, startServer(t, newFakeWatcher(), nil))
+	for _, path := range []string{"", "web", "web:", ":8080", "web:http", "web:0", "web:65536", "10.0.0.1", "::1:80"} {
+		t.Run(path, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stream, err := client.Get(ctx, &destinationpb.GetDestination{Path: path})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Get(%q): got %v, want InvalidArgument", path, err)
+			}
+		})
+	}
+}
+
+func TestValidatePathAcceptsAuthoritiesAndAddresses(t *testing.T) {
+	for _, path := range []string{"web.demo.svc.cluster.local:8080", "web:80", "10.0.0.1:8080", "[fd00::1]:443"} {
+		if err := validatePath(path); err != nil {
+			t.Errorf("validatePath(%q) = %v, want nil", path, err)
+		}
+	}
+}
+
+// bigSet is a destination whose every endpoint changes with version, so
+// each version is a full snapshot of some tens of kilobytes.
+func bigSet(version uint32) model.EndpointSet {
+	eps := make([]model.Endpoint, 300)
+	for i := range eps {
+		eps[i] = model.Endpoint{
+			Addr:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i)}), 8080),
+			Weight: version,
+			Labels: map[string]string{"namespace": "demo", "workload": "web", "pod": fmt.Sprintf("web-%d-abcdefghij", i)},
+		}
+	}
+	return model.EndpointSet{Exists: true, Service: "demo/web", Endpoints: eps}
+}
+
+func TestSlowClientDoesNotBlockModel(t *testing.T) {
+	const dst = "web:8080"
+	w := newFakeWatcher()
+	w.Set(dst, bigSet(1))
+	client := dial(t, startServer(t, w, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := client.Get(ctx, &destinationpb.GetDestination{Path: dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The client reads nothing while the model changes far more than
+	// gRPC's flow-control windows hold; the model must not wait for it.
+	const last = 1000
+	burstDone := make(chan struct{})
+	go func() {
+		defer close(burstDone)
+		for v := uint32(2); v <= last; v++ {
+			w.Set(dst, bigSet(v))
+		}
+	}()
+	select {
+	case <-burstDone:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the model's updates blocked behind a client that does not read")
+	}
+
+	// Once the client reads again, it catches up with the newest state.
+	for {
+		u, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("reading after the burst: %v", err)
+		}
+		if eps := u.GetSnapshot().GetEndpoints(); len(eps) > 0 && eps[0].GetWeight() == last {
+			return
+		}
+	}
+}
+
+func TestStreamEndsWhenClientCancels(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	w := newFakeWatcher()
+	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	client := dial(t, lis.Addr().String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := client.Get(ctx, &destinationpb.GetDestination{Path: "web:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := stream.Recv(); err != nil || u.GetDoesNotExist() == nil {
+		t.Fatalf("first update: %v, %v; want does_not_exist", u, err)
+	}
+	if got := testutil.ToFloat64(srv.metrics.activeStreams); got != 1 {
+		t.Fatalf("active streams = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(srv.metrics.updatesSent.WithLabelValues("does_not_exist")); got != 1 {
+		t.Fatalf("does_not_exist updates sent = %v, want 1", got)
+	}
+	cancel()
+
+	// The server notices the cancel asynchronously: poll, do not time it.
+	deadline := time.Now().Add(10 * time.Second)
+	for w.activeWatches() != 0 || testutil.ToFloat64(srv.metrics.activeStreams) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after cancel: %d model watches, %v active streams; want 0 and 0",
+				w.activeWatches(), testutil.ToFloat64(srv.metrics.activeStreams))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func BenchmarkSnapshotEncode5000(b *testing.B) {
+	eps := make([]model.Endpoint, 5000)
+	for i := range eps {
+		eps[i] = model.Endpoint{
+			Addr:     netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i / 256), byte(i)}), 8080),
+			Weight:   1,
+			Labels:   map[string]string{"namespace": "demo", "service": "web", "workload": "web", "pod": fmt.Sprintf("web-%d", i)},
+			Identity: "spiffe://cluster.local/ns/demo/sa/web",
+			Protocol: "h2",
+		}
+	}
+	set := model.EndpointSet{Exists: true, Service: "demo/web", Endpoints: eps}
+	b.ReportAllocs()
+	for b.Loop() {
+		var s sentState
+		data, err := proto.Marshal(s.advance(set)[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(data)))
+	}
+}
