@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/skeinmesh/skein/internal/envflag"
 	"github.com/skeinmesh/skein/internal/proxy"
 )
 
@@ -39,7 +40,12 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "listen address for redirected incoming connections")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of the admin server (/metrics, /ready, /live, /shutdown)")
 	mode := fs.String("mode", string(cfg.Mode), "how connections are redirected: redirect or tproxy")
-	fs.StringVar(&cfg.DiscoveryFile, "discovery-file", "", "YAML file of destinations, watched for changes")
+	fs.StringVar(&cfg.DiscoveryFile, "discovery-file", "", "YAML file of destinations, watched for changes (without a controller)")
+	fs.StringVar(&cfg.ControllerAddr, "controller-addr", "", "the controller's gRPC address, host:port")
+	fs.StringVar(&cfg.ControllerID, "controller-id", "", "SPIFFE ID the controller must present (default spiffe://<trust domain>/ns/skein/sa/skein-controller)")
+	fs.StringVar(&cfg.TrustAnchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors")
+	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
+	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "how long to wait for a client's first bytes")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight work may finish on shutdown")
@@ -49,7 +55,7 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err
 	}
-	if err := applyEnv(fs); err != nil {
+	if err := envflag.Apply(fs, "SKEIN_PROXY"); err != nil {
 		return cfg, 0, err
 	}
 	cfg.Mode = proxy.Mode(*mode)
@@ -65,26 +71,6 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 		return cfg, 0, fmt.Errorf("-log-level: %w", err)
 	}
 	return cfg, lvl, cfg.Validate()
-}
-
-// applyEnv sets every flag not given on the command line from its
-// SKEIN_PROXY_* variable.
-func applyEnv(fs *flag.FlagSet) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		name := "SKEIN_PROXY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s: %w", name, e)
-			}
-		}
-	})
-	return err
 }
 
 func parsePorts(s string) ([]uint16, error) {

@@ -1,7 +1,8 @@
-// Package admin is the proxy's admin HTTP server (port 4191): /metrics for
-// Prometheus, /live and /ready for the kubelet, /shutdown for a job's last
-// container to stop its sidecar, and /debug/pprof for operators. It only
-// serves what it is given; it holds no proxy state of its own.
+// Package admin is the admin HTTP server of Skein's processes (the proxy on
+// port 4191, the controller): /metrics for Prometheus, /live and /ready for
+// the kubelet, /shutdown for a job's last container to stop its sidecar,
+// and /debug/pprof for operators. It only serves what it is given; it holds
+// no state of its own.
 package admin
 
 import (

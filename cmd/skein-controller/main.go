@@ -1,0 +1,60 @@
+// Command skein-controller is the mesh's control plane: destination,
+// identity and policy services for the proxies. Every flag can also be set
+// through SKEIN_CONTROLLER_<FLAG> (upper case, dashes as underscores); flags
+// win.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/skeinmesh/skein/internal/controller"
+	"github.com/skeinmesh/skein/internal/envflag"
+)
+
+func main() {
+	cfg, level, err := parseConfig(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skein-controller:", err)
+		os.Exit(2)
+	}
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := controller.Run(ctx, cfg); err != nil {
+		cfg.Log.Error("controller failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func parseConfig(args []string) (controller.Config, slog.Level, error) {
+	cfg := controller.Default()
+	fs := flag.NewFlagSet("skein-controller", flag.ContinueOnError)
+	fs.StringVar(&cfg.ManifestsDir, "manifests", "", "directory of YAML manifests (Service, Workload) to serve, watched for changes")
+	fs.BoolVar(&cfg.Kubernetes, "kubernetes", false, "read services and workloads from the Kubernetes API server")
+	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for -kubernetes; empty means in-cluster")
+	fs.StringVar(&cfg.IdentityDir, "identity-dir", "", "directory with the issuer: tls.crt, tls.key, ca.crt (watched)")
+	fs.StringVar(&cfg.IdentitySecret, "identity-secret", "", "Kubernetes Secret namespace/name with the issuer (tls.crt, tls.key, ca.crt)")
+	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
+	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
+	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of /metrics, /ready and /live")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return cfg, 0, err
+	}
+	if err := envflag.Apply(fs, "SKEIN_CONTROLLER"); err != nil {
+		return cfg, 0, err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, 0, fmt.Errorf("-log-level: %w", err)
+	}
+	return cfg, lvl, cfg.Validate()
+}

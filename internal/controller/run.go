@@ -1,0 +1,191 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/skeinmesh/skein/internal/admin"
+	"github.com/skeinmesh/skein/internal/controller/destination"
+	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/model"
+)
+
+// Run serves until ctx ends. Everything is validated and loaded before
+// anything listens: a bad config, manifest or issuer fails here, whole.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid controller config: %w", err)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	td := spiffeid.RequireTrustDomainFromString(cfg.TrustDomain)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var kube kubernetes.Interface
+	if cfg.Kubernetes {
+		var err error
+		if kube, err = kubeClient(cfg.Kubeconfig); err != nil {
+			return err
+		}
+	}
+	m := model.New(model.WithTrustDomain(cfg.TrustDomain))
+	src, err := startSource(ctx, cfg, kube, m, log)
+	if err != nil {
+		return err
+	}
+	idService, issuers, err := identityService(ctx, cfg, td, kube, reg, log)
+	if err != nil {
+		return err
+	}
+	dest, err := destination.NewServer(m, log, reg)
+	if err != nil {
+		return err
+	}
+
+	var lc net.ListenConfig
+	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc-addr: %w", err)
+	}
+	adminLn, err := lc.Listen(ctx, "tcp", cfg.AdminAddr)
+	if err != nil {
+		grpcLn.Close()
+		return fmt.Errorf("admin-addr: %w", err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
+	dest.Register(srv)
+	idService.Register(srv)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	var ready atomic.Bool
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := issuers.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("watching the issuer: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(grpcLn); err != nil {
+			errc <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		err := admin.Serve(ctx, adminLn, admin.Config{
+			Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+			Ready: func() error {
+				if !ready.Load() {
+					return errors.New("source not loaded yet")
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			errc <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	ready.Store(true)
+	log.Info("controller serving", "grpc", grpcLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"source", src, "trust_domain", cfg.TrustDomain, "cert_lifetime", cfg.CertLifetime)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		log.Error("controller failing", "err", err)
+	}
+	cancel()
+	stopGRPC(srv, 2*time.Second)
+	wg.Wait()
+	log.Info("controller stopped")
+	return err
+}
+
+// identityService builds the Identity service over the configured issuer
+// and token checks.
+func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, kube kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (*identity.Service, issuerRunner, error) {
+	var issuers issuerRunner
+	var source identity.IssuerSource
+	if cfg.IdentityDir != "" {
+		s, err := identity.NewDirSource(cfg.IdentityDir, log, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("identity-dir: %w", err)
+		}
+		issuers, source = s, s
+	} else {
+		ns, name, _ := strings.Cut(cfg.IdentitySecret, "/")
+		s, err := identity.NewSecretSource(ctx, kube, ns, name, log, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("identity-secret: %w", err)
+		}
+		issuers, source = s, s
+	}
+	var validators []identity.TokenValidator
+	if cfg.JoinTokenKey != "" {
+		key, err := identity.LoadJoinTokenKey(cfg.JoinTokenKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("join-token-key: %w", err)
+		}
+		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil))
+	}
+	if kube != nil {
+		validators = append(validators, identity.NewTokenReviews(kube, td, identity.Audience))
+	}
+	svc, err := identity.NewService(identity.Config{
+		TrustDomain: td,
+		Issuers:     source,
+		Tokens:      identity.AnyOf(validators...),
+		Lifetime:    cfg.CertLifetime,
+		Registerer:  reg,
+		Log:         log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return svc, issuers, nil
+}
+
+// issuerRunner follows issuer changes until its context ends.
+type issuerRunner interface {
+	Run(ctx context.Context) error
+}
+
+// stopGRPC lets unary calls in flight finish for up to grace, then closes
+// everything: destination streams never end on their own, and the proxies
+// keep their state and reconnect.
+func stopGRPC(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		srv.Stop()
+		<-done
+	}
+}

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/source/files"
+	"github.com/skeinmesh/skein/internal/source/kube"
+)
+
+// sourceLoadTimeout bounds the wait for the first full state.
+const sourceLoadTimeout = 2 * time.Minute
+
+// startSource starts the configured source feeding m and returns once its
+// first full state is in the model, so that the controller never answers
+// proxies from a half-loaded view. It returns the source's name for logs.
+func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, m *model.Model, log *slog.Logger) (string, error) {
+	errc := make(chan error, 1)
+	var loaded <-chan struct{}
+	name := ""
+	if cfg.ManifestsDir != "" {
+		s := files.New(cfg.ManifestsDir, m, log)
+		loaded, name = s.Loaded(), "manifests "+cfg.ManifestsDir
+		go func() { errc <- s.Run(ctx) }()
+	} else {
+		s := kube.New(kc, m, log)
+		loaded, name = s.Synced(), "kubernetes"
+		go func() { errc <- s.Run(ctx) }()
+	}
+	select {
+	case <-loaded:
+		go func() {
+			if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("source stopped", "source", name, "err", err)
+			}
+		}()
+		return name, nil
+	case err := <-errc:
+		return "", fmt.Errorf("%s: %w", name, err)
+	case <-time.After(sourceLoadTimeout):
+		return "", fmt.Errorf("%s: not loaded after %s", name, sourceLoadTimeout)
+	}
+}
+
+// kubeClient connects to the API server: with kubeconfig when given, else
+// in-cluster.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return kubernetes.NewForConfig(cfg)
+}
