@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
@@ -33,7 +35,24 @@ type Config struct {
 	Mode         Mode
 	// DiscoveryFile is a YAML file of destinations (see discovery.File);
 	// empty means no discovery: everything goes to its original destination.
+	// ControllerAddr replaces it.
 	DiscoveryFile string
+	// ControllerAddr is the controller's gRPC address (host:port). With it,
+	// destinations come from its destination service.
+	ControllerAddr string
+	// ControllerID is the identity the controller must present; empty means
+	// spiffe://<trust domain>/ns/skein/sa/skein-controller.
+	ControllerID string
+	// TrustAnchorsFile holds the mesh's trust anchors (PEM); needed to talk
+	// to the controller and to other proxies.
+	TrustAnchorsFile string
+	// Identity is this workload's SPIFFE ID. With it the proxy gets a
+	// certificate from the controller, is not ready until it has one, and
+	// speaks mutual TLS with every meshed peer.
+	Identity string
+	// TokenFile holds the token that proves Identity (a projected
+	// service-account token, or a join token); re-read at every renewal.
+	TokenFile string
 	// OpaquePorts skip protocol detection (server-speaks-first protocols).
 	OpaquePorts []uint16
 	// DetectTimeout bounds how long the proxy waits for a client's first
@@ -86,6 +105,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
 		}
 	}
+	errs = append(errs, c.validateControlPlane()...)
 	if err := metrics.ValidateConstLabels(c.Labels); err != nil {
 		errs = append(errs, fmt.Errorf("labels: %w", err))
 	}
@@ -93,4 +113,48 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("balance: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateControlPlane() []error {
+	var errs []error
+	if c.ControllerAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ControllerAddr); err != nil {
+			errs = append(errs, fmt.Errorf("controller-addr: %q is not host:port: %w", c.ControllerAddr, err))
+		}
+		if c.DiscoveryFile != "" {
+			errs = append(errs, errors.New("discovery-file: not with controller-addr: choose one source of destinations"))
+		}
+		if c.TrustAnchorsFile == "" {
+			errs = append(errs, errors.New("trust-anchors: required with controller-addr, to check the controller is who it says"))
+		}
+	}
+	if c.Identity != "" {
+		if _, err := spiffeid.FromString(c.Identity); err != nil {
+			errs = append(errs, fmt.Errorf("identity: %q is not a SPIFFE ID: %w", c.Identity, err))
+		}
+		if c.ControllerAddr == "" {
+			errs = append(errs, errors.New("controller-addr: required with identity, to certify it"))
+		}
+		if c.TokenFile == "" {
+			errs = append(errs, errors.New("token-file: required with identity, to prove it"))
+		}
+	}
+	if c.ControllerID != "" {
+		if _, err := spiffeid.FromString(c.ControllerID); err != nil {
+			errs = append(errs, fmt.Errorf("controller-id: %q is not a SPIFFE ID: %w", c.ControllerID, err))
+		}
+	}
+	return errs
+}
+
+// controllerID is the identity the controller must present.
+func (c *Config) controllerID() spiffeid.ID {
+	if c.ControllerID != "" {
+		return spiffeid.RequireFromString(c.ControllerID)
+	}
+	td := spiffeid.RequireTrustDomainFromString("cluster.local")
+	if c.Identity != "" {
+		td = spiffeid.RequireFromString(c.Identity).TrustDomain()
+	}
+	return spiffeid.RequireFromSegments(td, "ns", "skein", "sa", "skein-controller")
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -13,10 +14,17 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/detect"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/tcp"
 )
+
+// MeshServer gives the server side of mesh connections: the proxy's own
+// certificate, and the check of the client's.
+type MeshServer interface {
+	ServerTLS(nextProtos []string) *tls.Config
+}
 
 // opaqueDialer opens the upstream side of an opaque connection.
 type opaqueDialer func(ctx context.Context, ci *httpproxy.ConnInfo) (net.Conn, error)
@@ -33,6 +41,9 @@ type listener struct {
 	detectTimeout time.Duration
 	metrics       *metrics.Registry
 	log           *slog.Logger
+	// mesh terminates mutual TLS from peer proxies; nil without an identity.
+	mesh   MeshServer
+	peerID func(tls.ConnectionState) (string, error)
 
 	conns sync.WaitGroup // opaque connections in flight
 }
@@ -63,6 +74,8 @@ func (l *listener) serve(connCtx context.Context) {
 }
 
 // handle finds where c was going, detects its protocol and hands it on.
+// The connection is counted in the TCP metrics once it is known who is on
+// the other end (after a mesh TLS handshake).
 func (l *listener) handle(ctx context.Context, c net.Conn) {
 	ci, err := l.connInfo(c)
 	if err != nil {
@@ -70,32 +83,101 @@ func (l *listener) handle(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	mc := l.metrics.TCPOpen(metrics.TCPLabels{
-		Direction:  l.direction,
-		TargetAddr: ci.OrigDst.String(),
-		TLS:        "no_identity",
-	})
-	conn := &meteredConn{Conn: c, m: mc}
-
+	conn := &meteredConn{Conn: c}
 	if slices.Contains(l.opaquePorts, ci.OrigDst.Port()) {
+		l.count(conn, ci)
 		l.forwardOpaque(ctx, conn, ci)
 		return
 	}
 	res, replay, err := detect.Detect(conn, l.detectTimeout)
+	rc := &replayConn{Conn: replay, metered: conn}
+	if err == nil && ci.ToProxy && (res.Protocol != detect.TLS || !meshtls.IsMesh(res.TLS.ALPN)) {
+		err = errors.New("a connection to the proxy's own port must be mesh TLS")
+	}
 	if err != nil {
+		l.count(conn, ci)
 		l.log.Info("closing connection: protocol detection failed", "direction", l.direction, "client", ci.Client, "err", err)
 		conn.closeWith("detect")
 		return
 	}
+	if res.Protocol == detect.TLS && l.mesh != nil && meshtls.IsMesh(res.TLS.ALPN) {
+		l.serveMesh(ctx, rc, conn, ci)
+		return
+	}
+	l.count(conn, ci)
 	switch res.Protocol {
 	case detect.HTTP1, detect.HTTP2:
-		// The HTTP server owns the connection from here on.
-		if err := l.http.ServeConn(&replayConn{Conn: replay, metered: conn}, ci); err != nil {
-			conn.Close()
-		}
+		l.serveHTTP(rc, ci)
 	default:
-		l.forwardOpaque(ctx, &replayConn{Conn: replay, metered: conn}, ci)
+		// Opaque bytes, or TLS that is not the mesh's: the application's own.
+		l.forwardOpaque(ctx, rc, ci)
 	}
+}
+
+// serveMesh terminates mutual TLS from a peer proxy; the client's identity
+// is then known to metrics and policy.
+func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredConn, ci *httpproxy.ConnInfo) {
+	tc, err := meshtls.Server(ctx, rc, l.mesh.ServerTLS(meshtls.ALPNs))
+	if err != nil {
+		l.count(conn, ci)
+		l.log.Info("closing connection: mesh TLS handshake failed", "client", ci.Client, "err", err)
+		conn.closeWith("tls")
+		return
+	}
+	state := tc.State()
+	id, err := l.peerID(state)
+	if err != nil {
+		l.count(conn, ci)
+		l.log.Info("closing connection: peer has no identity", "client", ci.Client, "err", err)
+		conn.closeWith("tls")
+		return
+	}
+	ci.ClientID = id
+	switch {
+	case state.NegotiatedProtocol == meshtls.ALPNHTTP && !ci.ToProxy:
+		l.count(conn, ci)
+		l.serveHTTP(tc, ci)
+	case state.NegotiatedProtocol == meshtls.ALPNOpaque && ci.ToProxy:
+		tc.SetReadDeadline(time.Now().Add(meshtls.HandshakeTimeout))
+		port, err := meshtls.ReadOpaqueHeader(tc)
+		tc.SetReadDeadline(time.Time{})
+		if err != nil {
+			l.count(conn, ci)
+			l.log.Info("closing connection: bad opaque mesh header", "client", ci.Client, "err", err)
+			conn.closeWith("tls")
+			return
+		}
+		ci.OrigDst = netip.AddrPortFrom(ci.OrigDst.Addr(), port)
+		ci.ToProxy = false
+		l.count(conn, ci)
+		l.forwardOpaque(ctx, tc, ci)
+	default:
+		l.count(conn, ci)
+		l.log.Info("closing connection: mesh protocol does not fit the port", "client", ci.Client,
+			"alpn", state.NegotiatedProtocol, "dst", ci.OrigDst)
+		conn.closeWith("tls")
+	}
+}
+
+// serveHTTP hands c to the HTTP server, which owns it from then on.
+func (l *listener) serveHTTP(c net.Conn, ci *httpproxy.ConnInfo) {
+	if err := l.http.ServeConn(c, ci); err != nil {
+		c.Close()
+	}
+}
+
+// count starts the connection's TCP metrics with what is known of it now.
+func (l *listener) count(conn *meteredConn, ci *httpproxy.ConnInfo) {
+	tlsLabel := metrics.TLSNoIdentity
+	if ci.ClientID != "" {
+		tlsLabel = metrics.TLSTrue
+	}
+	conn.attach(l.metrics.TCPOpen(metrics.TCPLabels{
+		Direction:  l.direction,
+		TargetAddr: ci.OrigDst.String(),
+		TLS:        tlsLabel,
+		ClientID:   ci.ClientID,
+	}))
 }
 
 func (l *listener) connInfo(c net.Conn) (*httpproxy.ConnInfo, error) {
@@ -118,10 +200,13 @@ func (l *listener) connInfo(c net.Conn) (*httpproxy.ConnInfo, error) {
 	}
 	ci.OrigDst = netip.AddrPortFrom(ci.OrigDst.Addr().Unmap(), ci.OrigDst.Port())
 	// A connection made straight to the proxy's own port has nowhere to go
-	// but back to the proxy.
-	if la, ok := l.ln.Addr().(*net.TCPAddr); ok && int(ci.OrigDst.Port()) == la.Port &&
-		(la.IP.IsUnspecified() || la.AddrPort().Addr().Unmap() == ci.OrigDst.Addr()) {
-		return nil, errors.New("connection to the proxy itself, not redirected")
+	// but back to the proxy, unless it is a peer proxy's opaque mesh
+	// connection, which names its real port inside (see serveMesh).
+	if la, ok := l.ln.Addr().(*net.TCPAddr); ok && int(ci.OrigDst.Port()) == la.Port {
+		if l.mesh == nil {
+			return nil, errors.New("connection to the proxy itself, not redirected")
+		}
+		ci.ToProxy = true
 	}
 	return ci, nil
 }
@@ -140,22 +225,47 @@ func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, ci *httppro
 	}
 }
 
-// meteredConn counts a connection's bytes and its close in the TCP metrics.
+// meteredConn counts a connection's bytes and its close in the TCP
+// metrics. Bytes that move before the connection's labels are known are
+// kept and added when attach names the series.
 type meteredConn struct {
 	net.Conn
-	m      *metrics.Conn
-	closed atomic.Bool
+	mu      sync.Mutex
+	m       *metrics.Conn
+	read    int
+	written int
+	closed  atomic.Bool
+}
+
+func (c *meteredConn) attach(m *metrics.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m = m
+	m.AddRead(c.read)
+	m.AddWrite(c.written)
 }
 
 func (c *meteredConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.m.AddRead(n)
+	c.mu.Lock()
+	if c.m != nil {
+		c.m.AddRead(n)
+	} else {
+		c.read += n
+	}
+	c.mu.Unlock()
 	return n, err
 }
 
 func (c *meteredConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.m.AddWrite(n)
+	c.mu.Lock()
+	if c.m != nil {
+		c.m.AddWrite(n)
+	} else {
+		c.written += n
+	}
+	c.mu.Unlock()
 	return n, err
 }
 
@@ -163,7 +273,11 @@ func (c *meteredConn) Close() error { return c.closeWith("") }
 
 func (c *meteredConn) closeWith(reason string) error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.m.Close(reason)
+		c.mu.Lock()
+		if c.m != nil {
+			c.m.Close(reason)
+		}
+		c.mu.Unlock()
 	}
 	return c.Conn.Close()
 }

@@ -9,7 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/skeinmesh/skein/internal/proxy/admin"
+	"github.com/skeinmesh/skein/internal/admin"
+	"github.com/skeinmesh/skein/internal/proxy/destclient"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
@@ -35,7 +36,15 @@ func Run(ctx context.Context, cfg Config) error {
 	connCtx, stopConns := context.WithCancel(context.Background())
 	defer stopConns()
 
-	resolver, err := startDiscovery(serveCtx, cfg, log)
+	cp, err := connectControlPlane(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer cp.close()
+	if cp.identity != nil {
+		go cp.identity.Run(connCtx)
+	}
+	resolver, err := startDiscovery(serveCtx, cfg, cp, log)
 	if err != nil {
 		return err
 	}
@@ -50,7 +59,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeAll(lns)
 
-	out := outbound.New(connCtx, resolver, cfg.Balance, log)
+	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
 	in := inbound.New(connCtx, cfg.Mode == ModeTProxy)
 	outHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
 		Direction: "outbound", Upstream: out, Metrics: reg, Log: log,
@@ -71,6 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque:  in.Dial,
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
+			mesh: cp.meshServer(), peerID: peerID,
 		},
 	}
 	var serving sync.WaitGroup
@@ -91,9 +101,13 @@ func Run(ctx context.Context, cfg Config) error {
 				if draining.Load() {
 					return errors.New("draining")
 				}
+				if cp.identity != nil {
+					return cp.identity.Ready()
+				}
 				return nil
 			},
 			Shutdown: stopServing,
+			Handlers: cp.adminHandlers(),
 		})
 	}()
 	log.Info("proxy serving",
@@ -147,7 +161,10 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 	}
 }
 
-func startDiscovery(ctx context.Context, cfg Config, log *slog.Logger) (discovery.Resolver, error) {
+func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {
+	if cp.conn != nil {
+		return destclient.New(cp.conn, destclient.Options{ClientID: cfg.Identity, Log: log}), nil
+	}
 	if cfg.DiscoveryFile == "" {
 		return noDiscovery{}, nil
 	}

@@ -17,6 +17,10 @@ type ConnInfo struct {
 	Client netip.AddrPort
 	// ClientID is the peer's verified identity; empty without mTLS.
 	ClientID string
+	// ToProxy is set when the client connected to the proxy's own port
+	// rather than being redirected: only a peer proxy's opaque mesh
+	// connection may do that.
+	ToProxy bool
 }
 
 type connInfoKey struct{}

@@ -53,6 +53,23 @@ func (t *Transports) For(req *http.Request) http.RoundTripper {
 	return t.h1
 }
 
+// HTTP1 is the HTTP/1.1 transport.
+func (t *Transports) HTTP1() http.RoundTripper { return t.h1 }
+
+// HTTP2 is the HTTP/2 (prior knowledge) transport.
+func (t *Transports) HTTP2() http.RoundTripper { return t.h2 }
+
+// OrigProtoHeader marks a request that a client sent in HTTP/1.x and the
+// outbound proxy carries over HTTP/2 inside the mesh, so that the inbound
+// proxy hands it to the application in HTTP/1.1 again.
+const OrigProtoHeader = "Skein-Orig-Proto"
+
+// IsUpgrade reports whether req asks to switch protocols (WebSocket): such
+// requests stay HTTP/1.1 end to end.
+func IsUpgrade(req *http.Request) bool {
+	return req.ProtoMajor == 1 && req.Header.Get("Upgrade") != ""
+}
+
 // CloseIdleConnections closes pooled connections nobody is using, such as
 // those to endpoints that were removed.
 func (t *Transports) CloseIdleConnections() {

@@ -50,11 +50,23 @@ func New(ctx context.Context, transparent bool) *Upstream {
 	return u
 }
 
-// RoundTrip sends req to the application at the original destination.
+// RoundTrip sends req to the application at the original destination, in
+// the HTTP version the client spoke: a request the mesh carried over HTTP/2
+// for an HTTP/1.x client goes on in HTTP/1.1.
 func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	ci := httpproxy.ConnInfoFrom(req.Context())
 	out := httpproxy.To(req, ci.OrigDst.String())
-	return u.transportsFor(ci).For(req).RoundTrip(out)
+	transports := u.transportsFor(ci)
+	rt := transports.For(req)
+	if v := req.Header.Get(httpproxy.OrigProtoHeader); v != "" {
+		out.Header = req.Header.Clone()
+		out.Header.Del(httpproxy.OrigProtoHeader)
+		// Only a peer proxy (an mTLS client) may ask for a downgrade.
+		if ci.ClientID != "" && v == "HTTP/1.1" {
+			rt = transports.HTTP1()
+		}
+	}
+	return rt.RoundTrip(out)
 }
 
 // DialTunnel connects a CONNECT request to the application.

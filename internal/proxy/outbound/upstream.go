@@ -13,9 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
 
@@ -32,19 +35,25 @@ const connectTimeout = 3 * time.Second
 type Upstream struct {
 	dests      *destinations
 	transports *httpproxy.Transports
+	mesh       *meshTransports // nil without an identity
 	dialer     net.Dialer
 	log        *slog.Logger
 }
 
-// New returns an Upstream that asks r about destinations. Its watches and
-// background work stop when ctx ends.
-func New(ctx context.Context, r discovery.Resolver, opts balance.Options, log *slog.Logger) *Upstream {
+// New returns an Upstream that asks r about destinations. With mesh set,
+// traffic to endpoints that have an identity travels over mutual TLS; nil
+// sends everything as the client spoke it. Its watches and background work
+// stop when ctx ends.
+func New(ctx context.Context, r discovery.Resolver, opts balance.Options, mesh MeshTLS, log *slog.Logger) *Upstream {
 	u := &Upstream{
 		dests:  newDestinations(ctx, r, opts, log),
 		dialer: net.Dialer{Timeout: connectTimeout},
 		log:    log,
 	}
 	u.transports = httpproxy.NewTransports(u.dial)
+	if mesh != nil {
+		u.mesh = newMeshTransports(mesh, &u.dialer)
+	}
 	go u.dests.run(ctx)
 	go u.closeIdle(ctx)
 	return u
@@ -58,11 +67,18 @@ func (u *Upstream) closeIdle(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			u.transports.CloseIdleConnections()
+			u.closeIdleNow()
 			return
 		case <-t.C:
-			u.transports.CloseIdleConnections()
+			u.closeIdleNow()
 		}
+	}
+}
+
+func (u *Upstream) closeIdleNow() {
+	u.transports.CloseIdleConnections()
+	if u.mesh != nil {
+		u.mesh.closeIdle()
 	}
 }
 
@@ -118,11 +134,10 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	ci := httpproxy.ConnInfoFrom(ctx)
 	ri := httpproxy.RequestInfoFrom(ctx)
-	transport := u.transports.For(req)
 
 	d := u.resolve(ctx, requestAuthority(req, ci.OrigDst), ci.OrigDst)
 	if d == nil {
-		return u.passthrough(req, ci.OrigDst, transport)
+		return u.passthrough(req, ci.OrigDst, u.transports.For(req))
 	}
 	if ri != nil {
 		ri.Service = d.key
@@ -141,7 +156,14 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ri != nil {
 			ri.Endpoint = ep
 		}
-		out := httpproxy.To(req, ep.Addr.String())
+		transport, out, serverID, err := u.routeTo(req, ep)
+		if err != nil {
+			h.Done(true)
+			return nil, err
+		}
+		if ri != nil {
+			ri.ServerID = serverID
+		}
 		if body != nil {
 			out.Body = body
 		}
@@ -206,7 +228,7 @@ func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) 
 			return nil, discovery.Endpoint{}, fmt.Errorf("%s: %w", d.key, err)
 		}
 		ep := h.Endpoint()
-		c, err := u.dialer.DialContext(ctx, "tcp", ep.Addr.String())
+		c, err := u.dialOpaque(ctx, ep)
 		if err != nil {
 			h.Done(true)
 			if attempt < maxConnectAttempts {
@@ -219,6 +241,30 @@ func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) 
 		// The connection counts as in flight on its endpoint until closed.
 		return &trackedConn{Conn: c, done: func() { h.Done(false) }}, ep, nil
 	}
+}
+
+// dialOpaque connects to ep for opaque traffic: over mesh TLS when it has
+// an identity.
+func (u *Upstream) dialOpaque(ctx context.Context, ep discovery.Endpoint) (net.Conn, error) {
+	if ep.Identity == "" || u.mesh == nil {
+		return u.dialer.DialContext(ctx, "tcp", ep.Addr.String())
+	}
+	id, err := spiffeid.FromString(ep.Identity)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %s has a bad identity %q: %w", ep.Addr, ep.Identity, err)
+	}
+	// Opaque mesh traffic goes to the peer proxy's own port, with a header
+	// naming the application's port (see meshtls.PeerInboundPort).
+	peer := netip.AddrPortFrom(ep.Addr.Addr(), meshtls.PeerInboundPort)
+	c, err := u.mesh.dial(ctx, peer.String(), id, meshtls.ALPNOpaque)
+	if err != nil {
+		return nil, err
+	}
+	if err := meshtls.WriteOpaqueHeader(c, ep.Addr.Port()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // retryableBody lets a request be sent again after a failed connect: the

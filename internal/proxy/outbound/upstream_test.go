@@ -53,7 +53,7 @@ func deadAddr(t *testing.T) netip.AddrPort {
 func newUpstream(t *testing.T, r discovery.Resolver) *Upstream {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return New(ctx, r, balance.DefaultOptions(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return New(ctx, r, balance.DefaultOptions(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // send makes a POST as if it arrived on a connection redirected from origDst.

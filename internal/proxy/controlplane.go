@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/skeinmesh/skein/internal/pki"
+	"github.com/skeinmesh/skein/internal/proxy/destclient"
+	"github.com/skeinmesh/skein/internal/proxy/identity"
+	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	identitypb "github.com/skeinmesh/skein/proto/identity"
+)
+
+// controlPlane is the proxy's connection to the controller and the
+// identity it got there; both empty when the proxy runs without one.
+type controlPlane struct {
+	conn     *grpc.ClientConn
+	identity *identity.Local
+}
+
+func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
+	cp := &controlPlane{}
+	if cfg.ControllerAddr == "" {
+		return cp, nil
+	}
+	anchors, err := loadTrustAnchors(cfg.TrustAnchorsFile)
+	if err != nil {
+		return nil, fmt.Errorf("trust-anchors: %w", err)
+	}
+	creds := credentials.NewTLS(identity.ControllerTLS(anchors, cfg.controllerID()))
+	// The connection is made lazily and re-made with a short back-off, so
+	// a controller that is down at start or goes away is picked up again.
+	cp.conn, err = grpc.NewClient(cfg.ControllerAddr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(destclient.ConnectParams()))
+	if err != nil {
+		return nil, fmt.Errorf("controller-addr: %w", err)
+	}
+	if cfg.Identity != "" {
+		cp.identity, err = identity.New(identity.Config{
+			Identity:     cfg.Identity,
+			TokenFile:    cfg.TokenFile,
+			TrustAnchors: anchors,
+			Client:       identitypb.NewIdentityClient(cp.conn),
+			Log:          log,
+		})
+		if err != nil {
+			cp.conn.Close()
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+	}
+	return cp, nil
+}
+
+func (cp *controlPlane) close() {
+	if cp.conn != nil {
+		cp.conn.Close()
+	}
+}
+
+// meshClient is the client side of mesh TLS, or nil without an identity
+// (an untyped nil: outbound tests the interface against nil).
+func (cp *controlPlane) meshClient() outbound.MeshTLS {
+	if cp.identity == nil {
+		return nil
+	}
+	return cp.identity
+}
+
+// meshServer is the server side of mesh TLS, or nil without an identity.
+func (cp *controlPlane) meshServer() MeshServer {
+	if cp.identity == nil {
+		return nil
+	}
+	return cp.identity
+}
+
+func (cp *controlPlane) adminHandlers() map[string]http.Handler {
+	if cp.identity == nil {
+		return nil
+	}
+	return map[string]http.Handler{"/identity": cp.identity.StatusHandler()}
+}
+
+// peerID names the verified client of a mesh connection.
+func peerID(cs tls.ConnectionState) (string, error) {
+	id, err := identity.PeerID(cs)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// loadTrustAnchors reads the PEM certificates in path.
+func loadTrustAnchors(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	anchors, err := pki.ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return anchors, nil
+}
