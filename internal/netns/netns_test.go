@@ -327,3 +327,30 @@ func TestCommandAsRunsWithOtherUID(t *testing.T) {
 		t.Errorf("ambient capabilities %s: want CAP_NET_ADMIN", fields[3])
 	}
 }
+
+func TestRemoveHostDeletesItsNamespaceAndProcesses(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	ctx := context.Background()
+	h := testenv.AddHost(t, n, "gone")
+	cmd := h.Command(ctx, "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitUntilInside(t, h, cmd.Process.Pid)
+	if err := n.RemoveHost(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host's process survived RemoveHost")
+	}
+	if strings.Contains(namespaces(t), h.Namespace) {
+		t.Errorf("namespace %s still listed after RemoveHost", h.Namespace)
+	}
+	if err := n.RemoveHost(ctx, "gone"); err == nil {
+		t.Error("removing a host twice did not fail")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sync"
 )
 
@@ -65,7 +66,7 @@ func New(ctx context.Context, log *slog.Logger) (*Network, error) {
 		nextVIP:  VIPPrefix.Addr().Next(),
 		services: map[netip.AddrPort][]netip.AddrPort{},
 	}
-	if err := writeOwnerRecord(id, currentOwner()); err != nil {
+	if err := writeOwnerRecord(id, CurrentOwner()); err != nil {
 		return nil, err
 	}
 	if err := n.createHub(ctx); err != nil {
@@ -214,5 +215,25 @@ func (n *Network) Close() error {
 		return fmt.Errorf("closing network %s: %w", n.id, err)
 	}
 	n.log.Debug("network closed")
+	return nil
+}
+
+// RemoveHost kills the processes in the named host and deletes its
+// namespace; its veth pair goes with it. Its address is not handed out again
+// by this network.
+func (n *Network) RemoveHost(ctx context.Context, name string) error {
+	n.mu.Lock()
+	h, ok := n.hosts[name]
+	if ok {
+		delete(n.hosts, name)
+		n.namespaces = slices.DeleteFunc(n.namespaces, func(ns string) bool { return ns == h.Namespace })
+	}
+	n.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no host %q in network %s", name, n.id)
+	}
+	if err := removeNamespace(ctx, h.Namespace); err != nil {
+		return fmt.Errorf("removing host %s: %w", name, err)
+	}
 	return nil
 }

@@ -17,21 +17,23 @@ import (
 // recordDir holds one file per live Network, named by its ID.
 const recordDir = "/run/skein/netns"
 
-// owner identifies the process that created a Network. The start time
-// guards against PID reuse: a recycled PID with another start time is a
-// different process, so the network is stale.
-type owner struct {
+// Owner identifies a process across PID reuse: a recycled PID with another
+// start time is a different process. It records who created a Network (and
+// who supervises a local mesh).
+type Owner struct {
 	PID       int    `json:"pid"`
 	StartTime uint64 `json:"start_time"` // clock ticks since boot, /proc/PID/stat field 22
 }
 
-func currentOwner() owner {
+// CurrentOwner identifies this process.
+func CurrentOwner() Owner {
 	pid := os.Getpid()
 	start, _ := processStartTime(pid)
-	return owner{PID: pid, StartTime: start}
+	return Owner{PID: pid, StartTime: start}
 }
 
-func (o owner) alive() bool {
+// Alive reports whether the process o names is still running.
+func (o Owner) Alive() bool {
 	start, err := processStartTime(o.PID)
 	return err == nil && start == o.StartTime
 }
@@ -51,7 +53,7 @@ func processStartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[startTimeField], 10, 64)
 }
 
-func writeOwnerRecord(id string, o owner) error {
+func writeOwnerRecord(id string, o Owner) error {
 	if err := os.MkdirAll(recordDir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", recordDir, err)
 	}
@@ -97,12 +99,12 @@ func CleanStale(ctx context.Context, log *slog.Logger) error {
 			errs = append(errs, err)
 			continue
 		}
-		var o owner
+		var o Owner
 		if err := json.Unmarshal(data, &o); err != nil {
 			errs = append(errs, fmt.Errorf("reading ownership record %s: %w", id, err))
 			continue
 		}
-		if o.alive() {
+		if o.Alive() {
 			continue
 		}
 		log.Info("removing stale network", "network", id, "owner_pid", o.PID)
