@@ -88,32 +88,48 @@ func unjoin(err error) []error {
 // returned unless everything is valid; the error then lists every problem
 // found, each a *ManifestError.
 func Load(dir string) (model.Snapshot, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return model.Snapshot{}, fmt.Errorf("reading manifest directory: %w", err)
-	}
-	var objects []*object
-	var errs []error
-	for _, e := range entries {
-		if e.IsDir() || !isManifest(e.Name()) {
-			continue
-		}
-		path := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("reading manifest: %w", err))
-			continue
-		}
-		objs, fileErrs := decodeFile(path, data)
-		objects = append(objects, objs...)
-		errs = append(errs, fileErrs...)
-	}
+	objects, errs := readObjects(dir)
 	snap, convErrs := snapshot(objects)
 	errs = append(errs, convErrs...)
 	if len(errs) > 0 {
 		return model.Snapshot{}, errors.Join(errs...)
 	}
 	return snap, nil
+}
+
+// readObjects decodes every manifest of path: a file, or the *.yaml and
+// *.yml files of a directory (not its subdirectories).
+func readObjects(path string) ([]*object, []error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, []error{fmt.Errorf("reading manifests: %w", err)}
+	}
+	files := []string{path}
+	if info.IsDir() {
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, []error{fmt.Errorf("reading manifest directory: %w", err)}
+		}
+		files = files[:0]
+		for _, e := range entries {
+			if !e.IsDir() && isManifest(e.Name()) {
+				files = append(files, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	var objects []*object
+	var errs []error
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading manifest: %w", err))
+			continue
+		}
+		objs, fileErrs := decodeFile(f, data)
+		objects = append(objects, objs...)
+		errs = append(errs, fileErrs...)
+	}
+	return objects, errs
 }
 
 func isManifest(name string) bool {

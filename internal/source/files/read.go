@@ -1,0 +1,55 @@
+package files
+
+import (
+	"errors"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skeinmesh/skein/api/v1alpha1"
+)
+
+// Manifests are the objects of a set of manifest files, validated as Load
+// validates them.
+type Manifests struct {
+	Services  []*corev1.Service
+	Workloads []*v1alpha1.Workload
+	// Origin says where each object was defined, for messages about it,
+	// keyed by Key.
+	Origin map[string]Origin
+}
+
+// Origin is where an object was defined.
+type Origin struct {
+	File     string
+	Document int
+}
+
+// Key names an object for Manifests.Origin: "Kind namespace/name".
+func Key(kind, namespace, name string) string { return kind + " " + namespace + "/" + name }
+
+// Fail returns an error about the field of the object named by key, in the
+// same form as the errors of Load.
+func (m *Manifests) Fail(kind, namespace, name, field string, err error) error {
+	o := m.Origin[Key(kind, namespace, name)]
+	return &ManifestError{File: o.File, Document: o.Document, Kind: kind, Namespace: namespace, Name: name, Field: field, Err: err}
+}
+
+// Read reads and validates path, a manifest file or a directory of them,
+// and returns its objects. Nothing is returned unless everything is valid.
+func Read(path string) (*Manifests, error) {
+	objects, errs := readObjects(path)
+	_, convErrs := snapshot(objects)
+	if errs = append(errs, convErrs...); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	m := &Manifests{Origin: map[string]Origin{}}
+	for _, o := range objects {
+		m.Origin[Key(o.kind, o.meta.Namespace, o.meta.Name)] = Origin{File: o.file, Document: o.document}
+		if o.service != nil {
+			m.Services = append(m.Services, o.service)
+		} else {
+			m.Workloads = append(m.Workloads, o.workload)
+		}
+	}
+	return m, nil
+}
