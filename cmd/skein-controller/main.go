@@ -45,6 +45,9 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of /metrics, /ready and /live")
+	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")
+	fs.StringVar(&cfg.APISocket, "api-socket", "", "unix socket to serve the metrics API on (the local mesh's CLI)")
+	fs.StringVar(&cfg.APIAddr, "api-addr", "", "TCP address to serve the metrics API on")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

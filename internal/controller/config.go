@@ -40,6 +40,13 @@ type Config struct {
 
 	GRPCAddr  string
 	AdminAddr string
+	// PrometheusURL is where the metrics API sends its PromQL; without it
+	// the metrics API is not served.
+	PrometheusURL string
+	// APISocket is a unix socket for the metrics API (the local mesh's
+	// CLI); APIAddr a TCP address for it. Either, both or neither.
+	APISocket string
+	APIAddr   string
 	Log       *slog.Logger
 }
 
@@ -77,6 +84,14 @@ func (c *Config) Validate() error {
 	for _, f := range []struct{ name, addr string }{{"grpc-addr", c.GRPCAddr}, {"admin-addr", c.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(f.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", f.name, f.addr, err))
+		}
+	}
+	if (c.APISocket != "" || c.APIAddr != "") && c.PrometheusURL == "" {
+		errs = append(errs, errors.New("prometheus-url: required to serve the metrics API (api-socket, api-addr)"))
+	}
+	if c.APIAddr != "" {
+		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+			errs = append(errs, fmt.Errorf("api-addr: %q is not host:port: %w", c.APIAddr, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -73,13 +73,28 @@ func Run(ctx context.Context, cfg Config) error {
 		grpcLn.Close()
 		return fmt.Errorf("admin-addr: %w", err)
 	}
+	apiLns, err := metricsAPIListeners(ctx, cfg)
+	if err != nil {
+		grpcLn.Close()
+		adminLn.Close()
+		return err
+	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
 	dest.Register(srv)
 	idService.Register(srv)
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var ready atomic.Bool
+	if len(apiLns) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, log); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()

@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/controller/metricsapi"
+	"github.com/skeinmesh/skein/internal/model"
+)
+
+// modelInventory answers the metrics API's questions about workloads from
+// the model.
+type modelInventory struct{ m *model.Model }
+
+func (i modelInventory) Workloads(namespace string) []metricsapi.WorkloadInfo {
+	var out []metricsapi.WorkloadInfo
+	for _, w := range i.m.Workloads(namespace) {
+		out = append(out, metricsapi.WorkloadInfo{
+			Namespace: w.Namespace, Name: w.Name, Replicas: w.Instances, Meshed: w.Meshed, ServiceAccount: w.ServiceAccount,
+		})
+	}
+	return out
+}
+
+// metricsAPIListeners opens the metrics API's listeners: a unix socket
+// (only root and the socket's group may use it) and/or a TCP address.
+func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error) {
+	var lns []net.Listener
+	var lc net.ListenConfig
+	if cfg.APISocket != "" {
+		os.Remove(cfg.APISocket) // left by a controller that crashed
+		ln, err := lc.Listen(ctx, "unix", cfg.APISocket)
+		if err != nil {
+			return nil, fmt.Errorf("api-socket: %w", err)
+		}
+		if err := os.Chmod(cfg.APISocket, 0o660); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("api-socket: %w", err)
+		}
+		lns = append(lns, ln)
+	}
+	if cfg.APIAddr != "" {
+		ln, err := lc.Listen(ctx, "tcp", cfg.APIAddr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("api-addr: %w", err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// serveMetricsAPI serves the metrics API on lns until ctx ends.
+func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, log *slog.Logger) error {
+	h := metricsapi.NewHandler(metricsapi.Config{
+		PrometheusURL: cfg.PrometheusURL,
+		Inventory:     modelInventory{m},
+		Log:           log,
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			return fmt.Errorf("metrics API: %w", err)
+		}
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}

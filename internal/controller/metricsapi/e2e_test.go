@@ -1,0 +1,297 @@
+package metricsapi
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+)
+
+const (
+	webID   = "spiffe://skein.test/ns/demo/sa/web"
+	emojiID = "spiffe://skein.test/ns/demo/sa/emoji"
+)
+
+// fakeProxy is one proxy's real metrics registry served on loopback. Its
+// handler and the traffic recorder share a lock, so every scrape sees whole
+// batches of traffic and the ratios the test checks are exact.
+type fakeProxy struct {
+	reg  *metrics.Registry
+	addr string
+}
+
+func startFakeProxy(t *testing.T, mu *sync.Mutex, labels map[string]string) *fakeProxy {
+	t.Helper()
+	reg, err := metrics.New(labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := reg.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return &fakeProxy{reg: reg, addr: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+// demoTraffic is one batch of the test's known traffic:
+//   - an unmeshed client calls web: 9 successes at 5 ms, 1 failure (500) at 50 ms;
+//   - web calls emoji over mTLS: 4 gRPC successes at 2 ms, seen by both sides;
+//   - web calls legacy (unmeshed): 1 success.
+func demoTraffic(web, emoji *fakeProxy) {
+	webInbound := metrics.HTTPLabels{
+		Direction: metrics.DirectionInbound, Authority: "web.demo.svc.cluster.local:8080",
+		TargetAddr: "10.0.0.1:8080", TLS: metrics.TLSNoIdentity,
+		Dst: metrics.DstLabels{Namespace: "demo", Service: "web", Workload: "web", Pod: "web-0"},
+	}
+	for range 9 {
+		web.reg.Request(webInbound).Response(200, "", 5*time.Millisecond)
+	}
+	web.reg.Request(webInbound).Response(500, "", 50*time.Millisecond)
+
+	emojiDst := metrics.DstLabels{Namespace: "demo", Service: "emoji", Workload: "emoji", Pod: "emoji-0"}
+	webToEmoji := metrics.HTTPLabels{
+		Direction: metrics.DirectionOutbound, Authority: "emoji.demo.svc.cluster.local:8080",
+		TargetAddr: "10.0.0.2:8080", TLS: metrics.TLSTrue, ServerID: emojiID, RouteName: "get-emoji", Dst: emojiDst,
+	}
+	emojiInbound := metrics.HTTPLabels{
+		Direction: metrics.DirectionInbound, Authority: "emoji.demo.svc.cluster.local:8080",
+		TargetAddr: "10.0.0.2:8080", TLS: metrics.TLSTrue, ClientID: webID, Dst: emojiDst,
+	}
+	for range 4 {
+		web.reg.Request(webToEmoji).Response(200, "0", 2*time.Millisecond)
+		emoji.reg.Request(emojiInbound).Response(200, "0", 2*time.Millisecond)
+	}
+
+	webToLegacy := metrics.HTTPLabels{
+		Direction: metrics.DirectionOutbound, Authority: "legacy.demo.svc.cluster.local:80",
+		TargetAddr: "10.0.0.3:80", TLS: metrics.TLSNoIdentity,
+		Dst: metrics.DstLabels{Namespace: "demo", Service: "legacy", Workload: "legacy", Pod: "legacy-0"},
+	}
+	web.reg.Request(webToLegacy).Response(200, "", time.Millisecond)
+}
+
+// nominalWebRPS is web's inbound request rate: 10 per batch, a batch every
+// batchInterval.
+const (
+	batchInterval = 200 * time.Millisecond
+	nominalWebRPS = 10 / 0.2
+)
+
+func TestAPIAgainstPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and waits for scrapes")
+	}
+	prometheusBinary(t)
+
+	var mu sync.Mutex
+	web := startFakeProxy(t, &mu, map[string]string{"namespace": "demo", "workload": "web", "pod": "web-0", "serviceaccount": "web"})
+	emoji := startFakeProxy(t, &mu, map[string]string{"namespace": "demo", "workload": "emoji", "pod": "emoji-0", "serviceaccount": "emoji"})
+	web.reg.TCPOpen(metrics.TCPLabels{Direction: metrics.DirectionInbound, TargetAddr: "10.0.0.1:8080", TLS: metrics.TLSNoIdentity})
+	web.reg.TCPOpen(metrics.TCPLabels{Direction: metrics.DirectionInbound, TargetAddr: "10.0.0.1:8080", TLS: metrics.TLSNoIdentity})
+	emoji.reg.TCPOpen(metrics.TCPLabels{Direction: metrics.DirectionInbound, TargetAddr: "10.0.0.2:8080", TLS: metrics.TLSTrue, ClientID: webID})
+
+	promURL := startPrometheus(t, []string{web.addr, emoji.addr})
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(batchInterval)
+		defer tick.Stop()
+		for {
+			mu.Lock()
+			demoTraffic(web, emoji)
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done })
+
+	inventory := StaticInventory{
+		{Namespace: "demo", Name: "web", Replicas: 2, Meshed: 2, ServiceAccount: "web"},
+		{Namespace: "demo", Name: "emoji", Replicas: 3, Meshed: 1, ServiceAccount: "emoji"},
+		{Namespace: "demo", Name: "idle", Replicas: 1, Meshed: 0, ServiceAccount: "idle"},
+	}
+	api := httptest.NewServer(NewHandler(Config{PrometheusURL: promURL, Inventory: inventory}))
+	t.Cleanup(api.Close)
+
+	// Wait until Prometheus has scraped enough for every answer to have data.
+	var workloads StatResponse
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		getJSON(t, api.URL+"/api/v1/stat?kind=workload&namespace=demo&since=5s", &workloads)
+		if r := findStat(workloads.Rows, "web"); r != nil && r.RPS > 0 && r.LatencyP99 != nil {
+			if r := findStat(workloads.Rows, "emoji"); r != nil && r.RPS > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no traffic in the API's answer after 20s: %+v", workloads)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	t.Run("workloads", func(t *testing.T) {
+		webRow := findStat(workloads.Rows, "web")
+		checkRate(t, "web success_rate", webRow.SuccessRate, 0.9)
+		checkRPS(t, "web rps", webRow.RPS, nominalWebRPS)
+		checkBetween(t, "web p50", webRow.LatencyP50, 4, 5)
+		checkBetween(t, "web p99", webRow.LatencyP99, 40, 50)
+		if webRow.Meshed != 2 || webRow.Total != 2 || webRow.TCPConnections != 2 {
+			t.Errorf("web meshed %d/%d tcp %d, want 2/2 from the inventory and 2 connections", webRow.Meshed, webRow.Total, webRow.TCPConnections)
+		}
+		emojiRow := findStat(workloads.Rows, "emoji")
+		checkRate(t, "emoji success_rate", emojiRow.SuccessRate, 1)
+		if emojiRow.Meshed != 1 || emojiRow.Total != 3 {
+			t.Errorf("emoji meshed %d/%d, want 1/3", emojiRow.Meshed, emojiRow.Total)
+		}
+		idle := findStat(workloads.Rows, "idle")
+		if idle == nil || idle.SuccessRate != nil || idle.RPS != 0 || idle.Total != 1 {
+			t.Errorf("idle workload (inventory only) = %+v, want a row with total 1 and no traffic", idle)
+		}
+	})
+
+	t.Run("services", func(t *testing.T) {
+		var services StatResponse
+		getJSON(t, api.URL+"/api/v1/stat?kind=service&namespace=demo&since=5s", &services)
+		emojiRow := findStat(services.Rows, "emoji")
+		if emojiRow == nil {
+			t.Fatalf("no emoji service row: %+v", services.Rows)
+		}
+		checkRate(t, "emoji service success_rate", emojiRow.SuccessRate, 1)
+		if emojiRow.Meshed != 1 || emojiRow.Total != 1 {
+			t.Errorf("emoji service meshed %d/%d, want 1/1", emojiRow.Meshed, emojiRow.Total)
+		}
+		if legacy := findStat(services.Rows, "legacy"); legacy == nil || legacy.Meshed != 0 || legacy.Total != 1 {
+			t.Errorf("legacy service = %+v, want meshed 0/1", legacy)
+		}
+	})
+
+	t.Run("namespaces", func(t *testing.T) {
+		var namespaces StatResponse
+		getJSON(t, api.URL+"/api/v1/stat?kind=namespace&since=5s", &namespaces)
+		demo := findStat(namespaces.Rows, "demo")
+		if demo == nil {
+			t.Fatalf("no demo namespace row: %+v", namespaces.Rows)
+		}
+		// A mix of web's 0.9 and emoji's 1.0, weighted by their rates (13/14
+		// nominally). The two proxies are scraped at different moments, so
+		// rate()'s extrapolation weighs them slightly differently: only
+		// check that both count.
+		checkBetween(t, "demo success_rate", demo.SuccessRate, 0.905, 0.96)
+		if demo.Meshed != 3 || demo.Total != 6 {
+			t.Errorf("demo meshed %d/%d, want 3/6 (the inventory's sum)", demo.Meshed, demo.Total)
+		}
+	})
+
+	t.Run("edges", func(t *testing.T) {
+		var edges EdgesResponse
+		getJSON(t, api.URL+"/api/v1/edges?namespace=demo&since=5s", &edges)
+		var toEmoji, toLegacy *EdgeRow
+		for i, e := range edges.Rows {
+			switch {
+			case e.SrcWorkload == "web" && e.DstWorkload == "emoji":
+				toEmoji = &edges.Rows[i]
+			case e.SrcWorkload == "web" && e.DstWorkload == "legacy":
+				toLegacy = &edges.Rows[i]
+			}
+		}
+		if toEmoji == nil || toLegacy == nil {
+			t.Fatalf("edges %+v, want web→emoji and web→legacy", edges.Rows)
+		}
+		if toEmoji.ClientID != webID || toEmoji.ServerID != emojiID || toEmoji.TLS != "true" {
+			t.Errorf("web→emoji identities client=%q server=%q tls=%q, want %q %q true", toEmoji.ClientID, toEmoji.ServerID, toEmoji.TLS, webID, emojiID)
+		}
+		checkRate(t, "web→emoji success_rate", toEmoji.SuccessRate, 1)
+		checkRPS(t, "web→emoji rps", toEmoji.RPS, nominalWebRPS*4/10)
+		if toLegacy.ClientID != "" || toLegacy.ServerID != "" || toLegacy.TLS != "no_identity" {
+			t.Errorf("web→legacy = %+v, want no identities and tls no_identity", toLegacy)
+		}
+	})
+
+	t.Run("routes", func(t *testing.T) {
+		var routes RoutesResponse
+		getJSON(t, api.URL+"/api/v1/routes?workload=web&namespace=demo&since=5s", &routes)
+		if len(routes.Rows) != 1 || routes.Rows[0].Route != DefaultRoute || routes.Rows[0].Authority != "web.demo.svc.cluster.local:8080" {
+			t.Fatalf("web routes %+v, want one [default] route for web's authority", routes.Rows)
+		}
+		checkRate(t, "web [default] success_rate", routes.Rows[0].SuccessRate, 0.9)
+
+		getJSON(t, api.URL+"/api/v1/routes?service=emoji&namespace=demo&since=5s", &routes)
+		if len(routes.Rows) != 1 || routes.Rows[0].Route != "get-emoji" {
+			t.Fatalf("emoji service routes %+v, want get-emoji", routes.Rows)
+		}
+		checkBetween(t, "get-emoji p50", routes.Rows[0].LatencyP50, 1, 2)
+	})
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: decoding: %v", url, err)
+	}
+}
+
+func findStat(rows []StatRow, name string) *StatRow {
+	for i := range rows {
+		if rows[i].Name == name {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+func checkRate(t *testing.T, what string, got *float64, want float64) {
+	t.Helper()
+	if got == nil || math.Abs(*got-want) > 0.005 {
+		t.Errorf("%s = %v, want %.3f", what, deref(got), want)
+	}
+}
+
+func checkBetween(t *testing.T, what string, got *float64, lo, hi float64) {
+	t.Helper()
+	if got == nil || *got < lo || *got > hi {
+		t.Errorf("%s = %v, want within [%g, %g]", what, deref(got), lo, hi)
+	}
+}
+
+// checkRPS accepts any positive rate up to a little over nominal: the
+// recorder may fall behind on a busy machine, never ahead, and rate()
+// extrapolates at most a scrape interval's worth past the samples.
+func checkRPS(t *testing.T, what string, got, nominal float64) {
+	t.Helper()
+	if got <= 0 || got > 1.5*nominal {
+		t.Errorf("%s = %.2f, want within (0, %.1f]", what, got, 1.5*nominal)
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

@@ -1,0 +1,109 @@
+package metricsapi
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/common/model"
+)
+
+// meshedCount is how many of a row's instances run a proxy, with the row's
+// grouping labels (as statSpec.by names them).
+type meshedCount struct {
+	labels        model.Metric
+	meshed, total int
+}
+
+// meshedCounts counts meshed instances per row of kind.
+//
+// Workloads: the inventory's counts where it knows the workload; otherwise
+// the number of distinct pods Prometheus has proxy series from (all of them
+// meshed, since only proxies report). Namespaces: the sum of their
+// workloads. Services: the distinct endpoints (dst_pod) clients sent
+// requests to, and how many of those over mTLS.
+func (s *server) meshedCounts(ctx context.Context, in instant, kind, namespace string) ([]meshedCount, error) {
+	if kind == KindService {
+		return in.serviceEndpointCounts(ctx, namespace)
+	}
+	workloads, err := s.workloadCounts(ctx, in, namespace)
+	if err != nil {
+		return nil, err
+	}
+	if kind == KindWorkload {
+		return workloads, nil
+	}
+	byNamespace := make(map[string]*meshedCount)
+	var out []meshedCount
+	for _, w := range workloads {
+		ns := string(w.labels["namespace"])
+		c, ok := byNamespace[ns]
+		if !ok {
+			c = &meshedCount{labels: model.Metric{"namespace": model.LabelValue(ns)}}
+			byNamespace[ns] = c
+		}
+		c.meshed += w.meshed
+		c.total += w.total
+	}
+	for _, c := range byNamespace {
+		out = append(out, *c)
+	}
+	return out, nil
+}
+
+func (s *server) workloadCounts(ctx context.Context, in instant, namespace string) ([]meshedCount, error) {
+	known := make(map[string]bool)
+	var out []meshedCount
+	for _, w := range s.inventory.Workloads(namespace) {
+		labels := model.Metric{"namespace": model.LabelValue(w.Namespace), "workload": model.LabelValue(w.Name)}
+		known[groupKey(labels, []string{"namespace", "workload"})] = true
+		out = append(out, meshedCount{labels: labels, meshed: w.Meshed, total: w.Replicas})
+	}
+	// Every proxy opens or accepts connections soon after it starts, so
+	// tcp_open_total is the series most likely to exist for each one.
+	ms := []matcher{ne("workload", "")}
+	if namespace != "" {
+		ms = append(ms, eq("namespace", namespace))
+	}
+	vec, err := in.vector(ctx, fmt.Sprintf("count by (namespace, workload) (count by (namespace, workload, pod) (%s))",
+		selector("tcp_open_total", ms...)))
+	if err != nil {
+		return nil, err
+	}
+	for _, sample := range vec {
+		if known[groupKey(sample.Metric, []string{"namespace", "workload"})] {
+			continue
+		}
+		n := int(sample.Value)
+		out = append(out, meshedCount{labels: sample.Metric, meshed: n, total: n})
+	}
+	return out, nil
+}
+
+func (in instant) serviceEndpointCounts(ctx context.Context, namespace string) ([]meshedCount, error) {
+	ms := []matcher{eq("direction", "outbound"), ne("dst_service", "")}
+	if namespace != "" {
+		ms = append(ms, eq("dst_namespace", namespace))
+	}
+	by := []string{"dst_namespace", "dst_service"}
+	query := func(ms []matcher) string {
+		return fmt.Sprintf("count by (dst_namespace, dst_service) (count by (dst_namespace, dst_service, dst_pod) (%s))",
+			selector("response_total", ms...))
+	}
+	all, err := in.vector(ctx, query(ms))
+	if err != nil {
+		return nil, err
+	}
+	secured, err := in.vector(ctx, query(with(ms, eq("tls", "true"))))
+	if err != nil {
+		return nil, err
+	}
+	meshed := make(map[string]int)
+	for _, sample := range secured {
+		meshed[groupKey(sample.Metric, by)] = int(sample.Value)
+	}
+	out := make([]meshedCount, 0, len(all))
+	for _, sample := range all {
+		out = append(out, meshedCount{labels: sample.Metric, meshed: meshed[groupKey(sample.Metric, by)], total: int(sample.Value)})
+	}
+	return out, nil
+}
