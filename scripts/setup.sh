@@ -3,7 +3,7 @@
 # Run as root. Safe to run again.
 set -euo pipefail
 
-packages=(iptables iproute2 util-linux procps tcpdump curl ca-certificates)
+packages=(iptables iproute2 util-linux procps tcpdump curl ca-certificates prometheus)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,7 +11,7 @@ done
 if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	apt-get install -y -qq "${missing[@]}" >/dev/null
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then

@@ -30,5 +30,9 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newIdentityCommand())
+	root.AddCommand(newStatCommand())
+	root.AddCommand(newEdgesCommand())
+	root.AddCommand(newRoutesCommand())
+	root.AddCommand(newUpCommand(), newDownCommand(), newLogsCommand(), newDemoCommand())
 	return root
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/net/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -35,7 +37,12 @@ func main() {
 	delay := flag.Duration("delay", 0, "extra latency of every gRPC unary call")
 	httpAddr := flag.String("http", "", "HTTP/1.1 listen address")
 	bannerAddr := flag.String("banner", "", "server-speaks-first TCP listen address")
+	call := flag.String("call", "", "act as a gRPC client: call this target's UnaryCall on one connection and report answers per replica")
+	rate := flag.Int("rate", 50, "calls per second with -call")
 	flag.Parse()
+	if *id == "" {
+		*id = os.Getenv("POD_NAME") // set by skein up
+	}
 	if *id == "" {
 		*id, _ = os.Hostname()
 	}
@@ -63,6 +70,9 @@ func main() {
 		ln := listen(*bannerAddr)
 		go func() { <-ctx.Done(); ln.Close() }()
 		go serveBanner(ln, *id)
+	}
+	if *call != "" {
+		go callLoop(ctx, *call, *rate)
 	}
 	fmt.Println("ready")
 	<-ctx.Done()
@@ -220,5 +230,38 @@ func serveBanner(ln net.Listener, id string) {
 				fmt.Fprintf(c, "250 %s\r\n", sc.Text())
 			}
 		}()
+	}
+}
+
+// callLoop calls target at rate on one connection and prints, every two
+// seconds, a JSON line of answers per replica and failures so far.
+func callLoop(ctx context.Context, target string, rate int) {
+	cc, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(err)
+	defer cc.Close()
+	client := testpb.NewTestServiceClient(cc)
+	counts := map[string]int{}
+	failures := 0
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	report := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	defer report.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-report.C:
+			b, _ := json.Marshal(map[string]any{"calls": counts, "failures": failures})
+			fmt.Println(string(b))
+		case <-tick.C:
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := client.UnaryCall(cctx, &testpb.SimpleRequest{FillServerId: true})
+			cancel()
+			if err != nil {
+				failures++
+				continue
+			}
+			counts[resp.GetServerId()]++
+		}
 	}
 }
