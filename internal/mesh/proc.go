@@ -108,13 +108,6 @@ func (p *process) supervise() {
 	}
 }
 
-// pid is the program's PID (ip netns exec and setpriv exec it in place).
-func (p *process) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
-
 // running reports whether the current run has not exited.
 func (p *process) running() bool {
 	p.mu.Lock()
