@@ -199,16 +199,7 @@ func (m *mesh) dumpLogs(t *testing.T) {
 // dialer returns a dial function whose sockets live in host h's namespace,
 // so their traffic is redirected by h's rules like the application's own.
 func dialer(h *netns.Host) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := h.Enter(func() error {
-			var d net.Dialer
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
+	return h.DialContext
 }
 
 // httpClient is a plain HTTP/1.1 client whose connections start in h.

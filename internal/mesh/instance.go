@@ -155,7 +155,7 @@ func (in *instance) check(ctx context.Context) error {
 		}
 		return httpOK(in.host, fmt.Sprintf("http://%s%s", net.JoinHostPort(in.host.IP.String(), port), path))
 	case p.TCPSocket != nil:
-		c, err := dialIn(in.host)(ctx, "tcp", net.JoinHostPort(in.host.IP.String(), in.portNumber(p.TCPSocket.Port.String())))
+		c, err := in.host.DialContext(ctx, "tcp", net.JoinHostPort(in.host.IP.String(), in.portNumber(p.TCPSocket.Port.String())))
 		if err != nil {
 			return err
 		}

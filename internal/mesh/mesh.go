@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -229,7 +228,7 @@ func (m *Mesh) startController(ctx context.Context) error {
 
 // httpOK GETs url from inside h and wants a 200.
 func httpOK(h *netns.Host, url string) error {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: dialIn(h)}}
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: h.DialContext}}
 	resp, err := c.Get(url)
 	if err != nil {
 		return err
@@ -239,20 +238,6 @@ func httpOK(h *netns.Host, url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-// dialIn dials from inside h's namespace.
-func dialIn(h *netns.Host) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := h.Enter(func() error {
-			var d net.Dialer
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
 }
 
 // teardown stops every process and removes every namespace and file.

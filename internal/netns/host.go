@@ -3,6 +3,7 @@ package netns
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -115,4 +116,19 @@ func Enter(namespace string, fn func() error) error {
 		done <- fnErr
 	}()
 	return <-done
+}
+
+// DialContext connects from inside the host: the socket lives in its
+// namespace, so the host's routes and netfilter rules apply to it as to the
+// host's own programs. It has net.Dialer.DialContext's signature, to plug
+// into HTTP and gRPC clients.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := h.Enter(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
