@@ -38,6 +38,13 @@ metadata: {name: client, namespace: uptest, labels: {app: client}}
 spec:
   serviceAccountName: client
   command: [testapp, -call, "echo.uptest.svc.cluster.local:8080", -rate, "100"]
+---
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: plain, namespace: uptest, labels: {app: plain}}
+spec:
+  inject: false
+  command: [testapp, -call, "echo.uptest.svc.cluster.local:8080", -rate, "20"]
 `
 
 // hostTraces is what the machine looks like outside any namespace of
@@ -121,7 +128,14 @@ func tail(s string, n int) string {
 // clientReport reads the last per-replica report the client printed.
 func clientReport(t *testing.T, stateDir string) (calls map[string]int, failures int) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(stateDir, "logs", "client-0.log"))
+	return callerReport(t, stateDir, "client-0")
+}
+
+// callerReport reads the last per-replica report a `testapp -call` replica
+// printed.
+func callerReport(t *testing.T, stateDir, replica string) (calls map[string]int, failures int) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(stateDir, "logs", replica+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +156,7 @@ func clientReport(t *testing.T, stateDir string) (calls map[string]int, failures
 func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	requireRoot(t)
 	before := hostTraces(t)
-	stateDir, _ := skeinUp(t, upManifest)
+	stateDir, manifestPath := skeinUp(t, upManifest)
 
 	// Calls by service name spread over the three replicas, per request.
 	// Counted from when all three serve: before that, the client (which
@@ -183,6 +197,26 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	}
 	if failures > 0 {
 		t.Errorf("%d calls failed once every replica was serving", failures)
+	}
+
+	// A workload without a proxy reaches the service too, balanced per
+	// connection by the hub as kube-proxy would.
+	plainCalls, plainFailures := callerReport(t, stateDir, "plain-0")
+	if sum(plainCalls) == 0 {
+		t.Errorf("the unmeshed workload reached no replica (failures: %d)", plainFailures)
+	}
+	t.Logf("unmeshed client calls per replica: %v", plainCalls)
+
+	// Scaling up in the manifest brings a fourth replica into rotation.
+	scaled := strings.Replace(upManifest, "replicas: 3", "replicas: 4", 1)
+	if err := os.WriteFile(manifestPath, []byte(scaled), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edited := time.Now()
+	if !waitFor(60*time.Second, func() bool { c, _ := clientReport(t, stateDir); return c["echo-3"] > 0 }) {
+		t.Errorf("after scaling to 4 replicas in the manifest, echo-3 got no call within a minute")
+	} else {
+		t.Logf("echo-3 answered within %v of the manifest edit", time.Since(edited).Round(100*time.Millisecond))
 	}
 
 	// skein edges shows the edge with both identities, over mTLS.
@@ -281,4 +315,12 @@ func TestSkeinUpRefusesBadManifestsAndStartsNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -97,7 +97,9 @@ func (b *Balancer) Pick(ctx context.Context, avoid ...netip.AddrPort) (*Handle, 
 	now := b.now()
 	e, probe := p.pick(now, avoid, b.opts.Rand)
 	e.state.inFlight.Add(1)
-	return &Handle{balancer: b, entry: e, start: now, probe: probe}, nil
+	h := &Handle{balancer: b, entry: e, probe: probe}
+	h.start.Store(now)
+	return h, nil
 }
 
 // EndpointStatus is one endpoint's state as the balancer sees it, for

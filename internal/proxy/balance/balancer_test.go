@@ -355,3 +355,19 @@ func TestBalancerReturnsToRecoveredEndpoint(t *testing.T) {
 		t.Errorf("recovered endpoint got %.1f%% of the picks, want at least 25%%", 100*share)
 	}
 }
+
+func TestConnectTimeIsNotCountedAsLatency(t *testing.T) {
+	addrs := testAddrs(1)
+	b, clock := newTestBalancer(t, Options{}, addrs...)
+	// The first request waits 200 ms for a new connection, then the
+	// endpoint answers in 1 ms.
+	h := mustPick(t, b)
+	clock.Advance(200 * time.Millisecond)
+	h.Sending()
+	clock.Advance(time.Millisecond)
+	h.Responded()
+	h.Done(false)
+	if rtt := statusOf(t, b, addrs[0]).RTT; rtt > 5*time.Millisecond {
+		t.Errorf("RTT estimate %v after a 1 ms answer on a connection that took 200 ms to open, want about 1 ms", rtt)
+	}
+}

@@ -12,7 +12,9 @@ import (
 type Handle struct {
 	balancer *Balancer
 	entry    *entry
-	start    int64 // Pick time, nanoseconds since the Balancer's epoch
+	// start is when the latency sample starts: Pick time, or when Sending
+	// said the request went out; nanoseconds since the Balancer's epoch.
+	start atomic.Int64
 	probe    bool  // the half-open breaker's single probe
 
 	sampled atomic.Bool // the latency sample has been recorded
@@ -28,6 +30,17 @@ func (h *Handle) Endpoint() discovery.Endpoint {
 	return h.entry.endpoint
 }
 
+// Sending marks the moment the request goes out on a connection: the
+// latency sample then measures the endpoint's answer, not how long it took
+// to connect to it (a new connection's TCP and TLS handshakes would
+// otherwise make the endpoint look slow for a whole decay window). Calls
+// after Responded do nothing.
+func (h *Handle) Sending() {
+	if !h.sampled.Load() {
+		h.start.Store(h.balancer.now())
+	}
+}
+
 // Responded records the latency sample (time since Pick) when the response
 // headers arrive, so a long stream does not hold its sample back until it
 // ends. Calls after the first, or after Done, do nothing.
@@ -36,7 +49,7 @@ func (h *Handle) Responded() {
 		return
 	}
 	now := h.balancer.now()
-	h.observe(float64(now-h.start), now, &h.latencySlot)
+	h.observe(float64(now-h.start.Load()), now, &h.latencySlot)
 }
 
 // Done ends the request: the endpoint's in-flight count drops, the latency
@@ -50,7 +63,7 @@ func (h *Handle) Done(failed bool) {
 	}
 	b := h.balancer
 	now := b.now()
-	latency := float64(now - h.start)
+	latency := float64(now - h.start.Load())
 	penalty := float64(b.opts.FailurePenalty)
 	switch {
 	case h.sampled.CompareAndSwap(false, true):

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -167,6 +168,11 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		if body != nil {
 			out.Body = body
 		}
+		// The latency sample starts once a connection is there: connecting
+		// (and a TLS handshake) is not the endpoint being slow to answer.
+		out = out.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			GotConn: func(httptrace.GotConnInfo) { h.Sending() },
+		}))
 		resp, err := transport.RoundTrip(out)
 		if err != nil {
 			h.Done(true)
