@@ -354,3 +354,24 @@ func TestRemoveHostDeletesItsNamespaceAndProcesses(t *testing.T) {
 		t.Error("removing a host twice did not fail")
 	}
 }
+
+func TestOwnerOfAKilledUnreapedProcessIsNotAlive(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	o := netns.OwnerOf(cmd.Process.Pid)
+	if !o.Alive() {
+		t.Fatal("a running process is not alive")
+	}
+	cmd.Process.Kill()
+	// Not reaped yet: a zombie keeps its /proc entry.
+	deadline := time.Now().Add(5 * time.Second)
+	for o.Alive() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if o.Alive() {
+		t.Error("a killed process that is not reaped yet still counts as alive")
+	}
+}

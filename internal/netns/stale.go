@@ -26,31 +26,41 @@ type Owner struct {
 }
 
 // CurrentOwner identifies this process.
-func CurrentOwner() Owner {
-	pid := os.Getpid()
+func CurrentOwner() Owner { return OwnerOf(os.Getpid()) }
+
+// OwnerOf identifies the running process pid.
+func OwnerOf(pid int) Owner {
 	start, _ := processStartTime(pid)
 	return Owner{PID: pid, StartTime: start}
 }
 
-// Alive reports whether the process o names is still running.
+// Alive reports whether the process o names is still running. A zombie
+// (killed, not yet reaped by its parent) is not.
 func (o Owner) Alive() bool {
-	start, err := processStartTime(o.PID)
-	return err == nil && start == o.StartTime
+	start, state, err := processStat(o.PID)
+	return err == nil && start == o.StartTime && state != "Z" && state != "X"
 }
 
 func processStartTime(pid int) (uint64, error) {
+	start, _, err := processStat(pid)
+	return start, err
+}
+
+// processStat reads a process's state and start time from /proc/PID/stat.
+func processStat(pid int) (start uint64, state string, err error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	// The command name (field 2) may contain spaces; fields after it do not.
 	s := string(stat)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	const startTimeField = 22 - 3 // fields counted from 1, and fields 1 and 2 are cut off
+	const stateField, startTimeField = 3 - 3, 22 - 3 // fields counted from 1, and fields 1 and 2 are cut off
 	if len(fields) <= startTimeField {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, "", fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	return strconv.ParseUint(fields[startTimeField], 10, 64)
+	start, err = strconv.ParseUint(fields[startTimeField], 10, 64)
+	return start, fields[stateField], err
 }
 
 func writeOwnerRecord(id string, o Owner) error {
