@@ -55,7 +55,9 @@ func processStat(pid int) (start uint64, state string, err error) {
 	// The command name (field 2) may contain spaces; fields after it do not.
 	s := string(stat)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	const stateField, startTimeField = 3 - 3, 22 - 3 // fields counted from 1, and fields 1 and 2 are cut off
+	// Fields are counted from 1 in proc(5), and fields 1 and 2 are cut off:
+	// state (3) is at 0 and starttime (22) at 19.
+	const stateField, startTimeField = 0, 19
 	if len(fields) <= startTimeField {
 		return 0, "", fmt.Errorf("short /proc/%d/stat", pid)
 	}
