@@ -47,3 +47,13 @@ proto:
 
 proto-check:
 	scripts/proto.sh check
+
+# Regenerate the CRDs in config/crd/ and the DeepCopy methods from the Go
+# types in api/v1alpha1 with a pinned controller-gen (scripts/crds.sh
+# installs it); crds-check fails when the committed files are stale.
+.PHONY: crds crds-check
+crds:
+	scripts/crds.sh
+
+crds-check:
+	scripts/crds.sh check

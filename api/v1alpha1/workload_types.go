@@ -14,6 +14,8 @@ const WorkloadKind = "Workload"
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Namespaced
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=".spec.replicas"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 type Workload struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -63,6 +65,7 @@ type WorkloadSpec struct {
 
 // EnvVar is one environment variable of the workload's process.
 type EnvVar struct {
+	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
 	// +optional
 	Value string `json:"value,omitempty"`
@@ -76,11 +79,14 @@ type WorkloadPort struct {
 	// +kubebuilder:validation:Maximum=65535
 	ContainerPort int32 `json:"containerPort"`
 	// Protocol is TCP (the default) or UDP.
+	// +kubebuilder:validation:Enum=TCP;UDP
 	// +optional
 	Protocol string `json:"protocol,omitempty"`
 }
 
 // Probe is a readiness check: exactly one of HTTPGet and TCPSocket.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.httpGet) != has(self.tcpSocket)",message="needs exactly one of httpGet and tcpSocket"
 type Probe struct {
 	// +optional
 	HTTPGet *HTTPGetAction `json:"httpGet,omitempty"`

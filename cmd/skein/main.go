@@ -34,5 +34,8 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newEdgesCommand())
 	root.AddCommand(newRoutesCommand())
 	root.AddCommand(newUpCommand(), newDownCommand(), newLogsCommand(), newDemoCommand())
+	root.AddCommand(newInstallCommand(), newUninstallCommand())
+	root.AddCommand(newCheckCommand())
+	root.AddCommand(newInjectCommand())
 	return root
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skeinmesh/skein/config"
+	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/install/check"
+)
+
+func newCheckCommand() *cobra.Command {
+	var pre bool
+	var kubeconfig, kubeContext, namespace, output *string
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check that Skein can be installed (--pre) or is installed and healthy",
+		Long: `Runs a line of checks against the cluster: [ok], [warn] or [FAIL], with a hint
+under each problem. Exits non-zero when a check fails.
+
+  skein check --pre   before skein install: API server, version, permissions
+  skein check         after: namespace, CRDs, trust, webhook, controller up
+
+JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hint}.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			checker, err := newChecker(*kubeconfig, *kubeContext, *namespace)
+			if err != nil {
+				return err
+			}
+			var results []check.Result
+			if pre {
+				results = checker.PreInstall(cmd.Context())
+			} else {
+				results = checker.PostInstall(cmd.Context())
+			}
+			if err := printOutput(cmd.OutOrStdout(), *output, results, func(w io.Writer) { check.Print(w, results) }); err != nil {
+				return err
+			}
+			if check.Failed(results) {
+				return errors.New("some checks failed")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&pre, "pre", false, "run the pre-install checks")
+	kubeconfig = cmd.Flags().String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	kubeContext = cmd.Flags().String("context", "", "kubeconfig context (default: the current one)")
+	namespace = cmd.Flags().String("namespace", install.Default().Namespace, "namespace of the control plane")
+	output = addOutputFlag(cmd)
+	return cmd
+}
+
+func newChecker(kubeconfig, kubeContext, namespace string) (*check.Checker, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(restConfig)
+	if err != nil {
+		return nil, err
+	}
+	crds, err := config.CRDs()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded CRDs: %w", err)
+	}
+	names, err := install.CRDNames(crds)
+	if err != nil {
+		return nil, err
+	}
+	return &check.Checker{Client: client, Dynamic: dyn, Namespace: namespace, CRDs: names}, nil
+}

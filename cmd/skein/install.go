@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/skeinmesh/skein/config"
+	"github.com/skeinmesh/skein/internal/install"
+)
+
+// installFlags are the flags of `skein install` (and the few `skein
+// uninstall` needs).
+type installFlags struct {
+	cfg         install.Config
+	identityDir string
+	trustAnchor string
+	mode        string
+}
+
+func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
+	d := install.Default()
+	flags.StringVar(&f.cfg.Namespace, "namespace", d.Namespace, "namespace of the control plane")
+	if !full {
+		return
+	}
+	flags.StringVar(&f.cfg.ControllerImage, "controller-image", d.ControllerImage, "skein-controller image")
+	flags.StringVar(&f.cfg.ProxyImage, "proxy-image", d.ProxyImage, "skein-proxy image the injector adds to pods (skein-init runs from it too)")
+	flags.StringVar(&f.cfg.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
+	flags.StringVar(&f.cfg.TrustDomain, "trust-domain", d.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
+	flags.Int32Var(&f.cfg.Replicas, "replicas", d.Replicas, "controller replicas (stateless; more than one for availability)")
+	flags.StringVar(&f.cfg.LogLevel, "controller-log-level", d.LogLevel, "debug, info, warn or error")
+	flags.StringVar(&f.mode, "identity", string(d.IdentityMode), "generate: render a new issuer Secret; external: the issuer Secret is kept by cert-manager or you")
+	flags.StringVar(&f.identityDir, "identity-dir", "", "use the trust material in this directory (`skein identity generate --out`) instead of making new")
+	flags.StringVar(&f.trustAnchor, "trust-anchor", "", "PEM file with the trust anchor(s) of an external issuer (required with --identity external)")
+}
+
+func (f *installFlags) config() (install.Config, error) {
+	cfg := f.cfg
+	cfg.IdentityMode = install.IdentityMode(f.mode)
+	if f.identityDir != "" {
+		m, err := install.LoadIdentityDir(f.identityDir)
+		if err != nil {
+			return cfg, fmt.Errorf("--identity-dir: %w", err)
+		}
+		cfg.Identity = m
+	}
+	if f.trustAnchor != "" {
+		data, err := os.ReadFile(f.trustAnchor)
+		if err != nil {
+			return cfg, fmt.Errorf("--trust-anchor: %w", err)
+		}
+		cfg.Identity.TrustAnchorPEM = data
+	}
+	crds, err := config.CRDs()
+	if err != nil {
+		return cfg, fmt.Errorf("reading the embedded CRDs: %w", err)
+	}
+	cfg.CRDs = crds
+	return cfg, nil
+}
+
+func newInstallCommand() *cobra.Command {
+	var f installFlags
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Print the manifests that install Skein into a cluster",
+		Long: `Prints every object Skein needs (namespace, CRDs, RBAC, identity and webhook
+Secrets, the controller, the proxy injector's webhook) as YAML:
+
+  skein check --pre && skein install | kubectl apply -f - && skein check
+
+Trust material is generated at each run unless --identity-dir is given: keep
+it (skein identity generate --out DIR) to render the same trust again.
+See docs/install.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			out, err := install.Render(cfg)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	f.register(cmd.Flags(), true)
+	return cmd
+}
+
+func newUninstallCommand() *cobra.Command {
+	var f installFlags
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Print the manifests to delete Skein from a cluster",
+		Long: `Prints the objects skein install creates, webhook first, for:
+
+  skein uninstall | kubectl delete --ignore-not-found -f -
+
+This deletes the CRDs too, and with them every skein.io resource in the cluster.
+Injected pods keep their proxies until they are restarted.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := f.cfg
+			crds, err := config.CRDs()
+			if err != nil {
+				return fmt.Errorf("reading the embedded CRDs: %w", err)
+			}
+			cfg.CRDs = crds
+			out, err := install.RenderUninstall(cfg)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	f.register(cmd.Flags(), false)
+	return cmd
+}

@@ -1,0 +1,163 @@
+package inject
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Names and numbers an injected pod is built from; skein-proxy and
+// skein-init use the same defaults.
+const (
+	ProxyContainerName = "skein-proxy"
+	InitContainerName  = "skein-init"
+
+	ProxyUID      = 2102
+	InboundPort   = 4143
+	AdminPort     = 4191
+	TokenAudience = "identity.skein.io"
+	// TokenExpirySeconds is the projected token's lifetime; the kubelet
+	// renews it at 80%, and the proxy re-reads the file at each renewal.
+	TokenExpirySeconds = 3600
+	// TrustAnchorsConfigMap holds the mesh's trust anchors under key ca.crt
+	// in every meshed namespace.
+	TrustAnchorsConfigMap = "skein-trust-anchors"
+
+	tokenVolume       = "skein-identity-token"
+	tokenDir          = "/var/run/secrets/skein.io/identity"
+	tokenFile         = "token"
+	trustVolume       = "skein-trust-anchors"
+	trustDir          = "/var/run/skein.io/trust"
+	trustAnchorsKey   = "ca.crt"
+	initRunVolume     = "skein-init-run"
+	podNameEnv        = "POD_NAME"
+	podNamespaceEnv   = "POD_NAMESPACE"
+	podNamespaceValue = "$(" + podNamespaceEnv + ")"
+)
+
+func initContainer(cfg Config, s settings) corev1.Container {
+	args := []string{"--proxy-uid", strconv.Itoa(ProxyUID)}
+	if s.skipInboundPorts != "" {
+		args = append(args, "--skip-inbound-ports", s.skipInboundPorts)
+	}
+	if s.skipOutboundPorts != "" {
+		args = append(args, "--skip-outbound-ports", s.skipOutboundPorts)
+	}
+	return corev1.Container{
+		Name:         InitContainerName,
+		Image:        cfg.ProxyImage,
+		Command:      []string{"skein-init"},
+		Args:         args,
+		VolumeMounts: []corev1.VolumeMount{{Name: initRunVolume, MountPath: "/run"}},
+		SecurityContext: &corev1.SecurityContext{
+			// Programming netfilter needs these two in the pod's network
+			// namespace, and root; nothing else.
+			Capabilities: &corev1.Capabilities{
+				Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+				Drop: []corev1.Capability{"ALL"},
+			},
+			RunAsUser:    ptr(int64(0)),
+			RunAsNonRoot: ptr(false),
+			// The root filesystem stays read-only; iptables-restore's lock
+			// file goes to a scratch /run.
+			ReadOnlyRootFilesystem:   ptr(true),
+			AllowPrivilegeEscalation: ptr(false),
+		},
+	}
+}
+
+// proxyIdentity is what the proxy says about itself: its SPIFFE ID and
+// the labels of its metrics.
+type proxyIdentity struct {
+	trustDomain, namespace, serviceAccount, workload string
+}
+
+func (p proxyIdentity) spiffeID() string {
+	return "spiffe://" + p.trustDomain + "/ns/" + p.namespaceOrEnv() + "/sa/" + p.serviceAccount
+}
+
+// namespaceOrEnv is the namespace when known, else a reference to the
+// Downward API variable that the kubelet expands.
+func (p proxyIdentity) namespaceOrEnv() string {
+	if p.namespace != "" {
+		return p.namespace
+	}
+	return podNamespaceValue
+}
+
+func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
+	// POD_NAME and POD_NAMESPACE come first: $(VAR) references only see
+	// variables defined before them.
+	env := []corev1.EnvVar{
+		{Name: podNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: podNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: "SKEIN_PROXY_CONTROLLER_ADDR", Value: cfg.ControllerAddr},
+		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
+		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
+		{Name: "SKEIN_PROXY_TRUST_ANCHORS", Value: trustDir + "/" + trustAnchorsKey},
+		{Name: "SKEIN_PROXY_LABELS", Value: "namespace=" + id.namespaceOrEnv() + ",workload=" + id.workload + ",pod=$(" + podNameEnv + ")"},
+	}
+	if s.opaquePorts != "" {
+		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_OPAQUE_PORTS", Value: s.opaquePorts})
+	}
+	if s.logLevel != "" {
+		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_LOG_LEVEL", Value: s.logLevel})
+	}
+	return corev1.Container{
+		Name:  ProxyContainerName,
+		Image: cfg.ProxyImage,
+		Env:   env,
+		Ports: []corev1.ContainerPort{
+			{Name: "skein-inbound", ContainerPort: InboundPort, Protocol: corev1.ProtocolTCP},
+			{Name: "skein-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
+		},
+		Resources:      s.resources,
+		ReadinessProbe: adminProbe("/ready"),
+		LivenessProbe:  adminProbe("/live"),
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true},
+			{Name: trustVolume, MountPath: trustDir, ReadOnly: true},
+		},
+		SecurityContext: &corev1.SecurityContext{
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			RunAsUser:                ptr(int64(ProxyUID)),
+			RunAsNonRoot:             ptr(true),
+			ReadOnlyRootFilesystem:   ptr(true),
+			AllowPrivilegeEscalation: ptr(false),
+		},
+	}
+}
+
+func adminProbe(path string) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{
+			HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AdminPort)},
+		},
+	}
+}
+
+func injectedVolumes() []corev1.Volume {
+	return []corev1.Volume{
+		{Name: initRunVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{
+			Name: tokenVolume,
+			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience:          TokenAudience,
+					ExpirationSeconds: ptr(int64(TokenExpirySeconds)),
+					Path:              tokenFile,
+				}}},
+			}},
+		},
+		{
+			Name: trustVolume,
+			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: TrustAnchorsConfigMap},
+				Items:                []corev1.KeyToPath{{Key: trustAnchorsKey, Path: trustAnchorsKey}},
+			}},
+		},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

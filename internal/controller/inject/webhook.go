@@ -1,0 +1,123 @@
+package inject
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NamespaceGetter reads a namespace; a client-go clientset's
+// CoreV1().Namespaces() is one.
+type NamespaceGetter interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Namespace, error)
+}
+
+// maxReviewBytes bounds a request body; the API server's own limit on an
+// object is 3 MiB, and the review wraps it.
+const maxReviewBytes = 8 << 20
+
+// NewWebhook returns the mutating admission webhook for pods: it answers an
+// admission.k8s.io/v1 AdmissionReview with a JSON Patch made by Inject.
+// Pods that need nothing are allowed unchanged. A pod that asks for
+// injection which cannot be done (a bad annotation) is denied with the
+// reason, rather than started outside the mesh.
+func NewWebhook(cfg Config, namespaces NamespaceGetter, log *slog.Logger) http.Handler {
+	return &webhook{cfg: cfg, namespaces: namespaces, log: log}
+}
+
+type webhook struct {
+	cfg        Config
+	namespaces NamespaceGetter
+	log        *slog.Logger
+}
+
+func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReviewBytes))
+	if err != nil {
+		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+		http.Error(w, fmt.Sprintf("not an AdmissionReview with a request: %v", err), http.StatusBadRequest)
+		return
+	}
+	response := h.review(r.Context(), review.Request)
+	response.UID = review.Request.UID
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: response,
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(out); err != nil {
+		h.log.Warn("writing admission response", "err", err)
+	}
+}
+
+func (h *webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	allow := &admissionv1.AdmissionResponse{Allowed: true}
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
+		return allow
+	}
+	var original corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &original); err != nil {
+		return deny(http.StatusBadRequest, fmt.Sprintf("decoding pod: %v", err))
+	}
+	pod := original.DeepCopy()
+	if pod.Namespace == "" {
+		// Pods made by controllers arrive without one; the request has it.
+		pod.Namespace = req.Namespace
+	}
+	log := h.log.With("namespace", pod.Namespace, "pod", podName(pod))
+	ns, err := h.namespaceIfNeeded(ctx, pod)
+	if err != nil {
+		log.Error("reading the pod's namespace", "err", err)
+		return deny(http.StatusInternalServerError, fmt.Sprintf("skein injector: reading namespace %s to see whether it asks for injection: %v", pod.Namespace, err))
+	}
+	patched, injected, err := Inject(pod, ns, h.cfg)
+	if err != nil {
+		log.Info("refusing pod", "err", err)
+		return deny(http.StatusUnprocessableEntity, "skein injector: "+err.Error())
+	}
+	if !injected {
+		return allow
+	}
+	ops, err := Patch(pod, patched)
+	if err != nil {
+		return deny(http.StatusInternalServerError, "skein injector: "+err.Error())
+	}
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return deny(http.StatusInternalServerError, "skein injector: encoding patch: "+err.Error())
+	}
+	log.Info("injected proxy", "serviceAccount", serviceAccountName(pod))
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &jsonPatch}
+}
+
+// namespaceIfNeeded reads the pod's namespace only when the pod itself
+// does not say whether it wants the proxy.
+func (h *webhook) namespaceIfNeeded(ctx context.Context, pod *corev1.Pod) (*corev1.Namespace, error) {
+	if _, decided := pod.Annotations[AnnotationInject]; decided || h.namespaces == nil {
+		return nil, nil
+	}
+	return h.namespaces.Get(ctx, pod.Namespace, metav1.GetOptions{})
+}
+
+func deny(code int32, message string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{
+		Allowed: false,
+		Result:  &metav1.Status{Status: metav1.StatusFailure, Code: code, Message: message},
+	}
+}

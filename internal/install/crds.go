@@ -1,0 +1,87 @@
+package install
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+)
+
+// crdObjects parses the CRD documents (a file may hold several, as
+// controller-gen writes them) and returns them sorted by name.
+func crdObjects(files [][]byte) ([]runtime.Object, error) {
+	var crds []*unstructured.Unstructured
+	for i, file := range files {
+		for _, doc := range splitYAML(file) {
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+				return nil, fmt.Errorf("CRD document %d: %w", i, err)
+			}
+			if obj.GetAPIVersion() != "apiextensions.k8s.io/v1" || obj.GetKind() != "CustomResourceDefinition" || obj.GetName() == "" {
+				return nil, fmt.Errorf("CRD document %d: %s %s %q is not an apiextensions.k8s.io/v1 CustomResourceDefinition",
+					i, obj.GetAPIVersion(), obj.GetKind(), obj.GetName())
+			}
+			labels := obj.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			for k, v := range partOfLabels() {
+				labels[k] = v
+			}
+			obj.SetLabels(labels)
+			crds = append(crds, obj)
+		}
+	}
+	sort.Slice(crds, func(i, j int) bool { return crds[i].GetName() < crds[j].GetName() })
+	objs := make([]runtime.Object, len(crds))
+	for i, crd := range crds {
+		objs[i] = crd
+	}
+	return objs, nil
+}
+
+// CRDNames returns the names of the CRDs in files (what `skein check`
+// expects to be established).
+func CRDNames(files [][]byte) ([]string, error) {
+	objs, err := crdObjects(files)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(objs))
+	for i, obj := range objs {
+		names[i] = obj.(*unstructured.Unstructured).GetName()
+	}
+	return names, nil
+}
+
+// splitYAML splits a multi-document YAML stream on "---" lines and drops
+// empty documents.
+func splitYAML(data []byte) [][]byte {
+	var docs [][]byte
+	for _, doc := range bytes.Split(append([]byte("\n"), data...), []byte("\n---")) {
+		// A separator line may carry a comment or trailing spaces.
+		if nl := bytes.IndexByte(doc, '\n'); nl >= 0 {
+			doc = doc[nl+1:]
+		} else {
+			doc = nil
+		}
+		if len(bytes.TrimSpace(stripComments(doc))) > 0 {
+			docs = append(docs, doc)
+		}
+	}
+	return docs
+}
+
+func stripComments(doc []byte) []byte {
+	var out []byte
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			out = append(out, line...)
+			out = append(out, '\n')
+		}
+	}
+	return out
+}

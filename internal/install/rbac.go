@@ -1,0 +1,52 @@
+package install
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+var readOnly = []string{"get", "list", "watch"}
+
+// rbacObjects are the controller's ServiceAccount and what it may do: read
+// the mesh's model cluster-wide, review tokens, keep trust-anchor copies in
+// meshed namespaces, and read only its own issuer Secret.
+func rbacObjects(cfg Config) []runtime.Object {
+	sa := &corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: objectMeta(cfg, ControllerName)}
+	clusterRole := &rbacv1.ClusterRole{
+		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+		ObjectMeta: clusterObjectMeta(ControllerName),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces", "serviceaccounts"}, Verbs: readOnly},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: readOnly},
+			{APIGroups: []string{"skein.io"}, Resources: []string{"*"}, Verbs: readOnly},
+			{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes", "grpcroutes"}, Verbs: readOnly},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			// The injected proxies mount skein-trust-anchors from their own
+			// namespace: the controller keeps a copy in each meshed one.
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+		},
+	}
+	clusterBinding := &rbacv1.ClusterRoleBinding{
+		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+		ObjectMeta: clusterObjectMeta(ControllerName),
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ControllerName},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: ControllerName, Namespace: cfg.Namespace}},
+	}
+	// Only the issuer, by name: list and watch are allowed with a
+	// metadata.name field selector, which is how the controller watches it.
+	role := &rbacv1.Role{
+		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "Role"),
+		ObjectMeta: objectMeta(cfg, ControllerName),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{IssuerSecretName}, Verbs: readOnly},
+		},
+	}
+	binding := &rbacv1.RoleBinding{
+		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
+		ObjectMeta: objectMeta(cfg, ControllerName),
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: ControllerName},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: ControllerName, Namespace: cfg.Namespace}},
+	}
+	return []runtime.Object{sa, clusterRole, clusterBinding, role, binding}
+}
