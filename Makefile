@@ -33,10 +33,10 @@ bench:
 clean:
 	rm -rf $(BIN)
 
-# Only the end-to-end tests of the data plane, verbosely, so the spread of
-# calls over replicas can be seen.
+# Only the end-to-end tests, verbosely, so the spread of calls over
+# replicas, the latencies and the demo's stat table can be seen.
 e2e:
-	$(GO) test -count=1 -v -run 'TestGRPC|TestHTTP1|TestWebSocket|TestServerSpeaks' ./e2e/
+	$(GO) test -count=1 -v -timeout 20m ./e2e/
 
 # Regenerate the Go code beside proto/*/*.proto with pinned protoc and
 # plugins (scripts/proto.sh installs them); proto-check fails when the
