@@ -331,15 +331,18 @@ func TestBalancerReturnsToRecoveredEndpoint(t *testing.T) {
 		}
 		return outcome{latency: 10 * time.Millisecond}
 	}
+	slowPicks := 0
 	for range 300 {
-		serve(t, b, clock, answer)
+		if serve(t, b, clock, answer) == flaky {
+			slowPicks++
+		}
 	}
-	if rtt := statusOf(t, b, flaky).RTT; rtt < 100*time.Millisecond {
-		t.Fatalf("slow endpoint's estimate = %v, want it measured slow", rtt)
+	if slowPicks > 30 {
+		t.Fatalf("the slow endpoint got %d of 300 picks while slow, want it avoided", slowPicks)
 	}
 	// It recovers, but gets no samples to show it while it is avoided:
-	// only the fading of its estimate brings it back (within minutes of
-	// simulated time, 10ms per request).
+	// only the fading of its estimate brings it back (within a few decay
+	// windows of simulated time, 10ms per request).
 	recovered = true
 	for range 10000 {
 		serve(t, b, clock, answer)

@@ -9,7 +9,7 @@ import (
 
 // Defaults for the zero fields of Options.
 const (
-	DefaultDecayWindow    = 10 * time.Second
+	DefaultDecayWindow    = 2 * time.Second
 	DefaultRTT            = 30 * time.Millisecond
 	DefaultFailurePenalty = time.Second
 	DefaultEjectMin       = time.Second
