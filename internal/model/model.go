@@ -33,6 +33,11 @@ type EndpointSet struct {
 	Service     string
 	Endpoints   []Endpoint
 	OpaquePorts []uint16
+	// Version tells sets apart without comparing them: every set the model
+	// hands out has its own, and the sets of unknown destinations have 0.
+	// The destination service computes the change between two versions
+	// once for all the streams that watch them.
+	Version uint64
 }
 
 // Watcher is what the destination service needs from the model.

@@ -86,6 +86,10 @@ func TestResolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.dst, func(t *testing.T) {
 			got := next(t, watch(t, m, tt.dst))
+			if got.Exists != (got.Version != 0) {
+				t.Errorf("version %d for a set that exists=%v: want a version exactly when it exists", got.Version, got.Exists)
+			}
+			got.Version = 0 // an identity, not content
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}

@@ -34,6 +34,8 @@ type Model struct {
 	topicsByIP      map[netip.Addr]map[*topic]struct{}
 
 	activeWatches atomic.Int64
+	// versions numbers the sets handed out (see EndpointSet.Version).
+	versions uint64
 }
 
 // Option configures a Model.

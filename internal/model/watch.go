@@ -76,7 +76,7 @@ func (m *Model) topic(key topicKey) *topic {
 	if t, ok := m.topics[key]; ok {
 		return t
 	}
-	t := &topic{key: key, current: m.resolve(key), listeners: map[*listener]struct{}{}}
+	t := &topic{key: key, current: m.stamp(m.resolve(key)), listeners: map[*listener]struct{}{}}
 	m.topics[key] = t
 	switch key.kind {
 	case byServiceName:
@@ -128,6 +128,7 @@ func (m *Model) publish(c *changes) {
 		if setsEqual(t.current, next) {
 			continue
 		}
+		m.stamp(next)
 		t.current = next
 		t.changes++
 		for l := range t.listeners {
@@ -138,3 +139,13 @@ func (m *Model) publish(c *changes) {
 
 // ActiveWatches is the number of watches whose goroutine is running.
 func (m *Model) ActiveWatches() int { return int(m.activeWatches.Load()) }
+
+// stamp gives a set that resolve made its version; the shared set of
+// unknown destinations keeps 0. Called with m.mu held.
+func (m *Model) stamp(set *EndpointSet) *EndpointSet {
+	if set != notFound {
+		m.versions++
+		set.Version = m.versions
+	}
+	return set
+}

@@ -5,59 +5,91 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/skeinmesh/skein/internal/model"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 )
 
-// sentState is what one stream has told its client so far, so that the
-// next set can be sent as a delta.
+// sentState is what one stream has told its client so far: the last set
+// it sent, which the model shares with every other watcher (no copy).
 type sentState struct {
-	// started is false until the first update is sent.
 	started bool
-	exists  bool
-	service string
-	opaque  []uint16
-	byAddr  map[netip.AddrPort]model.Endpoint
+	set     model.EndpointSet
 }
 
-// advance returns the updates that take the client from the sent state to
-// set (none when nothing the client sees changed) and records set as sent.
-// Adds come before removes so that a client never sees a set emptier than
-// both the old and the new one.
-func (s *sentState) advance(set model.EndpointSet) []*destinationpb.Update {
-	if !set.Exists {
-		if s.started && !s.exists {
+// deltaKey names the change between two sets the model handed out. Every
+// stream watching the same destination moves through the same versions, so
+// the change is computed once and its messages sent by all of them.
+type deltaKey struct {
+	path     string
+	started  bool
+	from, to uint64
+}
+
+// deltaCache keeps the updates of recent changes. Messages in it are shared
+// by streams and never modified (marshalling only reads them).
+type deltaCache struct {
+	mu      sync.Mutex
+	entries map[deltaKey][]*destinationpb.Update
+}
+
+// maxDeltas bounds the cache; it is cleared when full: the changes that
+// matter are the latest few per destination.
+const maxDeltas = 4096
+
+func (c *deltaCache) updates(path string, sent *sentState, next model.EndpointSet) []*destinationpb.Update {
+	key := deltaKey{path: path, started: sent.started, from: sent.set.Version, to: next.Version}
+	cacheable := next.Version != 0 && (!sent.started || sent.set.Version != 0)
+	c.mu.Lock()
+	u, ok := c.entries[key]
+	c.mu.Unlock()
+	if !ok || !cacheable {
+		u = between(sent.started, sent.set, next)
+		if cacheable {
+			c.mu.Lock()
+			if c.entries == nil || len(c.entries) >= maxDeltas {
+				c.entries = make(map[deltaKey][]*destinationpb.Update)
+			}
+			c.entries[key] = u
+			c.mu.Unlock()
+		}
+	}
+	sent.started, sent.set = true, next
+	return u
+}
+
+// between returns the updates that take a client from prev (nothing, when
+// not started) to next; none when nothing the client sees changed. Adds
+// come before removes so that a client never sees a set emptier than both.
+func between(started bool, prev, next model.EndpointSet) []*destinationpb.Update {
+	if !next.Exists {
+		if started && !prev.Exists {
 			return nil
 		}
-		*s = sentState{started: true}
 		return []*destinationpb.Update{doesNotExist()}
 	}
-
-	next := indexByAddr(set.Endpoints)
-	if !s.started || !s.exists || s.service != set.Service || !slices.Equal(s.opaque, set.OpaquePorts) {
-		return []*destinationpb.Update{s.snapshot(set, next)}
+	if !started || !prev.Exists || prev.Service != next.Service || !slices.Equal(prev.OpaquePorts, next.OpaquePorts) {
+		return []*destinationpb.Update{snapshotOf(next)}
 	}
-
+	before, after := indexByAddr(prev.Endpoints), indexByAddr(next.Endpoints)
 	var added []*destinationpb.Endpoint
-	for addr, ep := range next {
-		if old, ok := s.byAddr[addr]; !ok || !sameEndpoint(old, ep) {
+	for addr, ep := range after {
+		if old, ok := before[addr]; !ok || !sameEndpoint(old, ep) {
 			added = append(added, toProtoEndpoint(ep))
 		}
 	}
 	var removed []string
-	for addr := range s.byAddr {
-		if _, ok := next[addr]; !ok {
+	for addr := range before {
+		if _, ok := after[addr]; !ok {
 			removed = append(removed, addr.String())
 		}
 	}
 	// A delta touching as many endpoints as the new set holds is no
 	// cheaper than the set itself, and one message is simpler to apply.
-	if len(added)+len(removed) >= len(next) && len(added)+len(removed) > 0 {
-		return []*destinationpb.Update{s.snapshot(set, next)}
+	if len(added)+len(removed) >= len(after) && len(added)+len(removed) > 0 {
+		return []*destinationpb.Update{snapshotOf(next)}
 	}
-	s.byAddr = next
-
 	var updates []*destinationpb.Update
 	if len(added) > 0 {
 		slices.SortFunc(added, func(a, b *destinationpb.Endpoint) int { return strings.Compare(a.Address, b.Address) })
@@ -74,14 +106,7 @@ func (s *sentState) advance(set model.EndpointSet) []*destinationpb.Update {
 	return updates
 }
 
-func (s *sentState) snapshot(set model.EndpointSet, byAddr map[netip.AddrPort]model.Endpoint) *destinationpb.Update {
-	*s = sentState{
-		started: true,
-		exists:  true,
-		service: set.Service,
-		opaque:  set.OpaquePorts,
-		byAddr:  byAddr,
-	}
+func snapshotOf(set model.EndpointSet) *destinationpb.Update {
 	return &destinationpb.Update{Kind: &destinationpb.Update_Snapshot{Snapshot: toProtoSet(set)}}
 }
 

@@ -31,6 +31,7 @@ type Server struct {
 	watcher model.Watcher
 	log     *slog.Logger
 	metrics *serverMetrics
+	deltas  deltaCache
 }
 
 // NewServer returns a Server reading from watcher. A nil log means
@@ -75,7 +76,7 @@ func (s *Server) Get(req *destinationpb.GetDestination, stream grpc.ServerStream
 	s.metrics.activeStreams.Inc()
 	defer s.metrics.activeStreams.Dec()
 
-	err := s.send(ctx, stream, latest)
+	err := s.send(ctx, req.GetPath(), stream, latest)
 	log.Debug("destination stream closed", "err", err)
 	return err
 }
@@ -84,14 +85,14 @@ func (s *Server) Get(req *destinationpb.GetDestination, stream grpc.ServerStream
 // offered, turns it into updates against what this stream sent before and
 // sends them. While a send blocks (a slow client), newer sets replace the
 // waiting one, so the client gets the newest state, not every step.
-func (s *Server) send(ctx context.Context, stream grpc.ServerStreamingServer[destinationpb.Update], latest <-chan model.EndpointSet) error {
+func (s *Server) send(ctx context.Context, path string, stream grpc.ServerStreamingServer[destinationpb.Update], latest <-chan model.EndpointSet) error {
 	var sent sentState
 	for {
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case set := <-latest:
-			for _, u := range sent.advance(set) {
+			for _, u := range s.deltas.updates(path, &sent, set) {
 				if err := stream.Send(u); err != nil {
 					return fmt.Errorf("sending destination update: %w", err)
 				}

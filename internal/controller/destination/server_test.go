@@ -324,11 +324,33 @@ func BenchmarkSnapshotEncode5000(b *testing.B) {
 	set := model.EndpointSet{Exists: true, Service: "demo/web", Endpoints: eps}
 	b.ReportAllocs()
 	for b.Loop() {
-		var s sentState
-		data, err := proto.Marshal(s.advance(set)[0])
+		data, err := proto.Marshal(between(false, model.EndpointSet{}, set)[0])
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(len(data)))
+	}
+}
+
+// Streams that watch the same destination share each change's messages:
+// the delta is computed once, not once per stream.
+func TestStreamsShareTheChangesMessages(t *testing.T) {
+	var c deltaCache
+	first := model.EndpointSet{Exists: true, Service: "demo/web", Version: 1, Endpoints: []model.Endpoint{
+		{Addr: netip.MustParseAddrPort("10.0.0.1:80")}, {Addr: netip.MustParseAddrPort("10.0.0.2:80")}, {Addr: netip.MustParseAddrPort("10.0.0.3:80")},
+	}}
+	second := first
+	second.Version = 2
+	second.Endpoints = append(first.Endpoints[:2:2], model.Endpoint{Addr: netip.MustParseAddrPort("10.0.0.4:80")}, first.Endpoints[2])
+	var a, b sentState
+	c.updates("web:80", &a, first)
+	c.updates("web:80", &b, first)
+	ua := c.updates("web:80", &a, second)
+	ub := c.updates("web:80", &b, second)
+	if len(ua) != 1 || ua[0].GetAdd() == nil || len(ua[0].GetAdd().GetEndpoints()) != 1 {
+		t.Fatalf("updates %v, want one add of 10.0.0.4:80", ua)
+	}
+	if len(ub) != len(ua) || ub[0] != ua[0] {
+		t.Errorf("the second stream got its own messages for the same change, want the first stream's shared")
 	}
 }

@@ -15,7 +15,7 @@ type Handle struct {
 	// start is when the latency sample starts: Pick time, or when Sending
 	// said the request went out; nanoseconds since the Balancer's epoch.
 	start atomic.Int64
-	probe    bool  // the half-open breaker's single probe
+	probe bool // the half-open breaker's single probe
 
 	sampled atomic.Bool // the latency sample has been recorded
 	done    atomic.Bool
