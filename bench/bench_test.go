@@ -10,8 +10,9 @@ import (
 )
 
 // TestSmokeRunMeasuresEveryScenario runs the -short benchmark for real:
-// every scenario must carry every protocol's traffic without errors, at
-// the rate asked for, and report figures that make sense.
+// every scenario (Skein with and without mTLS, the peers) must carry every
+// protocol's traffic without errors, at the rate asked for or at
+// saturation, and report figures that make sense for each proxy process.
 func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the benchmark: skipped in -short mode")
@@ -19,7 +20,7 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and iptables")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cfg := ShortConfig()
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -27,7 +28,7 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := len(Scenarios) * len(Protocols) * len(cfg.Rates)
+	want := len(Scenarios) * len(Protocols) * len(cfg.loadRates())
 	if len(report.Summaries) != want {
 		t.Fatalf("got %d summaries, want %d", len(report.Summaries), want)
 	}
@@ -40,17 +41,22 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 		if s.Latency.P50 <= 0 || s.Latency.P99 < s.Latency.P50 {
 			t.Errorf("%s: latency %+v", name, s.Latency)
 		}
-		if s.RPS < 0.9*rate || s.RPS > 1.1*rate {
+		if s.Rate > 0 && (s.RPS < 0.9*rate || s.RPS > 1.1*rate) {
 			t.Errorf("%s: %.1f rps, want %d ± 10%%", name, s.RPS, s.Rate)
 		}
-		if s.Scenario == "skein" {
-			if len(s.Proxies) != 2 {
-				t.Errorf("%s: measured %d proxies, want client and server", name, len(s.Proxies))
-			}
-			for _, p := range s.Proxies {
-				if p.PeakRSSMB <= 0 || p.CPUPer1k < 0 {
-					t.Errorf("%s: %s proxy: %+v", name, p.Role, p)
-				}
+		if s.Rate == 0 && s.Scenario != "direct" && s.ThroughputRatio <= 0 {
+			t.Errorf("%s: saturation throughput ratio %v, want a positive ratio to direct", name, s.ThroughputRatio)
+		}
+		wantProxies := map[string]int{"direct": 0, "skein": 2, "skein-mtls": 2}[s.Scenario]
+		if _, peer := peerPackages[s.Scenario]; peer {
+			wantProxies = 1
+		}
+		if len(s.Proxies) != wantProxies {
+			t.Errorf("%s: measured %d proxies, want %d", name, len(s.Proxies), wantProxies)
+		}
+		for _, p := range s.Proxies {
+			if p.PeakRSSMB <= 0 || p.CPUPer1k < 0 {
+				t.Errorf("%s: %s proxy: %+v", name, p.Role, p)
 			}
 		}
 	}

@@ -39,6 +39,9 @@ func (r *Report) WriteChart(w io.Writer) error {
 	byTitle := map[string]*panel{}
 	for _, s := range r.Summaries {
 		title := fmt.Sprintf("%s at %d rps", s.Protocol, s.Rate)
+		if s.Rate == 0 {
+			title = fmt.Sprintf("%s at saturation (%d conns)", s.Protocol, r.Settings.SaturationConnections)
+		}
 		p, ok := byTitle[title]
 		if !ok {
 			p = &panel{title: title}

@@ -13,6 +13,12 @@ type Config struct {
 	// Rates are the fixed request rates (requests per second), each run
 	// with one connection.
 	Rates []int
+	// Saturate adds, after the fixed rates, a run at the highest rate
+	// SaturationConnections connections can carry (fortio -qps 0). Its
+	// throughput is reported as a ratio to the baseline's. In the report
+	// its rate is 0.
+	Saturate              bool
+	SaturationConnections int
 	// Duration is how long each measured run lasts.
 	Duration time.Duration
 	// Warmup is an unmeasured run before each measured one, so that fresh
@@ -29,6 +35,9 @@ type Config struct {
 	// every measured run (named scenario-protocol-rate-repN-role.pprof).
 	// Profiling costs the proxies a little CPU of its own.
 	ProfileDir string
+	// ProxyEnv is added to skein-proxy's environment (KEY=VALUE), for
+	// experiments such as GOMAXPROCS=1.
+	ProxyEnv []string
 	// ModuleRoot is the directory of Skein's go.mod, where the binaries are
 	// built. Empty means the module of the current directory.
 	ModuleRoot string
@@ -36,32 +45,41 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// DefaultConfig is the full measurement: 100 and 1,000 rps, 10 s runs,
-// three repetitions.
+// DefaultConfig is the full measurement: 100 and 1,000 rps and
+// saturation over 4 connections, 5 s runs, three repetitions. With the six
+// scenarios and two protocols that is 108 measured runs, about 12 minutes
+// on a 2-core machine.
 func DefaultConfig() Config {
 	return Config{
-		Rates:       []int{100, 1000},
-		Duration:    10 * time.Second,
-		Warmup:      time.Second,
-		Repetitions: 3,
+		Rates:                 []int{100, 1000},
+		Saturate:              true,
+		SaturationConnections: 4,
+		Duration:              5 * time.Second,
+		Warmup:                time.Second,
+		Repetitions:           3,
 	}
 }
 
 // ShortConfig is a smoke run: does every scenario work at all?
 func ShortConfig() Config {
 	return Config{
-		Rates:       []int{100},
-		Duration:    2 * time.Second,
-		Warmup:      500 * time.Millisecond,
-		Repetitions: 1,
+		Rates:                 []int{100},
+		Saturate:              true,
+		SaturationConnections: 4,
+		Duration:              2 * time.Second,
+		Warmup:                500 * time.Millisecond,
+		Repetitions:           1,
 	}
 }
 
 // Validate names the first field that makes no sense.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.Rates) == 0 {
-		errs = append(errs, errors.New("rates: need at least one"))
+	if len(c.Rates) == 0 && !c.Saturate {
+		errs = append(errs, errors.New("rates: need at least one, or saturation"))
+	}
+	if c.Saturate && c.SaturationConnections < 1 {
+		errs = append(errs, fmt.Errorf("saturation connections: want at least 1, got %d", c.SaturationConnections))
 	}
 	for _, r := range c.Rates {
 		if r <= 0 {
@@ -90,6 +108,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// loadRates are the rates every scenario runs at, saturation (0) last.
+func (c Config) loadRates() []int {
+	rates := slices.Clone(c.Rates)
+	if c.Saturate {
+		rates = append(rates, 0)
+	}
+	return rates
+}
+
 // selectedProtocols returns the Protocols entries c names, in table order.
 func (c Config) selectedProtocols() []Protocol {
 	var out []Protocol
@@ -107,6 +134,17 @@ func (c Config) selectedScenarios() []Scenario {
 	for _, s := range Scenarios {
 		if len(c.Scenarios) == 0 || slices.Contains(c.Scenarios, s.Name) {
 			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// selectedPeers returns the programs of the peer scenarios c names.
+func (c Config) selectedPeers() []string {
+	var out []string
+	for _, s := range c.selectedScenarios() {
+		if _, ok := peerPackages[s.Name]; ok {
+			out = append(out, s.Name)
 		}
 	}
 	return out

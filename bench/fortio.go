@@ -39,11 +39,15 @@ var Protocols = []Protocol{
 // and the maximum is exact whatever the buckets.
 const histogramResolution = "0.00001"
 
-// loadArgs returns fortio load's arguments for one run at a fixed rate over
-// one connection, with JSON results on stdout.
-func loadArgs(p Protocol, addr netip.AddrPort, rate int, seconds float64) []string {
+// loadArgs returns fortio load's arguments for one run with JSON results
+// on stdout: at a fixed rate over one connection, or, for rate 0, as fast
+// as conns connections go (fortio's -qps 0).
+func loadArgs(p Protocol, addr netip.AddrPort, rate, conns int, seconds float64) []string {
+	if rate > 0 {
+		conns = 1
+	}
 	args := []string{"load", "-quiet", "-json", "-",
-		"-qps", strconv.Itoa(rate), "-c", "1",
+		"-qps", strconv.Itoa(rate), "-c", strconv.Itoa(conns),
 		"-t", strconv.FormatFloat(seconds, 'f', -1, 64) + "s",
 		"-r", histogramResolution, "-p", "50,90,99",
 	}

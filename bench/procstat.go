@@ -13,6 +13,9 @@ import (
 type usage struct {
 	CPU     time.Duration // user + system time of all its threads
 	PeakRSS int64         // bytes; the high-water mark of resident memory
+	// Reads and Writes count read- and write-like system calls
+	// (syscr/syscw of /proc/PID/io).
+	Reads, Writes int64
 }
 
 // userHZ is the unit of /proc/PID/stat's times. The kernel reports them in
@@ -37,7 +40,30 @@ func readUsage(pid int) (usage, error) {
 	if err != nil {
 		return usage{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
-	return usage{CPU: cpu, PeakRSS: rss}, nil
+	u := usage{CPU: cpu, PeakRSS: rss}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		u.Reads, u.Writes = parseSyscalls(string(io))
+	}
+	return u, nil
+}
+
+// parseSyscalls returns syscr and syscw from /proc/PID/io; zero when
+// missing.
+func parseSyscalls(io string) (reads, writes int64) {
+	for line := range strings.Lines(io) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
 }
 
 // parseCPUTime returns utime+stime from a /proc/PID/stat line. The command
@@ -84,4 +110,70 @@ func parsePeakRSS(status string) (int64, error) {
 		return kb * 1024, nil
 	}
 	return 0, fmt.Errorf("no VmHWM line")
+}
+
+// readTreeUsage is readUsage summed over pid and all its descendants, for
+// peers that work in child processes (nginx's workers): CPU times add up,
+// and so do the peak RSS of the processes (an upper bound of the tree's
+// peak, as the processes may not peak together).
+func readTreeUsage(pid int) (usage, error) {
+	total, err := readUsage(pid)
+	if err != nil {
+		return usage{}, err
+	}
+	for _, child := range descendants(pid) {
+		u, err := readUsage(child)
+		if err != nil {
+			continue // exited since the scan: its time is gone with it
+		}
+		total.CPU += u.CPU
+		total.PeakRSS += u.PeakRSS
+		total.Reads += u.Reads
+		total.Writes += u.Writes
+	}
+	return total, nil
+}
+
+// descendants lists the live processes below pid, found through the
+// parent PIDs in /proc/*/stat.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		if ppid, err := parseParentPID(string(stat)); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		next := children[queue[0]]
+		queue = append(queue[1:], next...)
+		out = append(out, next...)
+	}
+	return out
+}
+
+// parseParentPID returns field 4 (ppid) of a /proc/PID/stat line.
+func parseParentPID(stat string) (int, error) {
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("no command name in %q", stat)
+	}
+	rest := strings.Fields(stat[end+1:])
+	if len(rest) < 2 {
+		return 0, fmt.Errorf("only %d fields after the command name", len(rest))
+	}
+	return strconv.Atoi(rest[1])
 }

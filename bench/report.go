@@ -36,21 +36,26 @@ type Machine struct {
 
 // Settings are the Config values the figures depend on.
 type Settings struct {
-	Rates       []int    `json:"rates"`
-	Duration    string   `json:"duration"`
-	Warmup      string   `json:"warmup"`
-	Repetitions int      `json:"repetitions"`
-	Connections int      `json:"connections"`
-	Scenarios   []string `json:"scenarios"`
-	Protocols   []string `json:"protocols"`
+	Rates []int `json:"rates"`
+	// SaturationConnections is fortio's connection count in the
+	// saturation runs (rate 0); 0 when there were none.
+	SaturationConnections int      `json:"saturation_connections,omitempty"`
+	Duration              string   `json:"duration"`
+	Warmup                string   `json:"warmup"`
+	Repetitions           int      `json:"repetitions"`
+	Connections           int      `json:"connections"`
+	Scenarios             []string `json:"scenarios"`
+	Protocols             []string `json:"protocols"`
+	ProxyEnv              []string `json:"proxy_env,omitempty"`
 }
 
 // MeasuredRun is one measured run.
 type MeasuredRun struct {
-	Scenario   string `json:"scenario"`
-	Protocol   string `json:"protocol"`
-	Rate       int    `json:"rate"`
-	Repetition int    `json:"repetition"`
+	Scenario string `json:"scenario"`
+	Protocol string `json:"protocol"`
+	// Rate is the fixed rate asked for, or 0 for saturation.
+	Rate       int `json:"rate"`
+	Repetition int `json:"repetition"`
 	Measurement
 }
 
@@ -68,6 +73,11 @@ type ProxyCost struct {
 	Role      string  `json:"role"` // where it sits: client or server
 	CPUPer1k  float64 `json:"cpu_ms_per_1k_requests"`
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// ReadsPerRequest and WritesPerRequest are the proxy's read- and
+	// write-like system calls per request (/proc/PID/io): how well it
+	// batches its I/O.
+	ReadsPerRequest  float64 `json:"reads_per_request"`
+	WritesPerRequest float64 `json:"writes_per_request"`
 }
 
 // Summary is the median over repetitions of one scenario, protocol and rate.
@@ -81,6 +91,10 @@ type Summary struct {
 	// the same protocol and rate: differences of the medians. Max is left
 	// out: one outlier is not a cost. Nil for the baseline itself.
 	Added *Latency `json:"added_latency,omitempty"`
+	// ThroughputRatio is, in saturation runs, the throughput as a ratio to
+	// the baseline's at the same protocol. Absent for the baseline and
+	// for fixed rates.
+	ThroughputRatio float64 `json:"throughput_ratio,omitempty"`
 }
 
 func newReport(cfg Config, moduleRoot string) *Report {
@@ -91,6 +105,10 @@ func newReport(cfg Config, moduleRoot string) *Report {
 			Rates: cfg.Rates, Duration: cfg.Duration.String(), Warmup: cfg.Warmup.String(),
 			Repetitions: cfg.Repetitions, Connections: 1,
 		},
+	}
+	r.Settings.ProxyEnv = cfg.ProxyEnv
+	if cfg.Saturate {
+		r.Settings.SaturationConnections = cfg.SaturationConnections
 	}
 	for _, s := range cfg.selectedScenarios() {
 		r.Settings.Scenarios = append(r.Settings.Scenarios, s.Name)
@@ -137,15 +155,18 @@ func summarize(runs []MeasuredRun) []Summary {
 		groups[k] = append(groups[k], r.Measurement)
 	}
 	var out []Summary
-	baseline := map[key]Latency{} // protocol and rate, scenario left empty
+	baseline := map[key]Measurement{} // protocol and rate, scenario left empty
 	for _, k := range order {
 		s := Summary{Scenario: k.scenario, Protocol: k.protocol, Rate: k.rate,
 			Repetitions: len(groups[k]), Measurement: medianMeasurement(groups[k])}
 		base := key{protocol: k.protocol, rate: k.rate}
 		if b, ok := baseline[base]; !ok {
-			baseline[base] = s.Latency
+			baseline[base] = s.Measurement
 		} else {
-			s.Added = &Latency{P50: s.Latency.P50 - b.P50, P90: s.Latency.P90 - b.P90, P99: s.Latency.P99 - b.P99}
+			s.Added = &Latency{P50: s.Latency.P50 - b.Latency.P50, P90: s.Latency.P90 - b.Latency.P90, P99: s.Latency.P99 - b.Latency.P99}
+			if k.rate == 0 && b.RPS > 0 {
+				s.ThroughputRatio = s.RPS / b.RPS
+			}
 		}
 		out = append(out, s)
 	}
@@ -175,9 +196,11 @@ func medianMeasurement(ms []Measurement) Measurement {
 	// Every run of a scenario has the same proxies in the same order.
 	for i, p := range ms[0].Proxies {
 		out.Proxies = append(out.Proxies, ProxyCost{
-			Role:      p.Role,
-			CPUPer1k:  pick(func(m Measurement) float64 { return m.Proxies[i].CPUPer1k }),
-			PeakRSSMB: pick(func(m Measurement) float64 { return m.Proxies[i].PeakRSSMB }),
+			Role:             p.Role,
+			CPUPer1k:         pick(func(m Measurement) float64 { return m.Proxies[i].CPUPer1k }),
+			PeakRSSMB:        pick(func(m Measurement) float64 { return m.Proxies[i].PeakRSSMB }),
+			ReadsPerRequest:  pick(func(m Measurement) float64 { return m.Proxies[i].ReadsPerRequest }),
+			WritesPerRequest: pick(func(m Measurement) float64 { return m.Proxies[i].WritesPerRequest }),
 		})
 	}
 	return out

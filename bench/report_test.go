@@ -39,9 +39,9 @@ func sampleRuns() []MeasuredRun {
 	}
 	return []MeasuredRun{
 		run("direct", 1, 0.2, 0.4),
-		run("skein", 1, 0.6, 1.0, ProxyCost{"client", 40, 16}, ProxyCost{"server", 30, 17}),
+		run("skein", 1, 0.6, 1.0, ProxyCost{Role: "client", CPUPer1k: 40, PeakRSSMB: 16}, ProxyCost{Role: "server", CPUPer1k: 30, PeakRSSMB: 17}),
 		run("direct", 2, 0.4, 0.6),
-		run("skein", 2, 1.0, 1.4, ProxyCost{"client", 60, 18}, ProxyCost{"server", 50, 19}),
+		run("skein", 2, 1.0, 1.4, ProxyCost{Role: "client", CPUPer1k: 60, PeakRSSMB: 18}, ProxyCost{Role: "server", CPUPer1k: 50, PeakRSSMB: 19}),
 	}
 }
 
@@ -159,7 +159,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		change func(*Config)
 		want   string
 	}{
-		{"no rates", func(c *Config) { c.Rates = nil }, "rates"},
+		{"no rates nor saturation", func(c *Config) { c.Rates, c.Saturate = nil, false }, "rates"},
+		{"saturation without connections", func(c *Config) { c.SaturationConnections = 0 }, "saturation connections"},
 		{"zero rate", func(c *Config) { c.Rates = []int{0} }, "rates"},
 		{"short duration", func(c *Config) { c.Duration = time.Millisecond }, "duration"},
 		{"no repetitions", func(c *Config) { c.Repetitions = 0 }, "repetitions"},

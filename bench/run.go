@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/skeinmesh/skein/internal/netns"
@@ -62,6 +63,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up the testbed: %w", err)
 	}
+	tb.proxyEnv = cfg.ProxyEnv
+	if tb.peers, err = installPeers(ctx, cfg.selectedPeers(), log); err != nil {
+		return nil, err
+	}
 	report := newReport(cfg, root)
 	if report.Runs, err = runAll(ctx, tb, cfg, log); err != nil {
 		return nil, err
@@ -77,12 +82,12 @@ func runAll(ctx context.Context, tb *testbed, cfg Config, log *slog.Logger) ([]M
 	var runs []MeasuredRun
 	for rep := 1; rep <= cfg.Repetitions; rep++ {
 		for _, p := range cfg.selectedProtocols() {
-			for _, rate := range cfg.Rates {
+			for _, rate := range cfg.loadRates() {
 				for _, sc := range cfg.selectedScenarios() {
-					log.Info("measuring", "repetition", rep, "protocol", p.Name, "rps", rate, "scenario", sc.Name)
+					log.Info("measuring", "repetition", rep, "protocol", p.Name, "rps", rateName(rate), "scenario", sc.Name)
 					m, err := measure(ctx, tb, sc, p, rate, rep, cfg)
 					if err != nil {
-						return nil, fmt.Errorf("scenario %s, %s at %d rps, repetition %d: %w", sc.Name, p.Name, rate, rep, err)
+						return nil, fmt.Errorf("scenario %s, %s at %s rps, repetition %d: %w", sc.Name, p.Name, rateName(rate), rep, err)
 					}
 					runs = append(runs, MeasuredRun{Scenario: sc.Name, Protocol: p.Name, Rate: rate, Repetition: rep, Measurement: m})
 				}
@@ -109,8 +114,12 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 	if err != nil {
 		return m, err
 	}
+	target := tb.target(p)
+	if dep.target != nil {
+		target = dep.target(p)
+	}
 	if cfg.Warmup > 0 {
-		if _, err := tb.runLoad(ctx, p, rate, cfg.Warmup); err != nil {
+		if _, err := tb.runLoad(ctx, p, target, rate, cfg.SaturationConnections, cfg.Warmup); err != nil {
 			return m, fmt.Errorf("warming up: %w", err)
 		}
 	}
@@ -120,10 +129,10 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 	}
 	waitProfiles := func() error { return nil }
 	if cfg.ProfileDir != "" {
-		prefix := fmt.Sprintf("%s-%s-%d-rep%d", sc.Name, p.Name, rate, rep)
+		prefix := fmt.Sprintf("%s-%s-%s-rep%d", sc.Name, p.Name, rateName(rate), rep)
 		waitProfiles = profileSidecars(ctx, dep.sidecars, max(1, int(cfg.Duration.Seconds())-1), cfg.ProfileDir, prefix)
 	}
-	load, err := tb.runLoad(ctx, p, rate, cfg.Duration)
+	load, err := tb.runLoad(ctx, p, target, rate, cfg.SaturationConnections, cfg.Duration)
 	if profileErr := waitProfiles(); err == nil {
 		err = profileErr
 	}
@@ -137,9 +146,11 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 	m = Measurement{Requests: load.Requests, Errors: load.Errors, RPS: load.RPS, Latency: load.Latency}
 	for i, s := range dep.sidecars {
 		m.Proxies = append(m.Proxies, ProxyCost{
-			Role:      s.role,
-			CPUPer1k:  cpuPer1k(after[i].CPU-before[i].CPU, load.Requests),
-			PeakRSSMB: float64(after[i].PeakRSS) / (1 << 20),
+			Role:             s.role,
+			CPUPer1k:         cpuPer1k(after[i].CPU-before[i].CPU, load.Requests),
+			PeakRSSMB:        float64(after[i].PeakRSS) / (1 << 20),
+			ReadsPerRequest:  perRequest(after[i].Reads-before[i].Reads, load.Requests),
+			WritesPerRequest: perRequest(after[i].Writes-before[i].Writes, load.Requests),
 		})
 	}
 	return m, nil
@@ -153,7 +164,7 @@ func sidecarUsage(sidecars []sidecar) ([]usage, error) {
 		if s.proc.exited() {
 			return nil, fmt.Errorf("%s proxy exited during the run:\n%s", s.role, s.proc.tail(20))
 		}
-		u, err := readUsage(s.proc.pid())
+		u, err := readTreeUsage(s.proc.pid())
 		if err != nil {
 			return nil, fmt.Errorf("%s proxy: %w", s.role, err)
 		}
@@ -168,4 +179,19 @@ func cpuPer1k(cpu time.Duration, requests int) float64 {
 		return 0
 	}
 	return float64(cpu) / float64(time.Millisecond) * 1000 / float64(requests)
+}
+
+// rateName is a rate as reports print it: "max" for saturation.
+func rateName(rate int) string {
+	if rate == 0 {
+		return "max"
+	}
+	return strconv.Itoa(rate)
+}
+
+func perRequest(n int64, requests int) float64 {
+	if requests == 0 {
+		return 0
+	}
+	return float64(n) / float64(requests)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"os"
 	"strconv"
 	"time"
 
@@ -24,6 +26,9 @@ type Scenario struct {
 // deployment is one scenario in place on the testbed.
 type deployment struct {
 	sidecars []sidecar
+	// target is where the load generator sends protocol p's traffic; nil
+	// means the service VIP, as for a meshed or unproxied client.
+	target func(p Protocol) netip.AddrPort
 	// undo removes what deploy did; it must work on a half-done deploy.
 	undo func(ctx context.Context) error
 }
@@ -54,6 +59,26 @@ var Scenarios = []Scenario{
 		About:  "skein-init and skein-proxy in both hosts: client proxy, then server proxy (plain HTTP between them)",
 		deploy: deploySkein,
 	},
+	{
+		Name:   "skein-mtls",
+		About:  "as skein, with identities from a controller: mutual TLS between the proxies",
+		deploy: deploySkeinMTLS,
+	},
+	{
+		Name:   "haproxy",
+		About:  "one HAProxy hop in the load host (127.0.0.1), to the service VIP",
+		deploy: deployPeer(haproxy),
+	},
+	{
+		Name:   "nginx",
+		About:  "one nginx hop in the load host (127.0.0.1), to the service VIP",
+		deploy: deployPeer(nginx),
+	},
+	{
+		Name:   "caddy",
+		About:  "one Caddy hop in the load host (127.0.0.1), to the service VIP",
+		deploy: deployPeer(caddy),
+	},
 }
 
 // proxyUID is the uid skein-proxy runs as; skein-init exempts its traffic.
@@ -62,6 +87,14 @@ const proxyUID = 2102
 // deploySkein does what the injector does for a pod, in both hosts:
 // skein-init's rules, then the proxy as its own uid, ready before the run.
 func deploySkein(ctx context.Context, tb *testbed) (*deployment, error) {
+	return deploySkeinPair(ctx, tb, func(h *netns.Host) []string {
+		return []string{"-discovery-file", tb.discoveryFile()}
+	})
+}
+
+// deploySkeinPair injects a proxy in both hosts, each with the discovery
+// and identity flags that discovery returns for its host.
+func deploySkeinPair(ctx context.Context, tb *testbed, discovery func(h *netns.Host) []string) (*deployment, error) {
 	dep := &deployment{}
 	var injected []*netns.Host
 	dep.undo = func(ctx context.Context) error {
@@ -82,7 +115,7 @@ func deploySkein(ctx context.Context, tb *testbed) (*deployment, error) {
 		role string
 	}{{tb.load, "client"}, {tb.server, "server"}} {
 		injected = append(injected, h.host)
-		proc, err := injectProxy(ctx, tb, h.host)
+		proc, err := injectProxy(ctx, tb, h.host, discovery(h.host))
 		if proc != nil {
 			dep.sidecars = append(dep.sidecars, sidecar{role: h.role, proc: proc, host: h.host,
 				profileURL: "http://127.0.0.1:4191/debug/pprof/profile"})
@@ -97,16 +130,19 @@ func deploySkein(ctx context.Context, tb *testbed) (*deployment, error) {
 // injectProxy runs skein-init in h and starts skein-proxy there, waiting
 // until the proxy is ready. It returns the proxy even when it is not ready,
 // so that it can be stopped.
-func injectProxy(ctx context.Context, tb *testbed, h *netns.Host) (*process, error) {
+func injectProxy(ctx context.Context, tb *testbed, h *netns.Host, discovery []string) (*process, error) {
 	out, err := h.Command(ctx, tb.bin.init, "--proxy-uid", strconv.Itoa(proxyUID)).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("skein-init in %s: %w\n%s", h.Name, err, out)
 	}
-	cmd := h.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID}, tb.bin.proxy,
-		"-discovery-file", tb.discoveryFile(),
+	args := append(discovery,
 		"-labels", "namespace=bench,pod="+h.Name,
 		"-shutdown-grace", "1s",
 	)
+	cmd := h.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID}, tb.bin.proxy, args...)
+	if len(tb.proxyEnv) > 0 {
+		cmd.Env = append(os.Environ(), tb.proxyEnv...)
+	}
 	proc, err := startProcess("skein-proxy-"+h.Name, cmd, tb.dir)
 	if err != nil {
 		return nil, err

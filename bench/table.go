@@ -21,7 +21,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"scenario", "proto", "rate", "rps", "errors", "p50", "p90", "p99", "max", "+p50", "+p90", "+p99"}
+	header := []string{"scenario", "proto", "rate", "rps", "x base", "errors", "p50", "p90", "p99", "max", "+p50", "+p90", "+p99"}
 	for _, role := range roles {
 		header = append(header, "cpu:"+role)
 	}
@@ -30,7 +30,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 	for _, s := range r.Summaries {
-		row := []string{s.Scenario, s.Protocol, fmt.Sprint(s.Rate), fmt.Sprintf("%.1f", s.RPS), fmt.Sprint(s.Errors),
+		ratio := "-"
+		if s.ThroughputRatio > 0 {
+			ratio = fmt.Sprintf("%.2f", s.ThroughputRatio)
+		}
+		row := []string{s.Scenario, s.Protocol, rateName(s.Rate), fmt.Sprintf("%.1f", s.RPS), ratio, fmt.Sprint(s.Errors),
 			ms(s.Latency.P50), ms(s.Latency.P90), ms(s.Latency.P99), ms(s.Latency.Max)}
 		if s.Added != nil {
 			row = append(row, signedMs(s.Added.P50), signedMs(s.Added.P90), signedMs(s.Added.P99))
@@ -52,9 +56,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "medians of %d repetition(s) of %s at 1 connection; latency in ms (+: added over %s);\n"+
+	saturation := ""
+	if r.Settings.SaturationConnections > 0 {
+		saturation = fmt.Sprintf(" (rate max: saturation over %d connections; x base: its throughput over %s's)",
+			r.Settings.SaturationConnections, r.baseline())
+	}
+	_, err := fmt.Fprintf(w, "medians of %d repetition(s) of %s at 1 connection%s;\nlatency in ms (+: added over %s); "+
 		"cpu: proxy CPU time in ms per 1,000 requests; rss: proxy peak RSS in MB\n",
-		r.Settings.Repetitions, r.Settings.Duration, r.baseline())
+		r.Settings.Repetitions, r.Settings.Duration, saturation, r.baseline())
 	return err
 }
 

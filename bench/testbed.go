@@ -28,6 +28,13 @@ type testbed struct {
 	bin          binaries
 	log          *slog.Logger
 	fortioServer *process
+	proxyEnv     []string // Config.ProxyEnv
+	// peers maps each installed peer program to its path.
+	peers map[string]string
+	// ctl and controller serve the skein-mtls scenario; controller is nil
+	// until its first run (see startControlPlane).
+	ctl        *netns.Host
+	controller *process
 }
 
 // newTestbed creates the network, the hosts and the fortio server. Close it
@@ -39,6 +46,10 @@ func newTestbed(ctx context.Context, n *netns.Network, dir string, bin binaries,
 		return tb, err
 	}
 	if tb.server, err = n.AddHost(ctx, "server"); err != nil {
+		return tb, err
+	}
+	// The skein-mtls scenario's controller runs here (see mtls.go).
+	if tb.ctl, err = n.AddHost(ctx, "ctl"); err != nil {
 		return tb, err
 	}
 	for _, p := range Protocols {
@@ -53,8 +64,12 @@ func newTestbed(ctx context.Context, n *netns.Network, dir string, bin binaries,
 	return tb, tb.startFortioServer(ctx)
 }
 
-// close stops the fortio server; the caller closes the network.
+// close stops the fortio server and the controller; the caller closes the
+// network.
 func (tb *testbed) close() {
+	if tb.controller != nil {
+		tb.controller.stop()
+	}
 	if tb.fortioServer != nil {
 		tb.fortioServer.stop()
 	}
@@ -129,7 +144,7 @@ func waitAccepting(ctx context.Context, h *netns.Host, addr netip.AddrPort, p *p
 	}
 }
 
-// waitReady polls url from inside h until it answers 200.
+// waitReady polls url from inside h (nil: from here) until it answers 200.
 func waitReady(ctx context.Context, h *netns.Host, url string, p *process) error {
 	client := &http.Client{Transport: &http.Transport{DialContext: dialerIn(h)}, Timeout: time.Second}
 	defer client.CloseIdleConnections()
@@ -154,8 +169,13 @@ func waitReady(ctx context.Context, h *netns.Host, url string, p *process) error
 }
 
 // dialerIn returns a dial function whose sockets live in h's namespace, so
-// their traffic meets h's netfilter rules like the application's own.
+// their traffic meets h's netfilter rules like the application's own; nil
+// means this process's own namespace.
 func dialerIn(h *netns.Host) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if h == nil {
+		var d net.Dialer
+		return d.DialContext
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := h.Enter(func() error {
@@ -168,9 +188,10 @@ func dialerIn(h *netns.Host) func(ctx context.Context, network, addr string) (ne
 	}
 }
 
-// runLoad runs fortio's client in the load host at a fixed rate for d.
-func (tb *testbed) runLoad(ctx context.Context, p Protocol, rate int, d time.Duration) (loadResult, error) {
-	cmd := tb.load.Command(ctx, tb.bin.fortio, loadArgs(p, tb.target(p), rate, d.Seconds())...)
+// runLoad runs fortio's client in the load host against target for d: at
+// a fixed rate over one connection, or at saturation (rate 0) over conns.
+func (tb *testbed) runLoad(ctx context.Context, p Protocol, target netip.AddrPort, rate, conns int, d time.Duration) (loadResult, error) {
+	cmd := tb.load.Command(ctx, tb.bin.fortio, loadArgs(p, target, rate, conns, d.Seconds())...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -19,18 +19,24 @@ const FortioVersion = "v1.68.2"
 // binaries are the programs a benchmark runs.
 type binaries struct {
 	proxy, init, fortio string
+	// controller and cli (skein, for identity material) serve the
+	// skein-mtls scenario and the control-plane benchmark.
+	controller, cli string
 }
 
-// prepareBinaries builds skein-proxy and skein-init into dir and installs
-// fortio into a per-version cache directory, unless it is already there.
+// prepareBinaries builds Skein's binaries into dir and installs fortio
+// into a per-version cache directory, unless it is already there.
 func prepareBinaries(ctx context.Context, moduleRoot, dir string, log *slog.Logger) (binaries, error) {
 	b := binaries{
-		proxy: filepath.Join(dir, "skein-proxy"),
-		init:  filepath.Join(dir, "skein-init"),
+		proxy:      filepath.Join(dir, "skein-proxy"),
+		init:       filepath.Join(dir, "skein-init"),
+		controller: filepath.Join(dir, "skein-controller"),
+		cli:        filepath.Join(dir, "skein"),
 	}
-	log.Info("building skein-proxy and skein-init")
-	if _, err := runTool(ctx, moduleRoot, nil, "go", "build", "-o", dir+"/", "./cmd/skein-proxy", "./cmd/skein-init"); err != nil {
-		return b, fmt.Errorf("building the proxy: %w", err)
+	log.Info("building skein-proxy, skein-init, skein-controller and skein")
+	if _, err := runTool(ctx, moduleRoot, nil, "go", "build", "-o", dir+"/",
+		"./cmd/skein-proxy", "./cmd/skein-init", "./cmd/skein-controller", "./cmd/skein"); err != nil {
+		return b, fmt.Errorf("building Skein: %w", err)
 	}
 	fortio, err := installFortio(ctx, log)
 	if err != nil {
@@ -85,4 +91,48 @@ func runTool(ctx context.Context, dir string, env []string, name string, args ..
 		return stdout.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// peerPackages maps each peer proxy's program to the Debian package that
+// ships it.
+var peerPackages = map[string]string{
+	"haproxy": "haproxy",
+	"nginx":   "nginx",
+	"caddy":   "caddy",
+}
+
+// installPeers installs, with apt-get, the Debian packages of the peer
+// programs that are not on PATH yet, and returns every program's path.
+// The packages' own services are not started: policy-rc.d in containers,
+// and the bench runs its own instances anyway.
+func installPeers(ctx context.Context, programs []string, log *slog.Logger) (map[string]string, error) {
+	paths := map[string]string{}
+	var missing []string
+	for _, prog := range programs {
+		if path, err := exec.LookPath(prog); err == nil {
+			paths[prog] = path
+			continue
+		}
+		missing = append(missing, peerPackages[prog])
+	}
+	if len(missing) == 0 {
+		return paths, nil
+	}
+	log.Info("installing peer proxies with apt-get", "packages", missing)
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if _, err := runTool(ctx, "", env, "apt-get", "update", "-qq"); err != nil {
+		return nil, fmt.Errorf("installing %s: %w", strings.Join(missing, ", "), err)
+	}
+	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)
+	if _, err := runTool(ctx, "", env, "apt-get", args...); err != nil {
+		return nil, fmt.Errorf("installing %s: %w", strings.Join(missing, ", "), err)
+	}
+	for _, prog := range programs {
+		path, err := exec.LookPath(prog)
+		if err != nil {
+			return nil, fmt.Errorf("%s: not on PATH after installing its package: %w", prog, err)
+		}
+		paths[prog] = path
+	}
+	return paths, nil
 }

@@ -1,11 +1,14 @@
 // Command skein-bench measures the data plane's cost: latency added by
-// Skein's client and server proxies over a direct connection, and each
-// proxy's CPU and memory, with fortio at fixed request rates over HTTP/1.1
-// and gRPC. It needs root (network namespaces, iptables).
+// Skein's client and server proxies (with and without mTLS), and by one
+// hop of HAProxy, nginx and Caddy, over a direct connection, each proxy's
+// CPU and memory, and saturation throughput, with fortio over HTTP/1.1 and
+// gRPC. It needs root (network namespaces, iptables) and installs the
+// peers' Debian packages when they are missing.
 //
-//	go run ./bench/cmd/skein-bench                 # the full run, about 5 minutes
-//	go run ./bench/cmd/skein-bench -short          # smoke run: 1 x 2 s at 100 rps
+//	go run ./bench/cmd/skein-bench                 # the full run, about 12 minutes
+//	go run ./bench/cmd/skein-bench -short          # smoke run: 1 x 2 s at 100 rps and saturation
 //	go run ./bench/cmd/skein-bench -rates 500 -duration 30s -reps 5 -protocols grpc
+//	go run ./bench/cmd/skein-bench -rates= -saturate -scenarios direct,skein,haproxy
 //
 // It prints a table of medians and writes bench/results/latest.json (with a
 // timestamped copy) and latest.svg, a chart of p50/p90/p99.
@@ -65,15 +68,18 @@ func run(ctx context.Context, args []string) error {
 
 func parseFlags(args []string) (bench.Config, string, error) {
 	fs := flag.NewFlagSet("skein-bench", flag.ContinueOnError)
-	short := fs.Bool("short", false, "smoke run: 1 repetition of 2s at 100 rps (overrides -rates, -duration, -reps)")
+	short := fs.Bool("short", false, "smoke run: 1 repetition of 2s at 100 rps and saturation (overrides -rates, -duration, -reps, -saturate)")
 	def := bench.DefaultConfig()
 	rates := fs.String("rates", joinInts(def.Rates), "comma-separated request rates (requests per second)")
 	duration := fs.Duration("duration", def.Duration, "length of each measured run")
 	warmup := fs.Duration("warmup", def.Warmup, "unmeasured run before each measured one")
 	reps := fs.Int("reps", def.Repetitions, "repetitions of every scenario, protocol and rate")
+	saturate := fs.Bool("saturate", def.Saturate, "also measure saturation: fortio -qps 0 over -saturate-conns connections (-rates= -saturate: saturation only)")
+	saturateConns := fs.Int("saturate-conns", def.SaturationConnections, "connections of the saturation runs")
 	protocols := fs.String("protocols", "", "comma-separated protocols to measure (default all: "+names(bench.Protocols, func(p bench.Protocol) string { return p.Name })+")")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+names(bench.Scenarios, func(s bench.Scenario) string { return s.Name })+"); the first is the baseline")
 	profile := fs.String("profile", "", "directory for a CPU profile of every proxy in every measured run (go tool pprof)")
+	proxyEnv := fs.String("proxy-env", "", "comma-separated KEY=VALUE added to skein-proxy's environment, for experiments (e.g. GOMAXPROCS=1)")
 	out := fs.String("out", "", "results directory (default bench/results in Skein's module)")
 	verbose := fs.Bool("v", false, "log every step")
 	if err := fs.Parse(args); err != nil {
@@ -91,9 +97,11 @@ func parseFlags(args []string) (bench.Config, string, error) {
 			return cfg, "", fmt.Errorf("-rates: %w", err)
 		}
 		cfg.Duration, cfg.Warmup, cfg.Repetitions = *duration, *warmup, *reps
+		cfg.Saturate, cfg.SaturationConnections = *saturate, *saturateConns
 	}
 	cfg.Protocols, cfg.Scenarios = splitList(*protocols), splitList(*scenarios)
 	cfg.ProfileDir = *profile
+	cfg.ProxyEnv = splitList(*proxyEnv)
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug

@@ -41,6 +41,7 @@ func NewHandler(cfg Config) http.Handler {
 		Transport:      cfg.Upstream,
 		ModifyResponse: noteUpgrade,
 		ErrorHandler:   errorHandler(log),
+		BufferPool:     copyBuffers,
 		// The default ErrorLog would print through the standard logger.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
