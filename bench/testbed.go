@@ -176,16 +176,7 @@ func dialerIn(h *netns.Host) func(ctx context.Context, network, addr string) (ne
 		var d net.Dialer
 		return d.DialContext
 	}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := h.Enter(func() error {
-			var d net.Dialer
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
+	return h.DialContext
 }
 
 // runLoad runs fortio's client in the load host against target for d: at
