@@ -1,0 +1,198 @@
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skeinmesh/skein/internal/netns"
+)
+
+// errPodDeleted is the cause of a worker's stop when its pod is deleted,
+// as opposed to the kubelet shutting down.
+var errPodDeleted = errors.New("pod deleted")
+
+// statusInterval is how often a worker probes its containers and, when
+// something changed, reports the pod's status: faster than a real
+// kubelet's 10 s default probe period, so that tests are quick.
+const statusInterval = time.Second
+
+// cleanupTimeout bounds removing a pod's host and object after its stop.
+const cleanupTimeout = 30 * time.Second
+
+// podWorker runs one pod in its own test host, from start to deletion.
+type podWorker struct {
+	cfg    Config
+	pod    *corev1.Pod // as first seen
+	log    *slog.Logger
+	dir    string // TokenDir/<pod-uid>: volumes and logs
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	host       *netns.Host
+	containers []*process // started so far, init containers first
+	procs      sync.WaitGroup
+}
+
+func newPodWorker(parent context.Context, cfg Config, pod *corev1.Pod) *podWorker {
+	ctx, cancel := context.WithCancelCause(parent)
+	return &podWorker{
+		cfg:    cfg,
+		pod:    pod,
+		log:    cfg.Log.With("pod", pod.Namespace+"/"+pod.Name),
+		dir:    filepath.Join(cfg.TokenDir, string(pod.UID)),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+}
+
+// stop makes run return; cause errPodDeleted also deletes the pod object.
+func (w *podWorker) stop(cause error) { w.cancel(cause) }
+
+// run starts the pod, reports its status until the worker is stopped, then
+// cleans up.
+func (w *podWorker) run() {
+	defer w.cleanup()
+	if err := w.start(w.ctx); err != nil {
+		if w.ctx.Err() == nil {
+			w.log.Error("starting pod", "err", err)
+			w.reportFailure(w.ctx, err)
+		}
+		<-w.ctx.Done()
+		return
+	}
+	w.log.Info("pod started", "ip", w.host.IP)
+	w.reportUntilStopped(w.ctx)
+}
+
+// start creates the pod's host and volumes and starts its containers: init
+// containers one after the other, then the rest.
+func (w *podWorker) start(ctx context.Context) error {
+	host, err := w.cfg.Network.AddHost(ctx, hostNameFor(w.pod))
+	if err != nil {
+		return err
+	}
+	w.host = host
+	tokens, err := w.prepareVolumes(ctx)
+	if err != nil {
+		return err
+	}
+	w.procs.Go(func() { tokens.refreshUntilDone(ctx) })
+	w.reportStatus(ctx, false)
+
+	for _, c := range w.pod.Spec.InitContainers {
+		p, err := w.startContainer(ctx, c, true)
+		if err != nil {
+			return err
+		}
+		if isSidecar(c) {
+			if err := w.waitReady(ctx, p); err != nil {
+				return fmt.Errorf("sidecar %s: %w", c.Name, err)
+			}
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if p.err != nil {
+			return fmt.Errorf("init container %s: %w (log %s)", c.Name, p.err, p.logPath)
+		}
+	}
+	for _, c := range w.pod.Spec.Containers {
+		if _, err := w.startContainer(ctx, c, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isSidecar(c corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// waitReady waits until a sidecar passes its readiness probe.
+func (w *podWorker) waitReady(ctx context.Context, p *process) error {
+	for {
+		if w.ready(ctx, p) {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("exited before it was ready: %v (log %s)", p.err, p.logPath)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(statusInterval / 5):
+		}
+	}
+}
+
+func (w *podWorker) startContainer(ctx context.Context, c corev1.Container, init bool) (*process, error) {
+	cmd, err := w.command(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProcess(cmd, c, init, filepath.Join(w.dir, c.Name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	w.containers = append(w.containers, p)
+	w.procs.Go(p.wait)
+	w.log.Debug("container started", "container", c.Name, "log", p.logPath)
+	return p, nil
+}
+
+// cleanup waits for the processes (stopped through the worker's context),
+// removes the host and, if the pod was deleted, its object.
+func (w *podWorker) cleanup() {
+	w.cancel(nil)
+	w.procs.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if w.host != nil {
+		if err := w.cfg.Network.RemoveHost(ctx, w.host.Name); err != nil {
+			w.log.Warn("removing pod host", "err", err)
+		}
+	}
+	if context.Cause(w.ctx) != errPodDeleted {
+		return
+	}
+	// The pod's processes are gone: end its graceful deletion so that its
+	// ReplicaSet can go on.
+	err := w.cfg.Client.CoreV1().Pods(w.pod.Namespace).Delete(ctx, w.pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: new(int64),
+		Preconditions:      &metav1.Preconditions{UID: &w.pod.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		w.log.Warn("deleting pod", "err", err)
+	}
+	w.log.Info("pod stopped")
+}
+
+// invalidHostChars are what a pod name may hold but a host name may not.
+var invalidHostChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// hostNameFor makes a unique host name of at most 32 characters: the start
+// of the pod's name and of its UID.
+func hostNameFor(pod *corev1.Pod) string {
+	name := invalidHostChars.ReplaceAllString(strings.ToLower(pod.Name), "-")
+	if len(name) > 24 {
+		name = name[:24]
+	}
+	uid := strings.ReplaceAll(string(pod.UID), "-", "")
+	if len(uid) > 7 {
+		uid = uid[:7]
+	}
+	return strings.Trim(name, "-") + "-" + uid
+}
