@@ -48,6 +48,9 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&cfg.APISocket, "api-socket", "", "unix socket to serve the metrics API on (the local mesh's CLI)")
 	fs.StringVar(&cfg.APIAddr, "api-addr", "", "TCP address to serve the metrics API on")
+	fs.StringVar(&cfg.WebhookAddr, "webhook-addr", "", "listen address of the proxy injector (admission webhook, HTTPS, path /inject); needs -kubernetes")
+	fs.StringVar(&cfg.WebhookCertDir, "webhook-cert-dir", "", "directory with the injector's tls.crt and tls.key (re-read at every handshake)")
+	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxies the injector adds (default: the injector's)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

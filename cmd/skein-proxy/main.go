@@ -44,6 +44,7 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.StringVar(&cfg.ControllerAddr, "controller-addr", "", "the controller's gRPC address, host:port")
 	fs.StringVar(&cfg.ControllerID, "controller-id", "", "SPIFFE ID the controller must present (default spiffe://<trust domain>/ns/skein/sa/skein-controller)")
 	fs.StringVar(&cfg.TrustAnchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors")
+	fs.StringVar(&cfg.TrustAnchorsPEM, "trust-anchors-pem", "", "the mesh's trust anchors as PEM text, instead of a file")
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")

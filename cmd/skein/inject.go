@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/skeinmesh/skein/internal/controller/inject"
@@ -8,6 +11,7 @@ import (
 
 func newInjectCommand() *cobra.Command {
 	cfg := inject.DefaultConfig()
+	var anchors string
 	cmd := &cobra.Command{
 		Use:   "inject",
 		Short: "Add the skein proxy to the workloads in YAML on standard input",
@@ -21,10 +25,17 @@ every other document passes through unchanged.
   kubectl get deploy web -o yaml | skein inject | kubectl apply -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			pem, err := os.ReadFile(anchors)
+			if err != nil {
+				return fmt.Errorf("--trust-anchors: %w", err)
+			}
+			cfg.TrustAnchorsPEM = string(pem)
 			return inject.Manifests(cmd.InOrStdin(), cmd.OutOrStdout(), cfg)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&anchors, "trust-anchors", "", "PEM file of the mesh's trust anchors, ca.crt (required)")
+	_ = cmd.MarkFlagRequired("trust-anchors")
 	f.StringVar(&cfg.ProxyImage, "proxy-image", cfg.ProxyImage, "image with skein-proxy and skein-init")
 	f.StringVar(&cfg.ProxyVersion, "proxy-version", "", "value of the skein.io/proxy-version annotation (default: the image's tag)")
 	f.StringVar(&cfg.ControllerAddr, "controller-addr", cfg.ControllerAddr, "the controller's gRPC address, host:port")

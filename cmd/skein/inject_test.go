@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -30,11 +33,13 @@ spec:
 	var out bytes.Buffer
 	cmd.SetIn(strings.NewReader(in))
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"inject", "--proxy-image", "proxy:v9", "--trust-domain", "mesh.test"})
+	anchors := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(anchors, []byte("-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"), 0o644)
+	cmd.SetArgs([]string{"inject", "--proxy-image", "proxy:v9", "--trust-domain", "mesh.test", "--trust-anchors", anchors})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	docs := strings.Split(out.String(), "---\n")
+	docs := documentStart.Split(out.String(), -1)
 	if len(docs) != 2 {
 		t.Fatalf("got %d documents, want 2:\n%s", len(docs), out.String())
 	}
@@ -59,3 +64,7 @@ spec:
 		t.Errorf("no identity from --trust-domain in:\n%s", docs[0])
 	}
 }
+
+// documentStart splits YAML documents at a "---" line (a PEM's
+// "-----END CERTIFICATE-----" also ends in "---").
+var documentStart = regexp.MustCompile(`(?m)^---\n`)

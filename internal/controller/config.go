@@ -47,7 +47,14 @@ type Config struct {
 	// CLI); APIAddr a TCP address for it. Either, both or neither.
 	APISocket string
 	APIAddr   string
-	Log       *slog.Logger
+	// WebhookAddr serves the proxy injector (an admission webhook, HTTPS,
+	// path /inject) with tls.crt and tls.key from WebhookCertDir, re-read at
+	// every handshake so a renewed certificate needs no restart. Needs
+	// Kubernetes. ProxyImage is the image injected proxies run.
+	WebhookAddr    string
+	WebhookCertDir string
+	ProxyImage     string
+	Log            *slog.Logger
 }
 
 // Default returns a Config with the usual addresses.
@@ -88,6 +95,17 @@ func (c *Config) Validate() error {
 	}
 	if (c.APISocket != "" || c.APIAddr != "") && c.PrometheusURL == "" {
 		errs = append(errs, errors.New("prometheus-url: required to serve the metrics API (api-socket, api-addr)"))
+	}
+	if c.WebhookAddr != "" {
+		if !c.Kubernetes {
+			errs = append(errs, errors.New("webhook-addr: the injector needs -kubernetes"))
+		}
+		if c.WebhookCertDir == "" {
+			errs = append(errs, errors.New("webhook-cert-dir: required with webhook-addr (tls.crt, tls.key)"))
+		}
+		if _, _, err := net.SplitHostPort(c.WebhookAddr); err != nil {
+			errs = append(errs, fmt.Errorf("webhook-addr: %q is not host:port: %w", c.WebhookAddr, err))
+		}
 	}
 	if c.APIAddr != "" {
 		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {

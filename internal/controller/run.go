@@ -79,13 +79,33 @@ func Run(ctx context.Context, cfg Config) error {
 		adminLn.Close()
 		return err
 	}
+	var webhookLn net.Listener
+	if cfg.WebhookAddr != "" {
+		if webhookLn, err = lc.Listen(ctx, "tcp", cfg.WebhookAddr); err != nil {
+			grpcLn.Close()
+			adminLn.Close()
+			for _, l := range apiLns {
+				l.Close()
+			}
+			return fmt.Errorf("webhook-addr: %w", err)
+		}
+	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
 	dest.Register(srv)
 	idService.Register(srv)
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	var ready atomic.Bool
+	if webhookLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveWebhook(ctx, webhookLn, cfg, issuers, kube, log); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	if len(apiLns) > 0 {
 		wg.Add(1)
 		go func() {
@@ -143,20 +163,19 @@ func Run(ctx context.Context, cfg Config) error {
 // and token checks.
 func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, kube kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (*identity.Service, issuerRunner, error) {
 	var issuers issuerRunner
-	var source identity.IssuerSource
 	if cfg.IdentityDir != "" {
 		s, err := identity.NewDirSource(cfg.IdentityDir, log, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("identity-dir: %w", err)
 		}
-		issuers, source = s, s
+		issuers = s
 	} else {
 		ns, name, _ := strings.Cut(cfg.IdentitySecret, "/")
 		s, err := identity.NewSecretSource(ctx, kube, ns, name, log, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("identity-secret: %w", err)
 		}
-		issuers, source = s, s
+		issuers = s
 	}
 	var validators []identity.TokenValidator
 	if cfg.JoinTokenKey != "" {
@@ -171,7 +190,7 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 	}
 	svc, err := identity.NewService(identity.Config{
 		TrustDomain: td,
-		Issuers:     source,
+		Issuers:     issuers,
 		Tokens:      identity.AnyOf(validators...),
 		Lifetime:    cfg.CertLifetime,
 		Registerer:  reg,
@@ -183,8 +202,10 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 	return svc, issuers, nil
 }
 
-// issuerRunner follows issuer changes until its context ends.
+// issuerRunner is the issuer in effect, following changes until its
+// context ends.
 type issuerRunner interface {
+	identity.IssuerSource
 	Run(ctx context.Context) error
 }
 

@@ -22,9 +22,6 @@ func rbacObjects(cfg Config) []runtime.Object {
 			{APIGroups: []string{"skein.io"}, Resources: []string{"*"}, Verbs: readOnly},
 			{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes", "grpcroutes"}, Verbs: readOnly},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			// The injected proxies mount skein-trust-anchors from their own
-			// namespace: the controller keeps a copy in each meshed one.
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
 		},
 	}
 	clusterBinding := &rbacv1.ClusterRoleBinding{

@@ -44,8 +44,10 @@ type Config struct {
 	// spiffe://<trust domain>/ns/skein/sa/skein-controller.
 	ControllerID string
 	// TrustAnchorsFile holds the mesh's trust anchors (PEM); needed to talk
-	// to the controller and to other proxies.
+	// to the controller and to other proxies. TrustAnchorsPEM gives them
+	// inline instead (the injector puts them in the proxy's environment).
 	TrustAnchorsFile string
+	TrustAnchorsPEM  string
 	// Identity is this workload's SPIFFE ID. With it the proxy gets a
 	// certificate from the controller, is not ready until it has one, and
 	// speaks mutual TLS with every meshed peer.
@@ -124,8 +126,8 @@ func (c *Config) validateControlPlane() []error {
 		if c.DiscoveryFile != "" {
 			errs = append(errs, errors.New("discovery-file: not with controller-addr: choose one source of destinations"))
 		}
-		if c.TrustAnchorsFile == "" {
-			errs = append(errs, errors.New("trust-anchors: required with controller-addr, to check the controller is who it says"))
+		if (c.TrustAnchorsFile == "") == (c.TrustAnchorsPEM == "") {
+			errs = append(errs, errors.New("trust-anchors / trust-anchors-pem: exactly one is required with controller-addr, to check the controller is who it says"))
 		}
 	}
 	if c.Identity != "" {

@@ -30,9 +30,9 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	if cfg.ControllerAddr == "" {
 		return cp, nil
 	}
-	anchors, err := loadTrustAnchors(cfg.TrustAnchorsFile)
+	anchors, err := loadTrustAnchors(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("trust-anchors: %w", err)
+		return nil, err
 	}
 	creds := credentials.NewTLS(identity.ControllerTLS(anchors, cfg.controllerID()))
 	// The connection is made lazily and re-made with a short back-off, so
@@ -98,15 +98,22 @@ func peerID(cs tls.ConnectionState) (string, error) {
 	return id.String(), nil
 }
 
-// loadTrustAnchors reads the PEM certificates in path.
-func loadTrustAnchors(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+// loadTrustAnchors reads the trust anchors from the configured file or PEM.
+func loadTrustAnchors(cfg Config) ([]*x509.Certificate, error) {
+	if cfg.TrustAnchorsPEM != "" {
+		anchors, err := pki.ParseCertificates([]byte(cfg.TrustAnchorsPEM))
+		if err != nil {
+			return nil, fmt.Errorf("trust-anchors-pem: %w", err)
+		}
+		return anchors, nil
+	}
+	data, err := os.ReadFile(cfg.TrustAnchorsFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("trust-anchors: %w", err)
 	}
 	anchors, err := pki.ParseCertificates(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("trust-anchors: %s: %w", cfg.TrustAnchorsFile, err)
 	}
 	return anchors, nil
 }

@@ -20,20 +20,13 @@ const (
 	// TokenExpirySeconds is the projected token's lifetime; the kubelet
 	// renews it at 80%, and the proxy re-reads the file at each renewal.
 	TokenExpirySeconds = 3600
-	// TrustAnchorsConfigMap holds the mesh's trust anchors under key ca.crt
-	// in every meshed namespace.
-	TrustAnchorsConfigMap = "skein-trust-anchors"
-
-	tokenVolume       = "skein-identity-token"
-	tokenDir          = "/var/run/secrets/skein.io/identity"
-	tokenFile         = "token"
-	trustVolume       = "skein-trust-anchors"
-	trustDir          = "/var/run/skein.io/trust"
-	trustAnchorsKey   = "ca.crt"
-	initRunVolume     = "skein-init-run"
-	podNameEnv        = "POD_NAME"
-	podNamespaceEnv   = "POD_NAMESPACE"
-	podNamespaceValue = "$(" + podNamespaceEnv + ")"
+	tokenVolume        = "skein-identity-token"
+	tokenDir           = "/var/run/secrets/skein.io/identity"
+	tokenFile          = "token"
+	initRunVolume      = "skein-init-run"
+	podNameEnv         = "POD_NAME"
+	podNamespaceEnv    = "POD_NAMESPACE"
+	podNamespaceValue  = "$(" + podNamespaceEnv + ")"
 )
 
 func initContainer(cfg Config, s settings) corev1.Container {
@@ -95,7 +88,10 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		{Name: "SKEIN_PROXY_CONTROLLER_ADDR", Value: cfg.ControllerAddr},
 		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
 		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
-		{Name: "SKEIN_PROXY_TRUST_ANCHORS", Value: trustDir + "/" + trustAnchorsKey},
+		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap
+		// to keep in every namespace, and a pod keeps the anchors it was
+		// injected with (a new anchor takes a restart, as it would anyway).
+		{Name: "SKEIN_PROXY_TRUST_ANCHORS_PEM", Value: cfg.TrustAnchorsPEM},
 		{Name: "SKEIN_PROXY_LABELS", Value: "namespace=" + id.namespaceOrEnv() + ",workload=" + id.workload + ",pod=$(" + podNameEnv + ")"},
 	}
 	if s.opaquePorts != "" {
@@ -117,7 +113,6 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		LivenessProbe:  adminProbe("/live"),
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true},
-			{Name: trustVolume, MountPath: trustDir, ReadOnly: true},
 		},
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -148,13 +143,6 @@ func injectedVolumes() []corev1.Volume {
 					ExpirationSeconds: ptr(int64(TokenExpirySeconds)),
 					Path:              tokenFile,
 				}}},
-			}},
-		},
-		{
-			Name: trustVolume,
-			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-				LocalObjectReference: corev1.LocalObjectReference{Name: TrustAnchorsConfigMap},
-				Items:                []corev1.KeyToPath{{Key: trustAnchorsKey, Path: trustAnchorsKey}},
 			}},
 		},
 	}

@@ -24,6 +24,9 @@ type Config struct {
 	ControllerAddr string
 	// TrustDomain is the trust domain of the workloads' SPIFFE IDs.
 	TrustDomain string
+	// TrustAnchorsPEM are the mesh's trust anchors, handed to every proxy
+	// in its environment.
+	TrustAnchorsPEM string
 	// NativeSidecars runs the proxy as an init container with
 	// restartPolicy Always (Kubernetes 1.29+), so it starts before the
 	// application and stops after it. Otherwise the proxy is the first
@@ -52,6 +55,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TrustDomain == "" || strings.ContainsAny(c.TrustDomain, "/:") {
 		errs = append(errs, fmt.Errorf("trust-domain: %q is not a trust domain name", c.TrustDomain))
+	}
+	if !strings.Contains(c.TrustAnchorsPEM, "-----BEGIN CERTIFICATE-----") {
+		errs = append(errs, errors.New("trust-anchors: the mesh's trust anchors (PEM) are required: injected proxies check every peer against them"))
 	}
 	return errors.Join(errs...)
 }

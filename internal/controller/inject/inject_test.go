@@ -13,8 +13,13 @@ func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.ProxyImage = "registry.test:5000/skein/proxy:v1.2.3"
 	cfg.TrustDomain = "mesh.test"
+	cfg.TrustAnchorsPEM = testAnchorsPEM
 	return cfg
 }
+
+// testAnchorsPEM stands for the mesh's trust anchors; the injector passes
+// them on without parsing them.
+const testAnchorsPEM = "-----BEGIN CERTIFICATE-----\nMIIBtest\n-----END CERTIFICATE-----\n"
 
 func testPod(annotations map[string]string) *corev1.Pod {
 	return &corev1.Pod{
@@ -117,8 +122,10 @@ func TestInjectAddsInitAndNativeSidecarProxy(t *testing.T) {
 	if token.Audience != TokenAudience || *token.ExpirationSeconds != TokenExpirySeconds {
 		t.Errorf("token projection = %+v", token)
 	}
-	if cm := findVolume(t, patched, trustVolume).ConfigMap; cm.Name != TrustAnchorsConfigMap {
-		t.Errorf("trust anchors from %q", cm.Name)
+	for _, v := range patched.Spec.Volumes {
+		if v.ConfigMap != nil {
+			t.Errorf("volume %s mounts ConfigMap %s; the trust anchors travel in the proxy's environment", v.Name, v.ConfigMap.Name)
+		}
 	}
 }
 
@@ -162,13 +169,13 @@ func TestInjectReadsAnnotations(t *testing.T) {
 	}
 	env := envOf(proxy)
 	for name, want := range map[string]string{
-		"SKEIN_PROXY_CONTROLLER_ADDR": "skein-controller.skein.svc.cluster.local:8086",
-		"SKEIN_PROXY_IDENTITY":        "spiffe://mesh.test/ns/demo/sa/web-sa",
-		"SKEIN_PROXY_TOKEN_FILE":      "/var/run/secrets/skein.io/identity/token",
-		"SKEIN_PROXY_TRUST_ANCHORS":   "/var/run/skein.io/trust/ca.crt",
-		"SKEIN_PROXY_LABELS":          "namespace=demo,workload=web,pod=$(POD_NAME)",
-		"SKEIN_PROXY_OPAQUE_PORTS":    "3306,25",
-		"SKEIN_PROXY_LOG_LEVEL":       "debug",
+		"SKEIN_PROXY_CONTROLLER_ADDR":   "skein-controller.skein.svc.cluster.local:8086",
+		"SKEIN_PROXY_IDENTITY":          "spiffe://mesh.test/ns/demo/sa/web-sa",
+		"SKEIN_PROXY_TOKEN_FILE":        "/var/run/secrets/skein.io/identity/token",
+		"SKEIN_PROXY_TRUST_ANCHORS_PEM": testAnchorsPEM,
+		"SKEIN_PROXY_LABELS":            "namespace=demo,workload=web,pod=$(POD_NAME)",
+		"SKEIN_PROXY_OPAQUE_PORTS":      "3306,25",
+		"SKEIN_PROXY_LOG_LEVEL":         "debug",
 	} {
 		if env[name] != want {
 			t.Errorf("%s = %q, want %q", name, env[name], want)

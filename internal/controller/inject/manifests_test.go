@@ -2,6 +2,7 @@ package inject
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -33,7 +34,7 @@ spec:
 	if err := Manifests(strings.NewReader(in), &out, testConfig()); err != nil {
 		t.Fatal(err)
 	}
-	docs := strings.Split(out.String(), "---\n")
+	docs := documentStart.Split(out.String(), -1)
 	var cron batchv1.CronJob
 	if err := yaml.UnmarshalStrict([]byte(docs[0]), &cron); err != nil {
 		t.Fatal(err)
@@ -90,3 +91,7 @@ func TestManifestsErrorNamesDocumentAndAnnotation(t *testing.T) {
 		t.Fatalf("err = %v, want one naming document 2 and %s", err, AnnotationProxyCPULimit)
 	}
 }
+
+// documentStart splits YAML documents at a "---" line (a PEM's
+// "-----END CERTIFICATE-----" also ends in "---").
+var documentStart = regexp.MustCompile(`(?m)^---\n`)
