@@ -324,3 +324,15 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
+
+func TestSkeinUpSaysWhatItNeedsWhenNotRoot(t *testing.T) {
+	requireRoot(t) // to switch to another user
+	out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		filepath.Join(binDir, "skein"), "up", "-f", "/nonexistent.yaml", "--state-dir", t.TempDir()).CombinedOutput()
+	if err == nil {
+		t.Fatalf("skein up as an unprivileged user succeeded:\n%s", out)
+	}
+	if !strings.Contains(string(out), "needs root") {
+		t.Errorf("skein up as an unprivileged user said %q; want it to say it needs root", out)
+	}
+}
