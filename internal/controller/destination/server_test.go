@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,56 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/model/modeltest"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 )
-
-// fakeWatcher is a model.Watcher whose sets the test changes by hand.
-type fakeWatcher struct {
-	mu      sync.Mutex
-	sets    map[string]model.EndpointSet
-	watches map[*fakeWatch]struct{}
-}
-
-type fakeWatch struct {
-	dst    string
-	update func(model.EndpointSet)
-}
-
-func newFakeWatcher() *fakeWatcher {
-	return &fakeWatcher{sets: map[string]model.EndpointSet{}, watches: map[*fakeWatch]struct{}{}}
-}
-
-func (f *fakeWatcher) Watch(ctx context.Context, dst string, update func(model.EndpointSet)) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w := &fakeWatch{dst: dst, update: update}
-	f.watches[w] = struct{}{}
-	update(f.sets[dst])
-	context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		delete(f.watches, w)
-	})
-	return nil
-}
-
-// Set changes dst and tells its watchers, one at a time, as the model does.
-func (f *fakeWatcher) Set(dst string, set model.EndpointSet) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sets[dst] = set
-	for w := range f.watches {
-		if w.dst == dst {
-			w.update(set)
-		}
-	}
-}
-
-func (f *fakeWatcher) activeWatches() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.watches)
-}
 
 // startServer serves a Destination server over w on a loopback socket.
 func startServer(t testing.TB, w model.Watcher, reg prometheus.Registerer) string {
@@ -159,7 +111,7 @@ func TestGetSendsSnapshotThenDeltas(t *testing.T) {
 		{"back again is a snapshot", set(nil, ep(a, 1)), []*destinationpb.Update{snapshot("demo/web", nil, pbEp(a, 1))}},
 	}
 
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	w.Set(dst, steps[0].set)
 	client := dial(t, startServer(t, w, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -185,7 +137,7 @@ func TestGetSendsSnapshotThenDeltas(t *testing.T) {
 }
 
 func TestGetRejectsInvalidPath(t *testing.T) {
-	client := dial(t, startServer(t, newFakeWatcher(), nil))
+	client := dial(t, startServer(t, modeltest.NewWatcher(), nil))
 	for _, path := range []string{"", "web", "web:", ":8080", "web:http", "web:0", "web:65536", "10.0.0.1", "::1:80"} {
 		t.Run(path, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -225,7 +177,7 @@ func bigSet(version uint32) model.EndpointSet {
 
 func TestSlowClientDoesNotBlockModel(t *testing.T) {
 	const dst = "web:8080"
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	w.Set(dst, bigSet(1))
 	client := dial(t, startServer(t, w, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -268,7 +220,7 @@ func TestSlowClientDoesNotBlockModel(t *testing.T) {
 
 func TestStreamEndsWhenClientCancels(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
@@ -301,10 +253,10 @@ func TestStreamEndsWhenClientCancels(t *testing.T) {
 
 	// The server notices the cancel asynchronously: poll, do not time it.
 	deadline := time.Now().Add(10 * time.Second)
-	for w.activeWatches() != 0 || testutil.ToFloat64(srv.metrics.activeStreams) != 0 {
+	for w.ActiveWatches() != 0 || testutil.ToFloat64(srv.metrics.activeStreams) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("after cancel: %d model watches, %v active streams; want 0 and 0",
-				w.activeWatches(), testutil.ToFloat64(srv.metrics.activeStreams))
+				w.ActiveWatches(), testutil.ToFloat64(srv.metrics.activeStreams))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -14,55 +14,9 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/model/modeltest"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 )
-
-// fakeWatcher is a model.Watcher whose sets the test changes by hand.
-type fakeWatcher struct {
-	mu      sync.Mutex
-	sets    map[string]model.EndpointSet
-	watches map[*fakeWatch]struct{}
-}
-
-type fakeWatch struct {
-	dst    string
-	update func(model.EndpointSet)
-}
-
-func newFakeWatcher() *fakeWatcher {
-	return &fakeWatcher{sets: map[string]model.EndpointSet{}, watches: map[*fakeWatch]struct{}{}}
-}
-
-func (f *fakeWatcher) Watch(ctx context.Context, dst string, update func(model.EndpointSet)) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w := &fakeWatch{dst: dst, update: update}
-	f.watches[w] = struct{}{}
-	update(f.sets[dst])
-	context.AfterFunc(ctx, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		delete(f.watches, w)
-	})
-	return nil
-}
-
-func (f *fakeWatcher) Set(dst string, set model.EndpointSet) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sets[dst] = set
-	for w := range f.watches {
-		if w.dst == dst {
-			w.update(set)
-		}
-	}
-}
-
-func (f *fakeWatcher) activeWatches() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.watches)
-}
 
 // serveDestination serves a Destination server over w on lis until the
 // returned server is stopped (at the latest when the test ends).
@@ -190,7 +144,7 @@ func TestResolverFollowsDestination(t *testing.T) {
 		{"exists again", modelSet(modelEp(b, 1)), wantSet(modelEp(b, 1))},
 		{"no endpoints", modelSet(), wantSet()},
 	}
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	w.Set(dst, steps[0].set)
 	lis := listen(t, "127.0.0.1:0")
 	serveDestination(t, lis, w)
@@ -212,7 +166,7 @@ func TestResolverFollowsDestination(t *testing.T) {
 }
 
 func TestResolverKeepsStateWhileControllerIsDown(t *testing.T) {
-	first := newFakeWatcher()
+	first := modeltest.NewWatcher()
 	first.Set(dst, modelSet(modelEp(a, 1), modelEp(b, 1)))
 	lis := listen(t, "127.0.0.1:0")
 	addr := lis.Addr().String()
@@ -243,7 +197,7 @@ func TestResolverKeepsStateWhileControllerIsDown(t *testing.T) {
 	}
 
 	// It comes back on the same address with endpoints added meanwhile.
-	second := newFakeWatcher()
+	second := modeltest.NewWatcher()
 	second.Set(dst, modelSet(modelEp(a, 1), modelEp(b, 1), modelEp(c, 1)))
 	serveDestination(t, listen(t, addr), second)
 	rec.waitFor(t, wantSet(modelEp(a, 1), modelEp(b, 1), modelEp(c, 1)))
@@ -273,7 +227,7 @@ func TestResolverWaitsForControllerAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	w.Set(dst, modelSet(modelEp(a, 1)))
 	serveDestination(t, listen(t, addr), w)
 	rec.waitFor(t, wantSet(modelEp(a, 1)))
@@ -283,7 +237,7 @@ func TestResolverWaitsForControllerAtStart(t *testing.T) {
 }
 
 func TestResolverStopsStreamWhenContextEnds(t *testing.T) {
-	w := newFakeWatcher()
+	w := modeltest.NewWatcher()
 	w.Set(dst, modelSet(modelEp(a, 1)))
 	lis := listen(t, "127.0.0.1:0")
 	serveDestination(t, lis, w)
@@ -298,7 +252,7 @@ func TestResolverStopsStreamWhenContextEnds(t *testing.T) {
 	cancel()
 
 	deadline := time.Now().Add(10 * time.Second)
-	for w.activeWatches() != 0 {
+	for w.ActiveWatches() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the controller still watches after the resolver's context ended")
 		}
