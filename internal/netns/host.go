@@ -41,22 +41,35 @@ type User struct {
 // that netfilter rules can recognise (and not redirect) its traffic.
 // It needs setpriv (util-linux); without it the command fails to start.
 func (h *Host) CommandAs(ctx context.Context, u User, name string, args ...string) *exec.Cmd {
+	argv, err := AsUser(u, name, args...)
+	cmd := h.Command(ctx, argv[0], argv[1:]...)
+	if err != nil {
+		cmd.Err = err
+	}
+	return cmd
+}
+
+// AsUser returns the command line that runs name with args as u through
+// setpriv (util-linux), for CommandAs or for a wrapper of one's own. The
+// error says that setpriv is missing; the command line is usable anyway
+// and fails to start.
+func AsUser(u User, name string, args ...string) ([]string, error) {
 	setpriv, lookErr := exec.LookPath("setpriv")
-	privArgs := []string{
+	if lookErr != nil {
+		setpriv = "setpriv"
+		lookErr = fmt.Errorf("running as uid %d needs setpriv (util-linux): %w", u.UID, lookErr)
+	}
+	argv := []string{
+		setpriv,
 		"--reuid=" + strconv.Itoa(u.UID),
 		"--regid=" + strconv.Itoa(u.GID),
 		"--clear-groups",
 	}
 	if len(u.AmbientCaps) > 0 {
 		caps := "+" + strings.Join(u.AmbientCaps, ",+")
-		privArgs = append(privArgs, "--inh-caps="+caps, "--ambient-caps="+caps)
+		argv = append(argv, "--inh-caps="+caps, "--ambient-caps="+caps)
 	}
-	privArgs = append(append(privArgs, "--", name), args...)
-	cmd := h.Command(ctx, setpriv, privArgs...)
-	if lookErr != nil {
-		cmd.Err = fmt.Errorf("running as uid %d needs setpriv (util-linux): %w", u.UID, lookErr)
-	}
-	return cmd
+	return append(append(argv, "--", name), args...), lookErr
 }
 
 // WriteFile writes a file such as "hosts" or "resolv.conf" that `ip netns

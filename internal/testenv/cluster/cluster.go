@@ -1,9 +1,12 @@
 // Package cluster starts a real Kubernetes control plane for tests: etcd,
 // kube-apiserver and kube-controller-manager built from source by
-// scripts/testcluster.sh, on loopback ports, with generated certificates,
-// a service-account signing key and RBAC on. It has no kubelet and no
-// scheduler: tests that need running pods place them and report their
-// status themselves. It is for tests only.
+// scripts/testcluster.sh, inside a test host of their own (internal/netns)
+// so that pods in other hosts of the network reach the API server and the
+// API server reaches their webhooks, with generated certificates, a
+// service-account signing key and RBAC on. The test process talks to it
+// through the host (Config.Dial, Kubectl). It has no kubelet and no
+// scheduler: the stand-in kubelet (internal/testenv/kubelet) or the test
+// places pods and reports their status. It is for tests only.
 package cluster
 
 import (
@@ -15,12 +18,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/skeinmesh/skein/internal/netns"
 )
 
 // startTimeout bounds how long Start waits for the control plane; on two
@@ -47,17 +53,22 @@ type Cluster struct {
 	CA        *x509.Certificate
 	CACertPEM []byte
 	CAFile    string
-	// Server is the API server's URL (https://127.0.0.1:PORT).
+	// Server is the API server's URL (https://HOST-IP:6443), reachable
+	// from every host of the network; the test process reaches it through
+	// Host (Config.Dial does).
 	Server string
+	// Host is the test host the components run in.
+	Host *netns.Host
 
 	spawner *spawner
 	procs   []*process
 }
 
-// Start starts a control plane for t, stopped by t.Cleanup. It skips the test
-// in -short mode, when not root, and when the binaries are not built (unless
+// Start starts a control plane for t in a new host of network, stopped by
+// t.Cleanup (the host goes when the network closes). It skips the test in
+// -short mode, when not root, and when the binaries are not built (unless
 // SKEIN_TESTCLUSTER_BUILD is set, then it builds them).
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB, network *netns.Network) *Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a Kubernetes control plane; skipped in -short mode")
@@ -67,11 +78,19 @@ func Start(t testing.TB) *Cluster {
 	}
 	binDir := binaryDir(t)
 
+	// The directory first: its removal is then a cleanup that runs after
+	// stop, which prints the components' logs from it.
+	dir := t.TempDir()
 	c := &Cluster{BinDir: binDir, spawner: newSpawner()}
 	t.Cleanup(func() { c.stop(t) })
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := c.start(ctx, t.TempDir()); err != nil {
+	host, err := network.AddHost(ctx, hostName)
+	if err != nil {
+		t.Fatalf("starting test cluster: %v", err)
+	}
+	c.Host = host
+	if err := c.start(ctx, dir); err != nil {
 		t.Fatalf("starting test cluster: %v", err)
 	}
 	return c
@@ -79,17 +98,14 @@ func Start(t testing.TB) *Cluster {
 
 func (c *Cluster) start(ctx context.Context, dir string) error {
 	f := newFiles(dir)
-	p, err := freePorts()
-	if err != nil {
-		return err
-	}
-	c.Server = fmt.Sprintf("https://127.0.0.1:%d", p.apiServer)
+	c.Server = "https://" + net.JoinHostPort(c.Host.IP.String(), strconv.Itoa(apiServerPort))
 	admin, controllerManager, err := c.writeCredentials(f)
 	if err != nil {
 		return err
 	}
 	c.Kubeconfig = f.adminKubeconfig
 	c.Config = restConfig(c.Server, c.CACertPEM, admin)
+	c.Config.Dial = c.Host.DialContext
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return fmt.Errorf("making client: %w", err)
 	}
@@ -97,14 +113,14 @@ func (c *Cluster) start(ctx context.Context, dir string) error {
 		return err
 	}
 
-	etcd, err := c.run("etcd", dir, etcdArgs(f, p))
+	etcd, err := c.run("etcd", dir, etcdArgs(f))
 	if err != nil {
 		return err
 	}
-	if err := waitUntil(ctx, "etcd", etcdHealthy(p.etcdClient), etcd); err != nil {
+	if err := waitUntil(ctx, "etcd", c.etcdHealthy, etcd); err != nil {
 		return err
 	}
-	apiServer, err := c.run("kube-apiserver", dir, apiServerArgs(f, p))
+	apiServer, err := c.run("kube-apiserver", dir, apiServerArgs(f, c.Host.IP.String()))
 	if err != nil {
 		return err
 	}
@@ -131,7 +147,7 @@ func (c *Cluster) writeCredentials(f files) (admin, controllerManager keyPair, e
 	c.CA, c.CACertPEM, c.CAFile = ca.cert, ca.certPEM, f.caCert
 	serving, err := ca.issueServing("kube-apiserver",
 		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.ParseIP(apiServerServiceIP)})
+		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.ParseIP(APIServerServiceIP), c.Host.IP.AsSlice()})
 	if err != nil {
 		return admin, controllerManager, err
 	}
@@ -162,7 +178,8 @@ func (c *Cluster) writeCredentials(f files) (admin, controllerManager keyPair, e
 }
 
 func (c *Cluster) run(name, dir string, args []string) (*process, error) {
-	p, err := startProcess(c.spawner, name, filepath.Join(c.BinDir, name), dir, args)
+	cmd := c.Host.Command(context.Background(), filepath.Join(c.BinDir, name), args...)
+	p, err := startProcess(c.spawner, name, cmd, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -190,9 +207,9 @@ func (c *Cluster) stop(t testing.TB) {
 }
 
 // Kubectl returns a kubectl command that talks to the cluster as the
-// administrator.
+// administrator, from the cluster's host.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, filepath.Join(c.BinDir, "kubectl"),
+	return c.Host.Command(ctx, filepath.Join(c.BinDir, "kubectl"),
 		append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
 }
 
@@ -214,51 +231,22 @@ func (c *Cluster) defaultServiceAccountExists(ctx context.Context) error {
 	return err
 }
 
-func etcdHealthy(port int) func(context.Context) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
-	return func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errNotReady, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%w: %s", errNotReady, resp.Status)
-		}
-		return nil
+func (c *Cluster) etcdHealthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/health", etcdClientPort), nil)
+	if err != nil {
+		return err
 	}
-}
-
-// freePorts picks loopback ports that are free now. Another process could
-// take one before the component binds it; the component would then fail to
-// start and Start would say so.
-func freePorts() (ports, error) {
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	port := func() (int, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("finding a free port: %w", err)
-		}
-		listeners = append(listeners, l)
-		return l.Addr().(*net.TCPAddr).Port, nil
+	client := &http.Client{Transport: &http.Transport{DialContext: c.Host.DialContext}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errNotReady, err)
 	}
-	var p ports
-	var err error
-	for _, dst := range []*int{&p.etcdClient, &p.etcdPeer, &p.apiServer} {
-		if *dst, err = port(); err != nil {
-			return p, err
-		}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: %s", errNotReady, resp.Status)
 	}
-	return p, nil
+	return nil
 }

@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/skeinmesh/skein/internal/testenv"
 )
 
 const identityAudience = "identity.skein.io"
@@ -20,7 +22,7 @@ const identityAudience = "identity.skein.io"
 // TestControlPlane starts one cluster and checks what later tests build on;
 // the subtests share it because a start costs 10-20 s.
 func TestControlPlane(t *testing.T) {
-	c := Start(t)
+	c := Start(t, testenv.NewNetwork(t))
 	ctx := t.Context()
 	ns := createNamespace(t, c.Client, "control-plane")
 

@@ -13,9 +13,18 @@ const (
 	// ServiceCIDR is the range Service cluster IPs come from: inside the
 	// range Skein's tests use, and never routed anywhere.
 	ServiceCIDR = "198.19.128.0/17"
-	// apiServerServiceIP is the first address of ServiceCIDR, which the API
+	// APIServerServiceIP is the first address of ServiceCIDR, which the API
 	// server gives the "kubernetes" Service.
-	apiServerServiceIP = "198.19.128.1"
+	APIServerServiceIP = "198.19.128.1"
+)
+
+// The components have the host to themselves, so their ports are fixed:
+// etcd's on the host's loopback only, the API server's on every address.
+const (
+	hostName       = "kube-control-plane"
+	etcdClientPort = 2379
+	etcdPeerPort   = 2380
+	apiServerPort  = 6443
 )
 
 // controllers are the kube-controller-manager loops a test cluster runs:
@@ -34,11 +43,6 @@ var controllers = []string{
 	"serviceaccount-controller",
 	"root-ca-certificate-publisher-controller",
 	"clusterrole-aggregation-controller",
-}
-
-// ports are the loopback ports the components listen on.
-type ports struct {
-	etcdClient, etcdPeer, apiServer int
 }
 
 // files are what Start writes into the cluster's directory.
@@ -67,9 +71,9 @@ func newFiles(dir string) files {
 	}
 }
 
-func etcdArgs(f files, p ports) []string {
-	client := fmt.Sprintf("http://127.0.0.1:%d", p.etcdClient)
-	peer := fmt.Sprintf("http://127.0.0.1:%d", p.etcdPeer)
+func etcdArgs(f files) []string {
+	client := fmt.Sprintf("http://127.0.0.1:%d", etcdClientPort)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", etcdPeerPort)
 	return []string{
 		"--name=default",
 		"--data-dir=" + filepath.Join(f.dir, "etcd"),
@@ -85,12 +89,14 @@ func etcdArgs(f files, p ports) []string {
 	}
 }
 
-func apiServerArgs(f files, p ports) []string {
+func apiServerArgs(f files, hostIP string) []string {
 	return []string{
-		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", p.etcdClient),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", p.apiServer),
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdClientPort),
+		"--bind-address=0.0.0.0",
+		// The lease reconciler publishes this address as the endpoint of
+		// the "kubernetes" Service, as in a real cluster.
+		"--advertise-address=" + hostIP,
+		fmt.Sprintf("--secure-port=%d", apiServerPort),
 		"--cert-dir=" + f.dir,
 		"--tls-cert-file=" + f.apiServerCert,
 		"--tls-private-key-file=" + f.apiServerKey,
@@ -100,9 +106,6 @@ func apiServerArgs(f files, p ports) []string {
 		"--service-account-signing-key-file=" + f.serviceAccountKey,
 		"--authorization-mode=Node,RBAC",
 		"--service-cluster-ip-range=" + ServiceCIDR,
-		// The default reconciler publishes the advertise address as the
-		// endpoint of the "kubernetes" Service and refuses loopback.
-		"--endpoint-reconciler-type=none",
 		// The default admission plugins stay on, MutatingAdmissionWebhook and
 		// ValidatingAdmissionWebhook among them.
 		"--allow-privileged=true",

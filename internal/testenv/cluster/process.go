@@ -67,15 +67,14 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 // close ends the spawner's thread; processes still running are killed.
 func (s *spawner) close() { close(s.quit) }
 
-// startProcess starts binary with args, output to dir/name.log. The process
-// is in its own process group so that stopping it reaches anything it forked.
-func startProcess(s *spawner, name, binary, dir string, args []string) (*process, error) {
+// startProcess starts cmd in dir, output to dir/name.log. The process is in
+// its own process group so that stopping it reaches anything it forked.
+func startProcess(s *spawner, name string, cmd *exec.Cmd, dir string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating log of %s: %w", name, err)
 	}
-	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -19,33 +19,38 @@ import (
 const stopDelay = 5 * time.Second
 
 // command builds the process of container c: Images[c.Image] in the pod's
-// host, as the container's user, with its args and env and every mount
-// path rewritten to the volume's directory.
+// host, as the container's user, with its args and env ($(VAR) references
+// expanded as a kubelet does) and its volumes mounted.
 func (w *podWorker) command(ctx context.Context, c corev1.Container) (*exec.Cmd, error) {
 	binary, ok := w.cfg.Images[c.Image]
 	if !ok {
 		return nil, fmt.Errorf("container %s: no binary for image %q", c.Name, c.Image)
 	}
-	rewrite := w.mountRewriter(c)
+	env, err := w.env(c)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.Name, err)
+	}
+	lookup := envLookup(env)
 	args := make([]string, 0, len(c.Command)+len(c.Args))
 	if len(c.Command) > 0 {
 		args = append(args, c.Command[1:]...)
 	}
 	args = append(args, c.Args...)
 	for i := range args {
-		args[i] = rewrite(args[i])
+		args[i] = expand(args[i], lookup)
 	}
-	env, err := w.env(c, rewrite)
+
+	argv := append([]string{binary}, args...)
+	if u, asRoot := w.user(c); !asRoot {
+		if argv, err = netns.AsUser(u, binary, args...); err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.Name, err)
+		}
+	}
+	shArgs, err := w.mountedCommand(c, argv)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.Name, err)
 	}
-
-	var cmd *exec.Cmd
-	if u, asRoot := w.user(c); asRoot {
-		cmd = w.host.Command(ctx, binary, args...)
-	} else {
-		cmd = w.host.CommandAs(ctx, u, binary, args...)
-	}
+	cmd := w.host.Command(ctx, "sh", shArgs...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + w.pod.Name}, env...)
 	cmd.Dir = w.dir
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -84,13 +89,16 @@ func (w *podWorker) user(c corev1.Container) (u netns.User, asRoot bool) {
 	return u, false
 }
 
-// env resolves the container's env: plain values (with mount paths
-// rewritten) and the fieldRefs metadata.name, metadata.namespace and
-// status.podIP.
-func (w *podWorker) env(c corev1.Container, rewrite func(string) string) ([]string, error) {
+// env resolves the container's env, after the API server's address
+// (KUBERNETES_SERVICE_HOST and _PORT): plain values with $(VAR) references
+// to earlier variables expanded, and the fieldRefs metadata.name,
+// metadata.namespace, metadata.uid, spec.serviceAccountName, spec.nodeName
+// and status.podIP.
+func (w *podWorker) env(c corev1.Container) ([]string, error) {
 	var env []string
-	for _, e := range c.Env {
-		value := rewrite(e.Value)
+	vars := append(slices.Clone(w.apiServerEnv), c.Env...)
+	for _, e := range vars {
+		value := expand(e.Value, envLookup(env))
 		if from := e.ValueFrom; from != nil {
 			if from.FieldRef == nil {
 				return nil, fmt.Errorf("env %s: only valueFrom.fieldRef is supported", e.Name)
@@ -100,6 +108,12 @@ func (w *podWorker) env(c corev1.Container, rewrite func(string) string) ([]stri
 				value = w.pod.Name
 			case "metadata.namespace":
 				value = w.pod.Namespace
+			case "metadata.uid":
+				value = string(w.pod.UID)
+			case "spec.serviceAccountName":
+				value = w.pod.Spec.ServiceAccountName
+			case "spec.nodeName":
+				value = w.cfg.NodeName
 			case "status.podIP":
 				value = w.host.IP.String()
 			default:
@@ -111,24 +125,53 @@ func (w *podWorker) env(c corev1.Container, rewrite func(string) string) ([]stri
 	return env, nil
 }
 
-// mountRewriter returns a function that replaces a leading mount path of
-// container c, in a whole value or after the "=" of a "--flag=value", with
-// the directory that holds the volume on this machine.
-func (w *podWorker) mountRewriter(c corev1.Container) func(string) string {
-	var rewrite func(string) string
-	rewrite = func(s string) string {
-		for _, m := range c.VolumeMounts {
-			mountPath := strings.TrimSuffix(m.MountPath, "/")
-			if s == mountPath || strings.HasPrefix(s, mountPath+"/") {
-				return filepath.Join(w.dir, m.Name, m.SubPath) + strings.TrimPrefix(s, mountPath)
+// envLookup finds a variable in env (NAME=value entries); the last
+// definition wins.
+func envLookup(env []string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		for i := len(env) - 1; i >= 0; i-- {
+			if value, ok := strings.CutPrefix(env[i], name+"="); ok {
+				return value, true
 			}
 		}
-		if flag, value, ok := strings.Cut(s, "="); ok && strings.HasPrefix(flag, "-") {
-			return flag + "=" + rewrite(value)
-		}
+		return "", false
+	}
+}
+
+// expand replaces $(NAME) with the variable's value as Kubernetes does: an
+// undefined reference stays as written, and $$ is a literal $.
+func expand(s string, lookup func(string) (string, bool)) string {
+	if !strings.Contains(s, "$") {
 		return s
 	}
-	return rewrite
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch next := s[i+1]; {
+		case next == '$':
+			b.WriteByte('$')
+			i++
+		case next == '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			name := s[i+2 : i+2+end]
+			if value, ok := lookup(name); ok {
+				b.WriteString(value)
+			} else {
+				b.WriteString("$(" + name + ")")
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
 }
 
 // process is one started container.

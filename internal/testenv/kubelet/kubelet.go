@@ -2,25 +2,30 @@
 // (internal/testenv/cluster): it registers one Node, binds unscheduled pods
 // to it (there is no scheduler), and runs each of the node's pods for real
 // in its own test host (internal/netns), reporting pod IP and readiness so
-// that the real endpoint-slice controller publishes the pods.
+// that the real endpoint-slice controller publishes the pods. It also plays
+// kube-proxy and the cluster DNS: Service cluster IPs are DNATed in the
+// network's hub to ready endpoints, and every pod's /etc/hosts names every
+// Service (NAME.NAMESPACE.svc.cluster.local).
 //
 // It is not a container runtime. An image names a binary on this machine
-// (Config.Images); all test hosts share the machine's filesystem, so a
-// container cannot see a volume at its mountPath. Instead each mounted
-// volume is a directory TokenDir/<pod-uid>/<volume>, and a mountPath that
-// starts an env value, an arg, or the value of an arg "--flag=value" is
-// rewritten to that directory: SKEIN_TOKEN_FILE=/var/run/secrets/x/token
-// becomes SKEIN_TOKEN_FILE=TokenDir/<pod-uid>/<volume>/token. Projected
-// serviceAccountToken sources are requested through the TokenRequest API
-// and refreshed at 80% of their life; other volume kinds stay empty.
+// (Config.Images), and all pods share the machine's filesystem, except that
+// each container runs in a mount namespace of its own where its volumes are
+// bind-mounted at their mount paths. A volume is a directory
+// TokenDir/<pod-uid>/<volume>; a missing mount point is created on the
+// machine and removed when the kubelet stops. Volumes: emptyDir, Secret,
+// ConfigMap, downward API (name, namespace, uid) and projected ones of
+// these and of service-account tokens, which are requested through the
+// TokenRequest API and refreshed at 80% of their life. The API server's
+// own projected volume (kube-api-access-*) and KUBERNETES_SERVICE_HOST and
+// _PORT let client-go's in-cluster configuration work.
 //
 // Supported: init containers in order (restartPolicy Always makes a native
 // sidecar: started, awaited until ready, kept running), containers, args,
-// plain env and env from the fieldRefs metadata.name, metadata.namespace and
-// status.podIP, runAsUser/runAsGroup with added capabilities, httpGet and
-// tcpSocket readiness probes. Not supported: restarts of exited containers,
-// resources, liveness/startup probes, exec and gRPC probes (treated as
-// passing), secrets and config maps. For tests only.
+// env with $(VAR) references and fieldRefs, runAsUser/runAsGroup with added
+// capabilities, fsGroup on volume files, httpGet and tcpSocket readiness
+// probes. Not supported: restarts of exited containers, resources,
+// liveness/startup probes, exec and gRPC probes (treated as passing),
+// subPaths that name files. For tests only.
 package kubelet
 
 import (
@@ -94,7 +99,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := registerNode(ctx, cfg.Client, cfg.NodeName); err != nil {
 		return err
 	}
-	k := &kubelet{cfg: cfg, ctx: ctx, workers: map[types.UID]*podWorker{}}
+	k := &kubelet{
+		cfg:         cfg,
+		ctx:         ctx,
+		services:    newServiceProxy(cfg),
+		mountPoints: &mountPoints{log: cfg.Log},
+		workers:     map[types.UID]*podWorker{},
+	}
+	if err := k.services.start(ctx); err != nil {
+		return err
+	}
+	var proxy sync.WaitGroup
+	proxy.Go(func() { k.services.run(ctx) })
+	defer proxy.Wait()
+	defer k.mountPoints.removeAll()
 	defer k.wg.Wait()
 
 	unscheduled := podInformer(cfg.Client, fields.OneTermEqualSelector("spec.nodeName", ""))
@@ -125,9 +143,11 @@ func podInformer(client kubernetes.Interface, selector fields.Selector) cache.Sh
 
 // kubelet keeps one worker per pod on its node.
 type kubelet struct {
-	cfg Config
-	ctx context.Context // Run's: every worker's parent
-	wg  sync.WaitGroup  // the workers
+	cfg         Config
+	ctx         context.Context // Run's: every worker's parent
+	wg          sync.WaitGroup  // the workers
+	services    *serviceProxy   // nil in unit tests
+	mountPoints *mountPoints
 
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
@@ -172,7 +192,7 @@ func (k *kubelet) sync(obj any) {
 	if _, running := k.workers[pod.UID]; running || k.ctx.Err() != nil {
 		return
 	}
-	w := newPodWorker(k.ctx, k.cfg, pod)
+	w := newPodWorker(k, pod)
 	k.workers[pod.UID] = w
 	k.wg.Go(w.run)
 }

@@ -3,6 +3,7 @@ package kubelet
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/skeinmesh/skein/internal/netns"
 	"github.com/skeinmesh/skein/internal/testenv"
 	"github.com/skeinmesh/skein/internal/testenv/cluster"
 )
@@ -37,8 +39,8 @@ const (
 // for the pod, and a scale-down deletes a pod's object without waiting
 // out its grace period.
 func TestDeploymentPodsRunAndServeTheirService(t *testing.T) {
-	c := cluster.Start(t)
 	network := testenv.NewNetwork(t)
+	c := cluster.Start(t, network)
 	client := c.Client
 	ctx := t.Context()
 	testapp := buildTestapp(t)
@@ -93,8 +95,26 @@ func TestDeploymentPodsRunAndServeTheirService(t *testing.T) {
 			}
 			pod := podByName(pods.Items, name)
 			checkToken(t, client, tokenDir, pod)
+			checkMountedToken(t, network, tokenDir, pod)
 		})
 	}
+
+	t.Run("ServiceClusterIPReachesThePods", func(t *testing.T) {
+		svc, err := client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The service proxy DNATs each new connection to a ready pod.
+		seen := map[string]bool{}
+		for range 40 {
+			seen[httpGet(t, noKeepAlive(client1.DialContext), "http://"+svc.Spec.ClusterIP+"/id")] = true
+		}
+		for _, p := range pods.Items {
+			if !seen[p.Name] {
+				t.Errorf("pod %s never answered on the Service's cluster IP (answers: %v)", p.Name, seen)
+			}
+		}
+	})
 
 	t.Run("ScaleDownDeletesThePodObject", func(t *testing.T) {
 		scale, err := client.AppsV1().Deployments(ns).GetScale(ctx, "web", metav1.GetOptions{})
@@ -198,6 +218,35 @@ func checkToken(t *testing.T, client kubernetes.Interface, tokenDir string, pod 
 	if got := review.Status.User.Extra["authentication.kubernetes.io/pod-name"]; !slices.Equal(got, []string{pod.Name}) {
 		t.Errorf("token bound to pod %q, want %q", got, pod.Name)
 	}
+}
+
+// checkMountedToken reads the token where the pod's container sees it, at
+// its mountPath inside the container's own mount namespace.
+func checkMountedToken(t *testing.T, network *netns.Network, tokenDir string, pod *corev1.Pod) {
+	t.Helper()
+	want, err := os.ReadFile(filepath.Join(tokenDir, string(pod.UID), "identity", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespace := "skein-" + network.ID() + "-" + hostNameFor(pod)
+	out, err := exec.Command("ip", "netns", "pids", namespace).Output()
+	if err != nil {
+		t.Fatalf("listing the pod's processes: %v", err)
+	}
+	// /var/run is an absolute symbolic link to /run, which would resolve in
+	// the test's mount namespace rather than the container's.
+	mountPath := strings.Replace(tokenMount, "/var/run/", "/run/", 1)
+	for _, pid := range strings.Fields(string(out)) {
+		got, err := os.ReadFile(filepath.Join("/proc", pid, "root", mountPath, "token"))
+		if err == nil && string(got) == string(want) {
+			return
+		}
+	}
+	t.Errorf("no process of pod %s sees its token at %s (pids %q)", pod.Name, tokenMount, out)
+}
+
+func noKeepAlive(dial func(context.Context, string, string) (net.Conn, error)) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}, Timeout: 5 * time.Second}
 }
 
 func startKubelet(t *testing.T, cfg Config) {

@@ -33,21 +33,25 @@ const cleanupTimeout = 30 * time.Second
 // podWorker runs one pod in its own test host, from start to deletion.
 type podWorker struct {
 	cfg    Config
+	node   *kubelet
 	pod    *corev1.Pod // as first seen
 	log    *slog.Logger
 	dir    string // TokenDir/<pod-uid>: volumes and logs
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	host       *netns.Host
-	containers []*process // started so far, init containers first
-	procs      sync.WaitGroup
+	host         *netns.Host
+	apiServerEnv []corev1.EnvVar // KUBERNETES_SERVICE_HOST and _PORT
+	containers   []*process      // started so far, init containers first
+	procs        sync.WaitGroup
 }
 
-func newPodWorker(parent context.Context, cfg Config, pod *corev1.Pod) *podWorker {
-	ctx, cancel := context.WithCancelCause(parent)
+func newPodWorker(node *kubelet, pod *corev1.Pod) *podWorker {
+	cfg := node.cfg
+	ctx, cancel := context.WithCancelCause(node.ctx)
 	return &podWorker{
 		cfg:    cfg,
+		node:   node,
 		pod:    pod,
 		log:    cfg.Log.With("pod", pod.Namespace+"/"+pod.Name),
 		dir:    filepath.Join(cfg.TokenDir, string(pod.UID)),
@@ -83,6 +87,12 @@ func (w *podWorker) start(ctx context.Context) error {
 		return err
 	}
 	w.host = host
+	if s := w.node.services; s != nil {
+		if err := s.addHost(host, podName{namespace: w.pod.Namespace, name: w.pod.Name}); err != nil {
+			return err
+		}
+		w.apiServerEnv = s.apiServerEnv()
+	}
 	tokens, err := w.prepareVolumes(ctx)
 	if err != nil {
 		return err
@@ -161,6 +171,9 @@ func (w *podWorker) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if w.host != nil {
+		if s := w.node.services; s != nil {
+			s.removeHost(w.host)
+		}
 		if err := w.cfg.Network.RemoveHost(ctx, w.host.Name); err != nil {
 			w.log.Warn("removing pod host", "err", err)
 		}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -18,8 +20,9 @@ import (
 // request names no expiry.
 const defaultTokenExpiration = int64(time.Hour / time.Second)
 
-// prepareVolumes makes a directory for each of the pod's volumes and
-// writes its projected service-account tokens there.
+// prepareVolumes makes a directory for each of the pod's volumes and fills
+// it: Secret and ConfigMap keys, downward API fields, and projected
+// service-account tokens. The files belong to the pod's fsGroup, if any.
 func (w *podWorker) prepareVolumes(ctx context.Context) (*tokenRefresher, error) {
 	tokens := &tokenRefresher{client: w.cfg.Client, pod: w.pod, log: w.log}
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
@@ -30,17 +33,8 @@ func (w *podWorker) prepareVolumes(ctx context.Context) (*tokenRefresher, error)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
-		if v.Projected == nil {
-			continue
-		}
-		for _, src := range v.Projected.Sources {
-			if t := src.ServiceAccountToken; t != nil {
-				tokens.files = append(tokens.files, &tokenFile{
-					path:       filepath.Join(dir, t.Path),
-					audience:   t.Audience,
-					expiration: t.ExpirationSeconds,
-				})
-			}
+		if err := w.fillVolume(ctx, v, dir, tokens); err != nil {
+			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 		}
 	}
 	// Everything but the refreshes happens before the containers start, so
@@ -51,6 +45,146 @@ func (w *podWorker) prepareVolumes(ctx context.Context) (*tokenRefresher, error)
 		}
 	}
 	return tokens, nil
+}
+
+// defaultFileMode is a volume file's mode when the pod names none.
+const defaultFileMode = int32(0o644)
+
+func (w *podWorker) fillVolume(ctx context.Context, v corev1.Volume, dir string, tokens *tokenRefresher) error {
+	switch {
+	case v.EmptyDir != nil:
+		// Writable by whichever user the containers run as.
+		return os.Chmod(dir, 0o777)
+	case v.Secret != nil:
+		return w.writeSecret(ctx, dir, v.Secret.SecretName, v.Secret.Items, v.Secret.DefaultMode, v.Secret.Optional)
+	case v.ConfigMap != nil:
+		return w.writeConfigMap(ctx, dir, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.DefaultMode, v.ConfigMap.Optional)
+	case v.DownwardAPI != nil:
+		return w.writeDownwardAPI(dir, v.DownwardAPI.Items, v.DownwardAPI.DefaultMode)
+	case v.Projected != nil:
+		mode := v.Projected.DefaultMode
+		for _, src := range v.Projected.Sources {
+			var err error
+			switch {
+			case src.ServiceAccountToken != nil:
+				t := src.ServiceAccountToken
+				tokens.files = append(tokens.files, &tokenFile{
+					path:       filepath.Join(dir, t.Path),
+					audience:   t.Audience,
+					expiration: t.ExpirationSeconds,
+				})
+			case src.Secret != nil:
+				err = w.writeSecret(ctx, dir, src.Secret.Name, src.Secret.Items, mode, src.Secret.Optional)
+			case src.ConfigMap != nil:
+				err = w.writeConfigMap(ctx, dir, src.ConfigMap.Name, src.ConfigMap.Items, mode, src.ConfigMap.Optional)
+			case src.DownwardAPI != nil:
+				err = w.writeDownwardAPI(dir, src.DownwardAPI.Items, mode)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *podWorker) writeSecret(ctx context.Context, dir, name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
+	secret, err := w.cfg.Client.CoreV1().Secrets(w.pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) && optional != nil && *optional {
+			return nil
+		}
+		return fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	return w.writeKeys(dir, "Secret "+name, secret.Data, items, mode)
+}
+
+func (w *podWorker) writeConfigMap(ctx context.Context, dir, name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
+	cm, err := w.cfg.Client.CoreV1().ConfigMaps(w.pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) && optional != nil && *optional {
+			return nil
+		}
+		return fmt.Errorf("reading ConfigMap %s: %w", name, err)
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	maps.Copy(data, cm.BinaryData)
+	return w.writeKeys(dir, "ConfigMap "+name, data, items, mode)
+}
+
+// writeKeys writes the listed keys of data to their paths, or every key
+// to a file of its name when no items are listed.
+func (w *podWorker) writeKeys(dir, what string, data map[string][]byte, items []corev1.KeyToPath, mode *int32) error {
+	if len(items) == 0 {
+		for key := range data {
+			items = append(items, corev1.KeyToPath{Key: key, Path: key})
+		}
+	}
+	for _, item := range items {
+		value, ok := data[item.Key]
+		if !ok {
+			return fmt.Errorf("%s has no key %q", what, item.Key)
+		}
+		fileMode := item.Mode
+		if fileMode == nil {
+			fileMode = mode
+		}
+		if err := w.writeVolumeFile(filepath.Join(dir, item.Path), value, fileMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *podWorker) writeDownwardAPI(dir string, items []corev1.DownwardAPIVolumeFile, mode *int32) error {
+	for _, item := range items {
+		if item.FieldRef == nil {
+			return fmt.Errorf("downward API file %s: only fieldRef is supported", item.Path)
+		}
+		var value string
+		switch path := item.FieldRef.FieldPath; path {
+		case "metadata.name":
+			value = w.pod.Name
+		case "metadata.namespace":
+			value = w.pod.Namespace
+		case "metadata.uid":
+			value = string(w.pod.UID)
+		default:
+			return fmt.Errorf("downward API file %s: fieldRef %s is not supported", item.Path, path)
+		}
+		fileMode := item.Mode
+		if fileMode == nil {
+			fileMode = mode
+		}
+		if err := w.writeVolumeFile(filepath.Join(dir, item.Path), []byte(value), fileMode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeVolumeFile writes one file of a volume with the given mode (default
+// 0644), group-owned by the pod's fsGroup when it has one.
+func (w *podWorker) writeVolumeFile(path string, data []byte, mode *int32) error {
+	if err := writeFileAtomically(path, data); err != nil {
+		return err
+	}
+	perm := defaultFileMode
+	if mode != nil {
+		perm = *mode
+	}
+	if err := os.Chmod(path, os.FileMode(perm)&os.ModePerm); err != nil {
+		return err
+	}
+	if sc := w.pod.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+		if err := os.Chown(path, -1, int(*sc.FSGroup)); err != nil {
+			return fmt.Errorf("giving %s to group %d: %w", path, *sc.FSGroup, err)
+		}
+	}
+	return nil
 }
 
 // tokenRefresher keeps a pod's projected service-account tokens fresh.
