@@ -22,7 +22,13 @@ import (
 // scrape reads a proxy's /metrics from inside its host.
 func scrape(t *testing.T, h *netns.Host) metricSet {
 	t.Helper()
-	resp, err := httpClient(h).Get("http://127.0.0.1:4191/metrics")
+	return scrapeAt(t, h, "127.0.0.1")
+}
+
+// scrapeAt reads the metrics of the proxy at ip, from inside h.
+func scrapeAt(t *testing.T, h *netns.Host, ip string) metricSet {
+	t.Helper()
+	resp, err := httpClient(h).Get("http://" + ip + ":4191/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +36,7 @@ func scrape(t *testing.T, h *netns.Host) metricSet {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("parsing /metrics of %s: %v", h.Name, err)
+		t.Fatalf("parsing /metrics of %s: %v", ip, err)
 	}
 	return metricSet(fams)
 }

@@ -422,7 +422,13 @@ type certInfo struct {
 
 func proxyCert(t *testing.T, h *netns.Host) certInfo {
 	t.Helper()
-	resp, err := httpClient(h).Get("http://127.0.0.1:4191/identity")
+	return proxyCertAt(t, h, "127.0.0.1")
+}
+
+// proxyCertAt reads /identity of the proxy at ip, from inside h.
+func proxyCertAt(t *testing.T, h *netns.Host, ip string) certInfo {
+	t.Helper()
+	resp, err := httpClient(h).Get("http://" + ip + ":4191/identity")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,13 +508,22 @@ func certifyFrom(ctx context.Context, t *testing.T, cp *controlPlane, id, token 
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC)
+	return certify(ctx, t, cp.plain, addr, anchorsPEM, spiffeid.RequireFromString(controllerID), id, token)
+}
+
+// certify asks the identity service at addr, from host h and over TLS
+// checked against the trust anchors, to certify a fresh key for id with
+// token.
+func certify(ctx context.Context, t *testing.T, h *netns.Host, addr string, anchorsPEM []byte, controller spiffeid.ID, id, token string) error {
+	t.Helper()
 	anchors, err := pki.ParseCertificates(anchorsPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := credentials.NewTLS(identity.ControllerTLS(anchors, spiffeid.RequireFromString(controllerID)))
-	dial := dialer(cp.plain)
-	conn, err := grpc.NewClient(fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC), grpc.WithTransportCredentials(creds),
+	creds := credentials.NewTLS(identity.ControllerTLS(anchors, controller))
+	dial := dialer(h)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
 	if err != nil {
 		t.Fatal(err)

@@ -79,6 +79,14 @@ func New(ctx context.Context, log *slog.Logger) (*Network, error) {
 // ID is the short random identifier in every namespace name of this network.
 func (n *Network) ID() string { return n.id }
 
+// Host returns the host named name, if the network has it.
+func (n *Network) Host(name string) (*Host, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	h, ok := n.hosts[name]
+	return h, ok
+}
+
 // Hub is the name of the hub namespace (bridge, routing, service DNAT).
 func (n *Network) Hub() string { return n.hub }
 

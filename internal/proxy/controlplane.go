@@ -37,9 +37,13 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	creds := credentials.NewTLS(identity.ControllerTLS(anchors, cfg.controllerID()))
 	// The connection is made lazily and re-made with a short back-off, so
 	// a controller that is down at start or goes away is picked up again.
+	// No service config from DNS: its TXT lookup waits out the resolver's
+	// timeouts (10 s with glibc's defaults) wherever no DNS server answers
+	// for the controller's name, which /etc/hosts may give instead.
 	cp.conn, err = grpc.NewClient(cfg.ControllerAddr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(destclient.ConnectParams()))
+		grpc.WithConnectParams(destclient.ConnectParams()),
+		grpc.WithDisableServiceConfig())
 	if err != nil {
 		return nil, fmt.Errorf("controller-addr: %w", err)
 	}

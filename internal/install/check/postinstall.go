@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -159,7 +160,7 @@ func podTrouble(pod *corev1.Pod) string {
 			return w.Reason
 		}
 		if t := cs.State.Terminated; t != nil {
-			return "terminated: " + t.Reason
+			return fmt.Sprintf("container %s terminated (%s, exit code %d)", cs.Name, cmp.Or(t.Reason, "no reason given"), t.ExitCode)
 		}
 		if !cs.Ready {
 			return "running, not ready: /ready fails"

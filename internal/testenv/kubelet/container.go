@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,6 +26,10 @@ func (w *podWorker) command(ctx context.Context, c corev1.Container) (*exec.Cmd,
 	binary, ok := w.cfg.Images[c.Image]
 	if !ok {
 		return nil, fmt.Errorf("container %s: no binary for image %q", c.Name, c.Image)
+	}
+	if len(c.Command) > 0 {
+		// The image's other programs sit beside its entrypoint.
+		binary = filepath.Join(filepath.Dir(binary), filepath.Base(c.Command[0]))
 	}
 	env, err := w.env(c)
 	if err != nil {

@@ -54,9 +54,9 @@ type Config struct {
 	// Network is where each pod gets its test host.
 	Network *netns.Network
 	// Images maps a container image name to the path of the binary that
-	// runs for it. The binary gets the container's args, or command[1:]
-	// followed by args when the container sets a command (command[0]
-	// stands for the binary itself).
+	// runs for it (its entrypoint) with the container's args. A container
+	// that sets a command runs the binary named by command[0] from the same
+	// directory, with command[1:] followed by args.
 	Images map[string]string
 	// TokenDir holds each pod's volumes as TokenDir/<pod-uid>/<volume> and
 	// the containers' logs as TokenDir/<pod-uid>/<container>.log.

@@ -228,8 +228,11 @@ func checkMountedToken(t *testing.T, network *netns.Network, tokenDir string, po
 	if err != nil {
 		t.Fatal(err)
 	}
-	namespace := "skein-" + network.ID() + "-" + hostNameFor(pod)
-	out, err := exec.Command("ip", "netns", "pids", namespace).Output()
+	host, ok := network.Host(HostName(pod))
+	if !ok {
+		t.Fatalf("pod %s has no host", pod.Name)
+	}
+	out, err := exec.Command("ip", "netns", "pids", host.Namespace).Output()
 	if err != nil {
 		t.Fatalf("listing the pod's processes: %v", err)
 	}

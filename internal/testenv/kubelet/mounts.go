@@ -21,7 +21,8 @@ import (
 func (w *podWorker) mountedCommand(c corev1.Container, argv []string) ([]string, error) {
 	mounts := slices.Clone(c.VolumeMounts)
 	for i := range mounts {
-		mounts[i].MountPath = filepath.Clean(mounts[i].MountPath)
+		// /var/run/x is /run/x: nesting is judged on the real paths.
+		mounts[i].MountPath = resolvePath(mounts[i].MountPath)
 	}
 	// A parent sorts before its children: "/run" < "/run/x".
 	slices.SortStableFunc(mounts, func(a, b corev1.VolumeMount) int { return strings.Compare(a.MountPath, b.MountPath) })
@@ -52,6 +53,21 @@ func (w *podWorker) mountedCommand(c corev1.Container, argv []string) ([]string,
 	}
 	fmt.Fprintf(&script, "shift %d\nexec \"$@\"\n", len(args))
 	return append(append([]string{"-c", script.String(), "sh"}, args...), argv...), nil
+}
+
+// resolvePath resolves the symbolic links in the part of path that exists
+// on the machine.
+func resolvePath(path string) string {
+	path = filepath.Clean(path)
+	for existing := path; ; existing = filepath.Dir(existing) {
+		if resolved, err := filepath.EvalSymlinks(existing); err == nil {
+			rest, _ := filepath.Rel(existing, path)
+			return filepath.Join(resolved, rest)
+		}
+		if existing == "/" || existing == "." {
+			return path
+		}
+	}
 }
 
 // ensureMountPoint makes sure target exists as a directory to mount on:

@@ -82,7 +82,7 @@ func (w *podWorker) run() {
 // start creates the pod's host and volumes and starts its containers: init
 // containers one after the other, then the rest.
 func (w *podWorker) start(ctx context.Context) error {
-	host, err := w.cfg.Network.AddHost(ctx, hostNameFor(w.pod))
+	host, err := w.cfg.Network.AddHost(ctx, HostName(w.pod))
 	if err != nil {
 		return err
 	}
@@ -196,9 +196,9 @@ func (w *podWorker) cleanup() {
 // invalidHostChars are what a pod name may hold but a host name may not.
 var invalidHostChars = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// hostNameFor makes a unique host name of at most 32 characters: the start
-// of the pod's name and of its UID.
-func hostNameFor(pod *corev1.Pod) string {
+// HostName is the name of the test host a pod runs in, unique and at most
+// 32 characters: the start of the pod's name and of its UID.
+func HostName(pod *corev1.Pod) string {
 	name := invalidHostChars.ReplaceAllString(strings.ToLower(pod.Name), "-")
 	if len(name) > 24 {
 		name = name[:24]

@@ -111,10 +111,18 @@ func (s *serviceProxy) run(ctx context.Context) {
 }
 
 // addHost gives a pod's host its /etc/hosts now and keeps it up to date.
+// Its /etc/resolv.conf names no server that answers, so that a lookup of
+// any other name fails at once rather than after the machine's resolver
+// times out (its server is out of the network's reach), and has the
+// cluster's search path.
 func (s *serviceProxy) addHost(h *netns.Host, pod podName) error {
 	s.mu.Lock()
 	s.hosts[h] = pod
 	s.mu.Unlock()
+	resolv := fmt.Sprintf("nameserver 127.0.0.1\nsearch %[1]s.svc.%[2]s svc.%[2]s %[2]s\noptions ndots:5\n", pod.namespace, clusterDomain)
+	if err := h.WriteFile("resolv.conf", []byte(resolv)); err != nil {
+		return err
+	}
 	return h.WriteFile("hosts", s.hostsFile(h, pod))
 }
 

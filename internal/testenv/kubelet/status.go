@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -149,10 +150,17 @@ func containerStatus(p *process, ready bool) corev1.ContainerStatus {
 		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(p.startedAt)}
 		return s
 	}
-	exitCode := int32(-1)
-	if p.cmd.ProcessState != nil {
-		exitCode = int32(p.cmd.ProcessState.ExitCode())
+	// As a container runtime reports it: 128+N for a death by signal N.
+	exitCode, reason := int32(-1), "Error"
+	if ps := p.cmd.ProcessState; ps != nil {
+		exitCode = int32(ps.ExitCode())
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			exitCode = 128 + int32(ws.Signal())
+		}
 	}
-	s.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: exitCode, StartedAt: metav1.NewTime(p.startedAt)}
+	if exitCode == 0 {
+		reason = "Completed"
+	}
+	s.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: exitCode, Reason: reason, StartedAt: metav1.NewTime(p.startedAt)}
 	return s
 }

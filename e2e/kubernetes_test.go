@@ -1,0 +1,582 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	controlleridentity "github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/inject"
+	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/netns"
+	"github.com/skeinmesh/skein/internal/testenv"
+	"github.com/skeinmesh/skein/internal/testenv/cluster"
+	"github.com/skeinmesh/skein/internal/testenv/kubelet"
+)
+
+// The Kubernetes test's workloads: a gRPC server (testapp) behind the
+// Service greeter and a client calling it over one connection, in a
+// namespace annotated for injection.
+const (
+	kubeTrustDomain = "cluster.local"
+	testappImage    = "skein.test/testapp:dev"
+	shopNamespace   = "shop"
+	greeterTarget   = "greeter.shop.svc.cluster.local:8080"
+)
+
+var (
+	greeterSPIFFE = "spiffe://" + kubeTrustDomain + "/ns/" + shopNamespace + "/sa/greeter"
+	clientSPIFFE  = "spiffe://" + kubeTrustDomain + "/ns/" + shopNamespace + "/sa/client"
+)
+
+const shopManifests = `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations:
+    skein.io/inject: enabled
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: greeter, namespace: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: shop}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: shop}
+spec:
+  selector: {app: greeter}
+  ports: [{name: grpc, port: 8080, targetPort: grpc}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: greeter, namespace: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: greeter}}
+  template:
+    metadata: {labels: {app: greeter}}
+    spec:
+      serviceAccountName: greeter
+      containers:
+      - name: greeter
+        image: ` + testappImage + `
+        args: ["-grpc", ":8080"]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: grpc, containerPort: 8080}]
+        readinessProbe: {tcpSocket: {port: grpc}, periodSeconds: 1}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: shop}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec:
+      serviceAccountName: client
+      containers:
+      - name: client
+        image: ` + testappImage + `
+        args: ["-call", "` + greeterTarget + `", "-rate", "50"]
+`
+
+// kube is a test cluster with Skein's binaries as its images and a host
+// to reach pods from.
+type kube struct {
+	t      *testing.T
+	c      *cluster.Cluster
+	podDir string // the kubelet's: volumes and container logs per pod UID
+	tester *netns.Host
+}
+
+// TestKubernetes installs Skein into a real API server with `skein
+// install | kubectl apply`, and checks what a user would: `skein check`,
+// injection by the webhook, identities from service-account tokens,
+// per-request balancing over a Deployment as it scales, the identity
+// service refusing tokens it should, and `skein check` noticing a stopped
+// controller. The subtests share one cluster (a start costs ~10 s) and run
+// in order.
+func TestKubernetes(t *testing.T) {
+	requireRoot(t)
+	network := testenv.NewNetwork(t)
+	c := cluster.Start(t, network)
+	k := &kube{t: t, c: c, podDir: t.TempDir(), tester: testenv.AddHost(t, network, "tester")}
+	k.startKubelet(network)
+	t.Cleanup(k.dumpLogsOnFailure)
+
+	start := time.Now()
+	// Two controllers, as for availability: each serves the webhook and the
+	// identity and destination services on its own.
+	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--trust-domain", kubeTrustDomain, "--replicas", "2")
+	k.kubectl([]byte(out), "apply", "-f", "-")
+	k.waitFor("skein check to pass", 90*time.Second, func() error {
+		_, err := k.check()
+		return err
+	})
+	t.Logf("installed: skein check passes %v after the apply", time.Since(start).Round(time.Millisecond))
+
+	t.Run("CheckPasses", func(t *testing.T) {
+		out, err := k.check()
+		if err != nil {
+			t.Fatalf("skein check: %v\n%s", err, out)
+		}
+		for _, want := range []string{"controller answers /ready", "webhook"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("skein check output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("InjectOutputIsAcceptedByTheAPIServer", func(t *testing.T) {
+		anchors := k.writeTrustAnchors()
+		in := strings.SplitN(shopManifests, "---", 2)[1] // not the namespace
+		in = strings.ReplaceAll(in, "namespace: shop", "namespace: default")
+		injected := k.run(strings.NewReader(in), filepath.Join(binDir, "skein"), "inject", "--trust-anchors", anchors)
+		if strings.Count(injected, inject.ProxyContainerName) < 2 {
+			t.Fatalf("skein inject added no proxy:\n%s", injected)
+		}
+		out := k.kubectl([]byte(injected), "apply", "--dry-run=server", "-f", "-")
+		if !strings.Contains(out, "deployment.apps/greeter created (server dry run)") {
+			t.Errorf("kubectl apply --dry-run=server said:\n%s", out)
+		}
+	})
+
+	start = time.Now()
+	k.kubectl([]byte(shopManifests), "apply", "-f", "-")
+	greeters := k.waitForReadyPods(shopNamespace, "app=greeter", 3)
+	clients := k.waitForReadyPods(shopNamespace, "app=client", 1)
+	t.Logf("3 greeters and a client injected and ready %v after the apply", time.Since(start).Round(time.Millisecond))
+
+	t.Run("WebhookInjectsTheProxy", func(t *testing.T) {
+		for _, pod := range append(slices.Clone(greeters), clients...) {
+			var names []string
+			for _, c := range pod.Spec.InitContainers {
+				names = append(names, c.Name)
+			}
+			if !slices.Equal(names, []string{inject.InitContainerName, inject.ProxyContainerName}) {
+				t.Errorf("pod %s has init containers %q, want the init step and the proxy", pod.Name, names)
+			}
+			if pod.Annotations["skein.io/injected"] == "" {
+				t.Errorf("pod %s lacks the skein.io/injected annotation: %v", pod.Name, pod.Annotations)
+			}
+		}
+	})
+
+	t.Run("IdentitiesComeFromServiceAccounts", func(t *testing.T) {
+		for _, pod := range greeters {
+			if got := proxyCertAt(t, k.tester, pod.Status.PodIP).Identity; got != greeterSPIFFE {
+				t.Errorf("proxy of %s has identity %q, want %q", pod.Name, got, greeterSPIFFE)
+			}
+		}
+		if got := proxyCertAt(t, k.tester, clients[0].Status.PodIP).Identity; got != clientSPIFFE {
+			t.Errorf("proxy of the client has identity %q, want %q", got, clientSPIFFE)
+		}
+		// The server proxies saw the client's identity in its certificate.
+		k.waitFor("inbound calls with the client's identity", 20*time.Second, func() error {
+			for _, pod := range greeters {
+				n := scrapeAt(t, k.tester, pod.Status.PodIP).sum("response_total",
+					map[string]string{"direction": "inbound", "tls": "true", "client_id": clientSPIFFE})
+				if n == 0 {
+					return fmt.Errorf("no mTLS calls from %s counted by %s", clientSPIFFE, pod.Name)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("CallsAreSpreadOverTheReplicas", func(t *testing.T) {
+		// Calls made before the greeters were ready failed; count from
+		// the client's first report on.
+		k.waitFor("the client's first report", 10*time.Second, func() error {
+			if k.clientReport(clients[0]).Calls == nil {
+				return errors.New("no report yet")
+			}
+			return nil
+		})
+		window := k.callsOver(clients[0], 6*time.Second)
+		k.requireSpread(window, podNames(greeters))
+	})
+
+	t.Run("ScalingUpBringsNewPodsIntoRotation", func(t *testing.T) {
+		start := time.Now()
+		k.kubectl(nil, "-n", shopNamespace, "scale", "deployment/greeter", "--replicas=5")
+		greeters := k.waitForReadyPods(shopNamespace, "app=greeter", 5)
+		ready := time.Since(start)
+		var answered time.Duration
+		k.waitFor("every new replica to answer", 20*time.Second, func() error {
+			calls := k.clientReport(clients[0]).Calls
+			for _, name := range podNames(greeters) {
+				if calls[name] == 0 {
+					return fmt.Errorf("%s has answered no call yet (calls %v)", name, calls)
+				}
+			}
+			answered = time.Since(start)
+			return nil
+		})
+		t.Logf("scaled 3 -> 5: pods ready after %v, all answering after %v", ready.Round(time.Millisecond), answered.Round(time.Millisecond))
+		if after := answered - ready; after > 5*time.Second {
+			t.Errorf("the new replicas took %v after becoming ready to get calls, want a few seconds at most", after)
+		}
+		window := k.callsOver(clients[0], 6*time.Second)
+		k.requireSpread(window, podNames(greeters))
+	})
+
+	t.Run("IdentityServiceRefusesTokensItShould", func(t *testing.T) {
+		k.testIdentityService(t)
+	})
+
+	t.Run("CheckFailsWithTheControllerStopped", func(t *testing.T) {
+		// The controllers die; nothing restarts them.
+		for _, pod := range k.waitForReadyPods("skein", "app.kubernetes.io/name="+install.ControllerName, 2) {
+			k.kill(network, pod)
+		}
+		// The kubelet reports the pod unready within a second or two, and
+		// the Deployment follows.
+		var out string
+		k.waitFor("skein check to fail for want of a ready controller", 30*time.Second, func() error {
+			var err error
+			out, err = k.check()
+			if err == nil || !strings.Contains(out, "0 of 2 replicas are ready") {
+				return fmt.Errorf("skein check said (error %v):\n%s", err, out)
+			}
+			return nil
+		})
+		for _, want := range []string{
+			"[FAIL] controller deployment is available",
+			"container controller terminated (Error, exit code 137)",
+			"[FAIL] controller answers /ready",
+			"kubectl -n skein logs deployment/skein-controller",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("skein check output does not say %q:\n%s", want, out)
+			}
+		}
+		t.Logf("skein check with the controller stopped:\n%s", out)
+	})
+}
+
+// kill kills every process of a pod.
+func (k *kube) kill(network *netns.Network, pod corev1.Pod) {
+	k.t.Helper()
+	host, ok := network.Host(kubelet.HostName(&pod))
+	if !ok {
+		k.t.Fatalf("pod %s has no host", pod.Name)
+	}
+	out, err := exec.Command("ip", "netns", "pids", host.Namespace).Output()
+	if err != nil {
+		k.t.Fatalf("listing the processes of pod %s: %v", pod.Name, err)
+	}
+	for _, pid := range strings.Fields(string(out)) {
+		if err := exec.Command("kill", "-KILL", pid).Run(); err != nil {
+			k.t.Logf("killing %s: %v", pid, err)
+		}
+	}
+}
+
+// testIdentityService asks the controller's identity service, from a
+// host outside the mesh, to certify keys with tokens from the API server.
+func (k *kube) testIdentityService(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	anchors, err := os.ReadFile(k.writeTrustAnchors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := k.c.Client.CoreV1().Services("skein").Get(ctx, install.ControllerName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
+	controller := controlleridentity.ControllerID(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
+	token := func(sa, audience string) string {
+		expiry := int64(600)
+		resp, err := k.c.Client.CoreV1().ServiceAccounts(shopNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &expiry},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("requesting a token for %s: %v", sa, err)
+		}
+		return resp.Status.Token
+	}
+	cases := []struct {
+		name, identity, token, reason string
+	}{
+		{"another audience", clientSPIFFE, token("client", "other.example"), "audience"},
+		{"another service account", greeterSPIFFE, token("client", inject.TokenAudience), clientSPIFFE},
+		{"not a token", clientSPIFFE, "garbage", "token"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := certify(ctx, t, k.tester, addr, anchors, controller, c.identity, c.token)
+			if err == nil {
+				t.Fatal("the identity service certified a key for a bad token")
+			}
+			if !strings.Contains(err.Error(), c.reason) {
+				t.Errorf("refused with %q, want a reason mentioning %q", err, c.reason)
+			}
+		})
+	}
+	t.Run("the service account's own token", func(t *testing.T) {
+		if err := certify(ctx, t, k.tester, addr, anchors, controller, clientSPIFFE, token("client", inject.TokenAudience)); err != nil {
+			t.Errorf("a good token was refused: %v", err)
+		}
+	})
+}
+
+func (k *kube) startKubelet(network *netns.Network) {
+	logFile, err := os.Create(filepath.Join(k.podDir, "kubelet.log"))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	// Pods run as other users, who must reach their working directories.
+	if err := os.Chmod(k.podDir, 0o755); err != nil {
+		k.t.Fatal(err)
+	}
+	images := map[string]string{
+		install.Default().ControllerImage: filepath.Join(binDir, "skein-controller"),
+		install.Default().ProxyImage:      filepath.Join(binDir, "skein-proxy"),
+		testappImage:                      filepath.Join(binDir, "testapp"),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- kubelet.Run(ctx, kubelet.Config{
+			Client:   k.c.Client,
+			NodeName: "node-1",
+			Network:  network,
+			Images:   images,
+			TokenDir: k.podDir,
+			Log:      slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		})
+	}()
+	k.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			k.t.Errorf("kubelet: %v", err)
+		}
+		logFile.Close()
+	})
+}
+
+// run runs a command in the cluster's host and returns its output.
+func (k *kube) run(stdin io.Reader, name string, args ...string) string {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(k.t.Context(), time.Minute)
+	defer cancel()
+	cmd := k.c.Host.Command(ctx, name, args...)
+	cmd.Stdin = stdin
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		k.t.Fatalf("%s %s: %v\n%s%s", filepath.Base(name), strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return string(out)
+}
+
+func (k *kube) kubectl(stdin []byte, args ...string) string {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(k.t.Context(), time.Minute)
+	defer cancel()
+	cmd := k.c.Kubectl(ctx, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		k.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// check runs `skein check`; the error is its failure, the output says why.
+func (k *kube) check() (string, error) {
+	ctx, cancel := context.WithTimeout(k.t.Context(), time.Minute)
+	defer cancel()
+	out, err := k.c.Host.Command(ctx, filepath.Join(binDir, "skein"), "check", "--kubeconfig", k.c.Kubeconfig).CombinedOutput()
+	return string(out), err
+}
+
+// writeTrustAnchors writes the installed mesh's trust anchor to a file.
+func (k *kube) writeTrustAnchors() string {
+	k.t.Helper()
+	secret, err := k.c.Client.CoreV1().Secrets("skein").Get(k.t.Context(), install.IssuerSecretName, metav1.GetOptions{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	path := filepath.Join(k.t.TempDir(), "ca.crt")
+	if err := os.WriteFile(path, secret.Data[controlleridentity.TrustAnchorFile], 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+	return path
+}
+
+func (k *kube) waitFor(what string, timeout time.Duration, cond func() error) {
+	k.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			k.t.Fatalf("waiting %v for %s: %v", timeout, what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitForReadyPods waits until exactly want pods match the selector, all
+// of them ready, and returns them.
+func (k *kube) waitForReadyPods(ns, selector string, want int) []corev1.Pod {
+	k.t.Helper()
+	var pods []corev1.Pod
+	k.waitFor(fmt.Sprintf("%d ready pods %s in %s", want, selector, ns), 90*time.Second, func() error {
+		list, err := k.c.Client.CoreV1().Pods(ns).List(k.t.Context(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return err
+		}
+		pods = list.Items
+		var ready int
+		for _, p := range pods {
+			if podReady(&p) {
+				ready++
+			}
+		}
+		if len(pods) != want || ready != want {
+			return fmt.Errorf("%d pods, %d ready", len(pods), ready)
+		}
+		return nil
+	})
+	return pods
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podNames(pods []corev1.Pod) []string {
+	var names []string
+	for _, p := range pods {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// callReport is the last line testapp -call printed: calls per replica
+// since it started.
+type callReport struct {
+	Calls    map[string]int `json:"calls"`
+	Failures int            `json:"failures"`
+}
+
+func (k *kube) clientReport(pod corev1.Pod) callReport {
+	k.t.Helper()
+	data, err := os.ReadFile(filepath.Join(k.podDir, string(pod.UID), "client.log"))
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var r callReport
+		if json.Unmarshal([]byte(lines[i]), &r) == nil && r.Calls != nil {
+			return r
+		}
+	}
+	return callReport{}
+}
+
+// callsOver returns the calls per replica the client made during d.
+func (k *kube) callsOver(pod corev1.Pod, d time.Duration) callReport {
+	k.t.Helper()
+	before := k.clientReport(pod)
+	if before.Calls == nil {
+		k.t.Fatal("the client has not reported yet")
+	}
+	time.Sleep(d)
+	after := k.clientReport(pod)
+	window := callReport{Calls: map[string]int{}, Failures: after.Failures - before.Failures}
+	for name, n := range after.Calls {
+		if delta := n - before.Calls[name]; delta > 0 {
+			window.Calls[name] = delta
+		}
+	}
+	return window
+}
+
+// requireSpread fails unless every replica got a fair share of the calls
+// (per request: the client has one connection) and none failed.
+func (k *kube) requireSpread(window callReport, replicas []string) {
+	k.t.Helper()
+	total := 0
+	for _, n := range window.Calls {
+		total += n
+	}
+	k.t.Logf("calls per replica: %v (%d failed)", window.Calls, window.Failures)
+	if window.Failures > 0 {
+		k.t.Errorf("%d calls failed", window.Failures)
+	}
+	if total < 100 {
+		k.t.Fatalf("only %d calls in the window", total)
+	}
+	for _, name := range replicas {
+		if share := float64(window.Calls[name]) / float64(total); share < 0.5/float64(len(replicas)) {
+			k.t.Errorf("replica %s got %.0f%% of %d calls, want at least half its fair share", name, 100*share, total)
+		}
+	}
+	for name := range window.Calls {
+		if !slices.Contains(replicas, name) {
+			k.t.Errorf("calls answered by %s, which is not a current replica", name)
+		}
+	}
+}
+
+// dumpLogsOnFailure prints the end of the kubelet's log and every
+// container's.
+func (k *kube) dumpLogsOnFailure() {
+	if !k.t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(k.podDir, "*.log"))
+	more, _ := filepath.Glob(filepath.Join(k.podDir, "*", "*.log"))
+	for _, path := range append(logs, more...) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		k.t.Logf("last lines of %s:\n%s", path, lastLines(string(data), 30))
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
