@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/admin"
@@ -43,14 +44,15 @@ func Run(ctx context.Context, cfg Config) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var kube kubernetes.Interface
+	var kubeDynamic dynamic.Interface
 	if cfg.Kubernetes {
 		var err error
-		if kube, err = kubeClient(cfg.Kubeconfig); err != nil {
+		if kube, kubeDynamic, err = kubeClients(cfg.Kubeconfig); err != nil {
 			return err
 		}
 	}
 	m := model.New(model.WithTrustDomain(cfg.TrustDomain))
-	src, err := startSource(ctx, cfg, kube, m, log)
+	src, err := startSource(ctx, cfg, kube, kubeDynamic, m, log)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -22,7 +23,7 @@ const sourceLoadTimeout = 2 * time.Minute
 // startSource starts the configured source feeding m and returns once its
 // first full state is in the model, so that the controller never answers
 // proxies from a half-loaded view. It returns the source's name for logs.
-func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, m *model.Model, log *slog.Logger) (string, error) {
+func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, dc dynamic.Interface, m *model.Model, log *slog.Logger) (string, error) {
 	errc := make(chan error, 1)
 	var loaded <-chan struct{}
 	name := ""
@@ -31,7 +32,7 @@ func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, m *mo
 		loaded, name = s.Loaded(), "manifests "+cfg.ManifestsDir
 		go func() { errc <- s.Run(ctx) }()
 	} else {
-		s := kube.New(kc, m, log)
+		s := kube.New(kc, m, log, kube.WithWorkloads(dc))
 		loaded, name = s.Synced(), "kubernetes"
 		go func() { errc <- s.Run(ctx) }()
 	}
@@ -50,9 +51,9 @@ func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, m *mo
 	}
 }
 
-// kubeClient connects to the API server: with kubeconfig when given, else
-// in-cluster.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// kubeClients connect to the API server, typed and dynamic (for the mesh's
+// own resources): with kubeconfig when given, else in-cluster.
+func kubeClients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig != "" {
@@ -61,7 +62,15 @@ func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
 	}
-	return kubernetes.NewForConfig(cfg)
+	typed, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return typed, dyn, nil
 }

@@ -196,6 +196,38 @@ func TestSliceEndpointFollowsItsPod(t *testing.T) {
 	}
 }
 
+// TestExternalInstanceJoinsASliceBackedService: Kubernetes' slices list
+// pods only, so a Workload's address (a VM) the selector matches is added
+// to them; a pod the slices leave out is not.
+func TestExternalInstanceJoinsASliceBackedService(t *testing.T) {
+	m := fixture()
+	sets := watch(t, m, "db.demo.svc.cluster.local:3306")
+	if got := addrs(next(t, sets)); !slices.Equal(got, []string{"10.0.1.1:3306", "10.0.1.2:3306"}) {
+		t.Fatalf("before: %v", got)
+	}
+	w := m.Writer("test")
+	vm := Instance{
+		Namespace: "demo", Name: "db-vm-0", Workload: "db-vm", Labels: map[string]string{"app": "db"},
+		ServiceAccount: "db", IP: ip("192.168.7.1"), Ready: true, Meshed: true, External: true,
+	}
+	w.SetInstance(vm)
+	got := next(t, sets)
+	if want := []string{"10.0.1.1:3306", "10.0.1.2:3306", "192.168.7.1:3306"}; !slices.Equal(addrs(got), want) {
+		t.Fatalf("with the VM: %v, want %v", addrs(got), want)
+	}
+	if id := got.Endpoints[2].Identity; id != "spiffe://cluster.local/ns/demo/sa/db" {
+		t.Errorf("the VM's endpoint has identity %q", id)
+	}
+	// A pod the slices do not list stays out, even when the selector
+	// matches it.
+	w.SetInstance(Instance{Namespace: "demo", Name: "db-9", Workload: "db", Labels: map[string]string{"app": "db"}, IP: ip("10.0.1.9"), Ready: true})
+	vm.Ready = false
+	w.SetInstance(vm)
+	if got := addrs(next(t, sets)); !slices.Equal(got, []string{"10.0.1.1:3306", "10.0.1.2:3306"}) {
+		t.Fatalf("with the VM unready and an unlisted pod: %v", got)
+	}
+}
+
 func TestReplaceSwapsOnlyItsSourceAtOnce(t *testing.T) {
 	m := New()
 	files, kube := m.Writer("files"), m.Writer("kube")

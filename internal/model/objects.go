@@ -57,11 +57,16 @@ type Instance struct {
 	Ports  map[string]uint16
 	Ready  bool
 	Meshed bool
+	// External marks an instance that is no pod: an address of a Workload
+	// (a VM, a process on a machine). A service's selector picks external
+	// instances even when the service has EndpointSlices, since
+	// Kubernetes' slices list pods only.
+	External bool
 }
 
 // EndpointSlice is an explicit endpoint list for one service, as Kubernetes
-// keeps them. When a service has slices they are the truth for its
-// endpoints and its selector is not used.
+// keeps them. When a service has slices they are the truth for its pod
+// endpoints: its selector then only adds External instances.
 type EndpointSlice struct {
 	Namespace string
 	Name      string

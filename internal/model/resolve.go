@@ -115,9 +115,9 @@ func (m *Model) serviceSet(svc *Service, port uint16) *EndpointSet {
 		protocol = "opaque"
 	}
 	if sliceSet := m.slicesByService[keyOf(svc.Namespace, svc.Name)]; len(sliceSet) > 0 {
-		set.Endpoints = m.sliceEndpoints(svc, sp, sliceSet)
+		set.Endpoints = append(m.sliceEndpoints(svc, sp, sliceSet), m.selectedEndpoints(svc, sp, true)...)
 	} else {
-		set.Endpoints = m.selectedEndpoints(svc, sp)
+		set.Endpoints = m.selectedEndpoints(svc, sp, false)
 	}
 	for i := range set.Endpoints {
 		set.Endpoints[i].Protocol = protocol
@@ -128,15 +128,16 @@ func (m *Model) serviceSet(svc *Service, port uint16) *EndpointSet {
 }
 
 // selectedEndpoints picks the ready instances the service's selector
-// matches (services without EndpointSlices: the manifest directory).
-func (m *Model) selectedEndpoints(svc *Service, sp ServicePort) []Endpoint {
+// matches: all of them for a service without EndpointSlices (the manifest
+// directory), the External ones only for a service with slices.
+func (m *Model) selectedEndpoints(svc *Service, sp ServicePort, externalOnly bool) []Endpoint {
 	if len(svc.Selector) == 0 {
 		return nil
 	}
 	candidates := m.instancesByNS[svc.Namespace]
 	eps := make([]Endpoint, 0, len(candidates))
 	for _, in := range candidates {
-		if !in.Ready || !in.IP.IsValid() || !selects(svc.Selector, in.Labels) {
+		if !in.Ready || !in.IP.IsValid() || (externalOnly && !in.External) || !selects(svc.Selector, in.Labels) {
 			continue
 		}
 		port := sp.TargetPort

@@ -99,7 +99,7 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 		addr := netip.MustParseAddr(text) // Validate checked it
 		instances = append(instances, model.Instance{
 			Namespace:      w.Namespace,
-			Name:           fmt.Sprintf("%s-%d", w.Name, i),
+			Name:           WorkloadInstanceName(w.Name, i),
 			Workload:       w.Name,
 			Labels:         w.Labels,
 			ServiceAccount: w.Spec.ServiceAccount(),
@@ -107,10 +107,14 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			Ports:          ports,
 			Ready:          true,
 			Meshed:         w.Spec.Injected(),
+			External:       true,
 		})
 	}
 	return instances, nil
 }
+
+// WorkloadInstanceName names the instance of a Workload's i-th address.
+func WorkloadInstanceName(workload string, i int) string { return fmt.Sprintf("%s-%d", workload, i) }
 
 func fieldError(field, format string, args ...any) error {
 	return &v1alpha1.FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}

@@ -1,33 +1,51 @@
 // Package kube feeds the model from a Kubernetes cluster through client-go
-// informers: Services, EndpointSlices (discovery/v1) and Pods. It only
-// reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName is
-// all an identity needs.
+// informers: Services, EndpointSlices (discovery/v1), Pods, and the mesh's
+// Workloads (skein.io/v1alpha1: VMs and other machines outside the
+// cluster, whose addresses join the services that select them). It only
+// reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
+// is all an identity needs.
 package kube
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
 	"github.com/skeinmesh/skein/internal/source"
 )
 
+// WorkloadsResource is the mesh's Workload custom resource.
+var WorkloadsResource = v1alpha1.GroupVersion.WithResource("workloads")
+
 // Source keeps the model in step with a cluster.
 type Source struct {
 	client    kubernetes.Interface
+	dynamic   dynamic.Interface // nil: Workloads are not read
 	model     *model.Writer
 	log       *slog.Logger
 	resync    time.Duration
 	namespace string
 	synced    chan struct{}
+
+	mu        sync.Mutex
+	workloads map[string]int // namespace/name -> instances written
 }
 
 // Option configures a Source.
@@ -37,6 +55,10 @@ type Option func(*Source)
 // needs no periodic replay).
 func WithResync(d time.Duration) Option { return func(s *Source) { s.resync = d } }
 
+// WithWorkloads makes the source read the mesh's Workloads through client
+// too, if the cluster serves them (the CRDs are installed).
+func WithWorkloads(client dynamic.Interface) Option { return func(s *Source) { s.dynamic = client } }
+
 // WithNamespace limits the source to one namespace (default: all).
 func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns } }
 
@@ -44,9 +66,10 @@ func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns
 func New(client kubernetes.Interface, m *model.Model, log *slog.Logger, opts ...Option) *Source {
 	s := &Source{
 		client: client,
-		model:  m.Writer("kube"),
-		log:    log.With("source", "kube"),
-		synced: make(chan struct{}),
+		model:     m.Writer("kube"),
+		log:       log.With("source", "kube"),
+		synced:    make(chan struct{}),
+		workloads: map[string]int{},
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -80,6 +103,20 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	if s.dynamic != nil {
+		if err := servesWorkloads(s.client.Discovery()); err != nil {
+			s.log.Warn("not reading Workloads: the cluster does not serve them (are Skein's CRDs installed?); restart the controller once they are", "err", err)
+		} else {
+			dynamicFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
+			reg, err := dynamicFactory.ForResource(WorkloadsResource).Informer().AddEventHandler(events(s.setWorkload, s.deleteWorkload))
+			if err != nil {
+				return fmt.Errorf("registering informer handler: %w", err)
+			}
+			synced = append(synced, reg.HasSynced)
+			dynamicFactory.Start(ctx.Done())
+			defer dynamicFactory.Shutdown()
+		}
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx is done
 	}
@@ -134,4 +171,52 @@ func (s *Source) setSlice(es *discoveryv1.EndpointSlice) {
 		return
 	}
 	s.model.SetEndpointSlice(out)
+}
+
+// servesWorkloads reports, as an error, why the API server does not serve
+// the Workload resource.
+func servesWorkloads(d discovery.DiscoveryInterface) error {
+	resources, err := d.ServerResourcesForGroupVersion(WorkloadsResource.GroupVersion().String())
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == WorkloadsResource.Resource }) {
+		return fmt.Errorf("%s has no resource %q", WorkloadsResource.GroupVersion(), WorkloadsResource.Resource)
+	}
+	return nil
+}
+
+// setWorkload writes one instance per address of a Workload, and deletes
+// the instances of addresses it no longer has. An invalid Workload (which
+// the CRD's schema should have refused) has no instances.
+func (s *Source) setWorkload(u *unstructured.Unstructured) {
+	var w v1alpha1.Workload
+	err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &w)
+	var instances []model.Instance
+	if err == nil {
+		instances, err = source.WorkloadInstances(&w)
+	}
+	if err != nil {
+		s.log.Warn("ignoring invalid workload", "workload", u.GetNamespace()+"/"+u.GetName(), "err", err)
+	}
+	s.writeWorkload(u.GetNamespace(), u.GetName(), instances)
+}
+
+func (s *Source) deleteWorkload(namespace, name string) { s.writeWorkload(namespace, name, nil) }
+
+func (s *Source) writeWorkload(namespace, name string, instances []model.Instance) {
+	key := namespace + "/" + name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range instances {
+		s.model.SetInstance(in)
+	}
+	for i := len(instances); i < s.workloads[key]; i++ {
+		s.model.DeleteInstance(namespace, source.WorkloadInstanceName(name, i))
+	}
+	if len(instances) == 0 {
+		delete(s.workloads, key)
+	} else {
+		s.workloads[key] = len(instances)
+	}
 }

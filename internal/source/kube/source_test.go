@@ -11,7 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/skeinmesh/skein/internal/model"
@@ -273,4 +278,80 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
+}
+
+func workload(addresses ...any) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "skein.io/v1alpha1",
+		"kind":       "Workload",
+		"metadata":   map[string]any{"namespace": "demo", "name": "web-vm", "labels": map[string]any{"app": "web"}},
+		"spec": map[string]any{
+			"serviceAccountName": "web-sa",
+			"ports":              []any{map[string]any{"name": "http", "containerPort": int64(8080)}},
+			"addresses":          addresses,
+		},
+	}}
+}
+
+// startWithWorkloads is start with the Workload resource served (or not)
+// and the given Workloads in the cluster.
+func startWithWorkloads(t *testing.T, served bool, workloads ...runtime.Object) (dynamic.Interface, *model.Model) {
+	t.Helper()
+	client := fake.NewClientset()
+	if served {
+		client.Resources = []*metav1.APIResourceList{{
+			GroupVersion: WorkloadsResource.GroupVersion().String(),
+			APIResources: []metav1.APIResource{{Name: "workloads", Namespaced: true, Kind: "Workload"}},
+		}}
+	}
+	for _, o := range []any{webService(), pod("web-5d9f-a", "10.0.0.1", true), slice(sliceEndpoint{"10.0.0.1", "web-5d9f-a", nil})} {
+		create(t, client, o)
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{WorkloadsResource: "WorkloadList"}, workloads...)
+	m := model.New()
+	s := New(client, m, slog.New(slog.DiscardHandler), WithWorkloads(dyn))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	select {
+	case <-s.Synced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("informers did not sync")
+	}
+	return dyn, m
+}
+
+// TestWorkloadAddressesJoinTheService: a VM's Workload adds its addresses
+// to the services that select it, next to the pods from the slices, and
+// takes them away again when it shrinks or goes.
+func TestWorkloadAddressesJoinTheService(t *testing.T) {
+	dyn, m := startWithWorkloads(t, true, workload("192.168.7.1", "192.168.7.2"))
+	sets := watch(t, m, "web.demo.svc.cluster.local:80")
+	got := nextMatching(t, sets, "the pod and both VM addresses", addrsAre("10.0.0.1:8080", "192.168.7.1:8080", "192.168.7.2:8080"))
+	if id := got.Endpoints[1].Identity; id != "spiffe://cluster.local/ns/demo/sa/web-sa" {
+		t.Errorf("the VM's identity = %q", id)
+	}
+	workloads := dyn.Resource(WorkloadsResource).Namespace("demo")
+	if _, err := workloads.Update(t.Context(), workload("192.168.7.2"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nextMatching(t, sets, "one VM address", addrsAre("10.0.0.1:8080", "192.168.7.2:8080"))
+	if err := workloads.Delete(t.Context(), "web-vm", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nextMatching(t, sets, "the pod alone", addrsAre("10.0.0.1:8080"))
+}
+
+// TestWorkloadsNotServed: without the CRDs the source still syncs, with the
+// pods only.
+func TestWorkloadsNotServed(t *testing.T) {
+	_, m := startWithWorkloads(t, false, workload("192.168.7.1"))
+	nextMatching(t, watch(t, m, "web.demo.svc.cluster.local:80"), "the pod alone", addrsAre("10.0.0.1:8080"))
 }
