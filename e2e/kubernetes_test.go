@@ -114,10 +114,11 @@ type kube struct {
 // TestKubernetes installs Skein into a real API server with `skein
 // install | kubectl apply`, and checks what a user would: `skein check`,
 // injection by the webhook, identities from service-account tokens,
-// per-request balancing over a Deployment as it scales, the identity
-// service refusing tokens it should, and `skein check` noticing a stopped
-// controller. The subtests share one cluster (a start costs ~10 s) and run
-// in order.
+// per-request balancing over a Deployment as it scales, a machine outside
+// the cluster joining as a Workload, the identity service refusing tokens
+// it should, `skein check` noticing dead controllers, pods created while
+// the webhook is down, and uninstall. The subtests share one cluster and
+// run in order; each builds on the state the ones before it left.
 func TestKubernetes(t *testing.T) {
 	requireRoot(t)
 	network := testenv.NewNetwork(t)
@@ -220,8 +221,11 @@ func TestKubernetes(t *testing.T) {
 			}
 			return nil
 		})
-		window := k.callsOver(clients[0], 8*time.Second)
-		k.requireSpread(window, podNames(greeters))
+		// One gRPC connection pinned to one pod would give 100/0/0;
+		// peak-EWMA prefers whichever replica is faster at the moment,
+		// so on a busy machine the shares differ (17-48% seen).
+		window := k.callsOver(clients[0], 10*time.Second)
+		k.requireSpread(window, podNames(greeters), 0.3)
 	})
 
 	t.Run("ScalingUpBringsNewPodsIntoRotation", func(t *testing.T) {
@@ -245,8 +249,13 @@ func TestKubernetes(t *testing.T) {
 		if after := answered - ready; after > 5*time.Second {
 			t.Errorf("the new replicas took %v after becoming ready to get calls, want a few seconds at most", after)
 		}
-		window := k.callsOver(clients[0], 6*time.Second)
-		k.requireSpread(window, podNames(greeters))
+		// A new pod's first answers are slow (its proxy's first
+		// connections, five pods starting on two cores), and peak-EWMA
+		// avoids it until that fades (docs/proxy.md): let it settle, then
+		// ask only that no replica is starved.
+		time.Sleep(3 * time.Second)
+		window := k.callsOver(clients[0], 10*time.Second)
+		k.requireSpread(window, podNames(greeters), 0.25)
 	})
 
 	t.Run("AMachineOutsideTheClusterJoinsAsAWorkload", func(t *testing.T) {
@@ -301,6 +310,40 @@ func TestKubernetes(t *testing.T) {
 			}
 		}
 		t.Logf("skein check with the controller stopped:\n%s", out)
+	})
+
+	t.Run("WebhookOutageBlocksNoPod", func(t *testing.T) {
+		k := k.with(t)
+		// The controllers are dead: the API server cannot reach the
+		// webhook, and failurePolicy Ignore lets pods through uninjected.
+		for _, ns := range []string{"default", shopNamespace} {
+			pod, err := k.c.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "during-outage-"},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: testappImage, Args: []string{"-http", ":8081"}}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatalf("creating a pod in %s while the webhook is down: %v", ns, err)
+			}
+			if len(pod.Spec.InitContainers) > 0 {
+				t.Errorf("pod %s/%s was injected while the controllers were dead", ns, pod.Name)
+			}
+		}
+	})
+
+	t.Run("UninstallRemovesEverything", func(t *testing.T) {
+		k := k.with(t)
+		out := k.run(nil, filepath.Join(binDir, "skein"), "uninstall")
+		k.kubectl([]byte(out), "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
+		for _, kind := range []string{"namespace/skein", "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "crd/workloads.skein.io", "clusterrole/" + install.ControllerName} {
+			cmd := k.c.Kubectl(t.Context(), "get", kind)
+			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NotFound") {
+				t.Errorf("%s is still there after uninstall (kubectl get: %v)\n%s", kind, err, out)
+			}
+		}
+		out, err := k.check()
+		if err == nil || !strings.Contains(out, "skein install") {
+			t.Errorf("skein check after uninstall (error %v) does not say to install:\n%s", err, out)
+		}
 	})
 }
 
@@ -668,9 +711,10 @@ func (k *kube) callsOver(pod corev1.Pod, d time.Duration) callReport {
 	return window
 }
 
-// requireSpread fails unless every replica got a fair share of the calls
-// (per request: the client has one connection) and none failed.
-func (k *kube) requireSpread(window callReport, replicas []string) {
+// requireSpread fails unless every replica got at least the given part of
+// its fair share of the calls (per request: the client has one
+// connection) and none failed.
+func (k *kube) requireSpread(window callReport, replicas []string, part float64) {
 	k.t.Helper()
 	total := 0
 	for _, n := range window.Calls {
@@ -684,8 +728,8 @@ func (k *kube) requireSpread(window callReport, replicas []string) {
 		k.t.Fatalf("only %d calls in the window", total)
 	}
 	for _, name := range replicas {
-		if share := float64(window.Calls[name]) / float64(total); share < 0.5/float64(len(replicas)) {
-			k.t.Errorf("replica %s got %.0f%% of %d calls, want at least half its fair share", name, 100*share, total)
+		if share := float64(window.Calls[name]) / float64(total); share < part/float64(len(replicas)) {
+			k.t.Errorf("replica %s got %.0f%% of %d calls, want at least %.0f%% of its fair share", name, 100*share, total, 100*part)
 		}
 	}
 	for name := range window.Calls {

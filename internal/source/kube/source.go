@@ -65,7 +65,7 @@ func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns
 // New returns a source that writes to m as source "kube".
 func New(client kubernetes.Interface, m *model.Model, log *slog.Logger, opts ...Option) *Source {
 	s := &Source{
-		client: client,
+		client:    client,
 		model:     m.Writer("kube"),
 		log:       log.With("source", "kube"),
 		synced:    make(chan struct{}),
