@@ -187,6 +187,20 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("CheckProxyPassesWithTheMeshedPods", func(t *testing.T) {
+		k := k.with(t)
+		out, err := k.check("--proxy")
+		if err != nil {
+			t.Fatalf("skein check --proxy: %v\n%s", err, out)
+		}
+		for _, want := range []string{"[ok] pods that ask for injection have a proxy", "[ok] meshed pods' proxies are ready",
+			"[ok] meshed proxies trust the issuer's anchor", "[ok] meshed proxies run the injector's image"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("skein check --proxy output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("IdentitiesComeFromServiceAccounts", func(t *testing.T) {
 		k := k.with(t)
 		for _, pod := range greeters {
@@ -316,6 +330,7 @@ func TestKubernetes(t *testing.T) {
 		k := k.with(t)
 		// The controllers are dead: the API server cannot reach the
 		// webhook, and failurePolicy Ignore lets pods through uninjected.
+		var created []string
 		for _, ns := range []string{"default", shopNamespace} {
 			pod, err := k.c.Client.CoreV1().Pods(ns).Create(t.Context(), &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{GenerateName: "during-outage-"},
@@ -327,6 +342,20 @@ func TestKubernetes(t *testing.T) {
 			if len(pod.Spec.InitContainers) > 0 {
 				t.Errorf("pod %s/%s was injected while the controllers were dead", ns, pod.Name)
 			}
+			created = append(created, pod.Namespace+"/"+pod.Name)
+		}
+		// skein check --proxy names the pod that asked for a proxy and has
+		// none, and says how to recreate it; the one in "default" asked
+		// for nothing.
+		out, err := k.check("--proxy", "--proxy-namespace", shopNamespace)
+		want := "[FAIL] pods that ask for injection have a proxy: no proxy in " + created[1]
+		if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "kubectl -n shop delete pod") {
+			t.Errorf("skein check --proxy (error %v) does not say %q with a hint:\n%s", err, want, out)
+		}
+		t.Logf("skein check --proxy after the outage:\n%s", out)
+		out, _ = k.check("--proxy")
+		if strings.Contains(out, created[0]) {
+			t.Errorf("skein check --proxy names %s, which did not ask for injection:\n%s", created[0], out)
 		}
 	})
 
@@ -589,11 +618,13 @@ func (k *kube) kubectl(stdin []byte, args ...string) string {
 	return string(out)
 }
 
-// check runs `skein check`; the error is its failure, the output says why.
-func (k *kube) check() (string, error) {
+// check runs `skein check` with args; the error is its failure, the output
+// says why.
+func (k *kube) check(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(k.t.Context(), time.Minute)
 	defer cancel()
-	out, err := k.c.Host.Command(ctx, filepath.Join(binDir, "skein"), "check", "--kubeconfig", k.c.Kubeconfig).CombinedOutput()
+	args = append([]string{"check", "--kubeconfig", k.c.Kubeconfig}, args...)
+	out, err := k.c.Host.Command(ctx, filepath.Join(binDir, "skein"), args...).CombinedOutput()
 	return string(out), err
 }
 

@@ -16,8 +16,8 @@ import (
 )
 
 func newCheckCommand() *cobra.Command {
-	var pre bool
-	var kubeconfig, kubeContext, namespace, output *string
+	var pre, proxy bool
+	var kubeconfig, kubeContext, namespace, proxyNamespace, output *string
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check that Skein can be installed (--pre) or is installed and healthy",
@@ -26,10 +26,16 @@ under each problem. Exits non-zero when a check fails.
 
   skein check --pre   before skein install: API server, version, permissions
   skein check         after: namespace, CRDs, trust, webhook, controller up
+  skein check --proxy after, and the meshed pods: every pod that asks for
+                      injection has a proxy, proxies ready, trusting the
+                      issuer's anchor, on the injector's image
 
 JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hint}.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pre && proxy {
+				return errors.New("--pre and --proxy: choose one (there are no proxies before the install)")
+			}
 			checker, err := newChecker(*kubeconfig, *kubeContext, *namespace)
 			if err != nil {
 				return err
@@ -39,6 +45,9 @@ JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hin
 				results = checker.PreInstall(cmd.Context())
 			} else {
 				results = checker.PostInstall(cmd.Context())
+			}
+			if proxy {
+				results = append(results, checker.DataPlane(cmd.Context(), *proxyNamespace)...)
 			}
 			if err := printOutput(cmd.OutOrStdout(), *output, results, func(w io.Writer) { check.Print(w, results) }); err != nil {
 				return err
@@ -50,6 +59,8 @@ JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hin
 		},
 	}
 	cmd.Flags().BoolVar(&pre, "pre", false, "run the pre-install checks")
+	cmd.Flags().BoolVar(&proxy, "proxy", false, "also check the meshed pods (the data plane)")
+	proxyNamespace = cmd.Flags().String("proxy-namespace", "", "with --proxy: only the pods of this namespace (default: all)")
 	kubeconfig = cmd.Flags().String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	kubeContext = cmd.Flags().String("context", "", "kubeconfig context (default: the current one)")
 	namespace = cmd.Flags().String("namespace", install.Default().Namespace, "namespace of the control plane")

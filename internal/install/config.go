@@ -19,6 +19,9 @@ const (
 	WebhookConfigurationName  = "skein-proxy-injector"
 	WebhookName               = "inject.skein.io" // the one webhook inside the configuration
 	WebhookPath               = "/inject"
+	// ProxyImageEnv is the controller container's variable that names the
+	// image injected proxies run.
+	ProxyImageEnv = "SKEIN_CONTROLLER_PROXY_IMAGE"
 )
 
 // Ports of the controller.

@@ -112,7 +112,7 @@ func controllerContainer(cfg Config) corev1.Container {
 		// The injector reads the proxy image from the environment
 		// (envflag: SKEIN_CONTROLLER_<FLAG>), so a controller without that
 		// flag yet still starts.
-		Env: []corev1.EnvVar{{Name: "SKEIN_CONTROLLER_PROXY_IMAGE", Value: cfg.ProxyImage}},
+		Env: []corev1.EnvVar{{Name: ProxyImageEnv, Value: cfg.ProxyImage}},
 		Ports: []corev1.ContainerPort{
 			{Name: "grpc", ContainerPort: GRPCPort, Protocol: corev1.ProtocolTCP},
 			{Name: "webhook", ContainerPort: WebhookPort, Protocol: corev1.ProtocolTCP},

@@ -10,7 +10,8 @@ import (
 // injector decides from the skein.io/inject annotations of the pod and its
 // namespace. Failures are ignored so that a webhook outage never blocks a
 // pod, at the price of a pod that asked for injection starting without its
-// proxy (`skein check` reports an unready controller).
+// proxy (`skein check` reports an unready controller, `skein check --proxy`
+// the pods left without a proxy).
 func webhookConfiguration(cfg Config) *admissionv1.MutatingWebhookConfiguration {
 	path := WebhookPath
 	port := int32(WebhookServicePort)

@@ -27,6 +27,7 @@ const (
 	podNameEnv         = "POD_NAME"
 	podNamespaceEnv    = "POD_NAMESPACE"
 	podNamespaceValue  = "$(" + podNamespaceEnv + ")"
+	trustAnchorsEnv    = "SKEIN_PROXY_TRUST_ANCHORS_PEM"
 )
 
 func initContainer(cfg Config, s settings) corev1.Container {
@@ -91,7 +92,7 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap
 		// to keep in every namespace, and a pod keeps the anchors it was
 		// injected with (a new anchor takes a restart, as it would anyway).
-		{Name: "SKEIN_PROXY_TRUST_ANCHORS_PEM", Value: cfg.TrustAnchorsPEM},
+		{Name: trustAnchorsEnv, Value: cfg.TrustAnchorsPEM},
 		{Name: "SKEIN_PROXY_LABELS", Value: "namespace=" + id.namespaceOrEnv() + ",workload=" + id.workload + ",pod=$(" + podNameEnv + ")"},
 	}
 	if s.opaquePorts != "" {
