@@ -9,8 +9,8 @@ import (
 var readOnly = []string{"get", "list", "watch"}
 
 // rbacObjects are the controller's ServiceAccount and what it may do: read
-// the mesh's model cluster-wide, review tokens, keep trust-anchor copies in
-// meshed namespaces, and read only its own issuer Secret.
+// the mesh's model cluster-wide, review tokens, and read only its own
+// issuer Secret. It writes nothing.
 func rbacObjects(cfg Config) []runtime.Object {
 	sa := &corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: objectMeta(cfg, ControllerName)}
 	clusterRole := &rbacv1.ClusterRole{

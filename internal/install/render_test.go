@@ -121,6 +121,35 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 	}
 }
 
+// The controller reads; the only thing it creates is TokenReviews, and the
+// only Secret it may read is its issuer.
+func TestControllerMayWriteNothing(t *testing.T) {
+	out, err := install.Render(install.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := parse(t, out)
+	for _, role := range []*unstructured.Unstructured{find(t, objs, "ClusterRole", "skein-controller"), find(t, objs, "Role", "skein-controller")} {
+		rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+		for _, r := range rules {
+			rule := r.(map[string]any)
+			verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+			resources, _, _ := unstructured.NestedStringSlice(rule, "resources")
+			names, _, _ := unstructured.NestedStringSlice(rule, "resourceNames")
+			for _, verb := range verbs {
+				if verb != "get" && verb != "list" && verb != "watch" && !(verb == "create" && fmt.Sprint(resources) == "[tokenreviews]") {
+					t.Errorf("%s %s may %s %v", role.GetKind(), role.GetName(), verb, resources)
+				}
+			}
+			for _, res := range resources {
+				if res == "secrets" && fmt.Sprint(names) != "[skein-identity-issuer]" {
+					t.Errorf("%s %s may read secrets %v, want only the issuer", role.GetKind(), role.GetName(), names)
+				}
+			}
+		}
+	}
+}
+
 func TestRenderedTrustIsValid(t *testing.T) {
 	out, err := install.Render(install.Config{Namespace: "mesh", TrustDomain: "example.org"})
 	if err != nil {
