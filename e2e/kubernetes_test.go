@@ -151,6 +151,22 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("DisruptionBudgetKeepsOneControllerUp", func(t *testing.T) {
+		k := k.with(t)
+		// The disruption controller in kube-controller-manager computes the
+		// budget's status from the controller pods' readiness.
+		k.waitFor("the disruption controller to allow one eviction of two", 30*time.Second, func() error {
+			pdb, err := k.c.Client.PolicyV1().PodDisruptionBudgets("skein").Get(t.Context(), install.ControllerName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if s := pdb.Status; s.CurrentHealthy != 2 || s.DisruptionsAllowed != 1 {
+				return fmt.Errorf("healthy %d, disruptions allowed %d", s.CurrentHealthy, s.DisruptionsAllowed)
+			}
+			return nil
+		})
+	})
+
 	t.Run("InjectOutputIsAcceptedByTheAPIServer", func(t *testing.T) {
 		k := k.with(t)
 		anchors := k.writeTrustAnchors()

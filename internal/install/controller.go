@@ -7,6 +7,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -161,7 +162,27 @@ func controllerService(cfg Config) *corev1.Service {
 var AdminProxyPort = strconv.Itoa(AdminPort)
 
 func controllerObjects(cfg Config) []runtime.Object {
-	return []runtime.Object{controllerService(cfg), controllerDeployment(cfg)}
+	objs := []runtime.Object{controllerService(cfg), controllerDeployment(cfg)}
+	if cfg.Replicas > 1 {
+		objs = append(objs, controllerDisruptionBudget(cfg))
+	}
+	return objs
+}
+
+// controllerDisruptionBudget keeps all but one controller up while nodes
+// are drained, so that identity, discovery and injection stay available.
+// With one replica there is nothing to keep, and no budget: a budget that
+// allowed no eviction would block every drain.
+func controllerDisruptionBudget(cfg Config) *policyv1.PodDisruptionBudget {
+	maxUnavailable := intstr.FromInt32(1)
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   typeMeta("policy/v1", "PodDisruptionBudget"),
+		ObjectMeta: objectMeta(cfg, ControllerName),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: &maxUnavailable,
+			Selector:       &metav1.LabelSelector{MatchLabels: ControllerSelector},
+		},
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -10,7 +10,7 @@ import (
 
 // Objects returns every object of the installation in the order they are
 // applied: namespace, CRDs, RBAC, Secrets and ConfigMap, Service,
-// Deployment, webhook configuration. The webhook comes last so that it is
+// Deployment (and its disruption budget), webhook configuration. The webhook comes last so that it is
 // never registered before the controller that serves it exists. Missing
 // trust material is generated (see Config).
 func Objects(cfg Config) ([]runtime.Object, error) {

@@ -121,6 +121,42 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 	}
 }
 
+// With more than one controller, a disruption budget keeps all but one up
+// through a drain; with one there is no budget, which would block drains.
+func TestDisruptionBudgetOnlyWithSeveralReplicas(t *testing.T) {
+	for _, replicas := range []int32{1, 3} {
+		out, err := install.Render(install.Config{Replicas: replicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs := parse(t, out)
+		names := strings.Join(kindNames(objs), ",")
+		if replicas == 1 {
+			if strings.Contains(names, "PodDisruptionBudget") {
+				t.Errorf("one replica, yet a disruption budget: %s", names)
+			}
+			continue
+		}
+		if !strings.Contains(names, "Deployment skein-controller,PodDisruptionBudget skein-controller,MutatingWebhookConfiguration") {
+			t.Fatalf("no disruption budget after the deployment: %s", names)
+		}
+		pdb := find(t, objs, "PodDisruptionBudget", "skein-controller")
+		if v, _, _ := unstructured.NestedFieldNoCopy(pdb.Object, "spec", "maxUnavailable"); fmt.Sprint(v) != "1" {
+			t.Errorf("maxUnavailable %v, want 1", v)
+		}
+		selector, _, _ := unstructured.NestedStringMap(pdb.Object, "spec", "selector", "matchLabels")
+		podLabels, _, _ := unstructured.NestedStringMap(find(t, objs, "Deployment", "skein-controller").Object, "spec", "template", "metadata", "labels")
+		for k, v := range selector {
+			if podLabels[k] != v {
+				t.Errorf("budget selects %s=%s, the controller's pods have %v", k, v, podLabels)
+			}
+		}
+		if len(selector) == 0 {
+			t.Error("budget selects nothing")
+		}
+	}
+}
+
 // The controller reads; the only thing it creates is TokenReviews, and the
 // only Secret it may read is its issuer.
 func TestControllerMayWriteNothing(t *testing.T) {

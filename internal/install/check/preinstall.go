@@ -59,11 +59,13 @@ var required = []struct {
 	{"rbac.authorization.k8s.io", "clusterrolebindings", false},
 	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", false},
 	{"rbac.authorization.k8s.io", "roles", true},
+	{"rbac.authorization.k8s.io", "rolebindings", true},
 	{"", "serviceaccounts", true},
 	{"", "secrets", true},
 	{"", "configmaps", true},
 	{"", "services", true},
 	{"apps", "deployments", true},
+	{"policy", "poddisruptionbudgets", true}, // with --replicas above 1
 }
 
 func (c *Checker) checkPermissions(ctx context.Context) []Result {
