@@ -42,7 +42,10 @@ type Source struct {
 	log       *slog.Logger
 	resync    time.Duration
 	namespace string
-	synced    chan struct{}
+	// workloadsRetry is how often to look for the Workload resource when
+	// the cluster did not serve it at start.
+	workloadsRetry time.Duration
+	synced         chan struct{}
 
 	mu        sync.Mutex
 	workloads map[string]int // namespace/name -> instances written
@@ -70,6 +73,8 @@ func New(client kubernetes.Interface, m *model.Model, log *slog.Logger, opts ...
 		log:       log.With("source", "kube"),
 		synced:    make(chan struct{}),
 		workloads: map[string]int{},
+
+		workloadsRetry: 30 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -103,18 +108,22 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
+	var late sync.WaitGroup
+	defer late.Wait()
 	if s.dynamic != nil {
-		if err := servesWorkloads(s.client.Discovery()); err != nil {
-			s.log.Warn("not reading Workloads: the cluster does not serve them (are Skein's CRDs installed?); restart the controller once they are", "err", err)
-		} else {
-			dynamicFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
-			reg, err := dynamicFactory.ForResource(WorkloadsResource).Informer().AddEventHandler(events(s.setWorkload, s.deleteWorkload))
+		if err := servesWorkloads(s.client.Discovery()); err == nil {
+			hasSynced, shutdown, err := s.startWorkloads(ctx)
 			if err != nil {
-				return fmt.Errorf("registering informer handler: %w", err)
+				return err
 			}
-			synced = append(synced, reg.HasSynced)
-			dynamicFactory.Start(ctx.Done())
-			defer dynamicFactory.Shutdown()
+			defer shutdown()
+			synced = append(synced, hasSynced)
+		} else {
+			// The CRDs may come later (installed after the controller, or
+			// the mesh upgraded): the model is complete without Workloads
+			// until then.
+			s.log.Warn("not reading Workloads yet: the cluster does not serve them (are Skein's CRDs installed?); looking again every "+s.workloadsRetry.String(), "err", err)
+			late.Go(func() { s.startWorkloadsOnceServed(ctx) })
 		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -124,6 +133,44 @@ func (s *Source) Run(ctx context.Context) error {
 	s.log.Info("informers synced")
 	<-ctx.Done()
 	return nil
+}
+
+// startWorkloads starts the informer of the mesh's Workloads until ctx is
+// done; shutdown waits for it to stop.
+func (s *Source) startWorkloads(ctx context.Context) (hasSynced cache.InformerSynced, shutdown func(), err error) {
+	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
+	reg, err := factory.ForResource(WorkloadsResource).Informer().AddEventHandler(events(s.setWorkload, s.deleteWorkload))
+	if err != nil {
+		return nil, nil, fmt.Errorf("registering informer handler: %w", err)
+	}
+	factory.Start(ctx.Done())
+	return reg.HasSynced, factory.Shutdown, nil
+}
+
+// startWorkloadsOnceServed asks the API server every workloadsRetry
+// whether it serves Workloads yet, and starts their informer when it does.
+func (s *Source) startWorkloadsOnceServed(ctx context.Context) {
+	ticker := time.NewTicker(s.workloadsRetry)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if servesWorkloads(s.client.Discovery()) != nil {
+			continue
+		}
+		_, shutdown, err := s.startWorkloads(ctx)
+		if err != nil {
+			s.log.Error("not reading Workloads", "err", err)
+			return
+		}
+		s.log.Info("reading Workloads: the cluster serves them now")
+		<-ctx.Done()
+		shutdown()
+		return
+	}
 }
 
 // events adapts typed set/delete functions to an informer handler.

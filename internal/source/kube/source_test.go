@@ -5,19 +5,23 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/dynamic"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -296,14 +300,26 @@ func workload(addresses ...any) *unstructured.Unstructured {
 // startWithWorkloads is start with the Workload resource served (or not)
 // and the given Workloads in the cluster.
 func startWithWorkloads(t *testing.T, served bool, workloads ...runtime.Object) (dynamic.Interface, *model.Model) {
+	var servedNow atomic.Bool
+	servedNow.Store(served)
+	return startWithWorkloadsServed(t, &servedNow, workloads...)
+}
+
+// startWithWorkloadsServed is startWithWorkloads where served says, at
+// each discovery request, whether the Workload resource is served.
+func startWithWorkloadsServed(t *testing.T, served *atomic.Bool, workloads ...runtime.Object) (dynamic.Interface, *model.Model) {
 	t.Helper()
 	client := fake.NewClientset()
-	if served {
-		client.Resources = []*metav1.APIResourceList{{
-			GroupVersion: WorkloadsResource.GroupVersion().String(),
-			APIResources: []metav1.APIResource{{Name: "workloads", Namespaced: true, Kind: "Workload"}},
-		}}
-	}
+	client.Resources = []*metav1.APIResourceList{{
+		GroupVersion: WorkloadsResource.GroupVersion().String(),
+		APIResources: []metav1.APIResource{{Name: "workloads", Namespaced: true, Kind: "Workload"}},
+	}}
+	client.Discovery().(*fakediscovery.FakeDiscovery).PrependReactor("get", "resource", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if served.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Group: WorkloadsResource.Group}, WorkloadsResource.Resource)
+	})
 	for _, o := range []any{webService(), pod("web-5d9f-a", "10.0.0.1", true), slice(sliceEndpoint{"10.0.0.1", "web-5d9f-a", nil})} {
 		create(t, client, o)
 	}
@@ -311,6 +327,7 @@ func startWithWorkloads(t *testing.T, served bool, workloads ...runtime.Object) 
 		map[schema.GroupVersionResource]string{WorkloadsResource: "WorkloadList"}, workloads...)
 	m := model.New()
 	s := New(client, m, slog.New(slog.DiscardHandler), WithWorkloads(dyn))
+	s.workloadsRetry = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -354,4 +371,15 @@ func TestWorkloadAddressesJoinTheService(t *testing.T) {
 func TestWorkloadsNotServed(t *testing.T) {
 	_, m := startWithWorkloads(t, false, workload("192.168.7.1"))
 	nextMatching(t, watch(t, m, "web.demo.svc.cluster.local:80"), "the pod alone", addrsAre("10.0.0.1:8080"))
+}
+
+// TestWorkloadsServedLater: CRDs installed after the controller started
+// are noticed without a restart.
+func TestWorkloadsServedLater(t *testing.T) {
+	var served atomic.Bool
+	_, m := startWithWorkloadsServed(t, &served, workload("192.168.7.1"))
+	sets := watch(t, m, "web.demo.svc.cluster.local:80")
+	nextMatching(t, sets, "the pod alone", addrsAre("10.0.0.1:8080"))
+	served.Store(true)
+	nextMatching(t, sets, "the pod and the VM", addrsAre("10.0.0.1:8080", "192.168.7.1:8080"))
 }
