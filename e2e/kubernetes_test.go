@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -200,6 +201,19 @@ func TestKubernetes(t *testing.T) {
 			if pod.Annotations["skein.io/injected"] == "" {
 				t.Errorf("pod %s lacks the skein.io/injected annotation: %v", pod.Name, pod.Annotations)
 			}
+		}
+		// `skein-proxy await`, the postStart hook of a proxy injected as a
+		// regular container (before Kubernetes 1.29), returns once a proxy
+		// is ready, and says why it gave up on an address with none.
+		await := func(addr string) (string, error) {
+			out, err := k.tester.Command(t.Context(), filepath.Join(binDir, "skein-proxy"), "await", "-admin-addr", addr, "-timeout", "2s").CombinedOutput()
+			return string(out), err
+		}
+		if out, err := await(net.JoinHostPort(greeters[0].Status.PodIP, "4191")); err != nil {
+			t.Errorf("skein-proxy await on a ready proxy: %v\n%s", err, out)
+		}
+		if out, err := await(net.JoinHostPort(greeters[0].Status.PodIP, "4192")); err == nil || !strings.Contains(out, "not ready (") {
+			t.Errorf("skein-proxy await where no proxy listens (error %v):\n%s", err, out)
 		}
 	})
 

@@ -13,12 +13,21 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/envflag"
 	"github.com/skeinmesh/skein/internal/proxy"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "await" {
+		if err := await(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "skein-proxy await:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, logLevel, err := parseConfig(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
@@ -31,6 +40,23 @@ func main() {
 		cfg.Log.Error("proxy failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// await is `skein-proxy await`: it returns once the proxy beside it is
+// ready. The injector runs it as the proxy's postStart hook where the proxy
+// is a regular container, so that the application's containers start after
+// it (the kubelet starts containers in order, each after the previous
+// one's postStart hook).
+func await(args []string) error {
+	fs := flag.NewFlagSet("skein-proxy await", flag.ContinueOnError)
+	addr := fs.String("admin-addr", "127.0.0.1:4191", "the proxy's admin address")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	return admin.AwaitReady(ctx, "http://"+*addr+"/ready", 100*time.Millisecond)
 }
 
 func parseConfig(args []string) (proxy.Config, slog.Level, error) {

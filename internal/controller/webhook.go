@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
@@ -39,6 +40,22 @@ func (i *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	inject.NewWebhook(cfg, i.kube.CoreV1().Namespaces(), i.log).ServeHTTP(w, r)
 }
 
+// nativeSidecars reports whether the cluster runs native sidecars; where
+// it does not (before 1.29), the injector adds the proxy as the first
+// regular container, which the application's containers wait for.
+func nativeSidecars(d discovery.ServerVersionInterface, log *slog.Logger) bool {
+	v, err := d.ServerVersion()
+	if err != nil {
+		log.Warn("cannot read the Kubernetes version; injecting the proxy as a native sidecar", "err", err)
+		return true
+	}
+	if !inject.SupportsNativeSidecars(v.Major, v.Minor) {
+		log.Warn("Kubernetes "+v.GitVersion+" has no native sidecars by default: injecting the proxy as a regular container", "version", v.GitVersion)
+		return false
+	}
+	return true
+}
+
 // serveWebhook serves the injector on cfg.WebhookAddr until ctx ends.
 func serveWebhook(ctx context.Context, ln net.Listener, cfg Config, issuers identity.IssuerSource, kube kubernetes.Interface, log *slog.Logger) error {
 	icfg := inject.DefaultConfig()
@@ -46,6 +63,7 @@ func serveWebhook(ctx context.Context, ln net.Listener, cfg Config, issuers iden
 	if cfg.ProxyImage != "" {
 		icfg.ProxyImage = cfg.ProxyImage
 	}
+	icfg.NativeSidecars = nativeSidecars(kube.Discovery(), log)
 	mux := http.NewServeMux()
 	mux.Handle("/inject", &injector{cfg: icfg, issuers: issuers, kube: kube, log: log})
 	srv := &http.Server{

@@ -17,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/version"
+	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
@@ -70,5 +72,16 @@ func TestInjectorGivesProxiesTheIssuersTrustAnchors(t *testing.T) {
 	wantEnv, _ := json.Marshal(string(anchor))
 	if !strings.Contains(patch, "SKEIN_PROXY_TRUST_ANCHORS_PEM") || !strings.Contains(patch, string(wantEnv)) {
 		t.Errorf("the patch does not give the proxy the issuer's trust anchor:\n%s", patch)
+	}
+}
+
+// Before 1.29 the injector adds the proxy as a regular container.
+func TestNativeSidecarsFollowTheServerVersion(t *testing.T) {
+	for minor, want := range map[string]bool{"28": false, "29": true, "37": true} {
+		kube := fake.NewClientset()
+		kube.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: minor, GitVersion: "v1." + minor + ".0"}
+		if got := nativeSidecars(kube.Discovery(), slog.New(slog.DiscardHandler)); got != want {
+			t.Errorf("1.%s: native sidecars %v, want %v", minor, got, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,25 @@ type Config struct {
 	// regular container.
 	NativeSidecars bool
 }
+
+// AwaitCommand waits in the proxy's container until the proxy is ready.
+var AwaitCommand = []string{"skein-proxy", "await", "-timeout", "2m"}
+
+// SupportsNativeSidecars reports whether a Kubernetes server of this
+// version runs native sidecars (init containers with restartPolicy
+// Always): on by default from 1.29, GA in 1.33.
+func SupportsNativeSidecars(major, minor string) bool {
+	maj, err1 := strconv.Atoi(major)
+	min, err2 := strconv.Atoi(strings.TrimRight(minor, "+")) // GKE and EKS say "29+"
+	if err1 != nil || err2 != nil {
+		return false // a regular container works everywhere
+	}
+	return maj > 1 || maj == 1 && min >= NativeSidecarsMinMinor
+}
+
+// NativeSidecarsMinMinor is the first Kubernetes 1.x with native sidecars
+// on by default.
+const NativeSidecarsMinMinor = 29
 
 // DefaultConfig returns the settings of a default `skein install`.
 func DefaultConfig() Config {
@@ -109,6 +129,12 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 		proxy.RestartPolicy = &always
 		spec.InitContainers = append([]corev1.Container{init, proxy}, spec.InitContainers...)
 	} else {
+		// The kubelet starts containers in order, each after the one
+		// before has run its postStart hook: the application starts once
+		// its proxy is ready, as with a native sidecar.
+		proxy.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
+			Exec: &corev1.ExecAction{Command: AwaitCommand},
+		}}
 		spec.InitContainers = append([]corev1.Container{init}, spec.InitContainers...)
 		spec.Containers = append([]corev1.Container{proxy}, spec.Containers...)
 	}

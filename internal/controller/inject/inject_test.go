@@ -145,6 +145,25 @@ func TestInjectWithoutNativeSidecarsPutsProxyFirst(t *testing.T) {
 	if patched.Spec.Containers[0].RestartPolicy != nil {
 		t.Error("a regular container must not have a restartPolicy")
 	}
+	// The application starts after the proxy's postStart hook returns.
+	hook := patched.Spec.Containers[0].Lifecycle
+	if hook == nil || hook.PostStart == nil || hook.PostStart.Exec == nil || strings.Join(hook.PostStart.Exec.Command, " ") != "skein-proxy await -timeout 2m" {
+		t.Errorf("proxy lifecycle = %+v, want a postStart hook that awaits the proxy", hook)
+	}
+}
+
+func TestSupportsNativeSidecars(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor string
+		want         bool
+	}{
+		{"1", "28", false}, {"1", "29", true}, {"1", "33", true}, {"1", "30+", true}, {"1", "28+", false},
+		{"2", "0", true}, {"", "", false}, {"1", "x", false},
+	} {
+		if got := SupportsNativeSidecars(tc.major, tc.minor); got != tc.want {
+			t.Errorf("%q.%q: %v, want %v", tc.major, tc.minor, got, tc.want)
+		}
+	}
 }
 
 func TestInjectReadsAnnotations(t *testing.T) {

@@ -9,11 +9,14 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skeinmesh/skein/internal/controller/inject"
 )
 
 // MinMinor is the oldest Kubernetes 1.x that Skein expects: native sidecar
 // containers (the injected proxy) are on by default from 1.29 (GA in 1.33).
-const MinMinor = 29
+// Older servers get the proxy as a regular container.
+const MinMinor = inject.NativeSidecarsMinMinor
 
 // PreInstall checks that Skein can be installed: the API server answers,
 // is recent enough, the caller may create what `skein install` renders,
@@ -41,7 +44,7 @@ func (c *Checker) checkVersion() []Result {
 		return []Result{ok(reach), warned(name, "", "cannot read the server version %q.%q", info.Major, info.Minor)}
 	}
 	if minor < MinMinor {
-		return []Result{ok(reach), warned(name, "upgrade the cluster: injected proxies run as native sidecars (on by default from 1.29)",
+		return []Result{ok(reach), warned(name, "upgrade the cluster: below 1.29 the proxy is injected as a regular container, which Jobs wait for forever and which stops before the application does",
 			"the server is %s", info.GitVersion)}
 	}
 	return []Result{ok(reach), ok(name)}
