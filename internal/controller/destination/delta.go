@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"github.com/skeinmesh/skein/internal/model"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 )
@@ -31,32 +33,66 @@ type deltaKey struct {
 // by streams and never modified (marshalling only reads them).
 type deltaCache struct {
 	mu      sync.Mutex
-	entries map[deltaKey][]*destinationpb.Update
+	entries map[deltaKey]*delta
+}
+
+// delta is the messages of one change, and their encoding, made once by
+// the first stream that sends them and then written as they are by every
+// other: a 5,000-endpoint snapshot is marshalled once, not once per proxy.
+type delta struct {
+	updates []*destinationpb.Update
+
+	once    sync.Once
+	encoded []*grpc.PreparedMsg // nil when encoding failed: send updates
+}
+
+// prepared returns the encoded messages, encoding them with stream's codec
+// on the first call. The encoding is uncompressed: the controller registers
+// no compressor, so no stream can ask for one (cmd/skein-controller's
+// TestControllerRegistersNoCompressor), and the bytes suit every stream.
+func (d *delta) prepared(stream grpc.ServerStream) []*grpc.PreparedMsg {
+	d.once.Do(func() {
+		encoded := make([]*grpc.PreparedMsg, len(d.updates))
+		for i, u := range d.updates {
+			encoded[i] = new(grpc.PreparedMsg)
+			if err := encoded[i].Encode(stream, u); err != nil {
+				return // Send marshals, and reports the error
+			}
+		}
+		d.encoded = encoded
+	})
+	return d.encoded
 }
 
 // maxDeltas bounds the cache; it is cleared when full: the changes that
 // matter are the latest few per destination.
 const maxDeltas = 4096
 
-func (c *deltaCache) updates(path string, sent *sentState, next model.EndpointSet) []*destinationpb.Update {
+// change returns the change that takes a stream from what it sent to next,
+// shared with every stream making the same change.
+func (c *deltaCache) change(path string, sent *sentState, next model.EndpointSet) *delta {
 	key := deltaKey{path: path, started: sent.started, from: sent.set.Version, to: next.Version}
 	cacheable := next.Version != 0 && (!sent.started || sent.set.Version != 0)
 	c.mu.Lock()
-	u, ok := c.entries[key]
+	d, ok := c.entries[key]
 	c.mu.Unlock()
 	if !ok || !cacheable {
-		u = between(sent.started, sent.set, next)
+		d = &delta{updates: between(sent.started, sent.set, next)}
 		if cacheable {
 			c.mu.Lock()
 			if c.entries == nil || len(c.entries) >= maxDeltas {
-				c.entries = make(map[deltaKey][]*destinationpb.Update)
+				c.entries = make(map[deltaKey]*delta)
 			}
-			c.entries[key] = u
+			if shared, ok := c.entries[key]; ok {
+				d = shared // another stream made it meanwhile
+			} else {
+				c.entries[key] = d
+			}
 			c.mu.Unlock()
 		}
 	}
 	sent.started, sent.set = true, next
-	return u
+	return d
 }
 
 // between returns the updates that take a client from prev (nothing, when

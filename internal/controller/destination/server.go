@@ -92,8 +92,16 @@ func (s *Server) send(ctx context.Context, path string, stream grpc.ServerStream
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case set := <-latest:
-			for _, u := range s.deltas.updates(path, &sent, set) {
-				if err := stream.Send(u); err != nil {
+			change := s.deltas.change(path, &sent, set)
+			encoded := change.prepared(stream)
+			for i, u := range change.updates {
+				var err error
+				if encoded != nil {
+					err = stream.SendMsg(encoded[i])
+				} else {
+					err = stream.Send(u)
+				}
+				if err != nil {
 					return fmt.Errorf("sending destination update: %w", err)
 				}
 				s.metrics.updatesSent.WithLabelValues(updateKind(u)).Inc()

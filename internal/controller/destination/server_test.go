@@ -295,14 +295,65 @@ func TestStreamsShareTheChangesMessages(t *testing.T) {
 	second.Version = 2
 	second.Endpoints = append(first.Endpoints[:2:2], model.Endpoint{Addr: netip.MustParseAddrPort("10.0.0.4:80")}, first.Endpoints[2])
 	var a, b sentState
-	c.updates("web:80", &a, first)
-	c.updates("web:80", &b, first)
-	ua := c.updates("web:80", &a, second)
-	ub := c.updates("web:80", &b, second)
+	c.change("web:80", &a, first)
+	c.change("web:80", &b, first)
+	ua := c.change("web:80", &a, second).updates
+	ub := c.change("web:80", &b, second).updates
 	if len(ua) != 1 || ua[0].GetAdd() == nil || len(ua[0].GetAdd().GetEndpoints()) != 1 {
 		t.Fatalf("updates %v, want one add of 10.0.0.4:80", ua)
 	}
 	if len(ub) != len(ua) || ub[0] != ua[0] {
 		t.Errorf("the second stream got its own messages for the same change, want the first stream's shared")
+	}
+}
+
+// Streams that get the same snapshot share one encoding of it: a big set
+// is marshalled once for all the proxies watching it.
+func TestStreamsShareOneEncodingOfASnapshot(t *testing.T) {
+	const dst = "web.demo.svc.cluster.local:8080"
+	w := modeltest.NewWatcher()
+	set := bigSet(1)
+	set.Version = 7
+	w.Set(dst, set)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(w, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+
+	var first *destinationpb.Update
+	for range 3 {
+		stream, err := dial(t, lis.Addr().String()).Get(t.Context(), &destinationpb.GetDestination{Path: dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.GetSnapshot().GetEndpoints()) != len(set.Endpoints) {
+			t.Fatalf("snapshot of %d endpoints, want %d", len(got.GetSnapshot().GetEndpoints()), len(set.Endpoints))
+		}
+		if first == nil {
+			first = got
+		} else if !proto.Equal(got, first) {
+			t.Fatal("streams got different snapshots of one set")
+		}
+	}
+	srv.deltas.mu.Lock()
+	defer srv.deltas.mu.Unlock()
+	d := srv.deltas.entries[deltaKey{path: dst, to: 7}]
+	if d == nil || len(srv.deltas.entries) != 1 {
+		t.Fatalf("cache holds %d changes, want the one snapshot", len(srv.deltas.entries))
+	}
+	if len(d.encoded) != 1 {
+		t.Errorf("the snapshot was not encoded for sharing (%d encoded messages)", len(d.encoded))
 	}
 }
