@@ -2,9 +2,12 @@ package check
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -59,8 +62,14 @@ func (p ServiceProxyProber) Ready(ctx context.Context) error {
 		ProxyGet("http", install.ControllerName, install.AdminProxyPort, "/ready", nil).
 		DoRaw(ctx)
 	if err != nil {
-		if len(body) > 0 {
-			return fmt.Errorf("%w: %s", err, truncate(string(body), 200))
+		// The API server's own answers are a Status (no endpoints, ...);
+		// the controller's are plain text.
+		var st metav1.Status
+		if json.Unmarshal(body, &st) == nil && st.Message != "" {
+			return fmt.Errorf("%w: %s", err, st.Message)
+		}
+		if text := strings.TrimSpace(string(body)); text != "" {
+			return fmt.Errorf("%w: %s", err, truncate(text, 200))
 		}
 		return err
 	}

@@ -30,8 +30,8 @@ const (
 // controllers are the kube-controller-manager loops a test cluster runs:
 // enough for Services to get EndpointSlices from Pod status, for Deployments
 // to make Pods, for namespaces and owned objects to be deleted, and for
-// namespaces to get their default ServiceAccount and kube-root-ca.crt.
-// Nothing schedules Pods or runs them: tests set spec.nodeName and the pod
+// namespaces to get their default ServiceAccount and kube-root-ca.crt, and
+// for PodDisruptionBudgets to get their status. Nothing schedules Pods or runs them: tests set spec.nodeName and the pod
 // status themselves.
 var controllers = []string{
 	"endpointslice-controller",
@@ -43,6 +43,7 @@ var controllers = []string{
 	"serviceaccount-controller",
 	"root-ca-certificate-publisher-controller",
 	"clusterrole-aggregation-controller",
+	"disruption-controller",
 }
 
 // files are what Start writes into the cluster's directory.
