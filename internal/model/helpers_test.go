@@ -47,6 +47,17 @@ func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 // topicChanges reads how often a watched destination's set changed.
 func topicChanges(t testing.TB, m *Model, dst string) int {
 	t.Helper()
+	return readTopic(t, m, dst).changes
+}
+
+// topicResolves reads how often a watched destination's set was computed.
+func topicResolves(t testing.TB, m *Model, dst string) int {
+	t.Helper()
+	return readTopic(t, m, dst).resolves
+}
+
+func readTopic(t testing.TB, m *Model, dst string) topic {
+	t.Helper()
 	key, err := m.parseDst(dst)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +68,7 @@ func topicChanges(t testing.TB, m *Model, dst string) int {
 	if !ok {
 		t.Fatalf("%s is not watched", dst)
 	}
-	return tp.changes
+	return *tp
 }
 
 func webInstance(name, addr string, ready, meshed bool) Instance {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -319,5 +320,65 @@ func TestParseOpaquePorts(t *testing.T) {
 		if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
 			t.Errorf("ParseOpaquePorts(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+// A source that says again what it said (a files reload, an informer
+// resync) changes nothing: no destination is recomputed.
+func TestReplaceWithTheSameInstancesChangesNothing(t *testing.T) {
+	m := New()
+	w := m.Writer("files")
+	snap := func(ready bool) Snapshot {
+		return Snapshot{
+			Services:  []Service{webService},
+			Instances: []Instance{webInstance("web-1", "10.0.0.1", true, true), webInstance("web-2", "10.0.0.2", ready, true)},
+		}
+	}
+	w.Replace(snap(true))
+	const dst = "web.demo.svc.cluster.local:80"
+	sets := watch(t, m, dst)
+	if got := addrs(next(t, sets)); len(got) != 2 {
+		t.Fatalf("endpoints %v, want 2", got)
+	}
+	resolved := topicResolves(t, m, dst)
+	w.Replace(snap(true)) // equal copies, new maps
+	if n := topicResolves(t, m, dst) - resolved; n != 0 {
+		t.Fatalf("the same snapshot again recomputed the set %d times", n)
+	}
+	w.Replace(snap(false))
+	if got := addrs(next(t, sets)); len(got) != 1 {
+		t.Fatalf("endpoints %v after web-2 became unready, want 1", got)
+	}
+}
+
+// equal must look at every field: one it skipped would make a real change
+// look like a repeat.
+func TestInstanceEqualSeesEveryField(t *testing.T) {
+	base := webInstance("web-1", "10.0.0.1", true, true)
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		changed := base
+		changed.Labels, changed.Ports = maps.Clone(base.Labels), maps.Clone(base.Ports)
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		switch v := f.Addr().Interface().(type) {
+		case *string:
+			*v += "-changed"
+		case *bool:
+			*v = !*v
+		case *netip.Addr:
+			*v = ip("10.9.9.9")
+		case *map[string]string:
+			(*v)["changed"] = "yes"
+		case *map[string]uint16:
+			(*v)["changed"] = 1
+		default:
+			t.Fatalf("field %s has a type this test cannot change: teach it, and Instance.equal", typ.Field(i).Name)
+		}
+		if base.equal(changed) {
+			t.Errorf("Instance.equal ignores field %s", typ.Field(i).Name)
+		}
+	}
+	if !base.equal(webInstance("web-1", "10.0.0.1", true, true)) {
+		t.Error("equal instances are not equal")
 	}
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -62,6 +63,14 @@ type Instance struct {
 	// instances even when the service has EndpointSlices, since
 	// Kubernetes' slices list pods only.
 	External bool
+}
+
+// equal reports whether i and o say the same.
+func (i Instance) equal(o Instance) bool {
+	return i.Namespace == o.Namespace && i.Name == o.Name && i.Workload == o.Workload &&
+		i.ServiceAccount == o.ServiceAccount && i.IP == o.IP && i.Ready == o.Ready &&
+		i.Meshed == o.Meshed && i.External == o.External &&
+		maps.Equal(i.Labels, o.Labels) && maps.Equal(i.Ports, o.Ports)
 }
 
 // EndpointSlice is an explicit endpoint list for one service, as Kubernetes

@@ -12,8 +12,9 @@ type topic struct {
 	key       topicKey
 	current   *EndpointSet
 	listeners map[*listener]struct{}
-	// changes counts how often current was replaced (tests read it).
-	changes int
+	// changes counts how often current was replaced, resolves how often
+	// it was computed (tests read them).
+	changes, resolves int
 }
 
 // listener is one Watch call. Its channel holds at most the latest set not
@@ -124,6 +125,7 @@ func (m *Model) publish(c *changes) {
 		}
 	}
 	for t := range touched {
+		t.resolves++
 		next := m.resolve(t.key)
 		if setsEqual(t.current, next) {
 			continue

@@ -2,6 +2,7 @@ package model
 
 import (
 	"net/netip"
+	"reflect"
 )
 
 // Writer is one source's handle on the model. Objects written through it
@@ -142,6 +143,11 @@ func (m *Model) write(apply func(*changes)) {
 }
 
 func (m *Model) setService(source string, key objKey, s *Service, c *changes) {
+	if s != nil {
+		if cur := m.services[key][source]; cur != nil && reflect.DeepEqual(*cur, *s) {
+			return // said again
+		}
+	}
 	before, after := setLayer(m.services, key, source, s)
 	if before == after {
 		return
@@ -164,6 +170,14 @@ func (m *Model) setService(source string, key objKey, s *Service, c *changes) {
 }
 
 func (m *Model) setInstance(source string, key objKey, in *instance, c *changes) {
+	if in != nil {
+		if cur := m.instances[key][source]; cur != nil && cur.Instance.equal(in.Instance) {
+			// Said again (a reload, an informer update of fields the model
+			// does not keep): nothing to recompute, and the endpoint keeps
+			// its label maps.
+			return
+		}
+	}
 	before, after := setLayer(m.instances, key, source, in)
 	if before == after {
 		return
@@ -202,6 +216,11 @@ func (m *Model) setInstance(source string, key objKey, in *instance, c *changes)
 }
 
 func (m *Model) setSlice(source string, key objKey, s *EndpointSlice, c *changes) {
+	if s != nil {
+		if cur := m.slices[key][source]; cur != nil && reflect.DeepEqual(*cur, *s) {
+			return // said again
+		}
+	}
 	before, after := setLayer(m.slices, key, source, s)
 	if before == after {
 		return
