@@ -108,22 +108,17 @@ func between(started bool, prev, next model.EndpointSet) []*destinationpb.Update
 	if !started || !prev.Exists || prev.Service != next.Service || !slices.Equal(prev.OpaquePorts, next.OpaquePorts) {
 		return []*destinationpb.Update{snapshotOf(next)}
 	}
-	before, after := indexByAddr(prev.Endpoints), indexByAddr(next.Endpoints)
 	var added []*destinationpb.Endpoint
-	for addr, ep := range after {
-		if old, ok := before[addr]; !ok || !sameEndpoint(old, ep) {
-			added = append(added, toProtoEndpoint(ep))
-		}
-	}
 	var removed []string
-	for addr := range before {
-		if _, ok := after[addr]; !ok {
-			removed = append(removed, addr.String())
-		}
+	var size int // endpoints in next
+	if sortedByAddr(prev.Endpoints) && sortedByAddr(next.Endpoints) {
+		added, removed, size = diffSorted(prev.Endpoints, next.Endpoints)
+	} else {
+		added, removed, size = diffUnsorted(prev.Endpoints, next.Endpoints)
 	}
 	// A delta touching as many endpoints as the new set holds is no
 	// cheaper than the set itself, and one message is simpler to apply.
-	if len(added)+len(removed) >= len(after) && len(added)+len(removed) > 0 {
+	if len(added)+len(removed) >= size && len(added)+len(removed) > 0 {
 		return []*destinationpb.Update{snapshotOf(next)}
 	}
 	var updates []*destinationpb.Update
@@ -148,6 +143,65 @@ func snapshotOf(set model.EndpointSet) *destinationpb.Update {
 
 func doesNotExist() *destinationpb.Update {
 	return &destinationpb.Update{Kind: &destinationpb.Update_DoesNotExist{DoesNotExist: &destinationpb.DoesNotExist{}}}
+}
+
+// sortedByAddr reports whether eps are in strictly increasing address order
+// (no duplicates), as the model hands out service sets.
+func sortedByAddr(eps []model.Endpoint) bool {
+	for i := 1; i < len(eps); i++ {
+		if eps[i-1].Addr.Compare(eps[i].Addr) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// diffSorted walks two sorted sets side by side: what is new or changed in
+// next, what is gone from prev, and how many endpoints next holds. Endpoints
+// without a valid address are dropped, as in diffUnsorted.
+func diffSorted(prev, next []model.Endpoint) (added []*destinationpb.Endpoint, removed []string, size int) {
+	i, j := 0, 0
+	for i < len(prev) || j < len(next) {
+		switch {
+		case j == len(next) || i < len(prev) && prev[i].Addr.Compare(next[j].Addr) < 0:
+			if prev[i].Addr.IsValid() {
+				removed = append(removed, prev[i].Addr.String())
+			}
+			i++
+		case i == len(prev) || prev[i].Addr.Compare(next[j].Addr) > 0:
+			if next[j].Addr.IsValid() {
+				added = append(added, toProtoEndpoint(next[j]))
+				size++
+			}
+			j++
+		default:
+			if next[j].Addr.IsValid() {
+				if !sameEndpoint(prev[i], next[j]) {
+					added = append(added, toProtoEndpoint(next[j]))
+				}
+				size++
+			}
+			i++
+			j++
+		}
+	}
+	return added, removed, size
+}
+
+// diffUnsorted is diffSorted for sets in any order, through maps.
+func diffUnsorted(prev, next []model.Endpoint) (added []*destinationpb.Endpoint, removed []string, size int) {
+	before, after := indexByAddr(prev), indexByAddr(next)
+	for addr, ep := range after {
+		if old, ok := before[addr]; !ok || !sameEndpoint(old, ep) {
+			added = append(added, toProtoEndpoint(ep))
+		}
+	}
+	for addr := range before {
+		if _, ok := after[addr]; !ok {
+			removed = append(removed, addr.String())
+		}
+	}
+	return added, removed, len(after)
 }
 
 // indexByAddr keys endpoints by address; for a duplicate the last one wins,
