@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string) error {
 	if dir == "" {
 		dir = filepath.Join(root, "bench", "results")
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("writing results: %w", err)
+	}
 	data, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err
