@@ -27,6 +27,13 @@ import (
 // startServer serves a Destination server over w on a loopback socket.
 func startServer(t testing.TB, w model.Watcher, reg prometheus.Registerer) string {
 	t.Helper()
+	_, addr := serve(t, w, reg)
+	return addr
+}
+
+// serve is startServer that also returns the Server.
+func serve(t testing.TB, w model.Watcher, reg prometheus.Registerer) (*Server, string) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +46,7 @@ func startServer(t testing.TB, w model.Watcher, reg prometheus.Registerer) strin
 	srv.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
-	return lis.Addr().String()
+	return srv, lis.Addr().String()
 }
 
 func dial(t testing.TB, addr string) destinationpb.DestinationClient {
@@ -317,22 +324,11 @@ func TestStreamsShareOneEncodingOfASnapshot(t *testing.T) {
 	set := bigSet(1)
 	set.Version = 7
 	w.Set(dst, set)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(w, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
+	srv, addr := serve(t, w, nil)
 
 	var first *destinationpb.Update
 	for range 3 {
-		stream, err := dial(t, lis.Addr().String()).Get(t.Context(), &destinationpb.GetDestination{Path: dst})
+		stream, err := dial(t, addr).Get(t.Context(), &destinationpb.GetDestination{Path: dst})
 		if err != nil {
 			t.Fatal(err)
 		}

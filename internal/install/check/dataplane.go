@@ -209,18 +209,10 @@ func trustsAny(bundlePEM string, anchors []*x509.Certificate) bool {
 
 // proxyTrouble says in a few words why a proxy is not ready, "" when it is.
 func proxyTrouble(status *corev1.ContainerStatus) string {
-	switch {
-	case status == nil:
+	if status == nil {
 		return "not started"
-	case status.Ready:
-		return ""
-	case status.State.Waiting != nil && status.State.Waiting.Reason != "":
-		return status.State.Waiting.Reason
-	case status.State.Terminated != nil:
-		t := status.State.Terminated
-		return fmt.Sprintf("terminated (%s, exit code %d)", t.Reason, t.ExitCode)
 	}
-	return "running, /ready fails"
+	return containerTrouble(*status)
 }
 
 // podList collects the pods a check found at fault, for its detail line.

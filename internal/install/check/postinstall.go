@@ -156,20 +156,29 @@ func podReady(pod *corev1.Pod) bool {
 // podTrouble says in a few words why a pod is not ready.
 func podTrouble(pod *corev1.Pod) string {
 	for _, cs := range pod.Status.ContainerStatuses {
-		if w := cs.State.Waiting; w != nil && w.Reason != "" {
-			return w.Reason
-		}
-		if t := cs.State.Terminated; t != nil {
-			return fmt.Sprintf("container %s terminated (%s, exit code %d)", cs.Name, cmp.Or(t.Reason, "no reason given"), t.ExitCode)
-		}
-		if !cs.Ready {
-			return "running, not ready: /ready fails"
+		if trouble := containerTrouble(cs); trouble != "" {
+			return trouble
 		}
 	}
 	if pod.Status.Phase != "" {
 		return string(pod.Status.Phase)
 	}
 	return "not scheduled"
+}
+
+// containerTrouble says in a few words why a container is not ready, ""
+// when it is.
+func containerTrouble(cs corev1.ContainerStatus) string {
+	switch {
+	case cs.Ready:
+		return ""
+	case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+		return cs.State.Waiting.Reason
+	case cs.State.Terminated != nil:
+		t := cs.State.Terminated
+		return fmt.Sprintf("container %s terminated (%s, exit code %d)", cs.Name, cmp.Or(t.Reason, "no reason given"), t.ExitCode)
+	}
+	return "running, not ready: /ready fails"
 }
 
 func (c *Checker) checkAdminReady(ctx context.Context) Result {
