@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -297,6 +298,19 @@ spec:
 	if got := readAfterSending(t, cp.plain, opaqueAddr, plainMarker+"\r\nQUIT\r\n"); len(got) != 0 {
 		t.Errorf("plaintext to the opaque port %s read %q, want the connection closed with nothing (not even the greeting)", opaqueAddr, got)
 	}
+	// TLS that is not the mesh's (another ALPN, no client certificate) is
+	// not mTLS either: closed after its ClientHello, no handshake answer.
+	raw, err := dialer(cp.plain)(ctx, "tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}, ServerName: "strict"})
+	err = tc.Handshake()
+	raw.Close()
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("foreign TLS to %s: handshake ended with %v, want the connection closed", httpAddr, err)
+	}
 	// A port that does not require mTLS still serves plaintext.
 	plainGRPC, _ := grpcConn(t, cp.plain, fmt.Sprintf("%s:%d", strict.IP, cpPortGRPC))
 	if resp, err := plainGRPC.UnaryCall(ctx, &testpb.SimpleRequest{FillServerId: true}); err != nil || resp.GetServerId() != "strict" {
@@ -312,8 +326,8 @@ spec:
 		t.Errorf("the unmeshed client's bytes reached the application:\n%s", log)
 	}
 	m := scrape(t, strict)
-	if n := m.sum("tcp_close_total", map[string]string{"direction": "inbound", "errno": "require_mtls"}); n != 2 {
-		t.Errorf("tcp_close_total{direction=inbound,errno=require_mtls} = %v, want 2 (one HTTP, one opaque connection)", n)
+	if n := m.sum("tcp_close_total", map[string]string{"direction": "inbound", "errno": "require_mtls"}); n != 3 {
+		t.Errorf("tcp_close_total{direction=inbound,errno=require_mtls} = %v, want 3 (plaintext HTTP, opaque, foreign TLS)", n)
 	}
 	if n := m.sum("response_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": clientID}); n < 1 {
 		t.Errorf("the strict proxy counted %v mTLS responses for %s, want at least 1", n, clientID)
