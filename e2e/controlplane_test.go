@@ -204,27 +204,40 @@ func (cp *controlPlane) startController(ctx context.Context) error {
 	return waitReady(ctx, cp.ctl, p, fmt.Sprintf("http://127.0.0.1:%d/ready", portCtlAdmin))
 }
 
-// injectMeshed starts h's proxy with an identity from the controller.
-func (cp *controlPlane) injectMeshed(ctx context.Context, h *netns.Host, id string) error {
-	token, err := skein(ctx, "identity", "token", "--key", filepath.Join(cp.identityDir, "join-token.key"), "--identity", id, "--ttl", "2h")
+// injectMeshed starts h's proxy with an identity from the controller and
+// extra proxy flags, and waits until it is ready.
+func (cp *controlPlane) injectMeshed(ctx context.Context, h *netns.Host, id string, extra ...string) error {
+	p, err := cp.startMeshedProxy(ctx, h, id, extra...)
 	if err != nil {
 		return err
 	}
+	return waitReady(ctx, h, p, "http://127.0.0.1:4191/ready")
+}
+
+// startMeshedProxy is injectMeshed without the wait: the proxy is not ready
+// before the controller has certified it.
+func (cp *controlPlane) startMeshedProxy(ctx context.Context, h *netns.Host, id string, extra ...string) (*proc, error) {
+	token, err := skein(ctx, "identity", "token", "--key", filepath.Join(cp.identityDir, "join-token.key"), "--identity", id, "--ttl", "2h")
+	if err != nil {
+		return nil, err
+	}
 	tokenFile := filepath.Join(cp.dir, "token-"+h.Name)
 	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	p, err := cp.inject(ctx, h, "redirect",
+	p, err := cp.startProxy(ctx, h, "redirect", append([]string{
 		"-controller-addr", fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC),
 		"-identity", id,
 		"-token-file", tokenFile,
 		"-trust-anchors", filepath.Join(cp.identityDir, "ca.crt"),
-		"-opaque-ports", fmt.Sprint(cpPortOpaque))
+		"-opaque-ports", fmt.Sprint(cpPortOpaque)}, extra...)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	cp.mu.Lock()
 	cp.proxies[h.Name] = p
-	return nil
+	cp.mu.Unlock()
+	return p, nil
 }
 
 // writeManifests writes the controller's manifests from cp.inService,

@@ -162,6 +162,15 @@ func (p *proc) tail(n int) string {
 // inject runs skein-init in h with the given mode, then skein-proxy as its
 // own uid with proxyArgs, and waits until the proxy is ready.
 func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
+	p, err := m.startProxy(ctx, h, mode, proxyArgs...)
+	if err != nil {
+		return nil, err
+	}
+	return p, waitReady(ctx, h, p, "http://127.0.0.1:4191/ready")
+}
+
+// startProxy is inject without the wait for readiness.
+func (m *mesh) startProxy(ctx context.Context, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
 	out, err := h.Command(ctx, filepath.Join(binDir, "skein-init"), "--proxy-uid", fmt.Sprint(proxyUID), "--mode", mode).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("skein-init in %s: %v\n%s", h.Name, err, out)
@@ -177,11 +186,7 @@ func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs
 		"-shutdown-grace", "5s",
 		"-log-level", "debug",
 	}, proxyArgs...)
-	p, err := m.start("proxy-"+h.Name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
-	if err != nil {
-		return nil, err
-	}
-	return p, waitReady(ctx, h, p, "http://127.0.0.1:4191/ready")
+	return m.start("proxy-"+h.Name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
 }
 
 // dumpLogs prints every process's last log lines when t failed.

@@ -199,8 +199,12 @@ func TestPeerFromAnotherTrustAnchorIsRefused(t *testing.T) {
 		// arrives after the client's handshake: read it.
 		_, err = tc.Read(make([]byte, 1))
 	}
-	if err == nil {
-		t.Fatal("the server proxy accepted a client certificate from another trust anchor")
+	// The server must say why: a TLS alert, not a timeout or a silent
+	// close (a server that accepted the certificate and then waited would
+	// fail here on the read deadline).
+	const alert = "remote error: tls: bad certificate"
+	if err == nil || !strings.Contains(err.Error(), alert) {
+		t.Fatalf("the server proxy answered a client certificate from another trust anchor with %v, want the TLS alert %q", err, alert)
 	}
 	t.Logf("refused as it should be: %v", err)
 }
@@ -371,19 +375,44 @@ func TestEndpointChangesReachTrafficWithinASecond(t *testing.T) {
 
 func TestControllerOutageFailsNoRequest(t *testing.T) {
 	cp := getControlPlane(t)
+	// An HTTP destination the client watches before the outage.
+	name := fmt.Sprintf("echo.%s.svc.cluster.local:%d", echoNamespace, cpPortHTTP)
+	watched := fmt.Sprintf("http://%s:%d/echo", cp.vip, cpPortHTTP)
+	if code, why, _ := postMarker(t, cp.client, watched, name, "warm-up"); code != http.StatusOK {
+		t.Fatalf("before the outage: %d %q from %s, want 200", code, why, name)
+	}
+	capt := startCapture(t, cp.net)
 	stop := make(chan struct{})
 	load, wg := runSteadyLoad(t, cp.client, fmt.Sprintf("%s:%d", cp.vip, cpPortGRPC), 100, stop)
 	defer func() { close(stop); wg.Wait() }()
 	newcomer := cp.servers[2]
 
 	time.Sleep(time.Second)
-	cp.controller.stop()
-	t.Log("controller stopped")
+	stopControllerForTest(t, cp)
+	down := time.Now()
 	// While it is down, an endpoint is added to the source.
 	if err := cp.setInService(newcomer, true); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Second)
+	// A watched destination keeps working, over mTLS; one the client never
+	// watched is refused, never sent in plaintext on a guess.
+	marker := "SKEIN-OUTAGE-" + hex.EncodeToString(randomBytes(8))
+	if code, why, _ := postMarker(t, cp.client, watched, name, marker); code != http.StatusOK {
+		t.Errorf("watched destination during the outage: %d %q, want 200", code, why)
+	}
+	unwatched := fmt.Sprintf("%s:%d", cp.servers[1].IP, cpPortHTTP)
+	for i := range 2 {
+		code, why, took := postMarker(t, cp.client, "http://"+unwatched+"/echo", "", marker)
+		t.Logf("unwatched destination during the outage, request %d: %d in %v", i, code, took.Round(time.Millisecond))
+		if code != http.StatusServiceUnavailable || why != refusedWithoutMTLS(unwatched) {
+			t.Errorf("unwatched destination during the outage, request %d: %d %q, want 503 %q", i, code, why, refusedWithoutMTLS(unwatched))
+		}
+	}
+	unwatchedOpaque := fmt.Sprintf("%s:%d", cp.servers[1].IP, cpPortOpaque)
+	if got := readAfterSending(t, cp.client, unwatchedOpaque, marker+"\r\nQUIT\r\n"); len(got) != 0 {
+		t.Errorf("opaque connection to unwatched %s during the outage read %q, want it closed with nothing", unwatchedOpaque, got)
+	}
+	time.Sleep(30*time.Second - time.Since(down))
 	if f := load.failed(); len(f) > 0 {
 		t.Fatalf("%d calls failed while the controller was down; first: %v", len(f), f[0])
 	}
@@ -410,6 +439,7 @@ func TestControllerOutageFailsNoRequest(t *testing.T) {
 	if err := cp.setInService(newcomer, false); err != nil {
 		t.Fatal(err)
 	}
+	checkWireHasNo(t, cp, capt, marker)
 }
 
 // proxyIdentity reads a proxy's /identity.

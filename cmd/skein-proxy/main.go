@@ -74,6 +74,8 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
+	fs.BoolVar(&cfg.RequireMTLS.All, "require-mtls", false, "refuse plaintext connections from the network on every inbound port (needs -identity)")
+	requireMTLSPorts := fs.String("require-mtls-ports", "", "comma-separated inbound ports that refuse plaintext connections from the network (needs -identity)")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "how long to wait for a client's first bytes")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight work may finish on shutdown")
 	labels := fs.String("labels", "", "the workload's own labels for metrics, as k=v,k=v")
@@ -89,6 +91,9 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	var err error
 	if cfg.OpaquePorts, err = parsePorts(*opaque); err != nil {
 		return cfg, 0, fmt.Errorf("-opaque-ports: %w", err)
+	}
+	if cfg.RequireMTLS.Ports, err = parsePorts(*requireMTLSPorts); err != nil {
+		return cfg, 0, fmt.Errorf("-require-mtls-ports: %w", err)
 	}
 	if cfg.Labels, err = parseLabels(*labels); err != nil {
 		return cfg, 0, fmt.Errorf("-labels: %w", err)

@@ -39,6 +39,7 @@ func main() {
 	bannerAddr := flag.String("banner", "", "server-speaks-first TCP listen address")
 	call := flag.String("call", "", "act as a gRPC client: call this target's UnaryCall on one connection and report answers per replica")
 	rate := flag.Int("rate", 50, "calls per second with -call")
+	logInput := flag.Bool("log-input", false, "print a line for every HTTP request (\"request <uri>\") and banner line (\"line <text>\") received, so a test can tell what reached the application")
 	flag.Parse()
 	if *id == "" {
 		*id = os.Getenv("POD_NAME") // set by skein up
@@ -58,7 +59,11 @@ func main() {
 	}
 	if *httpAddr != "" {
 		ln := listen(*httpAddr)
-		srv := &http.Server{Handler: httpHandler(*id), ReadHeaderTimeout: 10 * time.Second}
+		h := httpHandler(*id)
+		if *logInput {
+			h = logRequests(h)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { <-ctx.Done(); srv.Shutdown(context.Background()) }()
 		go func() {
 			if err := srv.Serve(ln); err != http.ErrServerClosed {
@@ -69,7 +74,7 @@ func main() {
 	if *bannerAddr != "" {
 		ln := listen(*bannerAddr)
 		go func() { <-ctx.Done(); ln.Close() }()
-		go serveBanner(ln, *id)
+		go serveBanner(ln, *id, *logInput)
 	}
 	if *call != "" {
 		go callLoop(ctx, *call, *rate)
@@ -211,8 +216,16 @@ func httpHandler(id string) http.Handler {
 	return mux
 }
 
+// logRequests prints every request's URI before handing it on.
+func logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("request %s\n", r.RequestURI)
+		next.ServeHTTP(w, r)
+	})
+}
+
 // serveBanner greets first ("220 ID ready"), then echoes lines until QUIT.
-func serveBanner(ln net.Listener, id string) {
+func serveBanner(ln net.Listener, id string, logInput bool) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -223,6 +236,9 @@ func serveBanner(ln net.Listener, id string) {
 			fmt.Fprintf(c, "220 %s ready\r\n", id)
 			sc := bufio.NewScanner(c)
 			for sc.Scan() {
+				if logInput {
+					fmt.Printf("line %s\n", sc.Text())
+				}
 				if sc.Text() == "QUIT" {
 					fmt.Fprint(c, "221 bye\r\n")
 					return

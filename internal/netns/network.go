@@ -40,6 +40,7 @@ type Network struct {
 	namespaces []string // every namespace created, hub first
 	hosts      map[string]*Host
 	nextHost   netip.Addr
+	added      int // hosts ever added: names their hub-side links, never reused
 	nextVIP    netip.Addr
 	services   map[netip.AddrPort][]netip.AddrPort
 }
@@ -161,7 +162,11 @@ func (n *Network) AddHost(ctx context.Context, name string) (*Host, error) {
 	n.nextHost = ip.Next()
 	h := &Host{Name: name, Namespace: namespacePrefix + n.id + "-" + name, IP: ip}
 	n.hosts[name] = h
-	index := len(n.hosts)
+	// Not len(n.hosts): after a RemoveHost that would name the link of a
+	// host still attached, or of one whose namespace the kernel is still
+	// tearing down ("File exists").
+	n.added++
+	index := n.added
 	n.mu.Unlock()
 
 	if err := n.attachHost(ctx, h, fmt.Sprintf("veth%d", index)); err != nil {

@@ -57,6 +57,9 @@ type Config struct {
 	TokenFile string
 	// OpaquePorts skip protocol detection (server-speaks-first protocols).
 	OpaquePorts []uint16
+	// RequireMTLS says which inbound ports refuse plaintext from the
+	// network; it needs Identity.
+	RequireMTLS RequireMTLS
 	// DetectTimeout bounds how long the proxy waits for a client's first
 	// bytes before treating the connection as opaque.
 	DetectTimeout time.Duration
@@ -66,6 +69,21 @@ type Config struct {
 	Labels  map[string]string
 	Balance balance.Options
 	Log     *slog.Logger
+}
+
+// RequireMTLS is which inbound ports accept only mesh TLS from the network:
+// every port with All, else those in Ports. Connections from the workload's
+// own loopback are always served.
+type RequireMTLS struct {
+	All   bool
+	Ports []uint16
+}
+
+func (r RequireMTLS) enabled() bool { return r.All || len(r.Ports) > 0 }
+
+// covers reports whether port refuses plaintext from the network.
+func (r RequireMTLS) covers(port uint16) bool {
+	return r.All || slices.Contains(r.Ports, port)
 }
 
 // Default returns a Config with the ports of DESIGN.md.
@@ -106,6 +124,14 @@ func (c *Config) Validate() error {
 		if p == 0 {
 			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
 		}
+	}
+	for _, p := range c.RequireMTLS.Ports {
+		if p == 0 {
+			errs = append(errs, errors.New("require-mtls-ports: port 0 is not a port"))
+		}
+	}
+	if c.RequireMTLS.enabled() && c.Identity == "" {
+		errs = append(errs, errors.New("require-mtls / require-mtls-ports: need identity: without a certificate the proxy can accept no mTLS, so every connection would be refused"))
 	}
 	errs = append(errs, c.validateControlPlane()...)
 	if err := metrics.ValidateConstLabels(c.Labels); err != nil {

@@ -28,6 +28,13 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 		{"discovery file and controller", func(c *Config) {
 			c.ControllerAddr, c.TrustAnchorsPEM, c.DiscoveryFile = "ctl:8086", pem, "/d.yaml"
 		}, "discovery-file"},
+		{"require-mtls with an identity", func(c *Config) {
+			c.ControllerAddr, c.TrustAnchorsPEM, c.TokenFile, c.Identity = "ctl:8086", pem, "/t", "spiffe://cluster.local/ns/a/sa/b"
+			c.RequireMTLS = RequireMTLS{All: true}
+		}, ""},
+		{"require-mtls without an identity", func(c *Config) { c.RequireMTLS = RequireMTLS{All: true} }, "require-mtls / require-mtls-ports: need identity"},
+		{"require-mtls-ports without an identity", func(c *Config) { c.RequireMTLS = RequireMTLS{Ports: []uint16{8080}} }, "need identity"},
+		{"require-mtls-ports with port 0", func(c *Config) { c.RequireMTLS = RequireMTLS{Ports: []uint16{0}} }, "require-mtls-ports: port 0"},
 		{"bad mode", func(c *Config) { c.Mode = "nat" }, "mode"},
 		{"bad address", func(c *Config) { c.InboundAddr = "4143" }, "inbound-addr"},
 	}

@@ -44,6 +44,9 @@ type listener struct {
 	// mesh terminates mutual TLS from peer proxies; nil without an identity.
 	mesh   MeshServer
 	peerID func(tls.ConnectionState) (string, error)
+	// requireMTLS refuses plaintext from the network on the ports it
+	// covers; the zero value requires it nowhere.
+	requireMTLS RequireMTLS
 
 	conns sync.WaitGroup // opaque connections in flight
 }
@@ -86,6 +89,12 @@ func (l *listener) handle(ctx context.Context, c net.Conn) {
 	conn := &meteredConn{Conn: c}
 	if slices.Contains(l.opaquePorts, ci.OrigDst.Port()) {
 		l.count(conn, ci)
+		if l.mustRefusePlaintext(ci) {
+			// A peer's opaque mesh traffic comes to the proxy's own port;
+			// on the application's port it can only be plaintext.
+			l.refusePlaintext(conn, ci)
+			return
+		}
 		l.forwardOpaque(ctx, conn, ci)
 		return
 	}
@@ -105,6 +114,10 @@ func (l *listener) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	l.count(conn, ci)
+	if l.mustRefusePlaintext(ci) {
+		l.refusePlaintext(conn, ci)
+		return
+	}
 	switch res.Protocol {
 	case detect.HTTP1, detect.HTTP2:
 		l.serveHTTP(rc, ci)
@@ -113,6 +126,24 @@ func (l *listener) handle(ctx context.Context, c net.Conn) {
 		l.forwardOpaque(ctx, rc, ci)
 	}
 }
+
+// mustRefusePlaintext reports whether a connection that is not mesh TLS
+// must be closed: it comes from the network to a port that requires mTLS.
+// The workload's own connections over loopback are not from the network.
+func (l *listener) mustRefusePlaintext(ci *httpproxy.ConnInfo) bool {
+	return !ci.Client.Addr().IsLoopback() && l.requireMTLS.covers(ci.OrigDst.Port())
+}
+
+// refusePlaintext closes a connection that require-mTLS refuses, before
+// anything reaches the application; tcp_close_total counts it with errno
+// "require_mtls".
+func (l *listener) refusePlaintext(conn *meteredConn, ci *httpproxy.ConnInfo) {
+	l.log.Info("closing connection: this port requires mTLS", "direction", l.direction, "client", ci.Client, "dst", ci.OrigDst)
+	conn.closeWith(closeRequireMTLS)
+}
+
+// closeRequireMTLS is the errno of a connection refused by require-mTLS.
+const closeRequireMTLS = "require_mtls"
 
 // serveMesh terminates mutual TLS from a peer proxy; the client's identity
 // is then known to metrics and policy.

@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque:  in.Dial,
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
-			mesh: cp.meshServer(), peerID: peerID,
+			mesh: cp.meshServer(), peerID: peerID, requireMTLS: cfg.RequireMTLS,
 		},
 	}
 	var serving sync.WaitGroup

@@ -91,13 +91,18 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // endpoint to send to.
 var ErrNoEndpoints = errors.New("destination has no endpoints")
 
+// ErrRefusedWithoutMTLS is returned by an Upstream that will not send a
+// request because it cannot send it over mutual TLS and may not send it
+// without: discovery has not said whether the destination is meshed.
+var ErrRefusedWithoutMTLS = errors.New("refusing to send without mTLS")
+
 // errorHandler answers a request that could not be forwarded. gRPC clients
 // get a trailers-only UNAVAILABLE response, others 502/503/504.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		status := http.StatusBadGateway
 		switch {
-		case errors.Is(err, ErrNoEndpoints):
+		case errors.Is(err, ErrNoEndpoints), errors.Is(err, ErrRefusedWithoutMTLS):
 			status = http.StatusServiceUnavailable
 		case errors.Is(err, context.DeadlineExceeded):
 			status = http.StatusGatewayTimeout

@@ -220,3 +220,32 @@ func TestConnectBecomesAByteTunnel(t *testing.T) {
 		t.Errorf("tunnel echoed %q", got)
 	}
 }
+
+func TestRefusalWithoutMTLSAnswers503AndSaysWhy(t *testing.T) {
+	up := newFixedUpstream("127.0.0.1:1")
+	up.err = fmt.Errorf("discovery has not answered for echo.test:8080; %w", ErrRefusedWithoutMTLS)
+	proxy := startProxy(t, up, nil)
+	const why = "discovery has not answered for echo.test:8080; refusing to send without mTLS"
+
+	resp, err := http.Get("http://" + proxy + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Skein-Proxy-Error") != why {
+		t.Errorf("HTTP/1 request got %d with Skein-Proxy-Error %q, want 503 with %q", resp.StatusCode, resp.Header.Get("Skein-Proxy-Error"), why)
+	}
+
+	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err = h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != why {
+		t.Errorf("gRPC request got %d grpc-status %q grpc-message %q, want 200, 14, %q",
+			resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), why)
+	}
+}

@@ -15,14 +15,19 @@ import (
 type destination struct {
 	key      string
 	balancer *balance.Balancer
+	meshed   *meshedAddrs
 	set      atomic.Pointer[discovery.EndpointSet]
 	ready    chan struct{} // closed on the first update
 	once     sync.Once
-	lastUsed atomic.Int64 // unix nanoseconds
-	cancel   context.CancelFunc
+	// waitUntil ends the one wait for a first answer: requests that come
+	// later do not wait again.
+	waitUntil time.Time
+	lastUsed  atomic.Int64 // unix nanoseconds
+	cancel    context.CancelFunc
 }
 
 func (d *destination) update(set discovery.EndpointSet) {
+	d.meshed.note(set.Endpoints, time.Now())
 	d.set.Store(&set)
 	d.balancer.Update(set.Endpoints)
 	d.once.Do(func() { close(d.ready) })
@@ -35,6 +40,12 @@ func (d *destination) exists() bool {
 	return s != nil && s.Exists
 }
 
+// answered reports whether discovery has said anything about the
+// destination yet, be it that it does not exist.
+func (d *destination) answered() bool {
+	return d.set.Load() != nil
+}
+
 // destinations keeps one watch per destination the workload talks to and
 // drops those it stopped using.
 type destinations struct {
@@ -42,6 +53,7 @@ type destinations struct {
 	balance     balance.Options
 	waitFirst   time.Duration
 	idleTimeout time.Duration
+	meshed      *meshedAddrs
 	log         *slog.Logger
 
 	ctx context.Context // owns every watch
@@ -55,16 +67,16 @@ func newDestinations(ctx context.Context, r discovery.Resolver, opts balance.Opt
 		balance:     opts,
 		waitFirst:   2 * time.Second,
 		idleTimeout: 10 * time.Minute,
+		meshed:      newMeshedAddrs(meshedTTL, meshedMax),
 		log:         log,
 		ctx:         ctx,
 		m:           make(map[string]*destination),
 	}
 }
 
-// get returns the destination for key once discovery has answered for it,
-// or after waitFirst if it has not (then it does not exist yet, as far as the
-// caller is concerned).
-func (ds *destinations) get(ctx context.Context, key string) *destination {
+// get returns the destination for key, watching it from now on if it was
+// not watched yet. It does not wait for discovery's answer: see wait.
+func (ds *destinations) get(key string) *destination {
 	ds.mu.Lock()
 	d, ok := ds.m[key]
 	if !ok {
@@ -73,23 +85,40 @@ func (ds *destinations) get(ctx context.Context, key string) *destination {
 	}
 	ds.mu.Unlock()
 	d.lastUsed.Store(time.Now().UnixNano())
+	return d
+}
+
+// wait waits for discovery's first answer about d, at most until waitFirst
+// after the watch started: only the requests that arrive in that window
+// wait, later ones find out at once that there is no answer.
+func (ds *destinations) wait(ctx context.Context, d *destination) {
+	if d.answered() {
+		return
+	}
+	left := time.Until(d.waitUntil)
+	if left <= 0 {
+		return
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
 	select {
 	case <-d.ready:
 	case <-ctx.Done():
-	case <-time.After(ds.waitFirst):
-		ds.log.Warn("discovery has not answered yet", "destination", key)
+	case <-t.C:
+		ds.log.Warn("discovery has not answered yet", "destination", d.key, "waited", ds.waitFirst)
 	}
-	return d
 }
 
 // watch starts watching key; the caller holds ds.mu.
 func (ds *destinations) watch(key string) *destination {
 	ctx, cancel := context.WithCancel(ds.ctx)
 	d := &destination{
-		key:      key,
-		balancer: balance.New(ds.balance),
-		ready:    make(chan struct{}),
-		cancel:   cancel,
+		key:       key,
+		balancer:  balance.New(ds.balance),
+		meshed:    ds.meshed,
+		ready:     make(chan struct{}),
+		waitUntil: time.Now().Add(ds.waitFirst),
+		cancel:    cancel,
 	}
 	if err := ds.resolver.Watch(ctx, key, d.update); err != nil {
 		ds.log.Warn("watching destination", "destination", key, "err", err)

@@ -98,20 +98,52 @@ func (u *Upstream) dial(ctx context.Context, network, addr string) (net.Conn, er
 }
 
 // resolve finds the destination of a request: the authority when discovery
-// knows it by name, else the original destination address. nil means
-// discovery knows neither, and the request goes where the client sent it.
-func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.AddrPort) *destination {
+// knows it by name, else the original destination address. A nil
+// destination with a nil error means discovery knows neither, and the
+// request may go where the client sent it, in plaintext.
+//
+// A proxy with an identity never lets a request go out in plaintext on a
+// guess: until discovery has answered for the authority and the address,
+// or when the address is one discovery reported meshed before, it refuses
+// with an error wrapping httpproxy.ErrRefusedWithoutMTLS. Only the requests
+// that arrive while a destination's first answer is awaited wait for it
+// (see destinations.wait); later ones are refused at once.
+func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.AddrPort) (*destination, error) {
+	var byName, byAddr *destination
 	if authority != "" && hasPort(authority) {
-		if d := u.dests.get(ctx, authority); d.exists() {
-			return d
+		if byName = u.dests.get(authority); byName.exists() {
+			return byName, nil
 		}
 	}
 	if origDst.IsValid() {
-		if d := u.dests.get(ctx, origDst.String()); d.exists() {
-			return d
+		if byAddr = u.dests.get(origDst.String()); byAddr.exists() {
+			return byAddr, nil
 		}
 	}
-	return nil
+	// The slow path: discovery has not answered for one of them, or knows
+	// neither.
+	for _, d := range []*destination{byName, byAddr} {
+		if d != nil {
+			u.dests.wait(ctx, d)
+		}
+	}
+	for _, d := range []*destination{byName, byAddr} {
+		if d != nil && d.exists() {
+			return d, nil
+		}
+	}
+	if u.mesh == nil {
+		return nil, nil
+	}
+	for _, d := range []*destination{byName, byAddr} {
+		if d != nil && !d.answered() {
+			return nil, fmt.Errorf("discovery has not answered for %s; %w", d.key, httpproxy.ErrRefusedWithoutMTLS)
+		}
+	}
+	if origDst.IsValid() && u.dests.meshed.contains(origDst, time.Now()) {
+		return nil, fmt.Errorf("%s is a meshed endpoint that discovery does not know now; %w", origDst, httpproxy.ErrRefusedWithoutMTLS)
+	}
+	return nil, nil
 }
 
 func hasPort(authority string) bool {
@@ -136,7 +168,10 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	ci := httpproxy.ConnInfoFrom(ctx)
 	ri := httpproxy.RequestInfoFrom(ctx)
 
-	d := u.resolve(ctx, requestAuthority(req, ci.OrigDst), ci.OrigDst)
+	d, err := u.resolve(ctx, requestAuthority(req, ci.OrigDst), ci.OrigDst)
+	if err != nil {
+		return nil, err
+	}
 	if d == nil {
 		return u.passthrough(req, ci.OrigDst, u.transports.For(req))
 	}
@@ -222,7 +257,10 @@ func (u *Upstream) DialTunnel(ctx context.Context, req *http.Request) (net.Conn,
 // endpoint picked by the balancer when discovery knows the address, else to
 // origDst itself. Closing the connection ends its load on the endpoint.
 func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) (net.Conn, discovery.Endpoint, error) {
-	d := u.resolve(ctx, "", origDst)
+	d, err := u.resolve(ctx, "", origDst)
+	if err != nil {
+		return nil, discovery.Endpoint{Addr: origDst}, err
+	}
 	if d == nil {
 		c, err := u.dialer.DialContext(ctx, "tcp", origDst.String())
 		return c, discovery.Endpoint{Addr: origDst}, err
