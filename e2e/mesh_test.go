@@ -175,6 +175,7 @@ func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs
 		"-mode", mode,
 		"-labels", "namespace=test,pod=" + h.Name,
 		"-shutdown-grace", "5s",
+		"-drain-delay", "1s",
 		"-log-level", "debug",
 	}, proxyArgs...)
 	p, err := m.start("proxy-"+h.Name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
