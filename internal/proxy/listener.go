@@ -49,7 +49,7 @@ type listener struct {
 	refused        *prometheus.CounterVec
 	lastRefusalLog atomic.Int64 // unix nanoseconds
 	metrics        *metrics.Registry
-	log           *slog.Logger
+	log            *slog.Logger
 	// mesh terminates mutual TLS from peer proxies; nil without an identity.
 	mesh   MeshServer
 	peerID func(tls.ConnectionState) (string, error)
