@@ -166,6 +166,13 @@ func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs
 	if err != nil {
 		return nil, fmt.Errorf("skein-init in %s: %v\n%s", h.Name, err, out)
 	}
+	return m.startProxy(ctx, "proxy-"+h.Name, h, mode, proxyArgs...)
+}
+
+// startProxy runs skein-proxy in h, whose rules skein-init already set, as
+// its own uid with proxyArgs (which win over the defaults here), and waits
+// until it is ready. name names its log.
+func (m *mesh) startProxy(ctx context.Context, name string, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
 	user := netns.User{UID: proxyUID, GID: proxyUID}
 	if mode == "tproxy" {
 		// Transparent sockets need CAP_NET_ADMIN.
@@ -178,7 +185,7 @@ func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs
 		"-drain-delay", "1s",
 		"-log-level", "debug",
 	}, proxyArgs...)
-	p, err := m.start("proxy-"+h.Name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
+	p, err := m.start(name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
 	if err != nil {
 		return nil, err
 	}
