@@ -99,7 +99,7 @@ func (l *listener) refuse(c net.Conn, reason string) {
 	now := time.Now().UnixNano()
 	if last := l.lastRefusalLog.Load(); now-last >= int64(10*time.Second) && l.lastRefusalLog.CompareAndSwap(last, now) {
 		l.log.Warn("refusing connections: cap reached (see tcp_refused_total)", "direction", l.direction,
-			"reason", reason, "client", c.RemoteAddr())
+			"reason", reason, "client", c.RemoteAddr().String())
 	}
 }
 
