@@ -206,25 +206,36 @@ func (cp *controlPlane) startController(ctx context.Context) error {
 
 // injectMeshed starts h's proxy with an identity from the controller.
 func (cp *controlPlane) injectMeshed(ctx context.Context, h *netns.Host, id string) error {
-	token, err := skein(ctx, "identity", "token", "--key", filepath.Join(cp.identityDir, "join-token.key"), "--identity", id, "--ttl", "2h")
+	args, err := cp.meshedProxyArgs(ctx, h, id)
 	if err != nil {
 		return err
 	}
-	tokenFile := filepath.Join(cp.dir, "token-"+h.Name)
-	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)), 0o644); err != nil {
-		return err
-	}
-	p, err := cp.inject(ctx, h, "redirect",
-		"-controller-addr", fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC),
-		"-identity", id,
-		"-token-file", tokenFile,
-		"-trust-anchors", filepath.Join(cp.identityDir, "ca.crt"),
-		"-opaque-ports", fmt.Sprint(cpPortOpaque))
+	p, err := cp.inject(ctx, h, "redirect", args...)
 	if err != nil {
 		return err
 	}
 	cp.proxies[h.Name] = p
 	return nil
+}
+
+// meshedProxyArgs are the flags of a proxy in h with identity id, with a
+// fresh join token for it.
+func (cp *controlPlane) meshedProxyArgs(ctx context.Context, h *netns.Host, id string) ([]string, error) {
+	token, err := skein(ctx, "identity", "token", "--key", filepath.Join(cp.identityDir, "join-token.key"), "--identity", id, "--ttl", "2h")
+	if err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(cp.dir, "token-"+h.Name)
+	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)), 0o644); err != nil {
+		return nil, err
+	}
+	return []string{
+		"-controller-addr", fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC),
+		"-identity", id,
+		"-token-file", tokenFile,
+		"-trust-anchors", filepath.Join(cp.identityDir, "ca.crt"),
+		"-opaque-ports", fmt.Sprint(cpPortOpaque),
+	}, nil
 }
 
 // writeManifests writes the controller's manifests from cp.inService,

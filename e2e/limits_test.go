@@ -208,3 +208,59 @@ func TestConnectionsPastTheCapsAreRefusedWhileOthersConnect(t *testing.T) {
 		t.Error("no place freed after one of A's connections closed")
 	}
 }
+
+func TestMeshedOpaqueConnectionIdlePastTheTimeoutIsClosedOnBothSides(t *testing.T) {
+	cp := newControlPlane(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The client's proxy again, with a short idle timeout: it ends the
+	// mTLS connection to the server's proxy, which closes the application's.
+	const idle = 2 * time.Second
+	cp.proxies["client"].stop()
+	args, err := cp.meshedProxyArgs(ctx, cp.client, clientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientProxy, err := cp.startProxy(ctx, "proxy-client-idle", cp.client, "redirect", append(args, "-opaque-idle-timeout", idle.String())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdsBefore := openFDs(t, clientProxy.cmd.Process.Pid)
+
+	c, err := dialer(cp.client)(ctx, "tcp", addrPort(cp.vip, cpPortOpaque).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 echo-") {
+		t.Fatalf("greeting %q, %v", line, err)
+	}
+	serverSockets := func() (n int) {
+		for _, h := range cp.servers {
+			n += established(t, h, cpPortOpaque)
+		}
+		return n
+	}
+	if n := serverSockets(); n != 2 {
+		t.Errorf("%d established sockets on port %d in the servers, want 2 (the application's and its proxy's)", n, cpPortOpaque)
+	}
+	for i, end := 0, time.Now().Add(2*idle); time.Now().Before(end); i++ {
+		fmt.Fprintf(c, "HELO %d\r\n", i)
+		if line, err := r.ReadString('\n'); err != nil || line != fmt.Sprintf("250 HELO %d\r\n", i) {
+			t.Fatalf("busy connection broke after %d exchanges: %q, %v", i, line, err)
+		}
+		time.Sleep(idle / 4)
+	}
+	c.SetReadDeadline(time.Now().Add(idle + 10*time.Second))
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: client read %v, want EOF from its proxy", err)
+	}
+	if !waitFor(5*time.Second, func() bool { return serverSockets() == 0 }) {
+		t.Errorf("%d sockets on port %d still established in the servers after the idle timeout", serverSockets(), cpPortOpaque)
+	}
+	if !waitFor(5*time.Second, func() bool { return openFDs(t, clientProxy.cmd.Process.Pid) <= fdsBefore }) {
+		t.Errorf("client proxy holds %d fds after the idle timeout, want %d as before the connection", openFDs(t, clientProxy.cmd.Process.Pid), fdsBefore)
+	}
+}
