@@ -52,7 +52,9 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 			defer s.handlers.Done()
 			h.ServeHTTP(w, r)
 		}),
-		BaseContext:       func(net.Listener) context.Context { return base },
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(base, serverContextKey{}, base)
+		},
 		Protocols:         &protocols,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
@@ -77,6 +79,15 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 		_ = s.srv.Serve(s.ln)
 	}()
 	return s
+}
+
+type serverContextKey struct{}
+
+// serverContext returns the context of the server a request came through,
+// which ends when the server's shutdown grace does; nil outside a Server.
+func serverContext(ctx context.Context) context.Context {
+	sc, _ := ctx.Value(serverContextKey{}).(context.Context)
+	return sc
 }
 
 // ServeConn hands one detected connection to the server.

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -43,13 +44,20 @@ func (f *forwarder) tunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	down := &bufferedConn{Conn: client, r: buffered.Reader}
-	// The request's context lives as long as this handler, unless the
-	// server's shutdown grace ends first.
+	// Not the request's context: it ends when the client half-closes (the
+	// server's reader, which buffered reads go through, sees EOF). The
+	// tunnel lives until either side closes it or the server's shutdown
+	// grace ends.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	if sc := serverContext(r.Context()); sc != nil {
+		defer context.AfterFunc(sc, cancel)()
+	}
 	var opts []tcp.Option
 	if f.idleTimeout > 0 {
 		opts = append(opts, tcp.WithIdleTimeout(f.idleTimeout))
 	}
-	if _, err := tcp.Forward(r.Context(), down, upstream, nil, opts...); err != nil {
+	if _, err := tcp.Forward(ctx, down, upstream, nil, opts...); err != nil {
 		f.log.Debug("CONNECT tunnel ended", "err", err)
 	}
 }
