@@ -217,6 +217,23 @@ func (cp *controlPlane) injectMeshed(ctx context.Context, h *netns.Host, id stri
 // startMeshedProxy is injectMeshed without the wait: the proxy is not ready
 // before the controller has certified it.
 func (cp *controlPlane) startMeshedProxy(ctx context.Context, h *netns.Host, id string, extra ...string) (*proc, error) {
+	args, err := cp.meshedProxyArgs(ctx, h, id)
+	if err != nil {
+		return nil, err
+	}
+	p, err := cp.injectNoWait(ctx, h, "redirect", append(args, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	cp.mu.Lock()
+	cp.proxies[h.Name] = p
+	cp.mu.Unlock()
+	return p, nil
+}
+
+// meshedProxyArgs are the flags of a proxy in h with identity id, with a
+// fresh join token for it.
+func (cp *controlPlane) meshedProxyArgs(ctx context.Context, h *netns.Host, id string) ([]string, error) {
 	token, err := skein(ctx, "identity", "token", "--key", filepath.Join(cp.identityDir, "join-token.key"), "--identity", id, "--ttl", "2h")
 	if err != nil {
 		return nil, err
@@ -225,19 +242,13 @@ func (cp *controlPlane) startMeshedProxy(ctx context.Context, h *netns.Host, id 
 	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := cp.startProxy(ctx, h, "redirect", append([]string{
+	return []string{
 		"-controller-addr", fmt.Sprintf("%s:%d", cp.ctl.IP, portCtlGRPC),
 		"-identity", id,
 		"-token-file", tokenFile,
 		"-trust-anchors", filepath.Join(cp.identityDir, "ca.crt"),
-		"-opaque-ports", fmt.Sprint(cpPortOpaque)}, extra...)...)
-	if err != nil {
-		return nil, err
-	}
-	cp.mu.Lock()
-	cp.proxies[h.Name] = p
-	cp.mu.Unlock()
-	return p, nil
+		"-opaque-ports", fmt.Sprint(cpPortOpaque),
+	}, nil
 }
 
 // writeManifests writes the controller's manifests from cp.inService,

@@ -162,19 +162,35 @@ func (p *proc) tail(n int) string {
 // inject runs skein-init in h with the given mode, then skein-proxy as its
 // own uid with proxyArgs, and waits until the proxy is ready.
 func (m *mesh) inject(ctx context.Context, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
-	p, err := m.startProxy(ctx, h, mode, proxyArgs...)
+	p, err := m.injectNoWait(ctx, h, mode, proxyArgs...)
 	if err != nil {
 		return nil, err
 	}
 	return p, waitReady(ctx, h, p, "http://127.0.0.1:4191/ready")
 }
 
-// startProxy is inject without the wait for readiness.
-func (m *mesh) startProxy(ctx context.Context, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
+// injectNoWait is inject without the wait for readiness.
+func (m *mesh) injectNoWait(ctx context.Context, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
 	out, err := h.Command(ctx, filepath.Join(binDir, "skein-init"), "--proxy-uid", fmt.Sprint(proxyUID), "--mode", mode).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("skein-init in %s: %v\n%s", h.Name, err, out)
 	}
+	return m.launchProxy("proxy-"+h.Name, h, mode, proxyArgs...)
+}
+
+// startProxy runs skein-proxy in h, whose rules skein-init already set, as
+// its own uid with proxyArgs (which win over the defaults here), and waits
+// until it is ready. name names its log.
+func (m *mesh) startProxy(ctx context.Context, name string, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
+	p, err := m.launchProxy(name, h, mode, proxyArgs...)
+	if err != nil {
+		return nil, err
+	}
+	return p, waitReady(ctx, h, p, "http://127.0.0.1:4191/ready")
+}
+
+// launchProxy is startProxy without the wait for readiness.
+func (m *mesh) launchProxy(name string, h *netns.Host, mode string, proxyArgs ...string) (*proc, error) {
 	user := netns.User{UID: proxyUID, GID: proxyUID}
 	if mode == "tproxy" {
 		// Transparent sockets need CAP_NET_ADMIN.
@@ -184,9 +200,10 @@ func (m *mesh) startProxy(ctx context.Context, h *netns.Host, mode string, proxy
 		"-mode", mode,
 		"-labels", "namespace=test,pod=" + h.Name,
 		"-shutdown-grace", "5s",
+		"-drain-delay", "1s",
 		"-log-level", "debug",
 	}, proxyArgs...)
-	return m.start("proxy-"+h.Name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
+	return m.start(name, h.CommandAs(context.Background(), user, filepath.Join(binDir, "skein-proxy"), args...))
 }
 
 // dumpLogs prints every process's last log lines when t failed.

@@ -125,7 +125,7 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the call is now waiting on the slow server
 	clientProxy.signal(syscall.SIGTERM)
 
-	// While draining the proxy says it is not ready, and takes no new connection.
+	// While draining the proxy says it is not ready.
 	if err := waitNotReady(ctx, p.client); err != nil {
 		t.Error(err)
 	}

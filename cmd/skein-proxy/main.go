@@ -77,7 +77,12 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.BoolVar(&cfg.RequireMTLS.All, "require-mtls", false, "refuse plaintext connections from the network on every inbound port (needs -identity)")
 	requireMTLSPorts := fs.String("require-mtls-ports", "", "comma-separated inbound ports that refuse plaintext connections from the network (needs -identity)")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "how long to wait for a client's first bytes")
-	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight work may finish on shutdown")
+	fs.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "on shutdown, how long to keep accepting connections while /ready says draining")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on shutdown, how long in-flight work may finish after accepting stopped")
+	fs.DurationVar(&cfg.OpaqueIdleTimeout, "opaque-idle-timeout", cfg.OpaqueIdleTimeout, "close an opaque TCP connection after this long with no byte either way")
+	fs.DurationVar(&cfg.TunnelIdleTimeout, "tunnel-idle-timeout", cfg.TunnelIdleTimeout, "close a WebSocket/upgraded or CONNECT tunnel after this long with no byte either way")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "connections each of the inbound and outbound listeners holds at once; more are closed at accept")
+	fs.IntVar(&cfg.MaxConnectionsPerSource, "max-connections-per-source", cfg.MaxConnectionsPerSource, "inbound connections from one source IP held at once; more are closed at accept")
 	labels := fs.String("labels", "", "the workload's own labels for metrics, as k=v,k=v")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 

@@ -98,6 +98,10 @@ func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 		"-token-file", tokenFile,
 		"-trust-anchors", m.path(identityDir, "ca.crt"),
 		"-labels", fmt.Sprintf("namespace=%s,workload=%s,pod=%s,serviceaccount=%s", w.Namespace, w.Name, in.name, w.Spec.ServiceAccount()),
+		// A replica leaves its services and loses its application before
+		// its proxy is stopped (see instance.stop): nothing is left to
+		// accept for.
+		"-drain-delay", "0s",
 	}
 	proxy, err := startProcess(in.name+".proxy", m.logPath(in.name+".proxy"), true, m.log, func() *exec.Cmd {
 		return in.host.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID},

@@ -63,8 +63,28 @@ type Config struct {
 	// DetectTimeout bounds how long the proxy waits for a client's first
 	// bytes before treating the connection as opaque.
 	DetectTimeout time.Duration
-	// ShutdownGrace is how long in-flight work may finish on shutdown.
+	// DrainDelay is how long the proxy keeps accepting connections after
+	// it was told to stop, while /ready says it is draining: endpoint
+	// removal lags pod termination, so new connections keep arriving for a
+	// few seconds.
+	DrainDelay time.Duration
+	// ShutdownGrace is how long in-flight work may finish once the proxy has
+	// stopped accepting; what is left then is closed. DrainDelay plus
+	// ShutdownGrace should stay under the pod's termination grace period.
 	ShutdownGrace time.Duration
+	// OpaqueIdleTimeout closes an opaque TCP connection, on both sides,
+	// when no byte has moved either way for that long.
+	OpaqueIdleTimeout time.Duration
+	// TunnelIdleTimeout does the same for the byte tunnels HTTP turns into
+	// (WebSocket and other upgrades, CONNECT).
+	TunnelIdleTimeout time.Duration
+	// MaxConnections caps the connections each of the inbound and outbound
+	// listeners holds at once, from accept (protocol detection included)
+	// to close; one past it is closed at once.
+	MaxConnections int
+	// MaxConnectionsPerSource caps the inbound connections from one source
+	// IP address.
+	MaxConnectionsPerSource int
 	// Labels are the workload's own labels, put on every metric.
 	Labels  map[string]string
 	Balance balance.Options
@@ -94,8 +114,16 @@ func Default() Config {
 		AdminAddr:     "0.0.0.0:4191",
 		Mode:          ModeRedirect,
 		DetectTimeout: 5 * time.Second,
-		ShutdownGrace: 30 * time.Second,
-		Balance:       balance.DefaultOptions(),
+		// 5 s + 20 s stays under Kubernetes' default 30 s
+		// terminationGracePeriodSeconds.
+		DrainDelay:    5 * time.Second,
+		ShutdownGrace: 20 * time.Second,
+		// Envoy's tcp_proxy idle_timeout default.
+		OpaqueIdleTimeout:       time.Hour,
+		TunnelIdleTimeout:       time.Hour,
+		MaxConnections:          10_000,
+		MaxConnectionsPerSource: 1_000,
+		Balance:                 balance.DefaultOptions(),
 	}
 }
 
@@ -120,6 +148,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		errs = append(errs, fmt.Errorf("shutdown-grace: must not be negative, got %s", c.ShutdownGrace))
 	}
+	errs = append(errs, c.validateLimits()...)
 	for _, p := range c.OpaquePorts {
 		if p == 0 {
 			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
@@ -141,6 +170,29 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("balance: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateLimits() []error {
+	var errs []error
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("drain-delay: must not be negative, got %s", c.DrainDelay))
+	}
+	if c.OpaqueIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("opaque-idle-timeout: must be positive, got %s", c.OpaqueIdleTimeout))
+	}
+	if c.TunnelIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("tunnel-idle-timeout: must be positive, got %s", c.TunnelIdleTimeout))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max-connections: must be at least 1, got %d", c.MaxConnections))
+	}
+	switch {
+	case c.MaxConnectionsPerSource < 1:
+		errs = append(errs, fmt.Errorf("max-connections-per-source: must be at least 1, got %d", c.MaxConnectionsPerSource))
+	case c.MaxConnectionsPerSource > c.MaxConnections:
+		errs = append(errs, fmt.Errorf("max-connections-per-source: %d is more than max-connections %d", c.MaxConnectionsPerSource, c.MaxConnections))
+	}
+	return errs
 }
 
 func (c *Config) validateControlPlane() []error {

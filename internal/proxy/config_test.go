@@ -3,6 +3,7 @@ package proxy
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateNamesTheFieldAtFault(t *testing.T) {
@@ -37,6 +38,13 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 		{"require-mtls-ports with port 0", func(c *Config) { c.RequireMTLS = RequireMTLS{Ports: []uint16{0}} }, "require-mtls-ports: port 0"},
 		{"bad mode", func(c *Config) { c.Mode = "nat" }, "mode"},
 		{"bad address", func(c *Config) { c.InboundAddr = "4143" }, "inbound-addr"},
+		{"no drain delay", func(c *Config) { c.DrainDelay = 0 }, ""},
+		{"negative drain delay", func(c *Config) { c.DrainDelay = -time.Second }, "drain-delay"},
+		{"no opaque idle timeout", func(c *Config) { c.OpaqueIdleTimeout = 0 }, "opaque-idle-timeout"},
+		{"no tunnel idle timeout", func(c *Config) { c.TunnelIdleTimeout = 0 }, "tunnel-idle-timeout"},
+		{"no connections", func(c *Config) { c.MaxConnections = 0 }, "max-connections: must be at least 1"},
+		{"no connections per source", func(c *Config) { c.MaxConnectionsPerSource = 0 }, "max-connections-per-source: must be at least 1"},
+		{"per-source cap above the listener's", func(c *Config) { c.MaxConnections, c.MaxConnectionsPerSource = 100, 101 }, "max-connections-per-source: 101 is more than max-connections 100"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skeinmesh/skein/internal/proxy/detect"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
@@ -39,8 +41,15 @@ type listener struct {
 	dialOpaque    opaqueDialer
 	opaquePorts   []uint16
 	detectTimeout time.Duration
-	metrics       *metrics.Registry
-	log           *slog.Logger
+	// opaqueIdleTimeout closes opaque connections nothing moves on.
+	opaqueIdleTimeout time.Duration
+	// limits caps the connections held at once; refused counts those
+	// closed at accept, by reason (tcp_refused_total).
+	limits         *connLimiter
+	refused        *prometheus.CounterVec
+	lastRefusalLog atomic.Int64 // unix nanoseconds
+	metrics        *metrics.Registry
+	log            *slog.Logger
 	// mesh terminates mutual TLS from peer proxies; nil without an identity.
 	mesh   MeshServer
 	peerID func(tls.ConnectionState) (string, error)
@@ -48,7 +57,7 @@ type listener struct {
 	// covers; the zero value requires it nowhere.
 	requireMTLS RequireMTLS
 
-	conns sync.WaitGroup // opaque connections in flight
+	conns sync.WaitGroup // connection handlers running
 }
 
 // serve accepts until the listener is closed. Connection handlers run under
@@ -68,25 +77,55 @@ func (l *listener) serve(connCtx context.Context) {
 			continue
 		}
 		delay = 0
+		src := sourceAddr(c)
+		if reason := l.limits.acquire(src); reason != "" {
+			l.refuse(c, reason)
+			continue
+		}
 		l.conns.Add(1)
 		go func() {
 			defer l.conns.Done()
-			l.handle(connCtx, c)
+			l.handle(connCtx, c, func() { l.limits.release(src) })
 		}()
 	}
 }
 
+// refuse closes a connection past a cap at once, with a reset so that
+// neither side keeps the socket, and counts it.
+func (l *listener) refuse(c net.Conn, reason string) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
+	l.refused.WithLabelValues(l.direction, reason).Inc()
+	// One line every 10 s at most: a flood must not flood the log too.
+	now := time.Now().UnixNano()
+	if last := l.lastRefusalLog.Load(); now-last >= int64(10*time.Second) && l.lastRefusalLog.CompareAndSwap(last, now) {
+		l.log.Warn("refusing connections: cap reached (see tcp_refused_total)", "direction", l.direction,
+			"reason", reason, "client", c.RemoteAddr().String())
+	}
+}
+
+// sourceAddr is the client's IP address, the key of the per-source cap.
+func sourceAddr(c net.Conn) netip.Addr {
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ra.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
 // handle finds where c was going, detects its protocol and hands it on.
 // The connection is counted in the TCP metrics once it is known who is on
-// the other end (after a mesh TLS handshake).
-func (l *listener) handle(ctx context.Context, c net.Conn) {
+// the other end (after a mesh TLS handshake). release runs once c is
+// closed, by whichever part of the proxy owns it by then.
+func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
+	conn := &meteredConn{Conn: c, onClose: release}
 	ci, err := l.connInfo(c)
 	if err != nil {
 		l.log.Info("refusing connection", "direction", l.direction, "client", c.RemoteAddr(), "err", err)
-		c.Close()
+		conn.Close()
 		return
 	}
-	conn := &meteredConn{Conn: c}
 	if slices.Contains(l.opaquePorts, ci.OrigDst.Port()) {
 		l.count(conn, ci)
 		if l.mustRefusePlaintext(ci) {
@@ -251,16 +290,18 @@ func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, ci *httppro
 		return
 	}
 	defer up.Close()
-	if _, err := tcp.Forward(ctx, down, up, nil); err != nil {
+	if _, err := tcp.Forward(ctx, down, up, nil, tcp.WithIdleTimeout(l.opaqueIdleTimeout)); err != nil {
 		l.log.Debug("opaque connection ended", "direction", l.direction, "dst", ci.OrigDst, "err", err)
 	}
 }
 
 // meteredConn counts a connection's bytes and its close in the TCP
 // metrics. Bytes that move before the connection's labels are known are
-// kept and added when attach names the series.
+// kept and added when attach names the series. onClose, if set, runs once
+// when the connection is closed.
 type meteredConn struct {
 	net.Conn
+	onClose func()
 	mu      sync.Mutex
 	m       *metrics.Conn
 	read    int
@@ -309,6 +350,11 @@ func (c *meteredConn) closeWith(reason string) error {
 			c.m.Close(reason)
 		}
 		c.mu.Unlock()
+		err := c.Conn.Close()
+		if c.onClose != nil {
+			c.onClose()
+		}
+		return err
 	}
 	return c.Conn.Close()
 }

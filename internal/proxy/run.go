@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/proxy/destclient"
@@ -19,9 +20,13 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 )
 
-// Run serves until ctx ends or /shutdown is called, then drains: listeners
-// close at once, HTTP/2 clients get GOAWAY, and in-flight requests and
-// connections get cfg.ShutdownGrace to finish.
+// Run serves until ctx ends or /shutdown is called, then drains: for
+// cfg.DrainDelay /ready says "draining" while the listeners still accept
+// (clients that have not yet heard of the pod's removal keep connecting);
+// then the listeners close, HTTP/2 clients get GOAWAY, idle HTTP/1
+// connections are closed, and in-flight requests, streams, tunnels and
+// opaque connections get cfg.ShutdownGrace to finish before what is left is
+// closed.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid proxy config: %w", err)
@@ -62,11 +67,15 @@ func Run(ctx context.Context, cfg Config) error {
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
 	in := inbound.New(connCtx, cfg.Mode == ModeTProxy)
 	outHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "outbound", Upstream: out, Metrics: reg, Log: log,
+		Direction: "outbound", Upstream: out, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
 	}), log)
 	inHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "inbound", Upstream: in, Metrics: reg, Log: log,
+		Direction: "inbound", Upstream: in, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
 	}), log)
+	refused, err := refusedCounter(reg.Registerer())
+	if err != nil {
+		return fmt.Errorf("registering tcp_refused_total: %w", err)
+	}
 	listeners := []*listener{
 		{
 			direction: "outbound", ln: lns.outbound, http: outHTTP,
@@ -74,12 +83,17 @@ func Run(ctx context.Context, cfg Config) error {
 				c, _, err := out.DialDestination(ctx, ci.OrigDst)
 				return c, err
 			},
-			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
+			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
+			// The outbound listener's only client is the workload itself.
+			limits: newConnLimiter(cfg.MaxConnections, 0), refused: refused,
+			metrics: reg, log: log,
 		},
 		{
 			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque:  in.Dial,
-			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
+			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
+			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
+			metrics: reg, log: log,
 			mesh: cp.meshServer(), peerID: peerID, requireMTLS: cfg.RequireMTLS,
 		},
 	}
@@ -116,7 +130,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	<-serveCtx.Done()
 	draining.Store(true)
-	log.Info("draining", "grace", cfg.ShutdownGrace)
+	log.Info("draining: /ready fails, still accepting", "drain_delay", cfg.DrainDelay, "grace", cfg.ShutdownGrace)
+	time.Sleep(cfg.DrainDelay)
+	log.Info("draining: no longer accepting")
 	lns.outbound.Close()
 	lns.inbound.Close()
 	serving.Wait()

@@ -27,6 +27,9 @@ type Config struct {
 	Upstream  Upstream
 	Metrics   *metrics.Registry
 	Log       *slog.Logger
+	// TunnelIdleTimeout closes an upgraded connection or CONNECT tunnel
+	// when no byte has moved either way for that long; 0 never does.
+	TunnelIdleTimeout time.Duration
 }
 
 // NewHandler returns the per-request chain for one direction: metrics
@@ -36,16 +39,16 @@ func NewHandler(cfg Config) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	rp := &httputil.ReverseProxy{
+	fwd := &forwarder{upstream: cfg.Upstream, idleTimeout: cfg.TunnelIdleTimeout, log: log}
+	fwd.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		Transport:      cfg.Upstream,
-		ModifyResponse: noteUpgrade,
+		ModifyResponse: fwd.upgraded,
 		ErrorHandler:   errorHandler(log),
 		BufferPool:     copyBuffers,
 		// The default ErrorLog would print through the standard logger.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	fwd := &forwarder{proxy: rp, upstream: cfg.Upstream, log: log}
 	return &recorder{next: fwd, metrics: cfg.Metrics, direction: cfg.Direction}
 }
 
@@ -61,22 +64,12 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Trailer = pr.In.Trailer
 }
 
-// noteUpgrade remembers a 101 answer: the reverse proxy writes it on the
-// hijacked connection, past the metrics layer's writer.
-func noteUpgrade(resp *http.Response) error {
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if ri := RequestInfoFrom(resp.Request.Context()); ri != nil {
-			ri.Upgraded = true
-		}
-	}
-	return nil
-}
-
 // forwarder sends each request upstream; CONNECT becomes a byte tunnel.
 type forwarder struct {
-	proxy    *httputil.ReverseProxy
-	upstream Upstream
-	log      *slog.Logger
+	proxy       *httputil.ReverseProxy
+	upstream    Upstream
+	idleTimeout time.Duration // of tunnels
+	log         *slog.Logger
 }
 
 func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -28,6 +28,11 @@ type Server struct {
 	srv  *http.Server
 	ln   *connListener
 	done chan struct{}
+	// handlers counts requests being handled, hijacked ones (tunnels)
+	// included, which http.Server.Shutdown does not wait for.
+	handlers sync.WaitGroup
+	// stop ends every request's context: the end of the shutdown grace.
+	stop context.CancelFunc
 }
 
 // NewServer starts serving h. Stop it with Shutdown.
@@ -39,8 +44,17 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 		ln:   newConnListener(),
 		done: make(chan struct{}),
 	}
+	base, stop := context.WithCancel(context.Background())
+	s.stop = stop
 	s.srv = &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.handlers.Add(1)
+			defer s.handlers.Done()
+			h.ServeHTTP(w, r)
+		}),
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(base, serverContextKey{}, base)
+		},
 		Protocols:         &protocols,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
@@ -67,19 +81,44 @@ func NewServer(h http.Handler, log *slog.Logger) *Server {
 	return s
 }
 
+type serverContextKey struct{}
+
+// serverContext returns the context of the server a request came through,
+// which ends when the server's shutdown grace does; nil outside a Server.
+func serverContext(ctx context.Context) context.Context {
+	sc, _ := ctx.Value(serverContextKey{}).(context.Context)
+	return sc
+}
+
 // ServeConn hands one detected connection to the server.
 func (s *Server) ServeConn(c net.Conn, info *ConnInfo) error {
 	return s.ln.push(&acceptedConn{Conn: c, info: info})
 }
 
 // Shutdown stops taking connections, tells HTTP/2 clients to go away, closes
-// idle HTTP/1 connections, and waits for in-flight requests until ctx ends;
-// then it closes whatever is left.
+// idle HTTP/1 connections, and waits for in-flight requests, streams and
+// tunnels until ctx ends; then it closes whatever is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	if err == nil {
+		// Only hijacked connections can be left: wait for their handlers.
+		handled := make(chan struct{})
+		go func() {
+			s.handlers.Wait()
+			close(handled)
+		}()
+		select {
+		case <-handled:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
 	if err != nil {
+		s.stop()
 		err = errors.Join(err, s.srv.Close())
 	}
+	s.handlers.Wait()
+	s.stop()
 	<-s.done
 	return err
 }

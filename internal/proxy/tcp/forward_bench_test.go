@@ -4,19 +4,23 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 )
 
 func BenchmarkForward(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
 		counters Counters
+		opts     []Option
 	}{
-		{"counted", &testCounters{}},
-		{"uncounted", nil},
+		{"counted", &testCounters{}, nil},
+		{"uncounted", nil, nil},
+		// The proxy's opaque connections: every read re-arms a deadline.
+		{"idle_timeout", nil, []Option{WithIdleTimeout(time.Hour)}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			client, server, result := forwardOnce(b, context.Background(), bc.counters)
+			client, server, result := forwardOnce(b, context.Background(), bc.counters, bc.opts...)
 			drained := make(chan struct{})
 			go func() {
 				io.Copy(io.Discard, server)

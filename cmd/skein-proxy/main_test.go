@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConnectionLimitsAndDrainComeFromFlagsAndEnvironment(t *testing.T) {
+	t.Setenv("SKEIN_PROXY_MAX_CONNECTIONS_PER_SOURCE", "7")
+	t.Setenv("SKEIN_PROXY_DRAIN_DELAY", "2s")
+	t.Setenv("SKEIN_PROXY_OPAQUE_IDLE_TIMEOUT", "10m")
+	cfg, _, err := parseConfig([]string{"-max-connections", "50", "-tunnel-idle-timeout", "90s", "-shutdown-grace", "15s", "-drain-delay", "3s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConnections != 50 || cfg.MaxConnectionsPerSource != 7 {
+		t.Errorf("caps %d/%d, want 50 from the flag and 7 from the environment", cfg.MaxConnections, cfg.MaxConnectionsPerSource)
+	}
+	if cfg.OpaqueIdleTimeout != 10*time.Minute || cfg.TunnelIdleTimeout != 90*time.Second {
+		t.Errorf("idle timeouts %v/%v, want 10m (environment) and 90s (flag)", cfg.OpaqueIdleTimeout, cfg.TunnelIdleTimeout)
+	}
+	if cfg.DrainDelay != 3*time.Second || cfg.ShutdownGrace != 15*time.Second {
+		t.Errorf("drain delay %v and grace %v, want 3s (the flag wins over the environment) and 15s", cfg.DrainDelay, cfg.ShutdownGrace)
+	}
+}
+
+func TestDefaultDrainFitsKubernetesDefaultGracePeriod(t *testing.T) {
+	cfg, _, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total := cfg.DrainDelay + cfg.ShutdownGrace; total >= 30*time.Second {
+		t.Errorf("drain delay %v + grace %v = %v, want under terminationGracePeriodSeconds' default 30s", cfg.DrainDelay, cfg.ShutdownGrace, total)
+	}
+}
+
+func TestBadLimitFromTheEnvironmentNamesTheField(t *testing.T) {
+	t.Setenv("SKEIN_PROXY_MAX_CONNECTIONS_PER_SOURCE", "20000")
+	_, _, err := parseConfig(nil)
+	if err == nil || !strings.Contains(err.Error(), "max-connections-per-source: 20000 is more than max-connections 10000") {
+		t.Errorf("got %v, want an error naming max-connections-per-source", err)
+	}
+}
