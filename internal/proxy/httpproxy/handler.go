@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
 
@@ -144,7 +145,7 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
 	labels := metrics.HTTPLabels{
 		Direction:  rec.direction,
-		Authority:  r.Host,
+		Authority:  authorityLabel(ri),
 		TargetAddr: targetAddr(ci, ri),
 		TLS:        tlsLabel(ci, ri, rec.direction),
 		ClientID:   ci.ClientID,
@@ -159,6 +160,19 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		latency = time.Since(start)
 	}
 	rec.metrics.Request(labels).Response(sw.statusCode(ri), grpcStatus(sw.Header()), latency)
+}
+
+// authorityLabel is the destination discovery resolved the request to, in
+// the form discovery matches names (lower case, no trailing dot), or
+// metrics.Unknown. Never the Host / :authority as the client sent it: a
+// client invents those at will, and each new value would be series the
+// proxy keeps for its whole life. Inbound requests are not resolved, so
+// their authority is always metrics.Unknown.
+func authorityLabel(ri *RequestInfo) string {
+	if ri.Service == "" {
+		return metrics.Unknown
+	}
+	return discovery.CanonicalName(ri.Service)
 }
 
 func targetAddr(ci *ConnInfo, ri *RequestInfo) string {

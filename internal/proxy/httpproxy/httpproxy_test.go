@@ -22,6 +22,7 @@ import (
 // fixedUpstream sends everything to one address.
 type fixedUpstream struct {
 	addr       string
+	service    string // what discovery "resolved"; empty for none
 	transports *Transports
 	err        error
 }
@@ -39,6 +40,7 @@ func (u *fixedUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ri := RequestInfoFrom(req.Context()); ri != nil {
 		ri.Endpoint.Addr = netip.MustParseAddrPort(u.addr)
 		ri.Endpoint.Labels = map[string]string{"service": "backend"}
+		ri.Service = u.service
 	}
 	return u.transports.For(req).RoundTrip(out)
 }
@@ -138,10 +140,48 @@ func TestHTTP2TrailersAndStreamingPassThrough(t *testing.T) {
 	want := `
 # HELP response_total Total HTTP responses (or failures to get one).
 # TYPE response_total counter
-response_total{authority="` + proxy + `",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
+response_total{authority="unknown",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
 `
 	if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "response_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The authority label is what discovery resolved (in the form discovery
+// matches names), or "unknown": never the Host a client sent, which it can
+// invent at will.
+func TestAuthorityLabelIsWhatDiscoveryResolvedNotTheHost(t *testing.T) {
+	backend := h2cBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tt := range []struct {
+		resolved, want string
+	}{
+		{"", "unknown"},
+		{"web.test.svc.cluster.local:8081", "web.test.svc.cluster.local:8081"},
+		{"Web.Test.svc.cluster.local.:8081", "web.test.svc.cluster.local:8081"},
+		{"198.19.0.10:8081", "198.19.0.10:8081"},
+	} {
+		reg, _ := metrics.New(nil)
+		up := newFixedUpstream(backend)
+		up.service = tt.resolved
+		proxy := startProxy(t, up, reg)
+		client := &http.Client{Timeout: 10 * time.Second}
+		for i := range 50 {
+			req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+			req.Host = fmt.Sprintf("invented-%d.example:80", i)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		want := `
+# HELP request_total Total HTTP requests the proxy received.
+# TYPE request_total counter
+request_total{authority="` + tt.want + `",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",route_name="",server_id="",target_addr="` + backend + `",tls="no_identity"} 50
+`
+		if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "request_total"); err != nil {
+			t.Errorf("resolved %q: %v", tt.resolved, err)
+		}
 	}
 }
 
