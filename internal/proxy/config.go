@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -63,9 +64,12 @@ type Config struct {
 	// ShutdownGrace is how long in-flight work may finish on shutdown.
 	ShutdownGrace time.Duration
 	// Labels are the workload's own labels, put on every metric.
-	Labels  map[string]string
-	Balance balance.Options
-	Log     *slog.Logger
+	Labels map[string]string
+	// MetricsAllowCIDRs limits the admin port's /metrics to clients in
+	// these networks (and loopback); empty lets every client scrape.
+	MetricsAllowCIDRs []netip.Prefix
+	Balance           balance.Options
+	Log               *slog.Logger
 }
 
 // Default returns a Config with the ports of DESIGN.md.
@@ -105,6 +109,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.OpaquePorts {
 		if p == 0 {
 			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
+		}
+	}
+	for _, p := range c.MetricsAllowCIDRs {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("metrics-allow-cidrs: an empty network"))
 		}
 	}
 	errs = append(errs, c.validateControlPlane()...)

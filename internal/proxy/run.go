@@ -96,7 +96,9 @@ func Run(ctx context.Context, cfg Config) error {
 	adminDone := make(chan error, 1)
 	go func() {
 		adminDone <- admin.Serve(connCtx, lns.admin, admin.Config{
-			Metrics: reg.Handler(),
+			Metrics:     reg.Handler(),
+			MetricsFrom: cfg.MetricsAllowCIDRs,
+			Log:         log,
 			Ready: func() error {
 				if draining.Load() {
 					return errors.New("draining")

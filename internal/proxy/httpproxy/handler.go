@@ -92,8 +92,14 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // endpoint to send to.
 var ErrNoEndpoints = errors.New("destination has no endpoints")
 
+// ErrorHeader carries the reason of an error the proxy itself answered, to
+// those allowed to see it (see mayKnowWhy).
+const ErrorHeader = "Skein-Proxy-Error"
+
 // errorHandler answers a request that could not be forwarded. gRPC clients
-// get a trailers-only UNAVAILABLE response, others 502/503/504.
+// get a trailers-only UNAVAILABLE response, others 502/503/504. Why it
+// failed (a dial error names addresses and ports) goes to the log always,
+// and to the client only when mayKnowWhy says so.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		status := http.StatusBadGateway
@@ -107,17 +113,31 @@ func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, err
 			log.Debug("request cancelled", "authority", r.Host, "path", r.URL.Path)
 			return
 		}
-		log.Info("request failed", "authority", r.Host, "path", r.URL.Path, "err", err)
-		w.Header().Set("Skein-Proxy-Error", err.Error())
+		ci := ConnInfoFrom(r.Context())
+		log.Info("request failed", "direction", ci.Direction, "client", ci.Client, "authority", r.Host, "path", r.URL.Path, "err", err)
+		message := http.StatusText(status)
+		if mayKnowWhy(ci) {
+			message = err.Error()
+			w.Header().Set(ErrorHeader, message)
+		}
 		if isGRPC(r) {
 			w.Header().Set("Content-Type", "application/grpc")
 			w.Header().Set("Grpc-Status", "14") // UNAVAILABLE
-			w.Header().Set("Grpc-Message", err.Error())
+			w.Header().Set("Grpc-Message", message)
 			w.WriteHeader(http.StatusOK)
 			return
 		}
 		http.Error(w, http.StatusText(status), status)
 	}
+}
+
+// mayKnowWhy says whether the client of a request may read why the proxy
+// failed it: the local application (outbound: the workload itself) and
+// meshed peers (inbound over mutual TLS) may; a client outside the mesh
+// gets the bare status, since the reason names the workload's addresses,
+// ports and internals.
+func mayKnowWhy(ci *ConnInfo) bool {
+	return ci.Direction == "outbound" || ci.ClientID != ""
 }
 
 func isGRPC(r *http.Request) bool {
