@@ -148,3 +148,46 @@ func TestInventedHostsDoNotGrowTheProxysMetrics(t *testing.T) {
 		t.Errorf("server proxy RSS grew by %d KiB over %d invented Hosts, want under 2 MiB", grew, n)
 	}
 }
+
+// An unmeshed client that dials port after port of a meshed server, where
+// nothing listens, must not make the server's proxy keep series per port:
+// target_addr names only ports the application listens on.
+func TestPortSweepDoesNotGrowTheProxysMetrics(t *testing.T) {
+	s := getShared(t)
+	server := s.servers[1]
+	const first = 20000
+	sweep := func(from, to int) {
+		t.Helper()
+		for port := from; port < to; port++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := s.plain.DialContext(ctx, "tcp", addrPort(server.IP, uint16(port)).String())
+			cancel()
+			if err != nil {
+				t.Fatalf("port %d: %v", port, err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: sweep\r\nConnection: close\r\n\r\n")
+			got, _ := io.ReadAll(c)
+			c.Close()
+			// The server's proxy accepts, cannot reach the application, and
+			// answers a bare 502 (the client is not meshed).
+			if !bytes.HasPrefix(got, []byte("HTTP/1.1 502 Bad Gateway\r\n")) {
+				t.Fatalf("port %d: got %q, want a 502", port, truncate(got, 80))
+			}
+		}
+	}
+	sweep(first, first+2)
+	want := seriesCount(t, server, "127.0.0.1")
+	before := scrape(t, server).sum("tcp_open_total", map[string]string{"direction": "inbound", "target_addr": "unknown"})
+	const n = 500
+	sweep(first+2, first+2+n)
+	got := seriesCount(t, server, "127.0.0.1")
+	opened := scrape(t, server).sum("tcp_open_total", map[string]string{"direction": "inbound", "target_addr": "unknown"}) - before
+	t.Logf("%d ports swept: %d series before, %d after; tcp_open_total{target_addr=unknown} +%v", n, want, got, opened)
+	if got != want {
+		t.Errorf("server proxy lists %d series after %d more ports were dialled, want %d", got, n, want)
+	}
+	if opened != n {
+		t.Errorf("tcp_open_total{direction=inbound,target_addr=unknown} rose by %v, want %d", opened, n)
+	}
+}

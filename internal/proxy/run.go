@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 		{
 			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
-			dialOpaque:  in.Dial,
+			dialOpaque: in.Dial, appPorts: inbound.NewListeningPorts(),
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, metrics: reg, log: log,
 			mesh: cp.meshServer(), peerID: peerID,
 		},

@@ -199,6 +199,9 @@ func targetAddr(ci *ConnInfo, ri *RequestInfo) string {
 	if ri.Endpoint.Addr.IsValid() {
 		return ri.Endpoint.Addr.String()
 	}
+	if ci.Target != "" {
+		return ci.Target
+	}
 	if ci.OrigDst.IsValid() {
 		return ci.OrigDst.String()
 	}

@@ -7,7 +7,9 @@ package metrics
 //	authority      outbound: the destination discovery resolved the request
 //	               to; Unknown when it resolved nothing, and always Unknown
 //	               inbound (HTTP only)
-//	target_addr    the ip:port the connection or request was sent to
+//	target_addr    the ip:port the connection or request was sent to;
+//	               inbound, Unknown for a port the application does not
+//	               listen on (the client picks the port)
 //	tls            see the TLS* constants
 //	client_id      the peer's mesh identity on inbound mTLS, else empty
 //	server_id      the identity the server proved on outbound mTLS, else empty
