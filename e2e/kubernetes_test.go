@@ -238,12 +238,20 @@ func TestKubernetes(t *testing.T) {
 
 	t.Run("IdentitiesComeFromServiceAccounts", func(t *testing.T) {
 		k := k.with(t)
+		// /identity answers only the pod's own containers (loopback).
+		podHost := func(pod corev1.Pod) *netns.Host {
+			h, ok := network.Host(kubelet.HostName(&pod))
+			if !ok {
+				t.Fatalf("no test host for pod %s", pod.Name)
+			}
+			return h
+		}
 		for _, pod := range greeters {
-			if got := proxyCertAt(t, k.tester, pod.Status.PodIP).Identity; got != greeterSPIFFE {
+			if got := proxyCert(t, podHost(pod)).Identity; got != greeterSPIFFE {
 				t.Errorf("proxy of %s has identity %q, want %q", pod.Name, got, greeterSPIFFE)
 			}
 		}
-		if got := proxyCertAt(t, k.tester, clients[0].Status.PodIP).Identity; got != clientSPIFFE {
+		if got := proxyCert(t, podHost(clients[0])).Identity; got != clientSPIFFE {
 			t.Errorf("proxy of the client has identity %q, want %q", got, clientSPIFFE)
 		}
 		// The server proxies saw the client's identity in its certificate.

@@ -450,15 +450,11 @@ type certInfo struct {
 	NotAfter    string `json:"not_after"`
 }
 
+// proxyCert reads the /identity of h's proxy from inside h: it answers
+// loopback clients only.
 func proxyCert(t *testing.T, h *netns.Host) certInfo {
 	t.Helper()
-	return proxyCertAt(t, h, "127.0.0.1")
-}
-
-// proxyCertAt reads /identity of the proxy at ip, from inside h.
-func proxyCertAt(t *testing.T, h *netns.Host, ip string) certInfo {
-	t.Helper()
-	resp, err := httpClient(h).Get("http://" + ip + ":4191/identity")
+	resp, err := httpClient(h).Get("http://127.0.0.1:4191/identity")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -84,6 +85,7 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "connections each of the inbound and outbound listeners holds at once; more are closed at accept")
 	fs.IntVar(&cfg.MaxConnectionsPerSource, "max-connections-per-source", cfg.MaxConnectionsPerSource, "inbound connections from one source IP held at once; more are closed at accept")
 	labels := fs.String("labels", "", "the workload's own labels for metrics, as k=v,k=v")
+	metricsFrom := fs.String("metrics-allow-cidrs", "", "comma-separated networks (CIDR) that may scrape /metrics; empty: every client")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +104,9 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	}
 	if cfg.Labels, err = parseLabels(*labels); err != nil {
 		return cfg, 0, fmt.Errorf("-labels: %w", err)
+	}
+	if cfg.MetricsAllowCIDRs, err = parsePrefixes(*metricsFrom); err != nil {
+		return cfg, 0, fmt.Errorf("-metrics-allow-cidrs: %w", err)
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -123,6 +128,21 @@ func parsePorts(s string) ([]uint16, error) {
 		ports = append(ports, uint16(p))
 	}
 	return ports, nil
+}
+
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var prefixes []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a network in CIDR form (10.0.0.0/8): %w", f, err)
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	return prefixes, nil
 }
 
 func parseLabels(s string) (map[string]string, error) {

@@ -129,7 +129,8 @@ func newIdentityShowCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show the certificate a proxy holds, from its admin server",
-		Long: `Fetches /identity from a proxy's admin server.
+		Long: `Fetches /identity from a proxy's admin server. The proxy answers it only to
+loopback clients: run this inside the pod (or its network namespace).
 
 JSON fields (-o json): identity (SPIFFE ID), issuer (issuer's subject),
 not_before, not_after (RFC 3339), serial (hexadecimal).`,

@@ -2,17 +2,27 @@
 // port 4191, the controller): /metrics for Prometheus, /live and /ready for
 // the kubelet, /shutdown for a job's last container to stop its sidecar,
 // and /debug/pprof for operators. It only serves what it is given; it holds
-// no state of its own.
+// no state of its own beyond the last readiness reason it logged.
+//
+// Who gets what: the port is reachable from the pod network, because the
+// kubelet's probes and Prometheus's scrapes come from there. /live and
+// /ready answer everyone, but only loopback clients read why the process is
+// not ready (the reason can quote internal errors); others get "ready" or
+// "not ready". /metrics answers everyone unless MetricsFrom narrows it.
+// /shutdown, /debug/pprof and every extra handler (the proxy's /identity)
+// answer loopback clients only: the containers of the pod itself.
 package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -35,11 +45,18 @@ type Config struct {
 	Shutdown func()
 	// Metrics serves /metrics; nil leaves /metrics unserved (404).
 	Metrics http.Handler
+	// MetricsFrom, when not empty, limits /metrics to clients in these
+	// networks (and loopback); others get 403. Empty: every client, as
+	// Prometheus scrapes from wherever it runs.
+	MetricsFrom []netip.Prefix
 	// Handlers are extra routes (a http.ServeMux pattern each, e.g.
-	// "/tap"), mounted beside the built-in ones. A pattern that overlaps a
-	// built-in one makes http.ServeMux panic: these come from code, not
-	// from users.
+	// "/identity"), mounted beside the built-in ones and served to loopback
+	// clients only. A pattern that overlaps a built-in one makes
+	// http.ServeMux panic: these come from code, not from users.
 	Handlers map[string]http.Handler
+	// Log receives why the process is not ready, when that changes; nil
+	// means slog.Default().
+	Log *slog.Logger
 }
 
 // Timeouts of the admin server. WriteTimeout is generous because
@@ -108,12 +125,16 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 func newHandler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		mux.Handle("GET /metrics", fromNetworks(cfg.MetricsFrom, cfg.Metrics))
 	}
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "live")
 	})
-	mux.HandleFunc("GET /ready", readyHandler(cfg.Ready))
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	mux.HandleFunc("GET /ready", readyHandler(cfg.Ready, log))
 	mux.Handle("POST /shutdown", loopbackOnly(shutdownHandler(cfg.Shutdown)))
 
 	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
@@ -123,21 +144,61 @@ func newHandler(cfg Config) http.Handler {
 	mux.Handle("/debug/pprof/trace", loopbackOnly(http.HandlerFunc(pprof.Trace)))
 
 	for pattern, h := range cfg.Handlers {
-		mux.Handle(pattern, h)
+		mux.Handle(pattern, loopbackOnly(h))
 	}
 	return mux
 }
 
-func readyHandler(ready func() error) http.HandlerFunc {
+// readyHandler answers 200 "ready" or 503 "not ready"; loopback clients also
+// read the reason, which is logged whenever it changes.
+func readyHandler(ready func() error, log *slog.Logger) http.HandlerFunc {
+	var mu sync.Mutex
+	lastLogged := ""
 	return func(w http.ResponseWriter, r *http.Request) {
+		var err error
 		if ready != nil {
-			if err := ready(); err != nil {
-				writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
-				return
-			}
+			err = ready()
 		}
-		writeText(w, http.StatusOK, "ready")
+		reason := ""
+		if err != nil {
+			reason = err.Error()
+		}
+		mu.Lock()
+		if reason != lastLogged {
+			if reason == "" {
+				log.Info("ready")
+			} else {
+				log.Info("not ready", "reason", reason)
+			}
+			lastLogged = reason
+		}
+		mu.Unlock()
+		switch {
+		case err == nil:
+			writeText(w, http.StatusOK, "ready")
+		case isLoopback(r.RemoteAddr):
+			writeText(w, http.StatusServiceUnavailable, "not ready: "+reason)
+		default:
+			writeText(w, http.StatusServiceUnavailable, "not ready")
+		}
 	}
+}
+
+// fromNetworks refuses (403) clients outside allowed, loopback excepted;
+// an empty allowed lets everyone through.
+func fromNetworks(allowed []netip.Prefix, next http.Handler) http.Handler {
+	if len(allowed) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		addr := ap.Addr().Unmap()
+		if err == nil && (addr.IsLoopback() || slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(addr) })) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeText(w, http.StatusForbidden, "forbidden")
+	})
 }
 
 // shutdownHandler calls shutdown on the first request and answers every
@@ -156,11 +217,11 @@ func shutdownHandler(shutdown func()) http.Handler {
 
 // loopbackOnly refuses (403) clients that are not on a loopback address:
 // the admin port is reachable from the pod network, but only containers in
-// the pod itself may stop the proxy or profile it.
+// the pod itself may stop the proxy, profile it or read its identity.
 func loopbackOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isLoopback(r.RemoteAddr) {
-			writeText(w, http.StatusForbidden, "forbidden: only loopback clients may use "+r.URL.Path)
+			writeText(w, http.StatusForbidden, "forbidden")
 			return
 		}
 		next.ServeHTTP(w, r)

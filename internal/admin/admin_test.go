@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -85,6 +87,51 @@ func TestReadyFollowsReadinessFunc(t *testing.T) {
 	notReady.Store(nil)
 	if code, body := do(t, "GET", url+"/ready"); code != 200 || body != "ready" {
 		t.Errorf("GET /ready when ready = %d %q, want 200 ready", code, body)
+	}
+}
+
+// get serves one GET through the admin handler as if it came from remote.
+func get(h http.Handler, remote, path string) (int, string) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", path, nil)
+	req.RemoteAddr = remote
+	h.ServeHTTP(rec, req)
+	return rec.Code, strings.TrimSpace(rec.Body.String())
+}
+
+// What the admin port tells a client on the pod network and what only the
+// pod's own containers (loopback) read.
+func TestWhatTheNetworkGetsFromTheAdminPort(t *testing.T) {
+	reason := errors.New(`rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 198.18.0.2:8086: connect: connection refused"`)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "request_total 1\n") })
+	identity := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"identity":"spiffe://x/ns/a/sa/b"}`) })
+	const local, remote, scraper = "127.0.0.1:40000", "10.1.2.3:40000", "10.9.0.7:40000"
+	tests := []struct {
+		name     string
+		cfg      Config
+		remote   string
+		path     string
+		wantCode int
+		wantBody string
+	}{
+		{"ready to the network", Config{}, remote, "/ready", 200, "ready"},
+		{"not ready to the network: no reason", Config{Ready: func() error { return reason }}, remote, "/ready", 503, "not ready"},
+		{"not ready to loopback: the reason", Config{Ready: func() error { return reason }}, local, "/ready", 503, "not ready: " + reason.Error()},
+		{"live to the network", Config{}, remote, "/live", 200, "live"},
+		{"metrics to the network", Config{Metrics: metrics}, remote, "/metrics", 200, "request_total 1"},
+		{"metrics to an allowed network", Config{Metrics: metrics, MetricsFrom: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}}, scraper, "/metrics", 200, "request_total 1"},
+		{"metrics outside the allowed networks", Config{Metrics: metrics, MetricsFrom: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}}, remote, "/metrics", 403, "forbidden"},
+		{"metrics to loopback whatever the networks", Config{Metrics: metrics, MetricsFrom: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}}, local, "/metrics", 200, "request_total 1"},
+		{"identity to the network", Config{Handlers: map[string]http.Handler{"/identity": identity}}, remote, "/identity", 403, "forbidden"},
+		{"identity to loopback", Config{Handlers: map[string]http.Handler{"/identity": identity}}, local, "/identity", 200, `{"identity":"spiffe://x/ns/a/sa/b"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+			if code, body := get(newHandler(tt.cfg), tt.remote, tt.path); code != tt.wantCode || body != tt.wantBody {
+				t.Errorf("GET %s from %s = %d %q, want %d %q", tt.path, tt.remote, code, body, tt.wantCode, tt.wantBody)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -86,9 +87,12 @@ type Config struct {
 	// IP address.
 	MaxConnectionsPerSource int
 	// Labels are the workload's own labels, put on every metric.
-	Labels  map[string]string
-	Balance balance.Options
-	Log     *slog.Logger
+	Labels map[string]string
+	// MetricsAllowCIDRs limits the admin port's /metrics to clients in
+	// these networks (and loopback); empty lets every client scrape.
+	MetricsAllowCIDRs []netip.Prefix
+	Balance           balance.Options
+	Log               *slog.Logger
 }
 
 // RequireMTLS is which inbound ports accept only mesh TLS from the network:
@@ -161,6 +165,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RequireMTLS.enabled() && c.Identity == "" {
 		errs = append(errs, errors.New("require-mtls / require-mtls-ports: need identity: without a certificate the proxy can accept no mTLS, so every connection would be refused"))
+	}
+	for _, p := range c.MetricsAllowCIDRs {
+		if !p.IsValid() {
+			errs = append(errs, errors.New("metrics-allow-cidrs: an empty network"))
+		}
 	}
 	errs = append(errs, c.validateControlPlane()...)
 	if err := metrics.ValidateConstLabels(c.Labels); err != nil {

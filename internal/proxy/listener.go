@@ -16,6 +16,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/detect"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
@@ -50,6 +51,9 @@ type listener struct {
 	lastRefusalLog atomic.Int64 // unix nanoseconds
 	metrics        *metrics.Registry
 	log            *slog.Logger
+	// appPorts, inbound only, are the ports the application listens on;
+	// connections to others are counted under target_addr "unknown".
+	appPorts *inbound.ListeningPorts
 	// mesh terminates mutual TLS from peer proxies; nil without an identity.
 	mesh   MeshServer
 	peerID func(tls.ConnectionState) (string, error)
@@ -242,9 +246,15 @@ func (l *listener) count(conn *meteredConn, ci *httpproxy.ConnInfo) {
 	if ci.ClientID != "" {
 		tlsLabel = metrics.TLSTrue
 	}
+	ci.Target = ci.OrigDst.String()
+	if l.appPorts != nil && !l.appPorts.Has(ci.OrigDst.Port()) {
+		// A port nothing listens on: the client picked it, and naming it
+		// would give every port a client tries its own series.
+		ci.Target = metrics.Unknown
+	}
 	conn.attach(l.metrics.TCPOpen(metrics.TCPLabels{
 		Direction:  l.direction,
-		TargetAddr: ci.OrigDst.String(),
+		TargetAddr: ci.Target,
 		TLS:        tlsLabel,
 		ClientID:   ci.ClientID,
 	}))

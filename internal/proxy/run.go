@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 		{
 			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
-			dialOpaque:  in.Dial,
+			dialOpaque: in.Dial, appPorts: inbound.NewListeningPorts(),
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
 			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
 			metrics: reg, log: log,
@@ -110,7 +110,9 @@ func Run(ctx context.Context, cfg Config) error {
 	adminDone := make(chan error, 1)
 	go func() {
 		adminDone <- admin.Serve(connCtx, lns.admin, admin.Config{
-			Metrics: reg.Handler(),
+			Metrics:     reg.Handler(),
+			MetricsFrom: cfg.MetricsAllowCIDRs,
+			Log:         log,
 			Ready: func() error {
 				if draining.Load() {
 					return errors.New("draining")

@@ -403,6 +403,26 @@ func normalizeName(name string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// CanonicalName is name in the form lookups match it (lower case, no
+// trailing dot on the host), or name itself when that is already the form
+// or it is not host:port at all. It allocates only when it changes name.
+func CanonicalName(name string) string {
+	if !needsNormalizing(name) {
+		return name
+	}
+	return normalizeDst(name)
+}
+
+func needsNormalizing(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' || c == '.' && i+1 < len(name) && name[i+1] == ':' || c == '[' {
+			return true
+		}
+	}
+	return false
+}
+
 // normalizeDst turns a Watch dst into a key of fileState.sets. A dst that is
 // not even host:port cannot match anything and is kept as it is.
 func normalizeDst(dst string) string {

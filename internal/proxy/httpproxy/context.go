@@ -17,6 +17,10 @@ type ConnInfo struct {
 	Client netip.AddrPort
 	// ClientID is the peer's verified identity; empty without mTLS.
 	ClientID string
+	// Target is the connection's target_addr metric label when it is not
+	// OrigDst as such: inbound, metrics.Unknown for a port the application
+	// does not listen on (see inbound.ListeningPorts). Empty means OrigDst.
+	Target string
 	// ToProxy is set when the client connected to the proxy's own port
 	// rather than being redirected: only a peer proxy's opaque mesh
 	// connection may do that.

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
 
@@ -89,8 +90,14 @@ var ErrNoEndpoints = errors.New("destination has no endpoints")
 // without: discovery has not said whether the destination is meshed.
 var ErrRefusedWithoutMTLS = errors.New("refusing to send without mTLS")
 
+// ErrorHeader carries the reason of an error the proxy itself answered, to
+// those allowed to see it (see mayKnowWhy).
+const ErrorHeader = "Skein-Proxy-Error"
+
 // errorHandler answers a request that could not be forwarded. gRPC clients
-// get a trailers-only UNAVAILABLE response, others 502/503/504.
+// get a trailers-only UNAVAILABLE response, others 502/503/504. Why it
+// failed (a dial error names addresses and ports) goes to the log always,
+// and to the client only when mayKnowWhy says so.
 func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		status := http.StatusBadGateway
@@ -104,17 +111,31 @@ func errorHandler(log *slog.Logger) func(http.ResponseWriter, *http.Request, err
 			log.Debug("request cancelled", "authority", r.Host, "path", r.URL.Path)
 			return
 		}
-		log.Info("request failed", "authority", r.Host, "path", r.URL.Path, "err", err)
-		w.Header().Set("Skein-Proxy-Error", err.Error())
+		ci := ConnInfoFrom(r.Context())
+		log.Info("request failed", "direction", ci.Direction, "client", ci.Client, "authority", r.Host, "path", r.URL.Path, "err", err)
+		message := http.StatusText(status)
+		if mayKnowWhy(ci) {
+			message = err.Error()
+			w.Header().Set(ErrorHeader, message)
+		}
 		if isGRPC(r) {
 			w.Header().Set("Content-Type", "application/grpc")
 			w.Header().Set("Grpc-Status", "14") // UNAVAILABLE
-			w.Header().Set("Grpc-Message", err.Error())
+			w.Header().Set("Grpc-Message", message)
 			w.WriteHeader(http.StatusOK)
 			return
 		}
 		http.Error(w, http.StatusText(status), status)
 	}
+}
+
+// mayKnowWhy says whether the client of a request may read why the proxy
+// failed it: the local application (outbound: the workload itself) and
+// meshed peers (inbound over mutual TLS) may; a client outside the mesh
+// gets the bare status, since the reason names the workload's addresses,
+// ports and internals.
+func mayKnowWhy(ci *ConnInfo) bool {
+	return ci.Direction == "outbound" || ci.ClientID != ""
 }
 
 func isGRPC(r *http.Request) bool {
@@ -142,7 +163,7 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
 	labels := metrics.HTTPLabels{
 		Direction:  rec.direction,
-		Authority:  r.Host,
+		Authority:  authorityLabel(ri),
 		TargetAddr: targetAddr(ci, ri),
 		TLS:        tlsLabel(ci, ri, rec.direction),
 		ClientID:   ci.ClientID,
@@ -159,9 +180,25 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.metrics.Request(labels).Response(sw.statusCode(ri), grpcStatus(sw.Header()), latency)
 }
 
+// authorityLabel is the destination discovery resolved the request to, in
+// the form discovery matches names (lower case, no trailing dot), or
+// metrics.Unknown. Never the Host / :authority as the client sent it: a
+// client invents those at will, and each new value would be series the
+// proxy keeps for its whole life. Inbound requests are not resolved, so
+// their authority is always metrics.Unknown.
+func authorityLabel(ri *RequestInfo) string {
+	if ri.Service == "" {
+		return metrics.Unknown
+	}
+	return discovery.CanonicalName(ri.Service)
+}
+
 func targetAddr(ci *ConnInfo, ri *RequestInfo) string {
 	if ri.Endpoint.Addr.IsValid() {
 		return ri.Endpoint.Addr.String()
+	}
+	if ci.Target != "" {
+		return ci.Target
 	}
 	if ci.OrigDst.IsValid() {
 		return ci.OrigDst.String()

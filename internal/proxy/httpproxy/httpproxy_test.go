@@ -22,6 +22,7 @@ import (
 // fixedUpstream sends everything to one address.
 type fixedUpstream struct {
 	addr       string
+	service    string // what discovery "resolved"; empty for none
 	transports *Transports
 	err        error
 }
@@ -39,6 +40,7 @@ func (u *fixedUpstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ri := RequestInfoFrom(req.Context()); ri != nil {
 		ri.Endpoint.Addr = netip.MustParseAddrPort(u.addr)
 		ri.Endpoint.Labels = map[string]string{"service": "backend"}
+		ri.Service = u.service
 	}
 	return u.transports.For(req).RoundTrip(out)
 }
@@ -52,8 +54,15 @@ func (u *fixedUpstream) DialTunnel(ctx context.Context, req *http.Request) (net.
 // its address.
 func startProxy(t *testing.T, up Upstream, reg *metrics.Registry) string {
 	t.Helper()
+	return startProxyFor(t, up, reg, ConnInfo{Direction: "outbound"})
+}
+
+// startProxyFor is startProxy for connections described by ci (a copy per
+// connection).
+func startProxyFor(t *testing.T, up Upstream, reg *metrics.Registry, ci ConnInfo) string {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := NewServer(NewHandler(Config{Direction: "outbound", Upstream: up, Metrics: reg, Log: log}), log)
+	srv := NewServer(NewHandler(Config{Direction: ci.Direction, Upstream: up, Metrics: reg, Log: log}), log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +73,8 @@ func startProxy(t *testing.T, up Upstream, reg *metrics.Registry) string {
 			if err != nil {
 				return
 			}
-			srv.ServeConn(c, &ConnInfo{Direction: "outbound"})
+			info := ci
+			srv.ServeConn(c, &info)
 		}
 	}()
 	t.Cleanup(func() {
@@ -138,10 +148,48 @@ func TestHTTP2TrailersAndStreamingPassThrough(t *testing.T) {
 	want := `
 # HELP response_total Total HTTP responses (or failures to get one).
 # TYPE response_total counter
-response_total{authority="` + proxy + `",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
+response_total{authority="unknown",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
 `
 	if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "response_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The authority label is what discovery resolved (in the form discovery
+// matches names), or "unknown": never the Host a client sent, which it can
+// invent at will.
+func TestAuthorityLabelIsWhatDiscoveryResolvedNotTheHost(t *testing.T) {
+	backend := h2cBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tt := range []struct {
+		resolved, want string
+	}{
+		{"", "unknown"},
+		{"web.test.svc.cluster.local:8081", "web.test.svc.cluster.local:8081"},
+		{"Web.Test.svc.cluster.local.:8081", "web.test.svc.cluster.local:8081"},
+		{"198.19.0.10:8081", "198.19.0.10:8081"},
+	} {
+		reg, _ := metrics.New(nil)
+		up := newFixedUpstream(backend)
+		up.service = tt.resolved
+		proxy := startProxy(t, up, reg)
+		client := &http.Client{Timeout: 10 * time.Second}
+		for i := range 50 {
+			req, _ := http.NewRequest("GET", "http://"+proxy+"/", nil)
+			req.Host = fmt.Sprintf("invented-%d.example:80", i)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		want := `
+# HELP request_total Total HTTP requests the proxy received.
+# TYPE request_total counter
+request_total{authority="` + tt.want + `",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",route_name="",server_id="",target_addr="` + backend + `",tls="no_identity"} 50
+`
+		if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "request_total"); err != nil {
+			t.Errorf("resolved %q: %v", tt.resolved, err)
+		}
 	}
 }
 
@@ -169,6 +217,53 @@ func TestUpstreamFailureAnswersGRPCUnavailable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("HTTP/1 request got %d, want 503 when there are no endpoints", resp.StatusCode)
+	}
+}
+
+// Why the proxy failed a request (here a dial error naming an address) goes
+// to the workload itself (outbound) and to meshed peers (inbound over mTLS),
+// never to a client outside the mesh.
+func TestProxyErrorDetailOnlyForTheWorkloadAndMeshedPeers(t *testing.T) {
+	const reason = "dial tcp 10.1.2.3:8080: connect: connection refused"
+	up := newFixedUpstream("127.0.0.1:1")
+	up.err = errors.New(reason)
+	for _, tt := range []struct {
+		name       string
+		ci         ConnInfo
+		wantHeader string
+		wantGRPC   string
+	}{
+		{"outbound", ConnInfo{Direction: "outbound"}, reason, reason},
+		{"inbound meshed", ConnInfo{Direction: "inbound", ClientID: "spiffe://skein.local/ns/demo/sa/web"}, reason, reason},
+		{"inbound unmeshed", ConnInfo{Direction: "inbound"}, "", "Bad Gateway"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			proxy := startProxyFor(t, up, nil, tt.ci)
+			resp, err := http.Get("http://" + proxy + "/plain")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 502 || string(body) != "Bad Gateway\n" || resp.Header.Get(ErrorHeader) != tt.wantHeader {
+				t.Errorf("HTTP: %d %q %s=%q, want 502 \"Bad Gateway\\n\" %s=%q",
+					resp.StatusCode, body, ErrorHeader, resp.Header.Get(ErrorHeader), ErrorHeader, tt.wantHeader)
+			}
+
+			req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
+			req.Header.Set("Content-Type", "application/grpc")
+			resp, err = h2cClient().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if got := resp.Header.Get("Grpc-Message"); resp.Header.Get("Grpc-Status") != "14" || got != tt.wantGRPC ||
+				resp.Header.Get(ErrorHeader) != tt.wantHeader {
+				t.Errorf("gRPC: grpc-status %q grpc-message %q %s=%q, want 14 %q %q",
+					resp.Header.Get("Grpc-Status"), got, ErrorHeader, resp.Header.Get(ErrorHeader), tt.wantGRPC, tt.wantHeader)
+			}
+		})
 	}
 }
 

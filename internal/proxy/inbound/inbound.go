@@ -22,6 +22,12 @@ const tproxyMark = 0x539
 
 const connectTimeout = 3 * time.Second
 
+// maxSourcePools bounds how many client addresses have a connection pool of
+// their own in TPROXY mode: the addresses are the clients' to choose (an
+// IPv6 client may hold a whole /64), so past this many the least recently
+// used pool is dropped to make room.
+const maxSourcePools = 1024
+
 // Upstream forwards inbound traffic to the application. It implements
 // httpproxy.Upstream.
 type Upstream struct {
@@ -97,6 +103,9 @@ func (u *Upstream) transportsFor(ci *httpproxy.ConnInfo) *httpproxy.Transports {
 	defer u.mu.Unlock()
 	p, ok := u.bySource[src]
 	if !ok {
+		if len(u.bySource) >= maxSourcePools {
+			u.dropLeastRecentPool()
+		}
 		p = &sourcePool{transports: httpproxy.NewTransports(func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return origdst.DialContext(ctx, network, addr, origdst.DialOptions{Mark: tproxyMark, TransparentSource: src})
 		})}
@@ -104,6 +113,22 @@ func (u *Upstream) transportsFor(ci *httpproxy.ConnInfo) *httpproxy.Transports {
 	}
 	p.lastUsed = time.Now()
 	return p.transports
+}
+
+// dropLeastRecentPool forgets the pool used longest ago; its connections
+// in use finish, its idle ones are closed. The caller holds u.mu.
+func (u *Upstream) dropLeastRecentPool() {
+	var oldest netip.Addr
+	var oldestUse time.Time
+	for src, p := range u.bySource {
+		if !oldest.IsValid() || p.lastUsed.Before(oldestUse) {
+			oldest, oldestUse = src, p.lastUsed
+		}
+	}
+	if p, ok := u.bySource[oldest]; ok {
+		p.transports.CloseIdleConnections()
+		delete(u.bySource, oldest)
+	}
 }
 
 // closeIdle drops pooled connections and per-client pools nobody uses.

@@ -71,7 +71,8 @@ func (r *Registry) requestRecorder(l HTTPLabels) *RequestRecorder {
 // with status_code, grpc_status and classification.
 //
 // statusCode 0 means no response came back (connect failure, reset,
-// timeout): status_code is then empty and the response is a failure.
+// timeout): status_code is then empty and the response is a failure. A
+// code outside 100-599 is read the same way.
 // grpcStatus is the decimal grpc-status ("" when the response is not gRPC);
 // values outside 0..16 are recorded as "2" (UNKNOWN), as the gRPC spec says
 // to read unknown codes, which also bounds the label's cardinality. latency
@@ -139,8 +140,10 @@ func IsFailure(status int, grpcStatus string) bool {
 	return false
 }
 
+// normalizeStatus keeps the codes HTTP defines (100-599); a server may send
+// any three digits, and each would be a series of its own.
 func normalizeStatus(code int) int {
-	if code < 100 || code > 999 {
+	if code < 100 || code > 599 {
 		return 0
 	}
 	return code

@@ -4,8 +4,12 @@ package metrics
 //
 //	direction      "inbound" (a client calling this workload) or "outbound"
 //	               (this workload calling out)
-//	authority      the request's Host / :authority (HTTP only)
-//	target_addr    the ip:port the connection or request was sent to
+//	authority      outbound: the destination discovery resolved the request
+//	               to; Unknown when it resolved nothing, and always Unknown
+//	               inbound (HTTP only)
+//	target_addr    the ip:port the connection or request was sent to;
+//	               inbound, Unknown for a port the application does not
+//	               listen on (the client picks the port)
 //	tls            see the TLS* constants
 //	client_id      the peer's mesh identity on inbound mTLS, else empty
 //	server_id      the identity the server proved on outbound mTLS, else empty
@@ -13,6 +17,12 @@ package metrics
 //	dst_namespace, dst_service, dst_workload, dst_pod
 //	               outbound: the endpoint's discovery labels (see
 //	               DstFromEndpointLabels); inbound: this proxy's own workload
+//
+// No label value is taken from what a client sends (Host, :authority, any
+// header): every value is either fixed, resolved by discovery, proved by
+// mesh TLS, or one of a bounded set (status_code 100-599, grpc_status 0-16,
+// errno). A client that invents Hosts or headers therefore cannot make the
+// proxy keep new series.
 //
 // response_total and response_latency_ms add status_code, grpc_status and
 // classification (see RequestRecorder.Response); tcp_close_total adds errno.
@@ -31,6 +41,10 @@ var (
 	}
 	tcpCloseLabelNames = append(append([]string(nil), tcpLabelNames...), "errno")
 )
+
+// Unknown is the authority of a request discovery did not resolve, and of
+// every inbound request.
+const Unknown = "unknown"
 
 // Values of the direction label.
 const (

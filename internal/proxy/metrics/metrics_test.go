@@ -74,6 +74,8 @@ func TestResponseClassification(t *testing.T) {
 		{503, "", "503", "", ClassFailure},
 		{0, "", "", "", ClassFailure},    // no response at all
 		{1000, "", "", "", ClassFailure}, // not an HTTP status: read as no response
+		{600, "", "", "", ClassFailure},  // three digits, but not a status HTTP defines
+		{599, "", "599", "", ClassFailure},
 		{200, "0", "200", "0", ClassSuccess},
 		{200, "1", "200", "1", ClassSuccess}, // CANCELLED: the client gave up
 		{200, "2", "200", "2", ClassFailure}, // UNKNOWN
