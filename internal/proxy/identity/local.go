@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
 
 	"github.com/skeinmesh/skein/internal/pki"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
@@ -191,11 +192,15 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	defer cancel()
+	// Wait for ready: while the controller is unreachable the call waits
+	// (up to certifyTimeout) for the connection instead of failing at once
+	// with gRPC's last dial error, so a renewal goes through as soon as the
+	// controller is back rather than at the next retry after that.
 	resp, err := l.cfg.Client.Certify(ctx, &identitypb.CertifyRequest{
 		Identity:                  l.id.String(),
 		Token:                     token,
 		CertificateSigningRequest: l.csr,
-	})
+	}, grpc.WaitForReady(true))
 	if err != nil {
 		return 0, fmt.Errorf("certify %s: %w", l.id, err)
 	}
