@@ -16,6 +16,7 @@ import (
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/netns"
+	"github.com/skeinmesh/skein/internal/source/files"
 )
 
 // Config is what Up needs.
@@ -83,6 +84,7 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 		return err
 	}
 	m := &Mesh{cfg: cfg, log: cfg.Log, vips: map[string]netip.Addr{}, workloads: map[string]*workloadRun{}}
+	files.NoteIgnored(m.log, slog.LevelInfo, p.ignored)
 	defer func() {
 		if cerr := m.teardown(); cerr != nil {
 			err = errors.Join(err, cerr)
