@@ -39,7 +39,6 @@ const (
 	controllerAdminPort = 9996
 	prometheusPort      = 9090
 	proxyAdminPort      = 4191
-	proxyUID            = 2102
 )
 
 // Mesh is a running local mesh.
@@ -56,6 +55,9 @@ type Mesh struct {
 	plan      *plan
 	vips      map[string]netip.Addr // service key -> virtual IP
 	workloads map[string]*workloadRun
+	// userIndex numbers each workload seen for its users (users.go).
+	userIndex     map[string]int
+	nextUserIndex int
 	// publishedVIPs are the virtual IP:ports programmed in the hub.
 	publishedVIPs map[netip.AddrPort]bool
 }
@@ -83,7 +85,7 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return err
 	}
-	m := &Mesh{cfg: cfg, log: cfg.Log, vips: map[string]netip.Addr{}, workloads: map[string]*workloadRun{}}
+	m := &Mesh{cfg: cfg, log: cfg.Log, vips: map[string]netip.Addr{}, workloads: map[string]*workloadRun{}, userIndex: map[string]int{}}
 	files.NoteIgnored(m.log, slog.LevelInfo, p.ignored)
 	defer func() {
 		if cerr := m.teardown(); cerr != nil {

@@ -50,8 +50,8 @@ func (e *ManifestError) Unwrap() error { return e.Err }
 
 // object is one decoded manifest and where it came from.
 type object struct {
-	file     string
-	document int
+	file       string
+	document   int
 	apiVersion string
 	kind       string
 	meta       *metav1.ObjectMeta
