@@ -286,6 +286,9 @@ func TestSkeinUpRefusesBadManifestsAndStartsNothing(t *testing.T) {
 		want           []string
 	}{
 		{"unknown kind", "apiVersion: v1\nkind: Deployment\nmetadata: {name: web}\n", []string{"mesh.yaml", "document 1", "kind", "Deployment"}},
+		{"a Deployment beside a Namespace", "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {}\n",
+			[]string{"mesh.yaml: document 2: kind: apps/v1 Deployment is not run here: describe the process as a skein.io/v1alpha1 Workload (spec.command, spec.replicas)"}},
+		{"a ConfigMap", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata: {a: b}\n", []string{"mesh.yaml: document 1: kind: unknown kind \"ConfigMap\" of apiVersion \"v1\""}},
 		{"missing command", "apiVersion: skein.io/v1alpha1\nkind: Workload\nmetadata: {name: web, namespace: shop}\nspec: {}\n", []string{"mesh.yaml", "Workload shop/web", "spec.command"}},
 		{"duplicate name", "apiVersion: skein.io/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec: {command: [a]}\n---\napiVersion: skein.io/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec: {command: [b]}\n", []string{"mesh.yaml", "document 2", "Workload default/web", "metadata.name"}},
 		{"port conflict", "apiVersion: skein.io/v1alpha1\nkind: Workload\nmetadata: {name: web}\nspec:\n  command: [a]\n  ports: [{name: a, containerPort: 8080}, {name: b, containerPort: 8080}]\n", []string{"mesh.yaml", "Workload default/web", "spec.ports[1].containerPort", "8080"}},

@@ -43,6 +43,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
+	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far before now issued certificates' NotBefore is set, for peers whose clocks lag (at most 10m)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of /metrics, /ready and /live")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")

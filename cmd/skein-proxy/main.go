@@ -74,6 +74,7 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	fs.StringVar(&cfg.TrustAnchorsPEM, "trust-anchors-pem", "", "the mesh's trust anchors as PEM text, instead of a file")
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
+	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far this proxy's clock may lag the controller's when taking a new certificate")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
 	fs.BoolVar(&cfg.RequireMTLS.All, "require-mtls", false, "refuse plaintext connections from the network on every inbound port (needs -identity)")
 	requireMTLSPorts := fs.String("require-mtls-ports", "", "comma-separated inbound ports that refuse plaintext connections from the network (needs -identity)")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
 // Config is everything the controller needs.
@@ -37,6 +39,9 @@ type Config struct {
 	JoinTokenKey string
 	TrustDomain  string
 	CertLifetime time.Duration
+	// ClockSkew is how far before "now" an issued certificate's NotBefore
+	// is set, so that peers whose clocks lag the controller's take it.
+	ClockSkew time.Duration
 
 	GRPCAddr  string
 	AdminAddr string
@@ -62,6 +67,7 @@ func Default() Config {
 	return Config{
 		TrustDomain:  "cluster.local",
 		CertLifetime: 24 * time.Hour,
+		ClockSkew:    identity.DefaultClockSkew,
 		GRPCAddr:     "0.0.0.0:8086",
 		AdminAddr:    "0.0.0.0:9996",
 	}
@@ -87,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CertLifetime < 10*time.Second {
 		errs = append(errs, fmt.Errorf("cert-lifetime: %s is too short (at least 10s)", c.CertLifetime))
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > identity.MaxClockSkew {
+		errs = append(errs, fmt.Errorf("clock-skew: %s is not between 0 and %s", c.ClockSkew, identity.MaxClockSkew))
 	}
 	for _, f := range []struct{ name, addr string }{{"grpc-addr", c.GRPCAddr}, {"admin-addr", c.AdminAddr}} {
 		if _, _, err := net.SplitHostPort(f.addr); err != nil {

@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	ready.Store(true)
 	log.Info("controller serving", "grpc", grpcLn.Addr().String(), "admin", adminLn.Addr().String(),
-		"source", src, "trust_domain", cfg.TrustDomain, "cert_lifetime", cfg.CertLifetime)
+		"source", src, "trust_domain", cfg.TrustDomain, "cert_lifetime", cfg.CertLifetime, "clock_skew", cfg.ClockSkew)
 
 	select {
 	case <-ctx.Done():
@@ -195,6 +195,7 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 		Issuers:     issuers,
 		Tokens:      identity.AnyOf(validators...),
 		Lifetime:    cfg.CertLifetime,
+		ClockSkew:   cfg.ClockSkew,
 		Registerer:  reg,
 		Log:         log,
 	})

@@ -21,6 +21,7 @@ type instance struct {
 	name  string // pod-like: <workload>-<i>
 	host  *netns.Host
 	spec  *v1alpha1.Workload
+	users workloadUsers
 	proxy *process // nil when not injected
 	app   *process
 	ready atomic.Bool
@@ -38,9 +39,19 @@ func (m *Mesh) startInstance(ctx context.Context, w *v1alpha1.Workload, i int) (
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{name: name, host: h, spec: w, mesh: m}
+	m.mu.Lock()
+	users, err := m.usersFor(w)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{name: name, host: h, spec: w, users: users, mesh: m}
 	if err := m.writeHosts(in); err != nil {
 		return nil, err
+	}
+	home, err := m.homeDir(w, users.app)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: home directory: %w", w.Namespace, name, err)
 	}
 	if w.Spec.Injected() {
 		if err := m.startProxy(ctx, in); err != nil {
@@ -48,8 +59,8 @@ func (m *Mesh) startInstance(ctx context.Context, w *v1alpha1.Workload, i int) (
 		}
 	}
 	app, err := startProcess(name, m.logPath(name), true, m.log, func() *exec.Cmd {
-		cmd := h.Command(context.Background(), w.Spec.Command[0], w.Spec.Command[1:]...)
-		cmd.Env = m.appEnv(in)
+		cmd := h.CommandAs(context.Background(), users.app, w.Spec.Command[0], w.Spec.Command[1:]...)
+		cmd.Env = m.appEnv(in, home)
 		return cmd
 	})
 	if err != nil {
@@ -64,11 +75,11 @@ func (m *Mesh) startInstance(ctx context.Context, w *v1alpha1.Workload, i int) (
 }
 
 // appEnv is the application's environment: the mesh's binaries first on
-// PATH, pod-like variables, then the workload's own env.
-func (m *Mesh) appEnv(in *instance) []string {
+// PATH, its own home, pod-like variables, then the workload's own env.
+func (m *Mesh) appEnv(in *instance, home string) []string {
 	env := []string{
 		"PATH=" + m.cfg.BinDir + ":" + os.Getenv("PATH"),
-		"HOME=/root",
+		"HOME=" + home,
 		"POD_NAME=" + in.name,
 		"POD_NAMESPACE=" + in.spec.Namespace,
 		"POD_IP=" + in.host.IP.String(),
@@ -79,11 +90,11 @@ func (m *Mesh) appEnv(in *instance) []string {
 	return env
 }
 
-// startProxy runs skein-init's rules and the sidecar as its own uid, with a
-// join token proving the workload's identity.
+// startProxy runs skein-init's rules and the sidecar as the workload's
+// proxy uid, with a join token proving the workload's identity.
 func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 	w := in.spec
-	init := in.host.Command(ctx, filepath.Join(m.cfg.BinDir, "skein-init"), "--proxy-uid", fmt.Sprint(proxyUID))
+	init := in.host.Command(ctx, filepath.Join(m.cfg.BinDir, "skein-init"), "--proxy-uid", fmt.Sprint(in.users.proxy.UID))
 	if out, err := init.CombinedOutput(); err != nil {
 		return fmt.Errorf("skein-init: %v: %s", err, out)
 	}
@@ -104,8 +115,7 @@ func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 		"-drain-delay", "0s",
 	}
 	proxy, err := startProcess(in.name+".proxy", m.logPath(in.name+".proxy"), true, m.log, func() *exec.Cmd {
-		return in.host.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID},
-			filepath.Join(m.cfg.BinDir, "skein-proxy"), args...)
+		return in.host.CommandAs(context.Background(), in.users.proxy, filepath.Join(m.cfg.BinDir, "skein-proxy"), args...)
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/netns"
+	"github.com/skeinmesh/skein/internal/source/files"
 )
 
 // Config is what Up needs.
@@ -38,7 +39,6 @@ const (
 	controllerAdminPort = 9996
 	prometheusPort      = 9090
 	proxyAdminPort      = 4191
-	proxyUID            = 2102
 )
 
 // Mesh is a running local mesh.
@@ -55,6 +55,9 @@ type Mesh struct {
 	plan      *plan
 	vips      map[string]netip.Addr // service key -> virtual IP
 	workloads map[string]*workloadRun
+	// userIndex numbers each workload seen for its users (users.go).
+	userIndex     map[string]int
+	nextUserIndex int
 	// publishedVIPs are the virtual IP:ports programmed in the hub.
 	publishedVIPs map[netip.AddrPort]bool
 }
@@ -82,7 +85,8 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return err
 	}
-	m := &Mesh{cfg: cfg, log: cfg.Log, vips: map[string]netip.Addr{}, workloads: map[string]*workloadRun{}}
+	m := &Mesh{cfg: cfg, log: cfg.Log, vips: map[string]netip.Addr{}, workloads: map[string]*workloadRun{}, userIndex: map[string]int{}}
+	files.NoteIgnored(m.log, slog.LevelInfo, p.ignored)
 	defer func() {
 		if cerr := m.teardown(); cerr != nil {
 			err = errors.Join(err, cerr)

@@ -19,6 +19,7 @@ var proxyPorts = []int32{4140, 4143, 4191}
 type plan struct {
 	services  []*corev1.Service
 	workloads []*v1alpha1.Workload
+	ignored   []files.Ignored // documents read and left out
 }
 
 // readPlan reads and validates the manifests at path: everything the
@@ -76,7 +77,7 @@ func readPlan(path string) (*plan, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &plan{services: m.Services, workloads: m.Workloads}, nil
+	return &plan{services: m.Services, workloads: m.Workloads, ignored: m.Ignored}, nil
 }
 
 // maxHostBase leaves room for "-NN" in a host name of at most 32 characters.

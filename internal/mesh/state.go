@@ -23,6 +23,7 @@ const (
 	identityDir   = "identity"
 	controllerDir = "controller"
 	tokensDir     = "tokens"
+	homesDir      = "homes"
 	LogsDir       = "logs"
 	prometheusDir = "prometheus"
 )
@@ -69,8 +70,14 @@ func prepareStateDir(dir string) error {
 		return fmt.Errorf("clearing %s: %w", dir, err)
 	}
 	for _, d := range []string{dir, filepath.Join(dir, identityDir), filepath.Join(dir, controllerDir),
-		filepath.Join(dir, tokensDir), filepath.Join(dir, LogsDir), filepath.Join(dir, prometheusDir)} {
+		filepath.Join(dir, tokensDir), filepath.Join(dir, homesDir), filepath.Join(dir, LogsDir), filepath.Join(dir, prometheusDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// Tokens and homes: each file in them is for one user; nobody lists them.
+	for _, d := range []string{tokensDir, homesDir} {
+		if err := os.Chmod(filepath.Join(dir, d), 0o711); err != nil {
 			return err
 		}
 	}
@@ -81,8 +88,18 @@ func prepareStateDir(dir string) error {
 // writeFileAtomic replaces path with data, so that watchers never read half
 // of it.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeOwnedFileAtomic(path, data, mode, -1, -1)
+}
+
+// writeOwnedFileAtomic is writeFileAtomic for a file owned by uid:gid (-1
+// keeps root), which is never visible with another owner.
+func writeOwnedFileAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	os.Remove(tmp) // a leftover of another owner or mode
 	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chown(tmp, uid, gid); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

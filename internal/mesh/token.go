@@ -3,7 +3,6 @@ package mesh
 import (
 	"crypto/ecdsa"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -38,7 +37,8 @@ func loadJoinKey(path, trustDomain string) (joinKey, error) {
 }
 
 // writeToken mints a join token for the replica's identity into a file only
-// its proxy's uid can read, and returns the file's path.
+// its proxy's uid can read (not its application, not other workloads'
+// proxies), and returns the file's path.
 func (m *Mesh) writeToken(in *instance) (string, error) {
 	id, err := spiffeid.FromString(m.identity(in.spec))
 	if err != nil {
@@ -49,10 +49,7 @@ func (m *Mesh) writeToken(in *instance) (string, error) {
 		return "", fmt.Errorf("minting a join token for %s: %w", id, err)
 	}
 	path := m.path(tokensDir, in.host.Name+".token")
-	if err := writeFileAtomic(path, []byte(token), 0o600); err != nil {
-		return "", err
-	}
-	if err := os.Chown(path, proxyUID, proxyUID); err != nil {
+	if err := writeOwnedFileAtomic(path, []byte(token), 0o400, in.users.proxy.UID, in.users.proxy.GID); err != nil {
 		return "", err
 	}
 	return path, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	// TokenFile holds the token that proves Identity (a projected
 	// service-account token, or a join token); re-read at every renewal.
 	TokenFile string
+	// ClockSkew is how far this proxy's clock may lag the controller's
+	// when it checks a certificate it was just given (identity.Config).
+	ClockSkew time.Duration
 	// OpaquePorts skip protocol detection (server-speaks-first protocols).
 	OpaquePorts []uint16
 	// RequireMTLS says which inbound ports refuse plaintext from the
@@ -127,6 +131,7 @@ func Default() Config {
 		TunnelIdleTimeout:       time.Hour,
 		MaxConnections:          10_000,
 		MaxConnectionsPerSource: 1_000,
+		ClockSkew:               identity.DefaultClockSkew,
 		Balance:                 balance.DefaultOptions(),
 	}
 }
@@ -216,6 +221,9 @@ func (c *Config) validateControlPlane() []error {
 		if (c.TrustAnchorsFile == "") == (c.TrustAnchorsPEM == "") {
 			errs = append(errs, errors.New("trust-anchors / trust-anchors-pem: exactly one is required with controller-addr, to check the controller is who it says"))
 		}
+	}
+	if c.ClockSkew < 0 {
+		errs = append(errs, fmt.Errorf("clock-skew: must not be negative, got %s", c.ClockSkew))
 	}
 	if c.Identity != "" {
 		if _, err := spiffeid.FromString(c.Identity); err != nil {

@@ -51,6 +51,7 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 		cp.identity, err = identity.New(identity.Config{
 			Identity:     cfg.Identity,
 			TokenFile:    cfg.TokenFile,
+			ClockSkew:    cfg.ClockSkew,
 			TrustAnchors: anchors,
 			Client:       identitypb.NewIdentityClient(cp.conn),
 			Log:          log,

@@ -91,9 +91,9 @@ func (i *Issuer) TrustAnchors() []*x509.Certificate { return i.anchors }
 var errIssuerExpiring = errors.New("issuer certificate expires within the clock-skew allowance")
 
 // sign issues a leaf certificate for pub with id as its only URI SAN, valid
-// from now minus the clock-skew allowance to now plus lifetime, cut to the
-// issuer's own expiry.
-func (i *Issuer) sign(id spiffeid.ID, pub *ecdsa.PublicKey, lifetime time.Duration, now time.Time) (*x509.Certificate, error) {
+// from now minus the clock-skew allowance (skew) to now plus lifetime, cut
+// to the issuer's own expiry.
+func (i *Issuer) sign(id spiffeid.ID, pub *ecdsa.PublicKey, lifetime, skew time.Duration, now time.Time) (*x509.Certificate, error) {
 	serial, err := pki.NewSerial()
 	if err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func (i *Issuer) sign(id spiffeid.ID, pub *ecdsa.PublicKey, lifetime time.Durati
 	template := &x509.Certificate{
 		SerialNumber:          serial,
 		URIs:                  []*url.URL{id.URL()},
-		NotBefore:             now.Add(-pki.ClockSkew),
+		NotBefore:             now.Add(-skew),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},

@@ -61,7 +61,7 @@ func (sc *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		}
 		sc.key = key
 	}
-	leaf, err := issuer.sign(sc.id, &sc.key.PublicKey, sc.service.cfg.Lifetime, now)
+	leaf, err := issuer.sign(sc.id, &sc.key.PublicKey, sc.service.cfg.Lifetime, sc.service.cfg.ClockSkew, now)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the controller's serving certificate: %w", err)
 	}

@@ -24,6 +24,14 @@ import (
 // configured otherwise.
 const DefaultLifetime = 24 * time.Hour
 
+// DefaultClockSkew is how far before "now" an issued certificate's
+// NotBefore is set unless configured otherwise; MaxClockSkew is the most
+// that may be configured.
+const (
+	DefaultClockSkew = pki.ClockSkew
+	MaxClockSkew     = 10 * time.Minute
+)
+
 // Config is what the identity service needs.
 type Config struct {
 	TrustDomain spiffeid.TrustDomain
@@ -32,6 +40,10 @@ type Config struct {
 	// Lifetime of issued certificates; default DefaultLifetime. Never past
 	// the issuer's own expiry.
 	Lifetime time.Duration
+	// ClockSkew backdates every issued certificate's NotBefore, so that
+	// peers whose clocks lag this one's take it at once; default
+	// DefaultClockSkew, at most MaxClockSkew.
+	ClockSkew time.Duration
 	// Registerer receives the issued/refused counters; nil registers none.
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
@@ -50,9 +62,14 @@ func (c *Config) Validate() error {
 		return errors.New("identity config: Tokens is required")
 	case c.Lifetime < 0:
 		return fmt.Errorf("identity config: Lifetime %s is negative", c.Lifetime)
+	case c.ClockSkew < 0 || c.ClockSkew > MaxClockSkew:
+		return fmt.Errorf("identity config: ClockSkew %s is not between 0 and %s", c.ClockSkew, MaxClockSkew)
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = DefaultLifetime
+	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = DefaultClockSkew
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -118,7 +135,7 @@ func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (
 	if issuer == nil {
 		return nil, status.Error(codes.Unavailable, errNoIssuer.Error())
 	}
-	leaf, err := issuer.sign(id, pub, s.cfg.Lifetime, s.cfg.Now())
+	leaf, err := issuer.sign(id, pub, s.cfg.Lifetime, s.cfg.ClockSkew, s.cfg.Now())
 	if err != nil {
 		s.cfg.Log.Error("signing certificate", "identity", id.String(), "err", err)
 		return nil, status.Error(codes.Internal, err.Error())

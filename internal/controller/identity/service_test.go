@@ -210,6 +210,43 @@ func TestCertificateNeverOutlivesIssuer(t *testing.T) {
 	}
 }
 
+func TestIssuedCertificateIsBackdatedByTheSkewAllowance(t *testing.T) {
+	tests := []struct {
+		name string
+		skew time.Duration
+		want time.Duration
+	}{
+		{"default", 0, time.Minute},
+		{"configured", 5 * time.Minute, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctrl := identitytest.Start(t, identitytest.Options{ClockSkew: tt.skew})
+			id := ctrl.WorkloadID("demo", "web")
+			before := time.Now().Truncate(time.Second) // certificates count whole seconds
+			leaf := parseChain(t, certify(t, ctrl, id, mintToken(t, ctrl, id), newCSR(t, id)))[0]
+			after := time.Now()
+			if nb := leaf.NotBefore; nb.Before(before.Add(-tt.want)) || nb.After(after.Add(-tt.want)) {
+				t.Errorf("NotBefore %s, want %s before the Certify call (%s..%s)", nb, tt.want, before, after)
+			}
+		})
+	}
+}
+
+func TestServiceRefusesBadClockSkew(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	for _, skew := range []time.Duration{-time.Second, identity.MaxClockSkew + time.Second} {
+		_, err := identity.NewService(identity.Config{
+			TrustDomain: ctrl.TrustDomain, Issuers: ctrl.Source,
+			Tokens:    identity.NewJoinTokens(&ctrl.JoinKey.PublicKey, identity.Audience, nil),
+			ClockSkew: skew,
+		})
+		if err == nil || !strings.Contains(err.Error(), "ClockSkew") {
+			t.Errorf("ClockSkew %s: NewService = %v, want an error naming ClockSkew", skew, err)
+		}
+	}
+}
+
 func certify(t *testing.T, ctrl *identitytest.Controller, id spiffeid.ID, token, csr []byte) *identitypb.CertifyResponse {
 	t.Helper()
 	resp, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{

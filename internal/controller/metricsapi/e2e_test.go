@@ -3,13 +3,18 @@ package metricsapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 )
@@ -80,12 +85,40 @@ func demoTraffic(web, emoji *fakeProxy) {
 	web.reg.Request(webToLegacy).Response(200, "", time.Millisecond)
 }
 
-// nominalWebRPS is web's inbound request rate: 10 per batch, a batch every
-// batchInterval.
+// A batch of traffic every batchInterval: web receives webPerBatch
+// requests and calls emoji webToEmojiPerBatch times.
 const (
-	batchInterval = 200 * time.Millisecond
-	nominalWebRPS = 10 / 0.2
+	batchInterval      = 200 * time.Millisecond
+	webPerBatch        = 10
+	webToEmojiPerBatch = 4
 )
+
+// The API's window (since=5s) and startPrometheus's scrape interval.
+const (
+	apiWindow      = 5 * time.Second
+	scrapeInterval = time.Second
+)
+
+// batchLog is when each batch of traffic was recorded: what was actually
+// sent, which on a busy machine may be less than one per batchInterval.
+type batchLog struct {
+	mu    *sync.Mutex // the recorder's and the scrapes' lock
+	times []time.Time
+}
+
+// rate is how many requests per second batches of perBatch made over the
+// API's window that ends at end.
+func (b *batchLog) rate(end time.Time, perBatch int) float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, at := range b.times {
+		if at.After(end.Add(-apiWindow)) && !at.After(end) {
+			n++
+		}
+	}
+	return float64(n*perBatch) / apiWindow.Seconds()
+}
 
 func TestAPIAgainstPrometheus(t *testing.T) {
 	if testing.Short() {
@@ -104,6 +137,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	sent := &batchLog{mu: &mu}
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(batchInterval)
@@ -111,6 +145,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 		for {
 			mu.Lock()
 			demoTraffic(web, emoji)
+			sent.times = append(sent.times, time.Now())
 			mu.Unlock()
 			select {
 			case <-ctx.Done():
@@ -129,12 +164,17 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 	api := httptest.NewServer(NewHandler(Config{PrometheusURL: promURL, Inventory: inventory}))
 	t.Cleanup(api.Close)
 
-	// Wait until Prometheus has scraped enough for every answer to have data.
+	// Wait until Prometheus has scraped enough for every answer to have
+	// data, and a whole window of it: before, the window holds less traffic
+	// than was sent in it (the series did not exist yet).
 	var workloads StatResponse
+	var workloadsAt time.Time
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		getJSON(t, api.URL+"/api/v1/stat?kind=workload&namespace=demo&since=5s", &workloads)
-		if r := findStat(workloads.Rows, "web"); r != nil && r.RPS > 0 && r.LatencyP99 != nil {
+		workloadsAt = time.Now()
+		full := fullWindowScraped(t, promURL)
+		if r := findStat(workloads.Rows, "web"); full && r != nil && r.RPS > 0 && r.LatencyP99 != nil {
 			if r := findStat(workloads.Rows, "emoji"); r != nil && r.RPS > 0 {
 				break
 			}
@@ -148,7 +188,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 	t.Run("workloads", func(t *testing.T) {
 		webRow := findStat(workloads.Rows, "web")
 		checkRate(t, "web success_rate", webRow.SuccessRate, 0.9)
-		checkRPS(t, "web rps", webRow.RPS, nominalWebRPS)
+		checkRPS(t, "web rps", webRow.RPS, sent.rate(workloadsAt, webPerBatch), webPerBatch)
 		checkBetween(t, "web p50", webRow.LatencyP50, 4, 5)
 		checkBetween(t, "web p99", webRow.LatencyP99, 40, 50)
 		if webRow.Meshed != 2 || webRow.Total != 2 || webRow.TCPConnections != 2 {
@@ -201,6 +241,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 	t.Run("edges", func(t *testing.T) {
 		var edges EdgesResponse
 		getJSON(t, api.URL+"/api/v1/edges?namespace=demo&since=5s", &edges)
+		edgesAt := time.Now()
 		var toEmoji, toLegacy *EdgeRow
 		for i, e := range edges.Rows {
 			switch {
@@ -217,7 +258,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 			t.Errorf("web→emoji identities client=%q server=%q tls=%q, want %q %q true", toEmoji.ClientID, toEmoji.ServerID, toEmoji.TLS, webID, emojiID)
 		}
 		checkRate(t, "web→emoji success_rate", toEmoji.SuccessRate, 1)
-		checkRPS(t, "web→emoji rps", toEmoji.RPS, nominalWebRPS*4/10)
+		checkRPS(t, "web→emoji rps", toEmoji.RPS, sent.rate(edgesAt, webToEmojiPerBatch), webToEmojiPerBatch)
 		if toLegacy.ClientID != "" || toLegacy.ServerID != "" || toLegacy.TLS != "no_identity" {
 			t.Errorf("web→legacy = %+v, want no identities and tls no_identity", toLegacy)
 		}
@@ -237,6 +278,31 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 		}
 		checkBetween(t, "get-emoji p50", routes.Rows[0].LatencyP50, 1, 2)
 	})
+}
+
+// fullWindowScraped reports whether Prometheus has a whole window of
+// samples (one per scrape interval) of every response_total series.
+func fullWindowScraped(t *testing.T, promURL string) bool {
+	t.Helper()
+	q := fmt.Sprintf("min(count_over_time(response_total[%s]))", model.Duration(apiWindow))
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Data.Result) == 0 {
+		return false
+	}
+	s, _ := body.Data.Result[0].Value[1].(string)
+	n, _ := strconv.ParseFloat(s, 64)
+	return n >= float64(apiWindow/scrapeInterval)
 }
 
 func getJSON(t *testing.T, url string, v any) {
@@ -279,13 +345,19 @@ func checkBetween(t *testing.T, what string, got *float64, lo, hi float64) {
 	}
 }
 
-// checkRPS accepts any positive rate up to a little over nominal: the
-// recorder may fall behind on a busy machine, never ahead, and rate()
-// extrapolates at most a scrape interval's worth past the samples.
-func checkRPS(t *testing.T, what string, got, nominal float64) {
+// checkRPS wants the rate the API reports to be the rate that was sent
+// over its window, within what the measurement can resolve. rate() over the
+// window divides the increase between the first and last scrapes in it by
+// the time between them, at least apiWindow - 2*scrapeInterval (3 s); each
+// scrape sees whole batches, so that increase is off by at most one batch
+// at each end. sent's own count over the window is off by at most one
+// batch too, which the same bound covers.
+func checkRPS(t *testing.T, what string, got, sent float64, perBatch int) {
 	t.Helper()
-	if got <= 0 || got > 1.5*nominal {
-		t.Errorf("%s = %.2f, want within (0, %.1f]", what, got, 1.5*nominal)
+	tolerance := 2 * float64(perBatch) / (apiWindow - 2*scrapeInterval).Seconds()
+	t.Logf("%s = %.2f, sent %.2f, tolerance %.2f", what, got, sent, tolerance)
+	if sent <= 0 || math.Abs(got-sent) > tolerance {
+		t.Errorf("%s = %.2f, want the %.2f sent within %.2f", what, got, sent, tolerance)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync/atomic"
 	"time"
@@ -15,20 +14,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
 
 	"github.com/skeinmesh/skein/internal/pki"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
 )
 
-// DefaultRenew is the fraction of a certificate's remaining life after which
-// it is renewed.
-const DefaultRenew = 0.7
-
-// Back-off between failed Certify calls.
-const (
-	minRetry = 100 * time.Millisecond
-	maxRetry = 10 * time.Second
-)
+// DefaultClockSkew is how far ahead of this proxy's clock a new
+// certificate's NotBefore may be and the certificate still be taken.
+const DefaultClockSkew = time.Minute
 
 // certifyTimeout bounds one Certify call.
 const certifyTimeout = 10 * time.Second
@@ -44,10 +38,15 @@ type Config struct {
 	TrustAnchors []*x509.Certificate
 	// Client calls the controller's identity service.
 	Client identitypb.IdentityClient
-	// Renew is the fraction of the certificate's life after which it is
-	// renewed; default DefaultRenew.
+	// Renew is the fraction of the certificate's life (from when it was
+	// received) after which it is renewed; default DefaultRenew.
 	Renew float64
-	Log   *slog.Logger
+	// ClockSkew is how far this proxy's clock may lag the controller's: a
+	// certificate whose NotBefore is at most that far ahead is taken (the
+	// controller also backdates NotBefore by its own allowance). Zero
+	// means DefaultClockSkew; negative is refused.
+	ClockSkew time.Duration
+	Log       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -67,9 +66,14 @@ func (c *Config) Validate() (spiffeid.ID, error) {
 		return spiffeid.ID{}, errors.New("identity config: Client is required")
 	case c.Renew < 0 || c.Renew >= 1:
 		return spiffeid.ID{}, fmt.Errorf("identity config: Renew %v is not in (0, 1)", c.Renew)
+	case c.ClockSkew < 0:
+		return spiffeid.ID{}, fmt.Errorf("identity config: ClockSkew %s is negative", c.ClockSkew)
 	}
 	if c.Renew == 0 {
 		c.Renew = DefaultRenew
+	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = DefaultClockSkew
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -84,6 +88,7 @@ func (c *Config) Validate() (spiffeid.ID, error) {
 // the TLS configs built on them. The private key has no exported path out.
 type Local struct {
 	cfg     Config
+	sched   schedule
 	id      spiffeid.ID
 	key     *ecdsa.PrivateKey
 	csr     []byte
@@ -108,6 +113,7 @@ func New(cfg Config) (*Local, error) {
 	}
 	return &Local{
 		cfg:    cfg,
+		sched:  schedule{renew: cfg.Renew},
 		id:     id,
 		key:    key,
 		csr:    csr,
@@ -143,12 +149,12 @@ func (l *Local) Ready() error {
 	return errors.New(reason)
 }
 
-// Run gets a certificate, then renews it each time Renew of its remaining
-// life has passed, until ctx is done. A failed Certify is retried with
-// jittered exponential back-off; the current certificate stays in use
-// meanwhile.
+// Run gets a certificate, then renews it each time Renew of its life has
+// passed, until ctx is done. A failed Certify is retried with jittered
+// exponential back-off, never waiting past the current certificate's
+// expiry; the current certificate stays in use meanwhile.
 func (l *Local) Run(ctx context.Context) error {
-	retry := minRetry
+	failures := 0
 	for {
 		wait, err := l.certify(ctx)
 		if err != nil {
@@ -156,12 +162,16 @@ func (l *Local) Run(ctx context.Context) error {
 				return nil
 			}
 			l.lastErr.Store(&err)
-			wait = retry/2 + rand.N(retry/2+1)
-			retry = min(retry*2, maxRetry)
-			l.cfg.Log.Warn("certify failed, retrying", "identity", l.id.String(), "err", err, "in", wait)
+			failures++
+			var notAfter time.Time
+			if leaf, ok := l.Certificate(); ok {
+				notAfter = leaf.NotAfter
+			}
+			wait = l.sched.retryAfter(failures, l.cfg.Now(), notAfter)
+			l.cfg.Log.Warn("certify failed, retrying", "identity", l.id.String(), "err", err, "in", wait, "failures", failures)
 		} else {
 			l.lastErr.Store(nil)
-			retry = minRetry
+			failures = 0
 		}
 		timer := time.NewTimer(wait)
 		select {
@@ -182,11 +192,15 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, certifyTimeout)
 	defer cancel()
+	// Wait for ready: while the controller is unreachable the call waits
+	// (up to certifyTimeout) for the connection instead of failing at once
+	// with gRPC's last dial error, so a renewal goes through as soon as the
+	// controller is back rather than at the next retry after that.
 	resp, err := l.cfg.Client.Certify(ctx, &identitypb.CertifyRequest{
 		Identity:                  l.id.String(),
 		Token:                     token,
 		CertificateSigningRequest: l.csr,
-	})
+	}, grpc.WaitForReady(true))
 	if err != nil {
 		return 0, fmt.Errorf("certify %s: %w", l.id, err)
 	}
@@ -199,7 +213,7 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 	now := l.cfg.Now()
 	l.cfg.Log.Info("certificate updated", "identity", l.id.String(),
 		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
-	return time.Duration(float64(leaf.NotAfter.Sub(now)) * l.cfg.Renew), nil
+	return l.sched.renewAfter(now, leaf.NotAfter), nil
 }
 
 // checkResponse makes sure the certificate is for this key and identity and
@@ -214,7 +228,7 @@ func (l *Local) checkResponse(resp *identitypb.CertifyResponse) (*x509svid.SVID,
 		}
 		certs[i] = cert
 	}
-	id, _, err := x509svid.Verify(certs, l.bundle, x509svid.WithTime(l.cfg.Now()))
+	id, _, err := x509svid.Verify(certs, l.bundle, x509svid.WithTime(l.verifyTime(certs[0])))
 	if err != nil {
 		return nil, fmt.Errorf("certificate from the identity service: %w", err)
 	}
@@ -225,4 +239,18 @@ func (l *Local) checkResponse(resp *identitypb.CertifyResponse) (*x509svid.SVID,
 		return nil, errors.New("certificate from the identity service is not for this proxy's key")
 	}
 	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: l.key}, nil
+}
+
+// verifyTime is the time to check a new certificate at: now, or its
+// NotBefore when that is ahead of this proxy's clock by no more than the
+// clock-skew allowance, so that a proxy whose clock lags the controller's
+// still takes the certificate it was just given.
+func (l *Local) verifyTime(leaf *x509.Certificate) time.Time {
+	now := l.cfg.Now()
+	if now.Before(leaf.NotBefore) && !leaf.NotBefore.After(now.Add(l.cfg.ClockSkew)) {
+		l.cfg.Log.Warn("certificate is not valid yet by this proxy's clock; taking it within the clock-skew allowance",
+			"not_before", leaf.NotBefore, "now", now, "clock_skew", l.cfg.ClockSkew)
+		return leaf.NotBefore
+	}
+	return now
 }

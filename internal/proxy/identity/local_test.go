@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,6 +92,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"no anchors", func(c *identity.Config) { c.TrustAnchors = nil }, "TrustAnchors"},
 		{"no client", func(c *identity.Config) { c.Client = nil }, "Client"},
 		{"renew 1", func(c *identity.Config) { c.Renew = 1 }, "Renew"},
+		{"negative skew", func(c *identity.Config) { c.ClockSkew = -time.Second }, "ClockSkew"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +101,54 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			if _, err := identity.New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New = %v, want an error naming %s", err, tt.want)
 			}
+		})
+	}
+}
+
+// TestLaggingClockTakesCertificateWithinSkewAllowance: the controller
+// backdates NotBefore by one minute; a proxy whose clock is 90 s behind sees
+// the new certificate as valid 30 s from now. Within its allowance (the
+// default minute) it takes it; with a 10 s allowance it refuses it.
+func TestLaggingClockTakesCertificateWithinSkewAllowance(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	id := ctrl.WorkloadID("demo", "web")
+	lagging := func() time.Time { return time.Now().Add(-90 * time.Second) }
+	tests := []struct {
+		name      string
+		skew      time.Duration
+		wantReady bool
+	}{
+		{"default allowance", 0, true},
+		{"10 s allowance", 10 * time.Second, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			local, err := identity.New(identity.Config{
+				Identity:     id.String(),
+				TokenFile:    ctrl.TokenFile(t, id),
+				TrustAnchors: []*x509.Certificate{ctrl.Anchor},
+				Client:       ctrl.Client,
+				ClockSkew:    tt.skew,
+				Log:          ctrl.Log,
+				Now:          lagging,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); _ = local.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			if tt.wantReady {
+				identitytest.Eventually(t, 10*time.Second, local.Ready)
+				return
+			}
+			identitytest.Eventually(t, 10*time.Second, func() error {
+				if err := local.Ready(); err == nil || !strings.Contains(err.Error(), "certificate has expired or is not yet valid") {
+					return fmt.Errorf("Ready = %v, want the certificate refused as not yet valid", err)
+				}
+				return nil
+			})
 		})
 	}
 }

@@ -50,12 +50,14 @@ func (e *ManifestError) Unwrap() error { return e.Err }
 
 // object is one decoded manifest and where it came from.
 type object struct {
-	file     string
-	document int
-	kind     string
-	meta     *metav1.ObjectMeta
-	service  *corev1.Service
-	workload *v1alpha1.Workload
+	file       string
+	document   int
+	apiVersion string
+	kind       string
+	meta       *metav1.ObjectMeta
+	service    *corev1.Service
+	workload   *v1alpha1.Workload
+	ignored    *ignoredObject // a kind that is read and checked, then left out
 }
 
 func (o *object) fail(field string, err error) *ManifestError {
@@ -84,17 +86,18 @@ func unjoin(err error) []error {
 }
 
 // Load reads and validates every *.yaml and *.yml file of dir (not
-// subdirectories) and returns the model state they describe. Nothing is
-// returned unless everything is valid; the error then lists every problem
-// found, each a *ManifestError.
-func Load(dir string) (model.Snapshot, error) {
+// subdirectories) and returns the model state they describe, and the
+// documents it left out (kinds that mean nothing here, see ignoredKinds).
+// Nothing is returned unless everything is valid; the error then lists
+// every problem found, each a *ManifestError.
+func Load(dir string) (model.Snapshot, []Ignored, error) {
 	objects, errs := readObjects(dir)
 	snap, convErrs := snapshot(objects)
 	errs = append(errs, convErrs...)
 	if len(errs) > 0 {
-		return model.Snapshot{}, errors.Join(errs...)
+		return model.Snapshot{}, nil, errors.Join(errs...)
 	}
-	return snap, nil
+	return snap, ignoredOf(objects), nil
 }
 
 // readObjects decodes every manifest of path: a file, or the *.yaml and
@@ -173,20 +176,28 @@ func decodeDocument(path string, index int, doc []byte) (*object, error) {
 	if err := json.Unmarshal(data, &tm); err != nil {
 		return nil, fail("", fmt.Errorf("not an object: %w", err))
 	}
-	obj := &object{file: path, document: index, kind: tm.Kind}
+	obj := &object{file: path, document: index, apiVersion: tm.APIVersion, kind: tm.Kind}
 	var into any
-	switch {
-	case tm.APIVersion == "v1" && tm.Kind == "Service":
+	switch kind := tm.APIVersion + " " + tm.Kind; {
+	case kind == "v1 Service":
 		obj.service = &corev1.Service{}
 		obj.meta, into = &obj.service.ObjectMeta, obj.service
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == v1alpha1.WorkloadKind:
 		obj.workload = &v1alpha1.Workload{}
 		obj.meta, into = &obj.workload.ObjectMeta, obj.workload
+	case ignoredKinds[kind].newObject != nil:
+		// Decoded strictly all the same: a typo in it is still a typo.
+		obj.ignored = ignoredKinds[kind].newObject()
+		obj.meta, into = obj.ignored.meta, obj.ignored.object
+	case runKinds[kind]:
+		return nil, fail("kind", fmt.Errorf("%s is not run here: describe the process as a %s %s (spec.command, spec.replicas)",
+			kind, v1alpha1.GroupVersion, v1alpha1.WorkloadKind))
 	default:
-		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, skein.io/v1alpha1 Workload)", tm.Kind, tm.APIVersion))
+		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, %s %s; ignored: %s)",
+			tm.Kind, tm.APIVersion, v1alpha1.GroupVersion, v1alpha1.WorkloadKind, strings.Join(ignoredKindNames(), ", ")))
 	}
 	field, err := decodeStrict(data, into)
-	if obj.meta.Namespace == "" {
+	if obj.meta.Namespace == "" && (obj.ignored == nil || obj.ignored.namespaced) {
 		obj.meta.Namespace = "default"
 	}
 	if err != nil {
@@ -235,6 +246,10 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 	var services []*object
 	var workloads []*v1alpha1.Workload
 	for _, o := range objects {
+		if o.ignored != nil {
+			// Every file of a set may start with the same Namespace.
+			continue
+		}
 		id := o.kind + " " + o.meta.Namespace + "/" + o.meta.Name
 		if first, dup := seen[id]; dup {
 			errs = append(errs, o.fail("metadata.name", fmt.Errorf("%s is also defined in %s document %d", id, first.file, first.document)))

@@ -54,9 +54,12 @@ func TestLoad(t *testing.T) {
 	writeFile(t, dir, "notes.txt", "not a manifest")
 	writeFile(t, dir, ".web.yaml.swp", "\x00garbage")
 
-	snap, err := Load(dir)
+	snap, ignored, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(ignored) != 0 {
+		t.Errorf("ignored %v, want nothing", ignored)
 	}
 	if len(snap.Services) != 1 || len(snap.Instances) != 3 {
 		t.Fatalf("got %d services, %d instances; want 1, 3", len(snap.Services), len(snap.Instances))
@@ -89,7 +92,10 @@ func TestLoadErrorNamesFileObjectAndField(t *testing.T) {
 		wantObj   string // "Kind ns/name", or "" when unknown
 		wantField string
 	}{
-		{"unknown kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n", 1, "", "kind"},
+		{"a kind that runs something", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n", 1, "", "kind"},
+		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n", 1, "", "kind"},
+		{"unknown field in an ignored kind", "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, lables: {a: b}}\n", 1, "Namespace /demo", "metadata.lables"},
+		{"ignored kind without a name", "apiVersion: v1\nkind: ServiceAccount\nmetadata: {namespace: demo}\n", 1, "ServiceAccount demo/", "metadata.name"},
 		{"unknown apiVersion", "apiVersion: skein.io/v2\nkind: Workload\nmetadata: {name: web}\n", 1, "", "kind"},
 		{"unknown field", workload + "metadata: {name: web}\nspec: {ports: [{nmae: http, containerPort: 80}]}\n", 1, "Workload default/web", "spec.ports[0].nmae"},
 		{"field in the wrong case", service + "metadata: {name: web}\nspec: {ports: [{port: 80, targetport: 80}]}\n", 1, "Service default/web", "spec.ports[0].targetport"},
@@ -108,7 +114,7 @@ func TestLoadErrorNamesFileObjectAndField(t *testing.T) {
 			dir := t.TempDir()
 			writeFile(t, dir, "good.yaml", webManifests)
 			writeFile(t, dir, "bad.yaml", tt.manifest)
-			_, err := Load(dir)
+			_, _, err := Load(dir)
 			var me *ManifestError
 			if !errors.As(err, &me) {
 				t.Fatalf("Load() = %v, want a *ManifestError", err)
@@ -129,7 +135,46 @@ func TestLoadErrorNamesFileObjectAndField(t *testing.T) {
 }
 
 func TestLoadMissingDirectory(t *testing.T) {
-	if _, err := Load(filepath.Join(t.TempDir(), "nope")); err == nil {
+	if _, _, err := Load(filepath.Join(t.TempDir(), "nope")); err == nil {
 		t.Fatal("Load of a missing directory succeeded")
+	}
+}
+
+// TestLoadLeavesOutNamespacesAndServiceAccounts: a set written for
+// Kubernetes, each file starting with the same Namespace, loads; the
+// Namespace and ServiceAccount documents are left out and listed.
+func TestLoadLeavesOutNamespacesAndServiceAccounts(t *testing.T) {
+	dir := t.TempDir()
+	const ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {skein.io/inject: enabled}}\n---\n"
+	writeFile(t, dir, "a.yaml", ns+webManifests)
+	writeFile(t, dir, "b.yaml", ns+"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: web, namespace: demo}\n")
+	snap, ignored, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Services) != 1 || len(snap.Instances) != 2 {
+		t.Errorf("got %d services, %d instances; want 1, 2", len(snap.Services), len(snap.Instances))
+	}
+	var got []string
+	for _, i := range ignored {
+		got = append(got, strings.TrimPrefix(i.String(), dir+"/"))
+	}
+	want := []string{
+		"a.yaml: document 1 (v1 Namespace demo) ignored: namespaces need no object here: naming one in metadata.namespace is enough",
+		"b.yaml: document 1 (v1 Namespace demo) ignored: namespaces need no object here: naming one in metadata.namespace is enough",
+		"b.yaml: document 2 (v1 ServiceAccount demo/web) ignored: a Workload's identity comes from its spec.serviceAccountName; the object itself is not needed",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ignored:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestLoadRefusesKindsThatRunSomethingAndSaysToUseAWorkload(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\nspec: {}\n")
+	_, _, err := Load(dir)
+	want := filepath.Join(dir, "deploy.yaml") + ": document 1: kind: apps/v1 Deployment is not run here: describe the process as a skein.io/v1alpha1 Workload (spec.command, spec.replicas)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Load = %v\nwant %s", err, want)
 	}
 }

@@ -13,6 +13,8 @@ import (
 type Manifests struct {
 	Services  []*corev1.Service
 	Workloads []*v1alpha1.Workload
+	// Ignored are the documents left out: kinds that mean nothing here.
+	Ignored []Ignored
 	// Origin says where each object was defined, for messages about it,
 	// keyed by Key.
 	Origin map[string]Origin
@@ -42,8 +44,11 @@ func Read(path string) (*Manifests, error) {
 	if errs = append(errs, convErrs...); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	m := &Manifests{Origin: map[string]Origin{}}
+	m := &Manifests{Origin: map[string]Origin{}, Ignored: ignoredOf(objects)}
 	for _, o := range objects {
+		if o.ignored != nil {
+			continue
+		}
 		m.Origin[Key(o.kind, o.meta.Namespace, o.meta.Name)] = Origin{File: o.file, Document: o.document}
 		if o.service != nil {
 			m.Services = append(m.Services, o.service)

@@ -1,5 +1,6 @@
 // Package files feeds the model from a directory of YAML manifests (v1
-// Services, skein.io/v1alpha1 Workloads) and follows changes to it. This is
+// Services, skein.io/v1alpha1 Workloads; Namespaces and ServiceAccounts are
+// read and left out) and follows changes to it. This is
 // where the truth comes from for the local mesh and for VMs. A directory is
 // applied whole or not at all: an edit that breaks it is logged and the
 // last good state stays.
@@ -56,10 +57,11 @@ func (s *Source) Run(ctx context.Context) error {
 	if err := watcher.Add(s.dir); err != nil {
 		return fmt.Errorf("watching %s: %w", s.dir, err)
 	}
-	snap, err := Load(s.dir)
+	snap, ignored, err := Load(s.dir)
 	if err != nil {
 		return fmt.Errorf("loading manifests from %s: %w", s.dir, err)
 	}
+	s.noteIgnored(slog.LevelInfo, ignored)
 	s.model.Replace(snap)
 	close(s.loaded)
 	s.log.Info("manifests loaded", "services", len(snap.Services), "instances", len(snap.Instances))
@@ -92,11 +94,18 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 func (s *Source) reload() {
-	snap, err := Load(s.dir)
+	snap, ignored, err := Load(s.dir)
 	if err != nil {
 		s.log.Error("manifests invalid, keeping the last good state", "err", err)
 		return
 	}
+	s.noteIgnored(slog.LevelDebug, ignored)
 	s.model.Replace(snap)
 	s.log.Info("manifests reloaded", "services", len(snap.Services), "instances", len(snap.Instances))
+}
+
+// noteIgnored logs the documents left out: at the first load for everyone
+// to see, after that only when debugging (a reload repeats the same notes).
+func (s *Source) noteIgnored(level slog.Level, ignored []Ignored) {
+	NoteIgnored(s.log, level, ignored)
 }

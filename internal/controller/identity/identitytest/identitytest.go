@@ -32,6 +32,7 @@ import (
 type Options struct {
 	TrustDomain string        // default "cluster.local"
 	Lifetime    time.Duration // of issued certificates; default identity.DefaultLifetime
+	ClockSkew   time.Duration // NotBefore backdating; default identity.DefaultClockSkew
 	// Dir, if set, holds trust material `skein identity generate` wrote
 	// (ca.crt, tls.crt, tls.key, join-token.key) to serve instead of new
 	// material; AnchorKey is then nil.
@@ -86,6 +87,7 @@ func Start(t testing.TB, opts Options) *Controller {
 		Issuers:     src,
 		Tokens:      identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil),
 		Lifetime:    opts.Lifetime,
+		ClockSkew:   opts.ClockSkew,
 		Log:         log,
 	})
 	if err != nil {
