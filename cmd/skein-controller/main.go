@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/skeinmesh/skein/internal/controller"
@@ -45,6 +46,12 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of /metrics, /ready and /live")
+	fs.Func("max-streams-per-connection", fmt.Sprintf("most concurrent gRPC streams on one client connection (default %d)", cfg.MaxStreamsPerConnection), func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		cfg.MaxStreamsPerConnection = uint32(n)
+		return err
+	})
+	fs.IntVar(&cfg.MaxDestinationStreamsPerPeer, "max-destination-streams-per-peer", cfg.MaxDestinationStreamsPerPeer, "most destination streams one client IP address may hold open; more are refused with RESOURCE_EXHAUSTED")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&cfg.APISocket, "api-socket", "", "unix socket to serve the metrics API on (the local mesh's CLI)")
 	fs.StringVar(&cfg.APIAddr, "api-addr", "", "TCP address to serve the metrics API on")

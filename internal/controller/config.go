@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/internal/controller/destination"
 )
 
 // Config is everything the controller needs.
@@ -40,11 +42,20 @@ type Config struct {
 
 	GRPCAddr  string
 	AdminAddr string
+	// MaxStreamsPerConnection caps concurrent gRPC streams on one client
+	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+	MaxStreamsPerConnection uint32
+	// MaxDestinationStreamsPerPeer caps the destination streams one client
+	// IP address holds open, over all its connections; past it a stream
+	// is refused with RESOURCE_EXHAUSTED.
+	MaxDestinationStreamsPerPeer int
 	// PrometheusURL is where the metrics API sends its PromQL; without it
 	// the metrics API is not served.
 	PrometheusURL string
 	// APISocket is a unix socket for the metrics API (the local mesh's
-	// CLI); APIAddr a TCP address for it. Either, both or neither.
+	// CLI; mode 0660, so only root and its group); APIAddr a TCP address
+	// for it, which must be a loopback address: the API has no
+	// authentication of its own. Either, both or neither.
 	APISocket string
 	APIAddr   string
 	// WebhookAddr serves the proxy injector (an admission webhook, HTTPS,
@@ -57,6 +68,11 @@ type Config struct {
 	Log            *slog.Logger
 }
 
+// DefaultMaxStreamsPerConnection is above the destination streams one
+// peer may hold, so a proxy on one connection meets the per-peer limit
+// (an explicit RESOURCE_EXHAUSTED), not a silent wait for a free stream.
+const DefaultMaxStreamsPerConnection = 1024
+
 // Default returns a Config with the usual addresses.
 func Default() Config {
 	return Config{
@@ -64,6 +80,9 @@ func Default() Config {
 		CertLifetime: 24 * time.Hour,
 		GRPCAddr:     "0.0.0.0:8086",
 		AdminAddr:    "0.0.0.0:9996",
+
+		MaxStreamsPerConnection:      DefaultMaxStreamsPerConnection,
+		MaxDestinationStreamsPerPeer: destination.DefaultMaxStreamsPerPeer,
 	}
 }
 
@@ -93,6 +112,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", f.name, f.addr, err))
 		}
 	}
+	if c.MaxStreamsPerConnection == 0 {
+		errs = append(errs, errors.New("max-streams-per-connection: must be at least 1"))
+	}
+	if c.MaxDestinationStreamsPerPeer < 1 {
+		errs = append(errs, fmt.Errorf("max-destination-streams-per-peer: must be at least 1, got %d", c.MaxDestinationStreamsPerPeer))
+	}
 	if (c.APISocket != "" || c.APIAddr != "") && c.PrometheusURL == "" {
 		errs = append(errs, errors.New("prometheus-url: required to serve the metrics API (api-socket, api-addr)"))
 	}
@@ -108,8 +133,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.APIAddr != "" {
-		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+		if host, _, err := net.SplitHostPort(c.APIAddr); err != nil {
 			errs = append(errs, fmt.Errorf("api-addr: %q is not host:port: %w", c.APIAddr, err))
+		} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("api-addr: %q is not a loopback address: the metrics API has no authentication of its own, so it is served only on loopback (reach it with a port-forward) or on api-socket", c.APIAddr))
 		}
 	}
 	return errors.Join(errs...)

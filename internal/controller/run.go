@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -60,7 +59,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	dest, err := destination.NewServer(m, log, reg)
+	dest, err := destination.NewServer(m, log, reg, destination.Limits{MaxStreamsPerPeer: cfg.MaxDestinationStreamsPerPeer})
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("webhook-addr: %w", err)
 		}
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
+	srv := newGRPCServer(cfg, idService.ServerTLS(identity.ControllerID(td)))
 	dest.Register(srv)
 	idService.Register(srv)
 
