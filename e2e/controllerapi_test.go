@@ -259,4 +259,3 @@ func foreignSVID(t *testing.T, id spiffeid.ID) *x509svid.SVID {
 	}
 	return &x509svid.SVID{ID: id, Certificates: []*x509.Certificate{leaf}, PrivateKey: key}
 }
-
