@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/controller/destination"
+	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
 // Config is everything the controller needs.
@@ -27,6 +28,15 @@ type Config struct {
 	// Kubeconfig when set).
 	Kubernetes bool
 	Kubeconfig string
+	// KubeAPIQPS and KubeAPIBurst bound the controller's requests to the
+	// API server (informers, TokenReviews), client-go's token bucket.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
+	// ServiceAccountIssuer is the API server's service-account token
+	// issuer ("iss"); a token from another issuer is refused without a
+	// TokenReview. Empty: read it from the controller's own in-cluster
+	// token, or skip that check when there is none.
+	ServiceAccountIssuer string
 
 	// IdentityDir holds the issuer: tls.crt, tls.key and ca.crt. Or
 	// IdentitySecret names a Kubernetes Secret "namespace/name" with the
@@ -39,6 +49,10 @@ type Config struct {
 	JoinTokenKey string
 	TrustDomain  string
 	CertLifetime time.Duration
+	// CertifyRate (per second) and CertifyBurst bound Certify calls per
+	// client IP; past them a call is refused with RESOURCE_EXHAUSTED.
+	CertifyRate  float64
+	CertifyBurst int
 
 	GRPCAddr  string
 	AdminAddr string
@@ -73,6 +87,14 @@ type Config struct {
 // (an explicit RESOURCE_EXHAUSTED), not a silent wait for a free stream.
 const DefaultMaxStreamsPerConnection = 1024
 
+// Defaults of the controller's Kubernetes client: client-go's own (5 QPS,
+// burst 10) let a few hundred pods starting at once wait seconds for
+// their TokenReviews.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+)
+
 // Default returns a Config with the usual addresses.
 func Default() Config {
 	return Config{
@@ -80,6 +102,11 @@ func Default() Config {
 		CertLifetime: 24 * time.Hour,
 		GRPCAddr:     "0.0.0.0:8086",
 		AdminAddr:    "0.0.0.0:9996",
+
+		KubeAPIQPS:   DefaultKubeAPIQPS,
+		KubeAPIBurst: DefaultKubeAPIBurst,
+		CertifyRate:  identity.DefaultCertifyRate,
+		CertifyBurst: identity.DefaultCertifyBurst,
 
 		MaxStreamsPerConnection:      DefaultMaxStreamsPerConnection,
 		MaxDestinationStreamsPerPeer: destination.DefaultMaxStreamsPerPeer,
@@ -111,6 +138,12 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(f.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", f.name, f.addr, err))
 		}
+	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("kube-api-qps / kube-api-burst: must be positive, got %g and %d", c.KubeAPIQPS, c.KubeAPIBurst))
+	}
+	if c.CertifyRate <= 0 || c.CertifyBurst < 1 {
+		errs = append(errs, fmt.Errorf("certify-rate / certify-burst: must be positive, got %g and %d", c.CertifyRate, c.CertifyBurst))
 	}
 	if c.MaxStreamsPerConnection == 0 {
 		errs = append(errs, errors.New("max-streams-per-connection: must be at least 1"))

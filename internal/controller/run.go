@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var kubeDynamic dynamic.Interface
 	if cfg.Kubernetes {
 		var err error
-		if kube, kubeDynamic, err = kubeClients(cfg.Kubeconfig); err != nil {
+		if kube, kubeDynamic, err = kubeClients(cfg); err != nil {
 			return err
 		}
 	}
@@ -187,20 +188,49 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil))
 	}
 	if kube != nil {
-		validators = append(validators, identity.NewTokenReviews(kube, td, identity.Audience))
+		validators = append(validators, identity.NewTokenReviews(kube, identity.TokenReviewConfig{
+			TrustDomain: td,
+			Audience:    identity.Audience,
+			Issuers:     serviceAccountIssuers(cfg, log),
+		}))
 	}
 	svc, err := identity.NewService(identity.Config{
-		TrustDomain: td,
-		Issuers:     issuers,
-		Tokens:      identity.AnyOf(validators...),
-		Lifetime:    cfg.CertLifetime,
-		Registerer:  reg,
-		Log:         log,
+		TrustDomain:  td,
+		Issuers:      issuers,
+		Tokens:       identity.AnyOf(validators...),
+		Lifetime:     cfg.CertLifetime,
+		CertifyRate:  cfg.CertifyRate,
+		CertifyBurst: cfg.CertifyBurst,
+		Registerer:   reg,
+		Log:          log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return svc, issuers, nil
+}
+
+// inClusterTokenFile is where a pod's own service-account token is
+// mounted.
+const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// serviceAccountIssuers is the issuer service-account tokens must name:
+// the configured one, else the one in the controller's own token. Without
+// either, the issuer is left to the TokenReview.
+func serviceAccountIssuers(cfg Config, log *slog.Logger) []string {
+	if cfg.ServiceAccountIssuer != "" {
+		return []string{cfg.ServiceAccountIssuer}
+	}
+	token, err := os.ReadFile(inClusterTokenFile)
+	if err == nil {
+		var iss string
+		if iss, err = identity.IssuerOf(token); err == nil {
+			log.Info("service-account tokens must name the issuer of the controller's own", "issuer", iss)
+			return []string{iss}
+		}
+	}
+	log.Warn("service-account token issuer unknown: it is left to the TokenReview (set -service-account-issuer)", "err", err)
+	return nil
 }
 
 // issuerRunner is the issuer in effect, following changes until its

@@ -32,6 +32,10 @@ import (
 type Options struct {
 	TrustDomain string        // default "cluster.local"
 	Lifetime    time.Duration // of issued certificates; default identity.DefaultLifetime
+	// CertifyRate and CertifyBurst limit Certify per client; zero keeps
+	// the identity service's defaults.
+	CertifyRate  float64
+	CertifyBurst int
 	// Dir, if set, holds trust material `skein identity generate` wrote
 	// (ca.crt, tls.crt, tls.key, join-token.key) to serve instead of new
 	// material; AnchorKey is then nil.
@@ -85,8 +89,10 @@ func Start(t testing.TB, opts Options) *Controller {
 		TrustDomain: td,
 		Issuers:     src,
 		Tokens:      identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil),
-		Lifetime:    opts.Lifetime,
-		Log:         log,
+		Lifetime:     opts.Lifetime,
+		CertifyRate:  opts.CertifyRate,
+		CertifyBurst: opts.CertifyBurst,
+		Log:          log,
 	})
 	if err != nil {
 		t.Fatal(err)
