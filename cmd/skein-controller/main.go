@@ -45,6 +45,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.IdentityDir, "identity-dir", "", "directory with the issuer: tls.crt, tls.key, ca.crt (watched)")
 	fs.StringVar(&cfg.IdentitySecret, "identity-secret", "", "Kubernetes Secret namespace/name with the issuer (tls.crt, tls.key, ca.crt)")
 	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
+	fs.DurationVar(&cfg.JoinTokenMaxLifetime, "join-token-max-lifetime", cfg.JoinTokenMaxLifetime, "longest life (exp - iat) of a join token the controller accepts")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
 	fs.Float64Var(&cfg.CertifyRate, "certify-rate", cfg.CertifyRate, "certificate requests per second allowed from one client IP")

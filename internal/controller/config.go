@@ -47,7 +47,10 @@ type Config struct {
 	// (the PEM key `skein identity generate` wrote). Optional with
 	// Kubernetes, where service-account tokens are checked with TokenReview.
 	JoinTokenKey string
-	TrustDomain  string
+	// JoinTokenMaxLifetime is the longest life (exp - iat) of a join token
+	// the controller accepts, however well signed.
+	JoinTokenMaxLifetime time.Duration
+	TrustDomain          string
 	CertLifetime time.Duration
 	// CertifyRate (per second) and CertifyBurst bound Certify calls per
 	// client IP; past them a call is refused with RESOURCE_EXHAUSTED.
@@ -106,6 +109,8 @@ func Default() Config {
 		KubeAPIQPS:   DefaultKubeAPIQPS,
 		KubeAPIBurst: DefaultKubeAPIBurst,
 		CertifyRate:  identity.DefaultCertifyRate,
+
+		JoinTokenMaxLifetime: identity.DefaultJoinTokenMaxLifetime,
 		CertifyBurst: identity.DefaultCertifyBurst,
 
 		MaxStreamsPerConnection:      DefaultMaxStreamsPerConnection,
@@ -141,6 +146,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("kube-api-qps / kube-api-burst: must be positive, got %g and %d", c.KubeAPIQPS, c.KubeAPIBurst))
+	}
+	if c.JoinTokenMaxLifetime <= 0 {
+		errs = append(errs, fmt.Errorf("join-token-max-lifetime: must be positive, got %s", c.JoinTokenMaxLifetime))
 	}
 	if c.CertifyRate <= 0 || c.CertifyBurst < 1 {
 		errs = append(errs, fmt.Errorf("certify-rate / certify-burst: must be positive, got %g and %d", c.CertifyRate, c.CertifyBurst))

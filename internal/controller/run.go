@@ -185,7 +185,7 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 		if err != nil {
 			return nil, nil, fmt.Errorf("join-token-key: %w", err)
 		}
-		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil))
+		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil).WithMaxLifetime(cfg.JoinTokenMaxLifetime))
 	}
 	if kube != nil {
 		validators = append(validators, identity.NewTokenReviews(kube, identity.TokenReviewConfig{

@@ -4,7 +4,6 @@ import (
 	"crypto/ecdsa"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -12,8 +11,9 @@ import (
 )
 
 // tokenTTL is the life of the join tokens the mesh hands its proxies; they
-// are re-minted well before (see refreshTokens).
-const tokenTTL = 48 * time.Hour
+// are re-minted well before (see refreshTokens). The controller refuses
+// join tokens that live longer than identity.DefaultJoinTokenMaxLifetime.
+const tokenTTL = identity.DefaultJoinTokenMaxLifetime
 
 // joinKey signs the join tokens proving each replica's identity.
 type joinKey struct {
