@@ -32,6 +32,8 @@ import (
 type Options struct {
 	TrustDomain string        // default "cluster.local"
 	Lifetime    time.Duration // of issued certificates; default identity.DefaultLifetime
+	// Tokens, if set, checks tokens instead of the join-token key alone.
+	Tokens identity.TokenValidator
 	// CertifyRate and CertifyBurst limit Certify per client; zero keeps
 	// the identity service's defaults.
 	CertifyRate  float64
@@ -85,10 +87,14 @@ func Start(t testing.TB, opts Options) *Controller {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = src.Run(ctx) })
 
+	tokens := opts.Tokens
+	if tokens == nil {
+		tokens = identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil)
+	}
 	svc, err := identity.NewService(identity.Config{
-		TrustDomain: td,
-		Issuers:     src,
-		Tokens:      identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil),
+		TrustDomain:  td,
+		Issuers:      src,
+		Tokens:       tokens,
 		Lifetime:     opts.Lifetime,
 		CertifyRate:  opts.CertifyRate,
 		CertifyBurst: opts.CertifyBurst,
