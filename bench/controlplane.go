@@ -220,6 +220,8 @@ func (cp *cpBench) start(ctx context.Context) error {
 		"-trust-domain", benchTrustDomain,
 		"-grpc-addr", cp.grpcAddr,
 		"-admin-addr", cp.adminAddr,
+		// Every watcher is on loopback: one peer to the controller.
+		"-max-destination-streams-per-peer", fmt.Sprint(cp.cfg.Watchers),
 		"-log-level", "warn",
 	)
 	if cp.controller, err = startProcess("skein-controller", cmd, cp.dir); err != nil {

@@ -2,8 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,9 +20,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	ctlidentity "github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/pki"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
+	identitypb "github.com/skeinmesh/skein/proto/identity"
 )
 
 // change is one edit of the manifests: an endpoint added or removed.
@@ -95,9 +100,13 @@ func (cp *cpBench) openWatchers(ctx context.Context) error {
 		return fmt.Errorf("parsing trust anchor: %w", err)
 	}
 	controllerID := spiffeid.RequireFromString("spiffe://" + benchTrustDomain + "/ns/skein/sa/skein-controller")
-	creds := credentials.NewTLS(identity.ControllerTLS(anchors, controllerID))
 	watchCtx, cancel := context.WithCancel(context.Background())
 	cp.stopWatch = cancel
+	tlsConfig, err := cp.watcherTLS(ctx, watchCtx, anchors, controllerID)
+	if err != nil {
+		return err
+	}
+	creds := credentials.NewTLS(tlsConfig)
 	for range cp.cfg.Watchers {
 		conn, err := grpc.NewClient(cp.grpcAddr, grpc.WithTransportCredentials(creds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
@@ -112,6 +121,50 @@ func (cp *cpBench) openWatchers(ctx context.Context) error {
 		cp.wg.Go(func() { w.err = cp.watch(watchCtx, w) })
 	}
 	return nil
+}
+
+// watcherTLS certifies one identity for every watcher, as a proxy does
+// (the controller serves destination streams only to mesh certificates),
+// and returns the TLS config that presents it. The identity renews itself
+// until runCtx ends.
+func (cp *cpBench) watcherTLS(ctx, runCtx context.Context, anchors []*x509.Certificate, controllerID spiffeid.ID) (*tls.Config, error) {
+	key, err := ctlidentity.LoadJoinTokenKey(filepath.Join(cp.identity(), "join-token.key"))
+	if err != nil {
+		return nil, err
+	}
+	id := spiffeid.RequireFromString("spiffe://" + benchTrustDomain + "/ns/bench/sa/watcher")
+	token, err := ctlidentity.MintJoinToken(key, id, ctlidentity.Audience, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(cp.dir, "watcher-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cp.grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(identity.ControllerTLS(anchors, controllerID))))
+	if err != nil {
+		return nil, fmt.Errorf("dialing the controller: %w", err)
+	}
+	local, err := identity.New(identity.Config{
+		Identity: id.String(), TokenFile: tokenFile, TrustAnchors: anchors,
+		Client: identitypb.NewIdentityClient(conn), Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	cp.wg.Go(func() {
+		defer conn.Close()
+		_ = local.Run(runCtx)
+	})
+	for local.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("certifying the watchers' identity: %w", local.Ready())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return local.ClientTLS(controllerID, []string{"h2"}), nil
 }
 
 // watch follows one stream until ctx ends.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/skeinmesh/skein/internal/controller"
@@ -38,14 +39,26 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.ManifestsDir, "manifests", "", "directory of YAML manifests (Service, Workload) to serve, watched for changes")
 	fs.BoolVar(&cfg.Kubernetes, "kubernetes", false, "read services and workloads from the Kubernetes API server")
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for -kubernetes; empty means in-cluster")
+	fs.Float64Var(&cfg.KubeAPIQPS, "kube-api-qps", cfg.KubeAPIQPS, "requests per second to the Kubernetes API server (informers, TokenReviews)")
+	fs.IntVar(&cfg.KubeAPIBurst, "kube-api-burst", cfg.KubeAPIBurst, "requests at once to the Kubernetes API server")
+	fs.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "", "issuer (iss) of the cluster's service-account tokens; empty: the one in the controller's own token")
 	fs.StringVar(&cfg.IdentityDir, "identity-dir", "", "directory with the issuer: tls.crt, tls.key, ca.crt (watched)")
 	fs.StringVar(&cfg.IdentitySecret, "identity-secret", "", "Kubernetes Secret namespace/name with the issuer (tls.crt, tls.key, ca.crt)")
 	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
+	fs.DurationVar(&cfg.JoinTokenMaxLifetime, "join-token-max-lifetime", cfg.JoinTokenMaxLifetime, "longest life (exp - iat) of a join token the controller accepts")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far before now issued certificates' NotBefore is set, for peers whose clocks lag (at most 10m)")
+	fs.Float64Var(&cfg.CertifyRate, "certify-rate", cfg.CertifyRate, "certificate requests per second allowed from one client IP")
+	fs.IntVar(&cfg.CertifyBurst, "certify-burst", cfg.CertifyBurst, "certificate requests at once allowed from one client IP")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "listen address of /metrics, /ready and /live")
+	fs.Func("max-streams-per-connection", fmt.Sprintf("most concurrent gRPC streams on one client connection (default %d)", cfg.MaxStreamsPerConnection), func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		cfg.MaxStreamsPerConnection = uint32(n)
+		return err
+	})
+	fs.IntVar(&cfg.MaxDestinationStreamsPerPeer, "max-destination-streams-per-peer", cfg.MaxDestinationStreamsPerPeer, "most destination streams one client IP address may hold open; more are refused with RESOURCE_EXHAUSTED")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&cfg.APISocket, "api-socket", "", "unix socket to serve the metrics API on (the local mesh's CLI)")
 	fs.StringVar(&cfg.APIAddr, "api-addr", "", "TCP address to serve the metrics API on")

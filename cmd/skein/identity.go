@@ -181,6 +181,8 @@ func fetchIdentity(ctx context.Context, admin string) (proxyidentity.Status, err
 // joinToken is the JSON of `skein identity token -o json`.
 type joinToken struct {
 	Identity string    `json:"identity"`
+	ID       string    `json:"id"`
+	OneShot  bool      `json:"one_shot"`
 	Token    string    `json:"token"`
 	Expires  time.Time `json:"expires"`
 }
@@ -188,13 +190,17 @@ type joinToken struct {
 func newIdentityTokenCommand() *cobra.Command {
 	var keyFile, id, audience, output *string
 	var ttl *time.Duration
+	var oneShot *bool
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Print a join token that proves an identity to the identity service",
 		Long: `Signs a join token for a workload outside Kubernetes. Put it in the file the
-proxy's token file setting names.
+proxy's token file setting names. Every token has an ID (its jti). The
+controller refuses tokens that live longer than its -join-token-max-lifetime
+(default 24h). A --one-shot token is accepted once (per controller replica):
+it gives one certificate, which the proxy cannot renew with the same token.
 
-JSON fields (-o json): identity, token, expires (RFC 3339).`,
+JSON fields (-o json): identity, id, one_shot, token, expires (RFC 3339).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			spiffeID, err := spiffeid.FromString(*id)
@@ -206,11 +212,11 @@ JSON fields (-o json): identity, token, expires (RFC 3339).`,
 				return err
 			}
 			expires := time.Now().Add(*ttl).UTC().Truncate(time.Second)
-			token, err := identity.MintJoinToken(key, spiffeID, *audience, *ttl)
+			token, tokenID, err := identity.JoinToken{Identity: spiffeID, Audience: *audience, TTL: *ttl, OneShot: *oneShot}.Mint(key)
 			if err != nil {
 				return err
 			}
-			return printOutput(cmd.OutOrStdout(), *output, joinToken{spiffeID.String(), token, expires}, func(w io.Writer) {
+			return printOutput(cmd.OutOrStdout(), *output, joinToken{spiffeID.String(), tokenID, *oneShot, token, expires}, func(w io.Writer) {
 				fmt.Fprintln(w, token)
 			})
 		},
@@ -218,7 +224,8 @@ JSON fields (-o json): identity, token, expires (RFC 3339).`,
 	keyFile = cmd.Flags().String("key", "", "join-token signing key (join-token.key) (required)")
 	id = cmd.Flags().String("identity", "", "SPIFFE ID the token proves, spiffe://<trust-domain>/ns/<ns>/sa/<sa> (required)")
 	audience = cmd.Flags().String("audience", identity.Audience, "audience the token is bound to")
-	ttl = cmd.Flags().Duration("ttl", time.Hour, "how long the token is valid")
+	ttl = cmd.Flags().Duration("ttl", time.Hour, "how long the token is valid (the controller accepts at most its -join-token-max-lifetime, default 24h)")
+	oneShot = cmd.Flags().Bool("one-shot", false, "the controller accepts the token once")
 	output = addOutputFlag(cmd)
 	_ = cmd.MarkFlagRequired("key")
 	_ = cmd.MarkFlagRequired("identity")

@@ -67,6 +67,24 @@ func TestGeneratedTrustAndTokenGetACertificate(t *testing.T) {
 	if !resp.GetValidUntil().AsTime().After(time.Now()) {
 		t.Errorf("valid_until %s is not in the future", resp.GetValidUntil().AsTime())
 	}
+
+	// A one-shot token says its ID and is good for one certificate.
+	out, err = run(t, "identity", "token", "--key", files.JoinTokenKey, "--identity", id, "--ttl", "10m", "--one-shot", "-o", "json")
+	if err != nil {
+		t.Fatalf("token --one-shot: %v\n%s", err, out)
+	}
+	var oneShot joinToken
+	if err := json.Unmarshal([]byte(out), &oneShot); err != nil || !oneShot.OneShot || len(oneShot.ID) != 32 {
+		t.Fatalf("token --one-shot -o json: %+v, %v; want one_shot true and a 32-digit id", oneShot, err)
+	}
+	for i, want := range []string{"", "one-shot join token " + oneShot.ID + " was already used"} {
+		_, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+			Identity: id, Token: []byte(oneShot.Token), CertificateSigningRequest: csrFor(t, id),
+		})
+		if (want == "" && err != nil) || (want != "" && (err == nil || !strings.Contains(err.Error(), want))) {
+			t.Fatalf("use %d of the one-shot token: %v, want %q", i+1, err, want)
+		}
+	}
 }
 
 func TestIdentityShowPrintsProxyStatus(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
@@ -27,6 +28,15 @@ type Config struct {
 	// Kubeconfig when set).
 	Kubernetes bool
 	Kubeconfig string
+	// KubeAPIQPS and KubeAPIBurst bound the controller's requests to the
+	// API server (informers, TokenReviews), client-go's token bucket.
+	KubeAPIQPS   float64
+	KubeAPIBurst int
+	// ServiceAccountIssuer is the API server's service-account token
+	// issuer ("iss"); a token from another issuer is refused without a
+	// TokenReview. Empty: read it from the controller's own in-cluster
+	// token, or skip that check when there is none.
+	ServiceAccountIssuer string
 
 	// IdentityDir holds the issuer: tls.crt, tls.key and ca.crt. Or
 	// IdentitySecret names a Kubernetes Secret "namespace/name" with the
@@ -37,19 +47,35 @@ type Config struct {
 	// (the PEM key `skein identity generate` wrote). Optional with
 	// Kubernetes, where service-account tokens are checked with TokenReview.
 	JoinTokenKey string
-	TrustDomain  string
-	CertLifetime time.Duration
+	// JoinTokenMaxLifetime is the longest life (exp - iat) of a join token
+	// the controller accepts, however well signed.
+	JoinTokenMaxLifetime time.Duration
+	TrustDomain          string
+	CertLifetime         time.Duration
 	// ClockSkew is how far before "now" an issued certificate's NotBefore
 	// is set, so that peers whose clocks lag the controller's take it.
 	ClockSkew time.Duration
+	// CertifyRate (per second) and CertifyBurst bound Certify calls per
+	// client IP; past them a call is refused with RESOURCE_EXHAUSTED.
+	CertifyRate  float64
+	CertifyBurst int
 
 	GRPCAddr  string
 	AdminAddr string
+	// MaxStreamsPerConnection caps concurrent gRPC streams on one client
+	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+	MaxStreamsPerConnection uint32
+	// MaxDestinationStreamsPerPeer caps the destination streams one client
+	// IP address holds open, over all its connections; past it a stream
+	// is refused with RESOURCE_EXHAUSTED.
+	MaxDestinationStreamsPerPeer int
 	// PrometheusURL is where the metrics API sends its PromQL; without it
 	// the metrics API is not served.
 	PrometheusURL string
 	// APISocket is a unix socket for the metrics API (the local mesh's
-	// CLI); APIAddr a TCP address for it. Either, both or neither.
+	// CLI; mode 0660, so only root and its group); APIAddr a TCP address
+	// for it, which must be a loopback address: the API has no
+	// authentication of its own. Either, both or neither.
 	APISocket string
 	APIAddr   string
 	// WebhookAddr serves the proxy injector (an admission webhook, HTTPS,
@@ -62,6 +88,19 @@ type Config struct {
 	Log            *slog.Logger
 }
 
+// DefaultMaxStreamsPerConnection is above the destination streams one
+// peer may hold, so a proxy on one connection meets the per-peer limit
+// (an explicit RESOURCE_EXHAUSTED), not a silent wait for a free stream.
+const DefaultMaxStreamsPerConnection = 1024
+
+// Defaults of the controller's Kubernetes client: client-go's own (5 QPS,
+// burst 10) let a few hundred pods starting at once wait seconds for
+// their TokenReviews.
+const (
+	DefaultKubeAPIQPS   = 50
+	DefaultKubeAPIBurst = 100
+)
+
 // Default returns a Config with the usual addresses.
 func Default() Config {
 	return Config{
@@ -70,6 +109,16 @@ func Default() Config {
 		ClockSkew:    identity.DefaultClockSkew,
 		GRPCAddr:     "0.0.0.0:8086",
 		AdminAddr:    "0.0.0.0:9996",
+
+		KubeAPIQPS:   DefaultKubeAPIQPS,
+		KubeAPIBurst: DefaultKubeAPIBurst,
+		CertifyRate:  identity.DefaultCertifyRate,
+		CertifyBurst: identity.DefaultCertifyBurst,
+
+		JoinTokenMaxLifetime: identity.DefaultJoinTokenMaxLifetime,
+
+		MaxStreamsPerConnection:      DefaultMaxStreamsPerConnection,
+		MaxDestinationStreamsPerPeer: destination.DefaultMaxStreamsPerPeer,
 	}
 }
 
@@ -102,6 +151,21 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", f.name, f.addr, err))
 		}
 	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("kube-api-qps / kube-api-burst: must be positive, got %g and %d", c.KubeAPIQPS, c.KubeAPIBurst))
+	}
+	if c.JoinTokenMaxLifetime <= 0 {
+		errs = append(errs, fmt.Errorf("join-token-max-lifetime: must be positive, got %s", c.JoinTokenMaxLifetime))
+	}
+	if c.CertifyRate <= 0 || c.CertifyBurst < 1 {
+		errs = append(errs, fmt.Errorf("certify-rate / certify-burst: must be positive, got %g and %d", c.CertifyRate, c.CertifyBurst))
+	}
+	if c.MaxStreamsPerConnection == 0 {
+		errs = append(errs, errors.New("max-streams-per-connection: must be at least 1"))
+	}
+	if c.MaxDestinationStreamsPerPeer < 1 {
+		errs = append(errs, fmt.Errorf("max-destination-streams-per-peer: must be at least 1, got %d", c.MaxDestinationStreamsPerPeer))
+	}
 	if (c.APISocket != "" || c.APIAddr != "") && c.PrometheusURL == "" {
 		errs = append(errs, errors.New("prometheus-url: required to serve the metrics API (api-socket, api-addr)"))
 	}
@@ -117,8 +181,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.APIAddr != "" {
-		if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
+		if host, _, err := net.SplitHostPort(c.APIAddr); err != nil {
 			errs = append(errs, fmt.Errorf("api-addr: %q is not host:port: %w", c.APIAddr, err))
+		} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("api-addr: %q is not a loopback address: the metrics API has no authentication of its own, so it is served only on loopback (reach it with a port-forward) or on api-socket", c.APIAddr))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -47,7 +47,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var kubeDynamic dynamic.Interface
 	if cfg.Kubernetes {
 		var err error
-		if kube, kubeDynamic, err = kubeClients(cfg.Kubeconfig); err != nil {
+		if kube, kubeDynamic, err = kubeClients(cfg); err != nil {
 			return err
 		}
 	}
@@ -60,7 +60,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	dest, err := destination.NewServer(m, log, reg)
+	dest, err := destination.NewServer(m, log, reg, destination.Limits{MaxStreamsPerPeer: cfg.MaxDestinationStreamsPerPeer})
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("webhook-addr: %w", err)
 		}
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
+	srv := newGRPCServer(cfg, idService.ServerTLS(identity.ControllerID(td)))
 	dest.Register(srv)
 	idService.Register(srv)
 
@@ -185,24 +185,53 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 		if err != nil {
 			return nil, nil, fmt.Errorf("join-token-key: %w", err)
 		}
-		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil))
+		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil).WithMaxLifetime(cfg.JoinTokenMaxLifetime))
 	}
 	if kube != nil {
-		validators = append(validators, identity.NewTokenReviews(kube, td, identity.Audience))
+		validators = append(validators, identity.NewTokenReviews(kube, identity.TokenReviewConfig{
+			TrustDomain: td,
+			Audience:    identity.Audience,
+			Issuers:     serviceAccountIssuers(cfg, log),
+		}))
 	}
 	svc, err := identity.NewService(identity.Config{
-		TrustDomain: td,
-		Issuers:     issuers,
-		Tokens:      identity.AnyOf(validators...),
-		Lifetime:    cfg.CertLifetime,
-		ClockSkew:   cfg.ClockSkew,
-		Registerer:  reg,
-		Log:         log,
+		TrustDomain:  td,
+		Issuers:      issuers,
+		Tokens:       identity.AnyOf(validators...),
+		Lifetime:     cfg.CertLifetime,
+		ClockSkew:    cfg.ClockSkew,
+		CertifyRate:  cfg.CertifyRate,
+		CertifyBurst: cfg.CertifyBurst,
+		Registerer:   reg,
+		Log:          log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return svc, issuers, nil
+}
+
+// inClusterTokenFile is where a pod's own service-account token is
+// mounted.
+const inClusterTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// serviceAccountIssuers is the issuer service-account tokens must name:
+// the configured one, else the one in the controller's own token. Without
+// either, the issuer is left to the TokenReview.
+func serviceAccountIssuers(cfg Config, log *slog.Logger) []string {
+	if cfg.ServiceAccountIssuer != "" {
+		return []string{cfg.ServiceAccountIssuer}
+	}
+	token, err := os.ReadFile(inClusterTokenFile)
+	if err == nil {
+		var iss string
+		if iss, err = identity.IssuerOf(token); err == nil {
+			log.Info("service-account tokens must name the issuer of the controller's own", "issuer", iss)
+			return []string{iss}
+		}
+	}
+	log.Warn("service-account token issuer unknown: it is left to the TokenReview (set -service-account-issuer)", "err", err)
+	return nil
 }
 
 // issuerRunner is the issuer in effect, following changes until its

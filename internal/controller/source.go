@@ -52,18 +52,20 @@ func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, dc dy
 }
 
 // kubeClients connect to the API server, typed and dynamic (for the mesh's
-// own resources): with kubeconfig when given, else in-cluster.
-func kubeClients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
+// own resources): with kubeconfig when given, else in-cluster. Each client
+// keeps to cfg's QPS and burst.
+func kubeClients(c Config) (kubernetes.Interface, dynamic.Interface, error) {
 	var cfg *rest.Config
 	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if c.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	} else {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(c.KubeAPIQPS), c.KubeAPIBurst
 	typed, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes: %w", err)

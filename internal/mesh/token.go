@@ -3,7 +3,6 @@ package mesh
 import (
 	"crypto/ecdsa"
 	"fmt"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -11,8 +10,9 @@ import (
 )
 
 // tokenTTL is the life of the join tokens the mesh hands its proxies; they
-// are re-minted well before (see refreshTokens).
-const tokenTTL = 48 * time.Hour
+// are re-minted well before (see refreshTokens). The controller refuses
+// join tokens that live longer than identity.DefaultJoinTokenMaxLifetime.
+const tokenTTL = identity.DefaultJoinTokenMaxLifetime
 
 // joinKey signs the join tokens proving each replica's identity.
 type joinKey struct {

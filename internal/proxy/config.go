@@ -40,7 +40,8 @@ type Config struct {
 	// ControllerAddr replaces it.
 	DiscoveryFile string
 	// ControllerAddr is the controller's gRPC address (host:port). With it,
-	// destinations come from its destination service.
+	// destinations come from its destination service, which answers only
+	// clients with a mesh certificate: it needs Identity.
 	ControllerAddr string
 	// ControllerID is the identity the controller must present; empty means
 	// spiffe://<trust domain>/ns/skein/sa/skein-controller.
@@ -220,6 +221,9 @@ func (c *Config) validateControlPlane() []error {
 		}
 		if (c.TrustAnchorsFile == "") == (c.TrustAnchorsPEM == "") {
 			errs = append(errs, errors.New("trust-anchors / trust-anchors-pem: exactly one is required with controller-addr, to check the controller is who it says"))
+		}
+		if c.Identity == "" {
+			errs = append(errs, errors.New("identity: required with controller-addr: the controller serves discovery only to clients with a mesh certificate"))
 		}
 	}
 	if c.ClockSkew < 0 {

@@ -14,8 +14,13 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 		want   string // "" = valid
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"controller with a trust anchor file", func(c *Config) { c.ControllerAddr = "ctl:8086"; c.TrustAnchorsFile = "/ca.crt" }, ""},
-		{"controller with inline anchors", func(c *Config) { c.ControllerAddr = "ctl:8086"; c.TrustAnchorsPEM = pem }, ""},
+		{"controller with a trust anchor file", func(c *Config) {
+			c.ControllerAddr, c.TrustAnchorsFile, c.Identity, c.TokenFile = "ctl:8086", "/ca.crt", "spiffe://cluster.local/ns/a/sa/b", "/t"
+		}, ""},
+		{"controller with inline anchors", func(c *Config) {
+			c.ControllerAddr, c.TrustAnchorsPEM, c.Identity, c.TokenFile = "ctl:8086", pem, "spiffe://cluster.local/ns/a/sa/b", "/t"
+		}, ""},
+		{"controller without an identity", func(c *Config) { c.ControllerAddr, c.TrustAnchorsPEM = "ctl:8086", pem }, "identity: required with controller-addr"},
 		{"controller without anchors", func(c *Config) { c.ControllerAddr = "ctl:8086" }, "trust-anchors"},
 		{"both kinds of anchors", func(c *Config) {
 			c.ControllerAddr, c.TrustAnchorsFile, c.TrustAnchorsPEM = "ctl:8086", "/ca.crt", pem

@@ -18,9 +18,22 @@ import (
 	identitypb "github.com/skeinmesh/skein/proto/identity"
 )
 
-// controlPlane is the proxy's connection to the controller and the
-// identity it got there; both empty when the proxy runs without one.
+// maxControllerMessage bounds one message from the controller. A
+// destination snapshot costs 130-240 bytes per endpoint, so gRPC's 4 MiB
+// default is exceeded past ~21,000 endpoints and such a stream would fail
+// for ever (25,000 endpoints with everyday names are 5.8 MB); 64 MiB
+// holds a snapshot of some 280,000.
+const maxControllerMessage = 64 << 20
+
+// controlPlane is the proxy's connections to the controller and the
+// identity it got there; all empty when the proxy runs without one.
 type controlPlane struct {
+	// certify carries Certify, which the proxy calls before it has a
+	// certificate, so it presents none. conn carries every other API
+	// (discovery): the controller answers those only to a mesh client
+	// certificate, so its handshake presents the current one and fails,
+	// to be retried with the connection's back-off, until there is one.
+	certify  *grpc.ClientConn
 	conn     *grpc.ClientConn
 	identity *identity.Local
 }
@@ -34,39 +47,51 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := credentials.NewTLS(identity.ControllerTLS(anchors, cfg.controllerID()))
-	// The connection is made lazily and re-made with a short back-off, so
-	// a controller that is down at start or goes away is picked up again.
-	// No service config from DNS: its TXT lookup waits out the resolver's
-	// timeouts (10 s with glibc's defaults) wherever no DNS server answers
-	// for the controller's name, which /etc/hosts may give instead.
-	cp.conn, err = grpc.NewClient(cfg.ControllerAddr,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(destclient.ConnectParams()),
-		grpc.WithDisableServiceConfig())
-	if err != nil {
-		return nil, fmt.Errorf("controller-addr: %w", err)
+	if cp.certify, err = dialController(cfg.ControllerAddr, identity.ControllerTLS(anchors, cfg.controllerID())); err != nil {
+		return nil, err
 	}
-	if cfg.Identity != "" {
-		cp.identity, err = identity.New(identity.Config{
-			Identity:     cfg.Identity,
-			TokenFile:    cfg.TokenFile,
-			ClockSkew:    cfg.ClockSkew,
-			TrustAnchors: anchors,
-			Client:       identitypb.NewIdentityClient(cp.conn),
-			Log:          log,
-		})
-		if err != nil {
-			cp.conn.Close()
-			return nil, fmt.Errorf("identity: %w", err)
-		}
+	cp.identity, err = identity.New(identity.Config{
+		Identity:     cfg.Identity,
+		TokenFile:    cfg.TokenFile,
+		ClockSkew:    cfg.ClockSkew,
+		TrustAnchors: anchors,
+		Client:       identitypb.NewIdentityClient(cp.certify),
+		Log:          log,
+	})
+	if err != nil {
+		cp.close()
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if cp.conn, err = dialController(cfg.ControllerAddr, cp.identity.ClientTLS(cfg.controllerID(), []string{"h2"})); err != nil {
+		cp.close()
+		return nil, err
 	}
 	return cp, nil
 }
 
+// dialController makes a connection to the controller. It connects lazily
+// and is re-made with a short back-off, so a controller that is down at
+// start or goes away is picked up again. No service config from DNS: its
+// TXT lookup waits out the resolver's timeouts (10 s with glibc's
+// defaults) wherever no DNS server answers for the controller's name,
+// which /etc/hosts may give instead.
+func dialController(addr string, tlsConfig *tls.Config) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+		grpc.WithConnectParams(destclient.ConnectParams()),
+		grpc.WithDisableServiceConfig(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxControllerMessage)))
+	if err != nil {
+		return nil, fmt.Errorf("controller-addr: %w", err)
+	}
+	return conn, nil
+}
+
 func (cp *controlPlane) close() {
-	if cp.conn != nil {
-		cp.conn.Close()
+	for _, conn := range []*grpc.ClientConn{cp.certify, cp.conn} {
+		if conn != nil {
+			conn.Close()
+		}
 	}
 }
 

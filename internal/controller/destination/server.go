@@ -32,11 +32,20 @@ type Server struct {
 	log     *slog.Logger
 	metrics *serverMetrics
 	deltas  deltaCache
+	streams *peerStreams
+}
+
+// Limits bound what one client can hold open.
+type Limits struct {
+	// MaxStreamsPerPeer is how many streams one client IP address may have
+	// open at once; past it Get answers RESOURCE_EXHAUSTED. Zero means
+	// DefaultMaxStreamsPerPeer.
+	MaxStreamsPerPeer int
 }
 
 // NewServer returns a Server reading from watcher. A nil log means
 // slog.Default(); a nil reg means the server's metrics are not exported.
-func NewServer(watcher model.Watcher, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+func NewServer(watcher model.Watcher, log *slog.Logger, reg prometheus.Registerer, limits Limits) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -44,7 +53,10 @@ func NewServer(watcher model.Watcher, log *slog.Logger, reg prometheus.Registere
 	if err != nil {
 		return nil, fmt.Errorf("destination server metrics: %w", err)
 	}
-	return &Server{watcher: watcher, log: log.With("component", "destination"), metrics: m}, nil
+	return &Server{
+		watcher: watcher, log: log.With("component", "destination"), metrics: m,
+		streams: newPeerStreams(limits.MaxStreamsPerPeer),
+	}, nil
 }
 
 // Register adds the Destination service to g.
@@ -65,6 +77,14 @@ func (s *Server) Get(req *destinationpb.GetDestination, stream grpc.ServerStream
 	if p, ok := peer.FromContext(ctx); ok {
 		log = log.With("peer", p.Addr.String())
 	}
+	release, ok := s.streams.acquire(peerKey(ctx))
+	if !ok {
+		s.metrics.streamsRefused.Inc()
+		log.Debug("destination stream refused: too many open from this peer", "max", s.streams.max)
+		return status.Errorf(codes.ResourceExhausted,
+			"too many open destination streams from this client: at most %d per peer", s.streams.max)
+	}
+	defer release()
 
 	latest := make(chan model.EndpointSet, 1)
 	if err := s.watcher.Watch(ctx, req.GetPath(), func(set model.EndpointSet) { offerLatest(latest, set) }); err != nil {

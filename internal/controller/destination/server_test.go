@@ -27,18 +27,18 @@ import (
 // startServer serves a Destination server over w on a loopback socket.
 func startServer(t testing.TB, w model.Watcher, reg prometheus.Registerer) string {
 	t.Helper()
-	_, addr := serve(t, w, reg)
+	_, addr := serve(t, w, reg, Limits{})
 	return addr
 }
 
-// serve is startServer that also returns the Server.
-func serve(t testing.TB, w model.Watcher, reg prometheus.Registerer) (*Server, string) {
+// serve is startServer with limits that also returns the Server.
+func serve(t testing.TB, w model.Watcher, reg prometheus.Registerer, limits Limits) (*Server, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg)
+	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestSlowClientDoesNotBlockModel(t *testing.T) {
 func TestStreamEndsWhenClientCancels(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	w := modeltest.NewWatcher()
-	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg)
+	srv, err := NewServer(w, slog.New(slog.DiscardHandler), reg, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +268,53 @@ func TestStreamEndsWhenClientCancels(t *testing.T) {
 				w.ActiveWatches(), testutil.ToFloat64(srv.metrics.activeStreams))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// One client holds at most MaxStreamsPerPeer streams, however many
+// connections it spreads them over; a closed stream frees its place.
+func TestStreamsPerPeerAreCapped(t *testing.T) {
+	w := modeltest.NewWatcher()
+	srv, addr := serve(t, w, nil, Limits{MaxStreamsPerPeer: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	open := func(client destinationpb.DestinationClient) (context.CancelFunc, error) {
+		ctx, cancel := context.WithCancel(ctx)
+		stream, err := client.Get(ctx, &destinationpb.GetDestination{Path: "web:8080"})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		return cancel, err
+	}
+	var held []context.CancelFunc
+	for i := range 3 {
+		stop, err := open(dial(t, addr)) // a connection each
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		held = append(held, stop)
+	}
+	_, err := open(dial(t, addr))
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted ||
+		st.Message() != "too many open destination streams from this client: at most 3 per peer" {
+		t.Fatalf("fourth stream: %v, want RESOURCE_EXHAUSTED naming the limit", err)
+	}
+	if got := testutil.ToFloat64(srv.metrics.streamsRefused); got != 1 {
+		t.Errorf("streams refused = %v, want 1", got)
+	}
+	held[0]()
+	client := dial(t, addr)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stop, err := open(client)
+		if err == nil {
+			stop()
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("after closing one: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // the server sees the cancel asynchronously
 	}
 }
 
@@ -324,7 +371,7 @@ func TestStreamsShareOneEncodingOfASnapshot(t *testing.T) {
 	set := bigSet(1)
 	set.Version = 7
 	w.Set(dst, set)
-	srv, addr := serve(t, w, nil)
+	srv, addr := serve(t, w, nil, Limits{})
 
 	var first *destinationpb.Update
 	for range 3 {

@@ -20,14 +20,18 @@ func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
 
 // ServerTLS returns the TLS config for the controller's gRPC server. It
 // issues the controller a certificate for id from the current issuer and
-// replaces it at 70% of its life or as soon as the issuer changes. Client
-// certificates are not asked for: a proxy calls Certify before it has one.
+// replaces it at 70% of its life or as soon as the issuer changes. A
+// client certificate is asked for but not required (a proxy calls Certify
+// before it has one): one that is sent must be a mesh certificate, and
+// MeshPeer tells the other APIs who the client is.
 func (s *Service) ServerTLS(id spiffeid.ID) *tls.Config {
 	sc := &servingCert{service: s, id: id}
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		GetCertificate: sc.get,
-		NextProtos:     []string{"h2"},
+		MinVersion:            tls.VersionTLS13,
+		GetCertificate:        sc.get,
+		NextProtos:            []string{"h2"},
+		ClientAuth:            tls.RequestClientCert,
+		VerifyPeerCertificate: s.verifyMeshClient,
 	}
 }
 

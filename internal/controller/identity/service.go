@@ -44,6 +44,11 @@ type Config struct {
 	// peers whose clocks lag this one's take it at once; default
 	// DefaultClockSkew, at most MaxClockSkew.
 	ClockSkew time.Duration
+	// CertifyRate and CertifyBurst bound Certify calls per client IP (a
+	// token bucket); past them a call is refused with RESOURCE_EXHAUSTED.
+	// Zero means DefaultCertifyRate and DefaultCertifyBurst.
+	CertifyRate  float64
+	CertifyBurst int
 	// Registerer receives the issued/refused counters; nil registers none.
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
@@ -64,6 +69,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("identity config: Lifetime %s is negative", c.Lifetime)
 	case c.ClockSkew < 0 || c.ClockSkew > MaxClockSkew:
 		return fmt.Errorf("identity config: ClockSkew %s is not between 0 and %s", c.ClockSkew, MaxClockSkew)
+	case c.CertifyRate < 0 || c.CertifyBurst < 0:
+		return fmt.Errorf("identity config: CertifyRate %g and CertifyBurst %d must not be negative", c.CertifyRate, c.CertifyBurst)
+	}
+	if c.CertifyRate == 0 {
+		c.CertifyRate = DefaultCertifyRate
+	}
+	if c.CertifyBurst == 0 {
+		c.CertifyBurst = DefaultCertifyBurst
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = DefaultLifetime
@@ -85,6 +98,7 @@ type Service struct {
 	identitypb.UnimplementedIdentityServer
 	cfg     Config
 	metrics *metrics
+	limiter *peerLimiter
 }
 
 // NewService validates cfg and returns the service, ready to register on a
@@ -97,7 +111,7 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, metrics: m}, nil
+	return &Service{cfg: cfg, metrics: m, limiter: newPeerLimiter(cfg.CertifyRate, cfg.CertifyBurst)}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -108,6 +122,12 @@ func (s *Service) Register(srv grpc.ServiceRegistrar) {
 // Certify checks the request and, if the token proves the identity asked
 // for, signs the CSR's key for it.
 func (s *Service) Certify(ctx context.Context, req *identitypb.CertifyRequest) (*identitypb.CertifyResponse, error) {
+	if !s.limiter.allow(ctx) {
+		s.metrics.refused.WithLabelValues(codes.ResourceExhausted.String()).Inc()
+		s.cfg.Log.Debug("certificate request refused: rate limit", "peer", clientIP(ctx))
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"too many certificate requests from this client: at most %g per second (burst %d)", s.cfg.CertifyRate, s.cfg.CertifyBurst)
+	}
 	resp, err := s.certify(ctx, req)
 	if err != nil {
 		code := status.Code(err)
@@ -149,11 +169,18 @@ func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (
 	}, nil
 }
 
+// MaxTokenSize bounds the token of a Certify request. Service-account
+// and join tokens are around a kilobyte.
+const MaxTokenSize = 16 << 10
+
 // checkToken maps token problems to gRPC codes: a bad token is
 // Unauthenticated, a good token for someone else is PermissionDenied.
 func (s *Service) checkToken(ctx context.Context, want spiffeid.ID, token []byte) error {
 	if len(token) == 0 {
 		return status.Error(codes.Unauthenticated, "no token in request")
+	}
+	if len(token) > MaxTokenSize {
+		return status.Errorf(codes.Unauthenticated, "token is %d bytes, more than any token this service accepts (%d)", len(token), MaxTokenSize)
 	}
 	got, err := s.cfg.Tokens.Validate(ctx, token)
 	switch {

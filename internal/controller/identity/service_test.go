@@ -1,6 +1,7 @@
 package identity_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -99,7 +100,7 @@ func TestLocalExposesNoPrivateKey(t *testing.T) {
 }
 
 func TestCertifyRefuses(t *testing.T) {
-	ctrl := identitytest.Start(t, identitytest.Options{})
+	ctrl := identitytest.Start(t, identitytest.Options{CertifyBurst: 1000})
 	id := ctrl.WorkloadID("demo", "web")
 	other := ctrl.WorkloadID("demo", "api")
 	now := time.Now()
@@ -157,6 +158,8 @@ func TestCertifyRefuses(t *testing.T) {
 			codes.Unauthenticated, "unexpected signature algorithm \"none\""},
 		{"no token", id.String(), []byte{}, nil, codes.Unauthenticated, "no token"},
 		{"garbage token", id.String(), []byte("not-a-jwt"), nil, codes.Unauthenticated, "join token"},
+		{"huge token", id.String(), bytes.Repeat([]byte("a"), identity.MaxTokenSize+1), nil, codes.Unauthenticated,
+			"token is 16385 bytes, more than any token this service accepts (16384)"},
 		{"RSA CSR", id.String(), good, rsaCSR, codes.InvalidArgument, "want ECDSA P-256"},
 		{"P-384 CSR", id.String(), good, p384CSR, codes.InvalidArgument, "want ECDSA P-256"},
 		{"tampered CSR", id.String(), good, tamperedCSR, codes.InvalidArgument, "certificate signing request"},
@@ -179,6 +182,29 @@ func TestCertifyRefuses(t *testing.T) {
 				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.code, tt.reason)
 			}
 		})
+	}
+}
+
+// One client gets CertifyBurst calls at once, then RESOURCE_EXHAUSTED
+// until its bucket refills, good token or not.
+func TestCertifyIsRateLimitedPerClient(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{CertifyRate: 0.001, CertifyBurst: 3})
+	id := ctrl.WorkloadID("demo", "web")
+	for range 2 {
+		_, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+			Identity: id.String(), Token: []byte("junk"), CertificateSigningRequest: newCSR(t, id),
+		})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("junk token within the burst: %v, want UNAUTHENTICATED", err)
+		}
+	}
+	certify(t, ctrl, id, mintToken(t, ctrl, id), newCSR(t, id))
+	_, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+		Identity: id.String(), Token: mintToken(t, ctrl, id), CertificateSigningRequest: newCSR(t, id),
+	})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted ||
+		st.Message() != "too many certificate requests from this client: at most 0.001 per second (burst 3)" {
+		t.Fatalf("fourth call: %v, want RESOURCE_EXHAUSTED naming the limit", err)
 	}
 }
 

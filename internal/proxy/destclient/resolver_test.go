@@ -22,7 +22,7 @@ import (
 // returned server is stopped (at the latest when the test ends).
 func serveDestination(t *testing.T, lis net.Listener, w model.Watcher) *grpc.Server {
 	t.Helper()
-	srv, err := destination.NewServer(w, slog.New(slog.DiscardHandler), nil)
+	srv, err := destination.NewServer(w, slog.New(slog.DiscardHandler), nil, destination.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,12 @@ type Options struct {
 	TrustDomain string        // default "cluster.local"
 	Lifetime    time.Duration // of issued certificates; default identity.DefaultLifetime
 	ClockSkew   time.Duration // NotBefore backdating; default identity.DefaultClockSkew
+	// Tokens, if set, checks tokens instead of the join-token key alone.
+	Tokens identity.TokenValidator
+	// CertifyRate and CertifyBurst limit Certify per client; zero keeps
+	// the identity service's defaults.
+	CertifyRate  float64
+	CertifyBurst int
 	// Dir, if set, holds trust material `skein identity generate` wrote
 	// (ca.crt, tls.crt, tls.key, join-token.key) to serve instead of new
 	// material; AnchorKey is then nil.
@@ -82,13 +88,19 @@ func Start(t testing.TB, opts Options) *Controller {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = src.Run(ctx) })
 
+	tokens := opts.Tokens
+	if tokens == nil {
+		tokens = identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil)
+	}
 	svc, err := identity.NewService(identity.Config{
-		TrustDomain: td,
-		Issuers:     src,
-		Tokens:      identity.NewJoinTokens(&c.JoinKey.PublicKey, identity.Audience, nil),
-		Lifetime:    opts.Lifetime,
-		ClockSkew:   opts.ClockSkew,
-		Log:         log,
+		TrustDomain:  td,
+		Issuers:      src,
+		Tokens:       tokens,
+		Lifetime:     opts.Lifetime,
+		ClockSkew:    opts.ClockSkew,
+		CertifyRate:  opts.CertifyRate,
+		CertifyBurst: opts.CertifyBurst,
+		Log:          log,
 	})
 	if err != nil {
 		t.Fatal(err)
