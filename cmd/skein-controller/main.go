@@ -16,6 +16,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller"
 	"github.com/skeinmesh/skein/internal/envflag"
+	"github.com/skeinmesh/skein/internal/fips"
 )
 
 func main() {
@@ -25,6 +26,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log.Info("skein-controller starting", fips.LogAttrs()...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := controller.Run(ctx, cfg); err != nil {

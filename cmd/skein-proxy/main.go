@@ -18,6 +18,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/envflag"
+	"github.com/skeinmesh/skein/internal/fips"
 	"github.com/skeinmesh/skein/internal/proxy"
 )
 
@@ -35,6 +36,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	cfg.Log.Info("skein-proxy starting", fips.LogAttrs()...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := proxy.Run(ctx, cfg); err != nil {

@@ -1,6 +1,9 @@
 package identity
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +13,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/skeinmesh/skein/internal/pki"
 )
 
 // errNoCertificate is what a handshake fails with before the first
@@ -70,8 +75,50 @@ func PeerID(cs tls.ConnectionState) (spiffeid.ID, error) {
 	return id, nil
 }
 
+// tls13 finishes a mesh config from go-spiffe: TLS 1.3 only, and peers
+// with the mesh's kind of key only.
 func tls13(cfg *tls.Config, nextProtos []string) *tls.Config {
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = nextProtos
+	verify := cfg.VerifyPeerCertificate
+	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+		if err := requireMeshKey(raw); err != nil {
+			return err
+		}
+		return verify(raw, chains)
+	}
 	return cfg
+}
+
+// requireMeshKey refuses a peer whose certificate's key is not ECDSA P-256,
+// the only kind the identity service certifies, before its handshake
+// signature is checked. In FIPS 140-3 mode crypto/tls itself refuses keys
+// that FIPS does not approve (RSA under 2048 bits), but only in chains it
+// verifies; the mesh's chains are verified by go-spiffe instead.
+func requireMeshKey(raw [][]byte) error {
+	if len(raw) == 0 {
+		return nil // go-spiffe's verification says the certificate is missing
+	}
+	cert, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		return fmt.Errorf("parsing peer certificate: %w", err)
+	}
+	if !pki.IsP256(cert.PublicKey) {
+		return fmt.Errorf("peer certificate has %s; the mesh uses only ECDSA P-256", describeKey(cert.PublicKey))
+	}
+	return nil
+}
+
+// describeKey names a public key's kind and size, for errors.
+func describeKey(pub any) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("an RSA %d-bit key", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "an ECDSA " + k.Curve.Params().Name + " key"
+	case ed25519.PublicKey:
+		return "an Ed25519 key"
+	default:
+		return fmt.Sprintf("a %T key", pub)
+	}
 }

@@ -1,13 +1,26 @@
 package identity_test
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
 	"github.com/skeinmesh/skein/internal/pki"
@@ -170,4 +183,93 @@ func TestPeerIDNeedsACompletedHandshake(t *testing.T) {
 	if _, err := identity.PeerID(tls.ConnectionState{}); err == nil {
 		t.Error("PeerID of an unfinished handshake succeeded")
 	}
+}
+
+// TestMutualTLSRefusesKeysTheMeshDoesNotIssue presents client certificates
+// signed by the mesh's own issuer but for keys the identity service never
+// certifies: the server refuses each before checking its signature, and
+// says what the key was.
+func TestMutualTLSRefusesKeysTheMeshDoesNotIssue(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	webID, apiID := ctrl.WorkloadID("demo", "web"), ctrl.WorkloadID("demo", "api")
+	api := ctrl.RunLocal(t, apiID)
+	addr, results := server(t, api.ServerTLS([]string{alpn}))
+
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	for _, c := range []struct {
+		key  crypto.Signer
+		want string // in the server's error; "" accepts
+	}{
+		{rsa1024, "peer certificate has an RSA 1024-bit key; the mesh uses only ECDSA P-256"},
+		{rsa2048, "peer certificate has an RSA 2048-bit key; the mesh uses only ECDSA P-256"},
+		{ed, "peer certificate has an Ed25519 key; the mesh uses only ECDSA P-256"},
+		{p384, "peer certificate has an ECDSA P-384 key; the mesh uses only ECDSA P-256"},
+		{identitytest.NewKey(t), ""}, // the control: the same certificate with a mesh key
+	} {
+		cfg := &tls.Config{
+			Certificates:       []tls.Certificate{issueLeaf(t, ctrl, webID, c.key)},
+			NextProtos:         []string{alpn},
+			InsecureSkipVerify: true, // the server's checks are under test
+			MinVersion:         tls.VersionTLS13,
+		}
+		_, err := dial(addr, cfg)
+		srv := <-results
+		switch {
+		case c.want == "" && (err != nil || srv.err != nil):
+			t.Errorf("%T key: refused (client %v, server %v)", c.key, err, srv.err)
+		case c.want != "" && (srv.err == nil || srv.err.Error() != c.want):
+			t.Errorf("%T key: server handshake error %v, want %q", c.key, srv.err, c.want)
+		case c.want != "" && (err == nil || !strings.HasSuffix(err.Error(), "remote error: tls: bad certificate")):
+			t.Errorf("%T key: client got %v, want the bad_certificate alert", c.key, err)
+		}
+	}
+}
+
+// issueLeaf signs a certificate for id and key with ctrl's issuer, as the
+// identity service would for a P-256 key.
+func issueLeaf(t *testing.T, ctrl *identitytest.Controller, id spiffeid.ID, key crypto.Signer) tls.Certificate {
+	t.Helper()
+	certPEM, err := os.ReadFile(filepath.Join(ctrl.Dir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(ctrl.Dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := pki.ParseCertificates(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerKey, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := pki.NewSerial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		URIs: []*url.URL{id.URL()}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], key.Public(), issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert
 }
