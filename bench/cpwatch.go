@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
@@ -94,7 +95,7 @@ func (cp *cpBench) openWatchers(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("parsing trust anchor: %w", err)
 	}
-	controllerID := spiffeid.RequireFromString("spiffe://" + benchTrustDomain + "/ns/skein/sa/skein-controller")
+	controllerID := meshid.Controller(spiffeid.RequireTrustDomainFromString(benchTrustDomain))
 	creds := credentials.NewTLS(identity.ControllerTLS(anchors, controllerID))
 	watchCtx, cancel := context.WithCancel(context.Background())
 	cp.stopWatch = cancel

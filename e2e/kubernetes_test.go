@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +25,7 @@ import (
 	controlleridentity "github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/netns"
 	"github.com/skeinmesh/skein/internal/testenv"
 	"github.com/skeinmesh/skein/internal/testenv/cluster"
@@ -546,7 +547,7 @@ func (k *kube) testIdentityService(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
-	controller := controlleridentity.ControllerID(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
+	controller := meshid.Controller(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
 	token := func(sa, audience string) string {
 		expiry := int64(600)
 		resp, err := k.c.Client.CoreV1().ServiceAccounts(shopNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{

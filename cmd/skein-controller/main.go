@@ -51,6 +51,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.WebhookAddr, "webhook-addr", "", "listen address of the proxy injector (admission webhook, HTTPS, path /inject); needs -kubernetes")
 	fs.StringVar(&cfg.WebhookCertDir, "webhook-cert-dir", "", "directory with the injector's tls.crt and tls.key (re-read at every handshake)")
 	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxies the injector adds (default: the injector's)")
+	fs.StringVar(&cfg.ProxyControllerAddr, "proxy-controller-addr", "", "address the injected proxies dial to reach the controller, host:port (required with -webhook-addr), e.g. skein-controller.skein.svc.cluster.local:8086")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

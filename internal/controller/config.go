@@ -54,7 +54,11 @@ type Config struct {
 	WebhookAddr    string
 	WebhookCertDir string
 	ProxyImage     string
-	Log            *slog.Logger
+	// ProxyControllerAddr is the address injected proxies dial to reach
+	// this controller: its Service in the namespace it was installed in.
+	// Required with WebhookAddr.
+	ProxyControllerAddr string
+	Log                 *slog.Logger
 }
 
 // Default returns a Config with the usual addresses.
@@ -99,6 +103,9 @@ func (c *Config) Validate() error {
 	if c.WebhookAddr != "" {
 		if !c.Kubernetes {
 			errs = append(errs, errors.New("webhook-addr: the injector needs -kubernetes"))
+		}
+		if _, _, err := net.SplitHostPort(c.ProxyControllerAddr); err != nil {
+			errs = append(errs, fmt.Errorf("proxy-controller-addr: %q is not host:port (required with webhook-addr: the controller's Service, which injected proxies dial): %w", c.ProxyControllerAddr, err))
 		}
 		if c.WebhookCertDir == "" {
 			errs = append(errs, errors.New("webhook-cert-dir: required with webhook-addr (tls.crt, tls.key)"))

@@ -23,6 +23,7 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("webhook-addr: %w", err)
 		}
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(identity.ControllerID(td)))))
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(idService.ServerTLS(meshid.Controller(td)))))
 	dest.Register(srv)
 	idService.Register(srv)
 

@@ -60,6 +60,7 @@ func nativeSidecars(d discovery.ServerVersionInterface, log *slog.Logger) bool {
 func serveWebhook(ctx context.Context, ln net.Listener, cfg Config, issuers identity.IssuerSource, kube kubernetes.Interface, log *slog.Logger) error {
 	icfg := inject.DefaultConfig()
 	icfg.TrustDomain = cfg.TrustDomain
+	icfg.ControllerAddr = cfg.ProxyControllerAddr
 	if cfg.ProxyImage != "" {
 		icfg.ProxyImage = cfg.ProxyImage
 	}

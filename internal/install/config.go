@@ -24,6 +24,12 @@ const (
 	ProxyImageEnv = "SKEIN_CONTROLLER_PROXY_IMAGE"
 )
 
+// ControllerAddr is the controller's gRPC address inside the cluster for an
+// installation in namespace: what injected proxies dial.
+func ControllerAddr(namespace string) string {
+	return fmt.Sprintf("%s.%s.svc.cluster.local:%d", ControllerName, namespace, GRPCPort)
+}
+
 // Ports of the controller.
 const (
 	GRPCPort           = 8086

@@ -38,6 +38,7 @@ func controllerArgs(cfg Config) []string {
 		"-admin-addr", fmt.Sprintf("0.0.0.0:%d", AdminPort),
 		"-webhook-addr", fmt.Sprintf("0.0.0.0:%d", WebhookPort),
 		"-webhook-cert-dir", webhookCertDir,
+		"-proxy-controller-addr", ControllerAddr(cfg.Namespace),
 		"-log-level", cfg.LogLevel,
 	}
 }

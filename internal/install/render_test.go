@@ -358,3 +358,27 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		})
 	}
 }
+
+// With --namespace, the injector hands proxies the controller's Service in
+// that namespace, never skein's.
+func TestControllerTellsTheInjectorItsOwnNamespace(t *testing.T) {
+	out, err := install.Render(install.Config{Namespace: "other-ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := find(t, parse(t, out), "Deployment", "skein-controller")
+	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	joined := " " + strings.Join(args, " ") + " "
+	for _, want := range []string{
+		" -proxy-controller-addr skein-controller.other-ns.svc.cluster.local:8086 ",
+		" -identity-secret other-ns/skein-identity-issuer ",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("controller args %q lack %q", joined, want)
+		}
+	}
+	if strings.Contains(string(out), ".skein.svc") {
+		t.Error("an installation in other-ns still names a service in namespace skein")
+	}
+}

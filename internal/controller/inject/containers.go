@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skeinmesh/skein/internal/meshid"
 )
 
 // Names and numbers an injected pod is built from; skein-proxy and
@@ -87,6 +89,7 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		{Name: podNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: podNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		{Name: "SKEIN_PROXY_CONTROLLER_ADDR", Value: cfg.ControllerAddr},
+		{Name: "SKEIN_PROXY_CONTROLLER_ID", Value: "spiffe://" + cfg.TrustDomain + meshid.ControllerPath},
 		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
 		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
 		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap

@@ -14,6 +14,7 @@ func testConfig() Config {
 	cfg.ProxyImage = "registry.test:5000/skein/proxy:v1.2.3"
 	cfg.TrustDomain = "mesh.test"
 	cfg.TrustAnchorsPEM = testAnchorsPEM
+	cfg.ControllerAddr = "skein-controller.mesh-system.svc.cluster.local:8086"
 	return cfg
 }
 
@@ -188,7 +189,8 @@ func TestInjectReadsAnnotations(t *testing.T) {
 	}
 	env := envOf(proxy)
 	for name, want := range map[string]string{
-		"SKEIN_PROXY_CONTROLLER_ADDR":   "skein-controller.skein.svc.cluster.local:8086",
+		"SKEIN_PROXY_CONTROLLER_ADDR":   "skein-controller.mesh-system.svc.cluster.local:8086",
+		"SKEIN_PROXY_CONTROLLER_ID":     "spiffe://mesh.test/skein/controller",
 		"SKEIN_PROXY_IDENTITY":          "spiffe://mesh.test/ns/demo/sa/web-sa",
 		"SKEIN_PROXY_TOKEN_FILE":        "/var/run/secrets/skein.io/identity/token",
 		"SKEIN_PROXY_TRUST_ANCHORS_PEM": testAnchorsPEM,
