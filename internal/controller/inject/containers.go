@@ -112,7 +112,11 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 			{Name: "skein-inbound", ContainerPort: InboundPort, Protocol: corev1.ProtocolTCP},
 			{Name: "skein-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
 		},
-		Resources:      s.resources,
+		Resources: s.resources,
+		// A native sidecar has started, and the application's containers
+		// may start, once its startupProbe passes (readiness does not gate
+		// them): /ready, which passes once the proxy holds its certificate.
+		StartupProbe:   startupProbe(),
 		ReadinessProbe: adminProbe("/ready"),
 		LivenessProbe:  adminProbe("/live"),
 		VolumeMounts: []corev1.VolumeMount{
@@ -134,6 +138,21 @@ func adminProbe(path string) *corev1.Probe {
 			HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AdminPort)},
 		},
 	}
+}
+
+// Proxy startup: probed every second for up to two minutes (as long as
+// `skein-proxy await` waits where the proxy is a regular container); a
+// proxy with no certificate by then is restarted by the kubelet.
+const (
+	StartupProbePeriodSeconds    = 1
+	StartupProbeFailureThreshold = 120
+)
+
+func startupProbe() *corev1.Probe {
+	p := adminProbe("/ready")
+	p.PeriodSeconds = StartupProbePeriodSeconds
+	p.FailureThreshold = StartupProbeFailureThreshold
+	return p
 }
 
 func injectedVolumes() []corev1.Volume {

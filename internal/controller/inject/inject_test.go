@@ -116,6 +116,12 @@ func TestInjectAddsInitAndNativeSidecarProxy(t *testing.T) {
 	if proxy.ReadinessProbe.HTTPGet.Path != "/ready" || proxy.LivenessProbe.HTTPGet.Path != "/live" || proxy.ReadinessProbe.HTTPGet.Port.IntValue() != AdminPort {
 		t.Error("proxy probes are not /ready and /live on the admin port")
 	}
+	// The application starts when the sidecar has started, not when it is
+	// ready: the startupProbe must wait for /ready, for two minutes.
+	if sp := proxy.StartupProbe; sp == nil || sp.HTTPGet == nil || sp.HTTPGet.Path != "/ready" || sp.HTTPGet.Port.IntValue() != AdminPort ||
+		sp.PeriodSeconds*sp.FailureThreshold != 120 {
+		t.Errorf("proxy startupProbe = %+v, want /ready on the admin port for 120 s", sp)
+	}
 	if got := patched.Annotations; got[AnnotationInjected] != "true" || got[AnnotationProxyVersion] != "v1.2.3" {
 		t.Errorf("annotations = %v", got)
 	}
