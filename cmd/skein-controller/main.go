@@ -40,7 +40,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for -kubernetes; empty means in-cluster")
 	fs.StringVar(&cfg.IdentityDir, "identity-dir", "", "directory with the issuer: tls.crt, tls.key, ca.crt (watched)")
 	fs.StringVar(&cfg.IdentitySecret, "identity-secret", "", "Kubernetes Secret namespace/name with the issuer (tls.crt, tls.key, ca.crt)")
-	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
+	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM public key (join-token.pub) that verifies join tokens of workloads outside Kubernetes; the signing key is also accepted, only its public half is used")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "listen address of the destination, identity and policy services (TLS)")

@@ -31,8 +31,9 @@ type Config struct {
 	// same keys.
 	IdentityDir    string
 	IdentitySecret string
-	// JoinTokenKey verifies join tokens of workloads outside Kubernetes
-	// (the PEM key `skein identity generate` wrote). Optional with
+	// JoinTokenKey verifies join tokens of workloads outside Kubernetes: a
+	// PUBLIC KEY PEM (join-token.pub), or the signing key `skein identity
+	// generate` wrote, of which only the public half is kept. Optional with
 	// Kubernetes, where service-account tokens are checked with TokenReview.
 	JoinTokenKey string
 	TrustDomain  string

@@ -182,11 +182,11 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 	}
 	var validators []identity.TokenValidator
 	if cfg.JoinTokenKey != "" {
-		key, err := identity.LoadJoinTokenKey(cfg.JoinTokenKey)
+		key, err := identity.LoadJoinTokenVerifyKey(cfg.JoinTokenKey)
 		if err != nil {
 			return nil, nil, fmt.Errorf("join-token-key: %w", err)
 		}
-		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil))
+		validators = append(validators, identity.NewJoinTokens(key, identity.Audience, nil))
 	}
 	if kube != nil {
 		validators = append(validators, identity.NewTokenReviews(kube, td, identity.Audience))
