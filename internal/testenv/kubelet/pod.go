@@ -150,7 +150,7 @@ func (w *podWorker) waitStarted(ctx context.Context, p *process) error {
 	deadline := time.Now().Add(startupWindow(p.spec.StartupProbe))
 	for {
 		if w.started(ctx, p) {
-			w.log.Debug("container started", "container", p.name, "after", time.Since(p.startedAt))
+			w.log.Debug("sidecar started", "container", p.name, "after", time.Since(p.startedAt))
 			return nil
 		}
 		if time.Now().After(deadline) {
