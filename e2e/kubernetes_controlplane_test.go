@@ -247,7 +247,7 @@ spec:
     spec:
       serviceAccountName: early-client
       containers:
-      - name: early-client
+      - name: client
         image: ` + testappImage + `
         args: ["-call", "` + greeterTarget + `", "-rate", "20"]
 `
@@ -283,7 +283,7 @@ func (k *kube) testStartOrder(t *testing.T) {
 	})
 	appAt := firstLogTime(t, filepath.Join(k.podDir, "kubelet.log"), func(line string) bool {
 		return strings.Contains(line, `msg="container started"`) && strings.Contains(line, "pod="+shopNamespace+"/"+pod.Name+" ") &&
-			strings.Contains(line, "container=early-client ")
+			strings.Contains(line, "container=client ")
 	})
 	t.Logf("the proxy got its certificate at %s, the application started %v later", certAt.Format(time.StampMilli), appAt.Sub(certAt))
 	if !appAt.After(certAt) {
