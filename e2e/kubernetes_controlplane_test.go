@@ -18,6 +18,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -322,4 +323,44 @@ func firstLogTime(t *testing.T, path string, match func(string) bool) time.Time 
 	}
 	t.Fatalf("%s: no matching line", path)
 	return time.Time{}
+}
+
+// checkControllerPermissions asks the API server's own authorizer
+// (SubjectAccessReviews) what the controller's service account may do:
+// what its informers and calls use, and nothing more.
+func (k *kube) checkControllerPermissions(t *testing.T) {
+	user := "system:serviceaccount:" + controlNamespace + ":" + install.ControllerName
+	for _, c := range []struct {
+		verb, group, resource, namespace, name string
+		allowed                                bool
+	}{
+		{"list", "", "namespaces", "", "", true},
+		{"watch", "", "pods", "", "", true},
+		{"watch", "skein.io", "workloads", "", "", true},
+		{"create", "authentication.k8s.io", "tokenreviews", "", "", true},
+		{"get", "", "secrets", controlNamespace, install.IssuerSecretName, true},
+		{"watch", "", "secrets", controlNamespace, install.IssuerSecretName, true},
+		{"get", "", "namespaces", "", shopNamespace, false}, // the injector's cache only
+		{"get", "", "secrets", controlNamespace, install.JoinTokenKeySecretName, false},
+		{"list", "", "secrets", controlNamespace, "", false},
+		{"get", "", "serviceaccounts", shopNamespace, "client", false},
+		{"list", "gateway.networking.k8s.io", "httproutes", "", "", false},
+		{"create", "", "pods", shopNamespace, "", false},
+	} {
+		review, err := k.c.Client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   user,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + controlNamespace, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: c.verb, Group: c.group, Resource: c.resource, Namespace: c.namespace, Name: c.name,
+				},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed != c.allowed {
+			t.Errorf("the controller may %s %s/%s %s/%s: %t, want %t", c.verb, c.group, c.resource, c.namespace, c.name, review.Status.Allowed, c.allowed)
+		}
+	}
 }

@@ -270,6 +270,11 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("ControllerMayDoOnlyWhatItUses", func(t *testing.T) {
+		k := k.with(t)
+		k.checkControllerPermissions(t)
+	})
+
 	t.Run("ANamespaceNamedSkeinCannotBeTheController", func(t *testing.T) {
 		k := k.with(t)
 		k.testControllerImpostor(t, network)
