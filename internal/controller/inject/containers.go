@@ -30,6 +30,8 @@ const (
 	podNamespaceEnv    = "POD_NAMESPACE"
 	podNamespaceValue  = "$(" + podNamespaceEnv + ")"
 	trustAnchorsEnv    = "SKEIN_PROXY_TRUST_ANCHORS_PEM"
+	controllerAddrEnv  = "SKEIN_PROXY_CONTROLLER_ADDR"
+	controllerIDEnv    = "SKEIN_PROXY_CONTROLLER_ID"
 )
 
 func initContainer(cfg Config, s settings) corev1.Container {
@@ -88,8 +90,8 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 	env := []corev1.EnvVar{
 		{Name: podNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: podNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-		{Name: "SKEIN_PROXY_CONTROLLER_ADDR", Value: cfg.ControllerAddr},
-		{Name: "SKEIN_PROXY_CONTROLLER_ID", Value: "spiffe://" + cfg.TrustDomain + meshid.ControllerPath},
+		{Name: controllerAddrEnv, Value: cfg.ControllerAddr},
+		{Name: controllerIDEnv, Value: "spiffe://" + cfg.TrustDomain + meshid.ControllerPath},
 		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
 		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
 		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap
