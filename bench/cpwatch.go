@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ctlidentity "github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
@@ -99,7 +100,7 @@ func (cp *cpBench) openWatchers(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("parsing trust anchor: %w", err)
 	}
-	controllerID := spiffeid.RequireFromString("spiffe://" + benchTrustDomain + "/ns/skein/sa/skein-controller")
+	controllerID := meshid.Controller(spiffeid.RequireTrustDomainFromString(benchTrustDomain))
 	watchCtx, cancel := context.WithCancel(context.Background())
 	cp.stopWatch = cancel
 	tlsConfig, err := cp.watcherTLS(ctx, watchCtx, anchors, controllerID)

@@ -19,7 +19,7 @@ import (
 // three echo replicas (two in discovery at first) and an unmeshed host.
 const (
 	trustDomain   = "cluster.local"
-	controllerID  = "spiffe://cluster.local/ns/skein/sa/skein-controller"
+	controllerID  = "spiffe://cluster.local/skein/controller"
 	clientID      = "spiffe://cluster.local/ns/test/sa/client"
 	echoID        = "spiffe://cluster.local/ns/test/sa/echo"
 	portCtlGRPC   = 8086

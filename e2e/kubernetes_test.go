@@ -25,6 +25,7 @@ import (
 	controlleridentity "github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/netns"
 	"github.com/skeinmesh/skein/internal/testenv"
 	"github.com/skeinmesh/skein/internal/testenv/cluster"
@@ -36,9 +37,12 @@ import (
 // namespace annotated for injection.
 const (
 	kubeTrustDomain = "cluster.local"
-	testappImage    = "skein.test/testapp:dev"
-	shopNamespace   = "shop"
-	greeterTarget   = "greeter.shop.svc.cluster.local:8080"
+	// controlNamespace is where Skein is installed: not the default
+	// "skein", so that anything still assuming it fails here.
+	controlNamespace = "other-ns"
+	testappImage     = "skein.test/testapp:dev"
+	shopNamespace    = "shop"
+	greeterTarget    = "greeter.shop.svc.cluster.local:8080"
 )
 
 var (
@@ -131,7 +135,7 @@ func TestKubernetes(t *testing.T) {
 	start := time.Now()
 	// Two controllers, as for availability: each serves the webhook and the
 	// identity and destination services on its own.
-	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--trust-domain", kubeTrustDomain, "--replicas", "2")
+	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--namespace", controlNamespace, "--trust-domain", kubeTrustDomain, "--replicas", "2")
 	k.kubectl([]byte(out), "apply", "-f", "-")
 	k.waitFor("skein check to pass", 90*time.Second, func() error {
 		_, err := k.check()
@@ -157,7 +161,7 @@ func TestKubernetes(t *testing.T) {
 		// The disruption controller in kube-controller-manager computes the
 		// budget's status from the controller pods' readiness.
 		k.waitFor("the disruption controller to allow one eviction of two", 30*time.Second, func() error {
-			pdb, err := k.c.Client.PolicyV1().PodDisruptionBudgets("skein").Get(t.Context(), install.ControllerName, metav1.GetOptions{})
+			pdb, err := k.c.Client.PolicyV1().PodDisruptionBudgets(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
@@ -173,7 +177,7 @@ func TestKubernetes(t *testing.T) {
 		anchors := k.writeTrustAnchors()
 		in := strings.SplitN(shopManifests, "---", 2)[1] // not the namespace
 		in = strings.ReplaceAll(in, "namespace: shop", "namespace: default")
-		injected := k.run(strings.NewReader(in), filepath.Join(binDir, "skein"), "inject", "--trust-anchors", anchors)
+		injected := k.run(strings.NewReader(in), filepath.Join(binDir, "skein"), "inject", "--namespace", controlNamespace, "--trust-anchors", anchors)
 		if strings.Count(injected, inject.ProxyContainerName) < 2 {
 			t.Fatalf("skein inject added no proxy:\n%s", injected)
 		}
@@ -229,7 +233,7 @@ func TestKubernetes(t *testing.T) {
 			return err
 		})
 		for _, want := range []string{"[ok] pods that ask for injection have a proxy", "[ok] meshed pods' proxies are ready",
-			"[ok] meshed proxies trust the issuer's anchor", "[ok] meshed proxies run the injector's image"} {
+			"[ok] meshed proxies trust the issuer's anchor", "[ok] meshed proxies find this controller", "[ok] meshed proxies run the injector's image"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein check --proxy output lacks %q:\n%s", want, out)
 			}
@@ -265,6 +269,28 @@ func TestKubernetes(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("ProxiesFindTheControllerInTheInstallNamespace", func(t *testing.T) {
+		k := k.with(t)
+		for _, pod := range append(slices.Clone(greeters), clients...) {
+			k.checkProxiesFindTheController(t, pod)
+		}
+	})
+
+	t.Run("ControllerMayDoOnlyWhatItUses", func(t *testing.T) {
+		k := k.with(t)
+		k.checkControllerPermissions(t)
+	})
+
+	t.Run("ANamespaceNamedSkeinCannotBeTheController", func(t *testing.T) {
+		k := k.with(t)
+		k.testControllerImpostor(t, network)
+	})
+
+	t.Run("ApplicationsStartOnceTheirProxyHasACertificate", func(t *testing.T) {
+		k := k.with(t)
+		k.testStartOrder(t)
 	})
 
 	t.Run("CallsAreSpreadOverTheReplicas", func(t *testing.T) {
@@ -342,7 +368,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("CheckFailsWithTheControllerStopped", func(t *testing.T) {
 		k := k.with(t)
 		// The controllers die; nothing restarts them.
-		for _, pod := range k.waitForReadyPods("skein", "app.kubernetes.io/name="+install.ControllerName, 2) {
+		for _, pod := range k.waitForReadyPods(controlNamespace, "app.kubernetes.io/name="+install.ControllerName, 2) {
 			k.kill(network, pod)
 		}
 		// The kubelet reports the pod unready within a second or two, and
@@ -360,7 +386,7 @@ func TestKubernetes(t *testing.T) {
 			"[FAIL] controller deployment is available",
 			"container controller terminated (Error, exit code 137)",
 			"[FAIL] controller answers /ready",
-			"kubectl -n skein logs deployment/skein-controller",
+			"kubectl -n " + controlNamespace + " logs deployment/skein-controller",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein check output does not say %q:\n%s", want, out)
@@ -404,9 +430,9 @@ func TestKubernetes(t *testing.T) {
 
 	t.Run("UninstallRemovesEverything", func(t *testing.T) {
 		k := k.with(t)
-		out := k.run(nil, filepath.Join(binDir, "skein"), "uninstall")
+		out := k.run(nil, filepath.Join(binDir, "skein"), "uninstall", "--namespace", controlNamespace)
 		k.kubectl([]byte(out), "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
-		for _, kind := range []string{"namespace/skein", "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "crd/workloads.skein.io", "clusterrole/" + install.ControllerName} {
+		for _, kind := range []string{"namespace/" + controlNamespace, "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "crd/workloads.skein.io", "clusterrole/" + install.ControllerName} {
 			cmd := k.c.Kubectl(t.Context(), "get", kind)
 			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NotFound") {
 				t.Errorf("%s is still there after uninstall (kubectl get: %v)\n%s", kind, err, out)
@@ -453,7 +479,7 @@ func (k *kube) testVirtualMachine(t *testing.T, network *netns.Network, client c
 	})
 	t.Cleanup(func() { m.dumpLogs(t) })
 
-	keySecret, err := k.c.Client.CoreV1().Secrets("skein").Get(ctx, install.JoinTokenKeySecretName, metav1.GetOptions{})
+	keySecret, err := k.c.Client.CoreV1().Secrets(controlNamespace).Get(ctx, install.JoinTokenKeySecretName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +495,7 @@ func (k *kube) testVirtualMachine(t *testing.T, network *netns.Network, client c
 	if err := os.WriteFile(tokenFile, []byte(strings.TrimSpace(token)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := k.c.Client.CoreV1().Services("skein").Get(ctx, install.ControllerName, metav1.GetOptions{})
+	svc, err := k.c.Client.CoreV1().Services(controlNamespace).Get(ctx, install.ControllerName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,12 +575,12 @@ func (k *kube) testIdentityService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := k.c.Client.CoreV1().Services("skein").Get(ctx, install.ControllerName, metav1.GetOptions{})
+	svc, err := k.c.Client.CoreV1().Services(controlNamespace).Get(ctx, install.ControllerName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
-	controller := controlleridentity.ControllerID(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
+	controller := meshid.Controller(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
 	token := func(sa, audience string) string {
 		expiry := int64(600)
 		resp, err := k.c.Client.CoreV1().ServiceAccounts(shopNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
@@ -666,7 +692,7 @@ func (k *kube) kubectl(stdin []byte, args ...string) string {
 func (k *kube) check(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(k.t.Context(), time.Minute)
 	defer cancel()
-	args = append([]string{"check", "--kubeconfig", k.c.Kubeconfig}, args...)
+	args = append([]string{"check", "--kubeconfig", k.c.Kubeconfig, "--namespace", controlNamespace}, args...)
 	out, err := k.c.Host.Command(ctx, filepath.Join(binDir, "skein"), args...).CombinedOutput()
 	return string(out), err
 }
@@ -674,7 +700,7 @@ func (k *kube) check(args ...string) (string, error) {
 // writeTrustAnchors writes the installed mesh's trust anchor to a file.
 func (k *kube) writeTrustAnchors() string {
 	k.t.Helper()
-	secret, err := k.c.Client.CoreV1().Secrets("skein").Get(k.t.Context(), install.IssuerSecretName, metav1.GetOptions{})
+	secret, err := k.c.Client.CoreV1().Secrets(controlNamespace).Get(k.t.Context(), install.IssuerSecretName, metav1.GetOptions{})
 	if err != nil {
 		k.t.Fatal(err)
 	}

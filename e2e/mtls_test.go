@@ -543,6 +543,14 @@ func certifyFrom(ctx context.Context, t *testing.T, cp *controlPlane, id, token 
 // token.
 func certify(ctx context.Context, t *testing.T, h *netns.Host, addr string, anchorsPEM []byte, controller spiffeid.ID, id, token string) error {
 	t.Helper()
+	_, err := certifiedPair(ctx, t, h, addr, anchorsPEM, controller, id, token)
+	return err
+}
+
+// certifiedPair is certify that also returns the certified key with its
+// chain, ready to serve.
+func certifiedPair(ctx context.Context, t *testing.T, h *netns.Host, addr string, anchorsPEM []byte, controller spiffeid.ID, id, token string) (tls.Certificate, error) {
+	t.Helper()
 	anchors, err := pki.ParseCertificates(anchorsPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -564,8 +572,14 @@ func certify(ctx context.Context, t *testing.T, h *netns.Host, addr string, anch
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = identitypb.NewIdentityClient(conn).Certify(ctx, &identitypb.CertifyRequest{
+	resp, err := identitypb.NewIdentityClient(conn).Certify(ctx, &identitypb.CertifyRequest{
 		Identity: id, Token: []byte(token), CertificateSigningRequest: csr,
 	})
-	return err
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{
+		Certificate: append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...),
+		PrivateKey:  key,
+	}, nil
 }

@@ -46,7 +46,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.ServiceAccountIssuer, "service-account-issuer", "", "issuer (iss) of the cluster's service-account tokens; empty: the one in the controller's own token")
 	fs.StringVar(&cfg.IdentityDir, "identity-dir", "", "directory with the issuer: tls.crt, tls.key, ca.crt (watched)")
 	fs.StringVar(&cfg.IdentitySecret, "identity-secret", "", "Kubernetes Secret namespace/name with the issuer (tls.crt, tls.key, ca.crt)")
-	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM key that signs join tokens of workloads outside Kubernetes")
+	fs.StringVar(&cfg.JoinTokenKey, "join-token-key", "", "PEM public key (join-token.pub) that verifies join tokens of workloads outside Kubernetes; the signing key is also accepted, only its public half is used")
 	fs.DurationVar(&cfg.JoinTokenMaxLifetime, "join-token-max-lifetime", cfg.JoinTokenMaxLifetime, "longest life (exp - iat) of a join token the controller accepts")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", cfg.CertLifetime, "life of the workload certificates the controller issues")
@@ -67,6 +67,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.WebhookAddr, "webhook-addr", "", "listen address of the proxy injector (admission webhook, HTTPS, path /inject); needs -kubernetes")
 	fs.StringVar(&cfg.WebhookCertDir, "webhook-cert-dir", "", "directory with the injector's tls.crt and tls.key (re-read at every handshake)")
 	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxies the injector adds (default: the injector's)")
+	fs.StringVar(&cfg.ProxyControllerAddr, "proxy-controller-addr", "", "address the injected proxies dial to reach the controller, host:port (required with -webhook-addr), e.g. skein-controller.skein.svc.cluster.local:8086")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err

@@ -71,7 +71,7 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	mode := fs.String("mode", string(cfg.Mode), "how connections are redirected: redirect or tproxy")
 	fs.StringVar(&cfg.DiscoveryFile, "discovery-file", "", "YAML file of destinations, watched for changes (without a controller)")
 	fs.StringVar(&cfg.ControllerAddr, "controller-addr", "", "the controller's gRPC address, host:port")
-	fs.StringVar(&cfg.ControllerID, "controller-id", "", "SPIFFE ID the controller must present (default spiffe://<trust domain>/ns/skein/sa/skein-controller)")
+	fs.StringVar(&cfg.ControllerID, "controller-id", "", "SPIFFE ID the controller must present (default spiffe://<trust domain>/skein/controller)")
 	fs.StringVar(&cfg.TrustAnchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors")
 	fs.StringVar(&cfg.TrustAnchorsPEM, "trust-anchors-pem", "", "the mesh's trust anchors as PEM text, instead of a file")
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")

@@ -7,11 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skeinmesh/skein/internal/controller/inject"
+	"github.com/skeinmesh/skein/internal/install"
 )
 
 func newInjectCommand() *cobra.Command {
 	cfg := inject.DefaultConfig()
-	var anchors string
+	var anchors, namespace string
 	cmd := &cobra.Command{
 		Use:   "inject",
 		Short: "Add the skein proxy to the workloads in YAML on standard input",
@@ -30,6 +31,9 @@ every other document passes through unchanged.
 				return fmt.Errorf("--trust-anchors: %w", err)
 			}
 			cfg.TrustAnchorsPEM = string(pem)
+			if cfg.ControllerAddr == "" {
+				cfg.ControllerAddr = install.ControllerAddr(namespace)
+			}
 			return inject.Manifests(cmd.InOrStdin(), cmd.OutOrStdout(), cfg)
 		},
 	}
@@ -38,7 +42,8 @@ every other document passes through unchanged.
 	_ = cmd.MarkFlagRequired("trust-anchors")
 	f.StringVar(&cfg.ProxyImage, "proxy-image", cfg.ProxyImage, "image with skein-proxy and skein-init")
 	f.StringVar(&cfg.ProxyVersion, "proxy-version", "", "value of the skein.io/proxy-version annotation (default: the image's tag)")
-	f.StringVar(&cfg.ControllerAddr, "controller-addr", cfg.ControllerAddr, "the controller's gRPC address, host:port")
+	f.StringVar(&namespace, "namespace", install.Default().Namespace, "namespace Skein was installed in (skein install --namespace): the proxies dial its controller")
+	f.StringVar(&cfg.ControllerAddr, "controller-addr", "", "the controller's gRPC address, host:port (default: its Service in --namespace)")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", cfg.TrustDomain, "trust domain of the workloads' SPIFFE IDs")
 	f.BoolVar(&cfg.NativeSidecars, "native-sidecars", cfg.NativeSidecars, "run the proxy as a native sidecar (an init container with restartPolicy Always; Kubernetes 1.29+)")
 	return cmd

@@ -43,8 +43,9 @@ type Config struct {
 	// same keys.
 	IdentityDir    string
 	IdentitySecret string
-	// JoinTokenKey verifies join tokens of workloads outside Kubernetes
-	// (the PEM key `skein identity generate` wrote). Optional with
+	// JoinTokenKey verifies join tokens of workloads outside Kubernetes: a
+	// PUBLIC KEY PEM (join-token.pub), or the signing key `skein identity
+	// generate` wrote, of which only the public half is kept. Optional with
 	// Kubernetes, where service-account tokens are checked with TokenReview.
 	JoinTokenKey string
 	// JoinTokenMaxLifetime is the longest life (exp - iat) of a join token
@@ -85,7 +86,11 @@ type Config struct {
 	WebhookAddr    string
 	WebhookCertDir string
 	ProxyImage     string
-	Log            *slog.Logger
+	// ProxyControllerAddr is the address injected proxies dial to reach
+	// this controller: its Service in the namespace it was installed in.
+	// Required with WebhookAddr.
+	ProxyControllerAddr string
+	Log                 *slog.Logger
 }
 
 // DefaultMaxStreamsPerConnection is above the destination streams one
@@ -172,6 +177,9 @@ func (c *Config) Validate() error {
 	if c.WebhookAddr != "" {
 		if !c.Kubernetes {
 			errs = append(errs, errors.New("webhook-addr: the injector needs -kubernetes"))
+		}
+		if _, _, err := net.SplitHostPort(c.ProxyControllerAddr); err != nil {
+			errs = append(errs, fmt.Errorf("proxy-controller-addr: %q is not host:port (required with webhook-addr: the controller's Service, which injected proxies dial): %w", c.ProxyControllerAddr, err))
 		}
 		if c.WebhookCertDir == "" {
 			errs = append(errs, errors.New("webhook-cert-dir: required with webhook-addr (tls.crt, tls.key)"))

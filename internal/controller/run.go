@@ -23,6 +23,7 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("webhook-addr: %w", err)
 		}
 	}
-	srv := newGRPCServer(cfg, idService.ServerTLS(identity.ControllerID(td)))
+	srv := newGRPCServer(cfg, idService.ServerTLS(meshid.Controller(td)))
 	dest.Register(srv)
 	idService.Register(srv)
 
@@ -181,11 +182,11 @@ func identityService(ctx context.Context, cfg Config, td spiffeid.TrustDomain, k
 	}
 	var validators []identity.TokenValidator
 	if cfg.JoinTokenKey != "" {
-		key, err := identity.LoadJoinTokenKey(cfg.JoinTokenKey)
+		key, err := identity.LoadJoinTokenVerifyKey(cfg.JoinTokenKey)
 		if err != nil {
 			return nil, nil, fmt.Errorf("join-token-key: %w", err)
 		}
-		validators = append(validators, identity.NewJoinTokens(&key.PublicKey, identity.Audience, nil).WithMaxLifetime(cfg.JoinTokenMaxLifetime))
+		validators = append(validators, identity.NewJoinTokens(key, identity.Audience, nil).WithMaxLifetime(cfg.JoinTokenMaxLifetime))
 	}
 	if kube != nil {
 		validators = append(validators, identity.NewTokenReviews(kube, identity.TokenReviewConfig{

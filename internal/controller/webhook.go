@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inject"
@@ -23,10 +25,10 @@ import (
 // effect at each request: a pod is injected with the anchors its proxy
 // must trust.
 type injector struct {
-	cfg     inject.Config
-	issuers identity.IssuerSource
-	kube    kubernetes.Interface
-	log     *slog.Logger
+	cfg        inject.Config
+	issuers    identity.IssuerSource
+	namespaces inject.NamespaceLister // an informer's cache
+	log        *slog.Logger
 }
 
 func (i *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +39,7 @@ func (i *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg.TrustAnchorsPEM = string(pki.EncodeCertificates(issuer.TrustAnchors()...))
-	inject.NewWebhook(cfg, i.kube.CoreV1().Namespaces(), i.log).ServeHTTP(w, r)
+	inject.NewWebhook(cfg, i.namespaces, i.log).ServeHTTP(w, r)
 }
 
 // nativeSidecars reports whether the cluster runs native sidecars; where
@@ -56,28 +58,45 @@ func nativeSidecars(d discovery.ServerVersionInterface, log *slog.Logger) bool {
 	return true
 }
 
-// serveWebhook serves the injector on cfg.WebhookAddr until ctx ends.
+// serveWebhook serves the injector on cfg.WebhookAddr until ctx ends. The
+// namespaces it reads come from an informer (no API call per pod), and its
+// serving certificate from memory, reloaded when the mounted Secret changes.
 func serveWebhook(ctx context.Context, ln net.Listener, cfg Config, issuers identity.IssuerSource, kube kubernetes.Interface, log *slog.Logger) error {
+	cert, err := loadWebhookCert(cfg.WebhookCertDir, log)
+	if err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactory(kube, 0)
+	namespaces := factory.Core().V1().Namespaces()
+	lister, hasSynced := namespaces.Lister(), namespaces.Informer().HasSynced
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := cert.Run(ctx); err != nil {
+			log.Error("not following the webhook certificate", "err", err)
+		}
+	})
+	if !cache.WaitForCacheSync(ctx.Done(), hasSynced) {
+		return nil // ctx is done
+	}
+
 	icfg := inject.DefaultConfig()
 	icfg.TrustDomain = cfg.TrustDomain
+	icfg.ControllerAddr = cfg.ProxyControllerAddr
 	if cfg.ProxyImage != "" {
 		icfg.ProxyImage = cfg.ProxyImage
 	}
 	icfg.NativeSidecars = nativeSidecars(kube.Discovery(), log)
 	mux := http.NewServeMux()
-	mux.Handle("/inject", &injector{cfg: icfg, issuers: issuers, kube: kube, log: log})
+	mux.Handle("/inject", &injector{cfg: icfg, issuers: issuers, namespaces: lister, log: log})
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		TLSConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12, // the API server's client
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				cert, err := tls.LoadX509KeyPair(filepath.Join(cfg.WebhookCertDir, "tls.crt"), filepath.Join(cfg.WebhookCertDir, "tls.key"))
-				if err != nil {
-					return nil, fmt.Errorf("webhook certificate: %w", err)
-				}
-				return &cert, nil
-			},
+			MinVersion:     tls.VersionTLS12, // the API server's client
+			GetCertificate: cert.get,
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -11,18 +11,27 @@ import (
 // Names of the objects Skein installs. `skein check` and the controller
 // look for them by these names.
 const (
-	ControllerName            = "skein-controller" // Deployment, Service, ServiceAccount, RBAC
-	IssuerSecretName          = "skein-identity-issuer"
-	JoinTokenKeySecretName    = "skein-join-token-key"
-	WebhookSecretName         = "skein-webhook-tls"
-	TrustAnchorsConfigMapName = "skein-trust-anchors"
-	WebhookConfigurationName  = "skein-proxy-injector"
-	WebhookName               = "inject.skein.io" // the one webhook inside the configuration
-	WebhookPath               = "/inject"
+	ControllerName         = "skein-controller" // Deployment, Service, ServiceAccount, RBAC
+	IssuerSecretName       = "skein-identity-issuer"
+	JoinTokenKeySecretName = "skein-join-token-key" // the signing key, for `skein identity token`; mounted nowhere
+	// JoinTokenPublicKeyConfigMapName holds the join-token key's public
+	// half, all the controller mounts to verify join tokens.
+	JoinTokenPublicKeyConfigMapName = "skein-join-token-public-key"
+	WebhookSecretName               = "skein-webhook-tls"
+	TrustAnchorsConfigMapName       = "skein-trust-anchors"
+	WebhookConfigurationName        = "skein-proxy-injector"
+	WebhookName                     = "inject.skein.io" // the one webhook inside the configuration
+	WebhookPath                     = "/inject"
 	// ProxyImageEnv is the controller container's variable that names the
 	// image injected proxies run.
 	ProxyImageEnv = "SKEIN_CONTROLLER_PROXY_IMAGE"
 )
+
+// ControllerAddr is the controller's gRPC address inside the cluster for an
+// installation in namespace: what injected proxies dial.
+func ControllerAddr(namespace string) string {
+	return fmt.Sprintf("%s.%s.svc.cluster.local:%d", ControllerName, namespace, GRPCPort)
+}
 
 // Ports of the controller.
 const (

@@ -16,8 +16,10 @@ import (
 	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
-// Where the controller's container finds the Secrets mounted as files. The
-// issuer is not mounted: the controller reads and watches it through the API.
+// Where the controller's container finds its mounted files: the webhook's
+// serving pair and the join-token key's public half. The issuer is not
+// mounted (the controller reads and watches it through the API), nor is
+// any signing key.
 const (
 	webhookCertDir  = "/var/run/skein/webhook"
 	joinTokenKeyDir = "/var/run/skein/join-token"
@@ -32,12 +34,13 @@ func controllerArgs(cfg Config) []string {
 	return []string{
 		"-kubernetes",
 		"-identity-secret", cfg.Namespace + "/" + IssuerSecretName,
-		"-join-token-key", path.Join(joinTokenKeyDir, identity.JoinTokenKeyFile),
+		"-join-token-key", path.Join(joinTokenKeyDir, identity.JoinTokenPublicKeyFile),
 		"-trust-domain", cfg.TrustDomain,
 		"-grpc-addr", fmt.Sprintf("0.0.0.0:%d", GRPCPort),
 		"-admin-addr", fmt.Sprintf("0.0.0.0:%d", AdminPort),
 		"-webhook-addr", fmt.Sprintf("0.0.0.0:%d", WebhookPort),
 		"-webhook-cert-dir", webhookCertDir,
+		"-proxy-controller-addr", ControllerAddr(cfg.Namespace),
 		"-log-level", cfg.LogLevel,
 	}
 }
@@ -78,7 +81,9 @@ func controllerPodSpec(cfg Config) corev1.PodSpec {
 		Containers: []corev1.Container{controllerContainer(cfg)},
 		Volumes: []corev1.Volume{
 			{Name: "webhook-tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: WebhookSecretName, DefaultMode: &readOnlyMode}}},
-			{Name: "join-token-key", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: JoinTokenKeySecretName, DefaultMode: &readOnlyMode}}},
+			{Name: "join-token-public-key", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: JoinTokenPublicKeyConfigMapName}, DefaultMode: &readOnlyMode,
+			}}},
 		},
 	}
 	if cfg.Replicas > 1 {
@@ -127,7 +132,7 @@ func controllerContainer(cfg Config) corev1.Container {
 		},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "webhook-tls", MountPath: webhookCertDir, ReadOnly: true},
-			{Name: "join-token-key", MountPath: joinTokenKeyDir, ReadOnly: true},
+			{Name: "join-token-public-key", MountPath: joinTokenKeyDir, ReadOnly: true},
 		},
 		SecurityContext: &corev1.SecurityContext{
 			AllowPrivilegeEscalation: ptr(false),

@@ -23,6 +23,8 @@ type IdentityMaterial struct {
 	IssuerCertPEM   []byte // tls.crt
 	IssuerKeyPEM    []byte // tls.key
 	JoinTokenKeyPEM []byte // join-token.key
+
+	joinTokenPublicKeyPEM []byte // join-token.pub, derived by complete
 }
 
 // LoadIdentityDir reads the material `skein identity generate --out DIR`
@@ -76,8 +78,12 @@ func (m IdentityMaterial) complete(mode IdentityMode, trustDomain string, now ti
 			return m, err
 		}
 	}
-	if _, err := pki.ParsePrivateKey(m.JoinTokenKeyPEM); err != nil {
+	joinKey, err := pki.ParsePrivateKey(m.JoinTokenKeyPEM)
+	if err != nil {
 		return m, fmt.Errorf("%s: %w", identity.JoinTokenKeyFile, err)
+	}
+	if m.joinTokenPublicKeyPEM, err = pki.EncodePublicKey(&joinKey.PublicKey); err != nil {
+		return m, err
 	}
 	return m, nil
 }

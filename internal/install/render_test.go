@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/pki"
 )
 
 // parse splits rendered YAML back into objects.
@@ -103,6 +105,7 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 		"Secret skein-identity-issuer",
 		"Secret skein-join-token-key",
 		"Secret skein-webhook-tls",
+		"ConfigMap skein-join-token-public-key",
 		"ConfigMap skein-trust-anchors",
 		"Service skein-controller",
 		"Deployment skein-controller",
@@ -157,32 +160,49 @@ func TestDisruptionBudgetOnlyWithSeveralReplicas(t *testing.T) {
 	}
 }
 
-// The controller reads; the only thing it creates is TokenReviews, and the
-// only Secret it may read is its issuer.
-func TestControllerMayWriteNothing(t *testing.T) {
+// The controller's roles grant exactly what its informers and calls use:
+// list and watch on the model's kinds and namespaces, create on
+// TokenReviews, get and watch on its own issuer Secret, nothing else.
+func TestControllerRolesAreExactlyWhatItUses(t *testing.T) {
 	out, err := install.Render(install.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	objs := parse(t, out)
+	var got []string
 	for _, role := range []*unstructured.Unstructured{find(t, objs, "ClusterRole", "skein-controller"), find(t, objs, "Role", "skein-controller")} {
 		rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
 		for _, r := range rules {
 			rule := r.(map[string]any)
-			verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+			groups, _, _ := unstructured.NestedStringSlice(rule, "apiGroups")
 			resources, _, _ := unstructured.NestedStringSlice(rule, "resources")
 			names, _, _ := unstructured.NestedStringSlice(rule, "resourceNames")
-			for _, verb := range verbs {
-				if verb != "get" && verb != "list" && verb != "watch" && !(verb == "create" && fmt.Sprint(resources) == "[tokenreviews]") {
-					t.Errorf("%s %s may %s %v", role.GetKind(), role.GetName(), verb, resources)
-				}
-			}
-			for _, res := range resources {
-				if res == "secrets" && fmt.Sprint(names) != "[skein-identity-issuer]" {
-					t.Errorf("%s %s may read secrets %v, want only the issuer", role.GetKind(), role.GetName(), names)
+			verbs, _, _ := unstructured.NestedStringSlice(rule, "verbs")
+			for _, g := range groups {
+				for _, res := range resources {
+					for _, verb := range verbs {
+						grant := fmt.Sprintf("%s %s/%s %s", role.GetKind(), g, res, verb)
+						if len(names) > 0 {
+							grant += " " + strings.Join(names, ",")
+						}
+						got = append(got, grant)
+					}
 				}
 			}
 		}
+	}
+	slices.Sort(got)
+	want := []string{
+		"ClusterRole /namespaces list", "ClusterRole /namespaces watch",
+		"ClusterRole /pods list", "ClusterRole /pods watch",
+		"ClusterRole /services list", "ClusterRole /services watch",
+		"ClusterRole authentication.k8s.io/tokenreviews create",
+		"ClusterRole discovery.k8s.io/endpointslices list", "ClusterRole discovery.k8s.io/endpointslices watch",
+		"ClusterRole skein.io/workloads list", "ClusterRole skein.io/workloads watch",
+		"Role /secrets get skein-identity-issuer", "Role /secrets watch skein-identity-issuer",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the controller may:\n%s\nwant exactly:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -356,5 +376,101 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 				t.Errorf("err = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// With --namespace, the injector hands proxies the controller's Service in
+// that namespace, never skein's.
+func TestControllerTellsTheInjectorItsOwnNamespace(t *testing.T) {
+	out, err := install.Render(install.Config{Namespace: "other-ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := find(t, parse(t, out), "Deployment", "skein-controller")
+	containers, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	joined := " " + strings.Join(args, " ") + " "
+	for _, want := range []string{
+		" -proxy-controller-addr skein-controller.other-ns.svc.cluster.local:8086 ",
+		" -identity-secret other-ns/skein-identity-issuer ",
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("controller args %q lack %q", joined, want)
+		}
+	}
+	if strings.Contains(string(out), ".skein.svc") {
+		t.Error("an installation in other-ns still names a service in namespace skein")
+	}
+}
+
+// The controller verifies join tokens; it must not be able to mint them:
+// its pod mounts the join-token key's public half, the webhook's serving
+// pair, and nothing else — no issuer key, no join-token signing key.
+func TestControllerMountsNoSigningKey(t *testing.T) {
+	out, err := install.Render(install.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := parse(t, out)
+	spec, _, _ := unstructured.NestedMap(find(t, objs, "Deployment", "skein-controller").Object, "spec", "template", "spec")
+	volumes, _, _ := unstructured.NestedSlice(spec, "volumes")
+	mounted := map[string][]byte{} // volume/file -> content
+	for _, v := range volumes {
+		vol := v.(map[string]any)
+		var data map[string][]byte
+		switch {
+		case vol["secret"] != nil:
+			name, _, _ := unstructured.NestedString(vol, "secret", "secretName")
+			secret := find(t, objs, "Secret", name)
+			raw, _, _ := unstructured.NestedStringMap(secret.Object, "data")
+			data = map[string][]byte{}
+			for k := range raw {
+				data[k] = secretData(t, secret, k)
+			}
+		case vol["configMap"] != nil:
+			name, _, _ := unstructured.NestedString(vol, "configMap", "name")
+			raw, _, _ := unstructured.NestedStringMap(find(t, objs, "ConfigMap", name).Object, "data")
+			data = map[string][]byte{}
+			for k, v := range raw {
+				data[k] = []byte(v)
+			}
+		default:
+			t.Fatalf("volume %v is neither a Secret nor a ConfigMap", vol)
+		}
+		for file, content := range data {
+			mounted[vol["name"].(string)+"/"+file] = content
+		}
+	}
+	var files []string
+	for f := range mounted {
+		files = append(files, f)
+	}
+	slices.Sort(files)
+	if want := []string{"join-token-public-key/join-token.pub", "webhook-tls/ca.crt", "webhook-tls/tls.crt", "webhook-tls/tls.key"}; !slices.Equal(files, want) {
+		t.Errorf("the controller mounts %v, want %v", files, want)
+	}
+	signingKeys := map[string][]byte{
+		"issuer key":     secretData(t, find(t, objs, "Secret", install.IssuerSecretName), identity.IssuerKeyFile),
+		"join-token key": secretData(t, find(t, objs, "Secret", install.JoinTokenKeySecretName), identity.JoinTokenKeyFile),
+	}
+	for file, content := range mounted {
+		for what, key := range signingKeys {
+			if bytes.Contains(content, bytes.TrimSpace(key)) {
+				t.Errorf("the controller mounts the %s as %s", what, file)
+			}
+		}
+	}
+	joinKey, err := pki.ParsePrivateKey(signingKeys["join-token key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pki.ParsePublicKey(mounted["join-token-public-key/join-token.pub"])
+	if err != nil || !pub.Equal(&joinKey.PublicKey) {
+		t.Errorf("join-token.pub is not the public half of the join-token key (%v)", err)
+	}
+	containers, _, _ := unstructured.NestedSlice(spec, "containers")
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	if i := slices.Index(args, "-join-token-key"); i < 0 || args[i+1] != "/var/run/skein/join-token/join-token.pub" {
+		t.Errorf("controller args %v: -join-token-key is not the mounted public key", args)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
-// trustObjects are the Secrets and the ConfigMap that hold the mesh's
-// trust: the issuer (generate mode only), the join-token key, the webhook's
-// serving certificate, and the trust anchors every proxy needs.
+// trustObjects are the Secrets and the ConfigMaps that hold the mesh's
+// trust: the issuer (generate mode only), the join-token key (for whoever
+// mints join tokens; nothing mounts it) and its public half (what the
+// controller mounts), the webhook's serving certificate, and the trust
+// anchors every proxy needs.
 func trustObjects(cfg Config) []runtime.Object {
 	var objs []runtime.Object
 	if cfg.IdentityMode == IdentityGenerate {
@@ -40,6 +42,11 @@ func trustObjects(cfg Config) []runtime.Object {
 				corev1.TLSPrivateKeyKey: cfg.Webhook.KeyPEM,
 				"ca.crt":                cfg.Webhook.CACertPEM,
 			},
+		},
+		&corev1.ConfigMap{
+			TypeMeta:   typeMeta("v1", "ConfigMap"),
+			ObjectMeta: objectMeta(cfg, JoinTokenPublicKeyConfigMapName),
+			Data:       map[string]string{identity.JoinTokenPublicKeyFile: string(cfg.Identity.joinTokenPublicKeyPEM)},
 		},
 		&corev1.ConfigMap{
 			TypeMeta:   typeMeta("v1", "ConfigMap"),

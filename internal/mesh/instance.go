@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/netns"
 )
 
@@ -105,6 +106,7 @@ func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 	id := m.identity(w)
 	args := []string{
 		"-controller-addr", fmt.Sprintf("%s:%d", m.controller.IP, controllerGRPCPort),
+		"-controller-id", meshid.Controller(m.joinKey.td).String(),
 		"-identity", id,
 		"-token-file", tokenFile,
 		"-trust-anchors", m.path(identityDir, "ca.crt"),

@@ -66,3 +66,35 @@ func ParsePrivateKey(data []byte) (*ecdsa.PrivateKey, error) {
 		return key, nil
 	}
 }
+
+// EncodePublicKey returns key as a PKIX "PUBLIC KEY" PEM block.
+func EncodePublicKey(key *ecdsa.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding public key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// ParsePublicKey reads the first "PUBLIC KEY" PEM block in data, which
+// must hold an ECDSA P-256 key.
+func ParsePublicKey(data []byte) (*ecdsa.PublicKey, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New("no PUBLIC KEY PEM block found")
+		}
+		if block.Type != "PUBLIC KEY" {
+			continue
+		}
+		parsed, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing PUBLIC KEY: %w", err)
+		}
+		if !IsP256(parsed) {
+			return nil, fmt.Errorf("public key is %T, want ECDSA P-256", parsed)
+		}
+		return parsed.(*ecdsa.PublicKey), nil
+	}
+}

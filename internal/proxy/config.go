@@ -11,6 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
@@ -44,7 +45,8 @@ type Config struct {
 	// clients with a mesh certificate: it needs Identity.
 	ControllerAddr string
 	// ControllerID is the identity the controller must present; empty means
-	// spiffe://<trust domain>/ns/skein/sa/skein-controller.
+	// spiffe://<trust domain>/skein/controller (meshid.Controller), which no
+	// workload can be certified as.
 	ControllerID string
 	// TrustAnchorsFile holds the mesh's trust anchors (PEM); needed to talk
 	// to the controller and to other proxies. TrustAnchorsPEM gives them
@@ -241,8 +243,12 @@ func (c *Config) validateControlPlane() []error {
 		}
 	}
 	if c.ControllerID != "" {
-		if _, err := spiffeid.FromString(c.ControllerID); err != nil {
+		if id, err := spiffeid.FromString(c.ControllerID); err != nil {
 			errs = append(errs, fmt.Errorf("controller-id: %q is not a SPIFFE ID: %w", c.ControllerID, err))
+		} else if !meshid.IsControlPlane(id) {
+			// A workload identity: whoever owns that namespace could be
+			// certified as it and would see every proxy's token.
+			errs = append(errs, fmt.Errorf("controller-id: %s is a workload's identity, not the control plane's (spiffe://<trust domain>/skein/...)", id))
 		}
 	}
 	return errs
@@ -257,5 +263,5 @@ func (c *Config) controllerID() spiffeid.ID {
 	if c.Identity != "" {
 		td = spiffeid.RequireFromString(c.Identity).TrustDomain()
 	}
-	return spiffeid.RequireFromSegments(td, "ns", "skein", "sa", "skein-controller")
+	return meshid.Controller(td)
 }

@@ -41,6 +41,10 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 		{"require-mtls without an identity", func(c *Config) { c.RequireMTLS = RequireMTLS{All: true} }, "require-mtls / require-mtls-ports: need identity"},
 		{"require-mtls-ports without an identity", func(c *Config) { c.RequireMTLS = RequireMTLS{Ports: []uint16{8080}} }, "need identity"},
 		{"require-mtls-ports with port 0", func(c *Config) { c.RequireMTLS = RequireMTLS{Ports: []uint16{0}} }, "require-mtls-ports: port 0"},
+		{"the control plane's controller ID", func(c *Config) { c.ControllerID = "spiffe://cluster.local/skein/controller" }, ""},
+		{"a workload's ID as the controller's", func(c *Config) {
+			c.ControllerID = "spiffe://cluster.local/ns/skein/sa/skein-controller"
+		}, "controller-id: spiffe://cluster.local/ns/skein/sa/skein-controller is a workload's identity"},
 		{"bad mode", func(c *Config) { c.Mode = "nat" }, "mode"},
 		{"bad address", func(c *Config) { c.InboundAddr = "4143" }, "inbound-addr"},
 		{"no drain delay", func(c *Config) { c.DrainDelay = 0 }, ""},
@@ -63,5 +67,21 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 				t.Errorf("got %v, want an error naming %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The controller is expected under /skein/ in the proxy's own trust domain,
+// never as the workload ns/skein/sa/skein-controller that whoever creates
+// namespace skein could be certified as.
+func TestControllerIDDefaultsToTheControlPlaneID(t *testing.T) {
+	for _, c := range []struct{ identity, want string }{
+		{"", "spiffe://cluster.local/skein/controller"},
+		{"spiffe://example.org/ns/shop/sa/web", "spiffe://example.org/skein/controller"},
+	} {
+		cfg := Default()
+		cfg.Identity = c.identity
+		if got := cfg.controllerID().String(); got != c.want {
+			t.Errorf("identity %q: controller ID %s, want %s", c.identity, got, c.want)
+		}
 	}
 }

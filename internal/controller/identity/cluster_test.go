@@ -28,6 +28,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
+	"github.com/skeinmesh/skein/internal/meshid"
 	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/testenv"
 	"github.com/skeinmesh/skein/internal/testenv/cluster"
@@ -93,7 +94,7 @@ func TestRealTokenIsCertifiedDuringAJunkFlood(t *testing.T) {
 	// The flood comes from 127.0.0.2, another client than the pod's.
 	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	floodConn, err := grpc.NewClient("passthrough:///"+ctrl.Addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(proxyidentity.ControllerTLS([]*x509.Certificate{ctrl.Anchor}, identity.ControllerID(td)))),
+		grpc.WithTransportCredentials(credentials.NewTLS(proxyidentity.ControllerTLS([]*x509.Certificate{ctrl.Anchor}, meshid.Controller(td)))),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }))
 	if err != nil {
 		t.Fatal(err)

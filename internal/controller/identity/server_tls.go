@@ -12,12 +12,6 @@ import (
 	"github.com/skeinmesh/skein/internal/pki"
 )
 
-// ControllerID is the controller's own identity in trust domain td:
-// spiffe://<td>/ns/skein/sa/skein-controller.
-func ControllerID(td spiffeid.TrustDomain) spiffeid.ID {
-	return spiffeid.RequireFromSegments(td, "ns", "skein", "sa", "skein-controller")
-}
-
 // ServerTLS returns the TLS config for the controller's gRPC server. It
 // issues the controller a certificate for id from the current issuer and
 // replaces it at 70% of its life or as soon as the issuer changes. A

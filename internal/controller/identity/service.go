@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
 )
@@ -140,6 +141,9 @@ func (s *Service) Certify(ctx context.Context, req *identitypb.CertifyRequest) (
 }
 
 func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (*identitypb.CertifyResponse, error) {
+	if err := refuseControlPlaneID(req.GetIdentity()); err != nil {
+		return nil, err
+	}
 	id, err := ParseWorkloadID(s.cfg.TrustDomain, req.GetIdentity())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -172,6 +176,16 @@ func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (
 // MaxTokenSize bounds the token of a Certify request. Service-account
 // and join tokens are around a kilobyte.
 const MaxTokenSize = 16 << 10
+
+// refuseControlPlaneID refuses an identity reserved for the control plane
+// (meshid) whatever token comes with it. ParseWorkloadID would refuse its
+// form too; this says why, and holds should that form ever widen.
+func refuseControlPlaneID(s string) error {
+	if id, err := spiffeid.FromString(s); err == nil && meshid.IsControlPlane(id) {
+		return status.Errorf(codes.PermissionDenied, "identity %s is reserved for the mesh's control plane", id)
+	}
+	return nil
+}
 
 // checkToken maps token problems to gRPC codes: a bad token is
 // Unauthenticated, a good token for someone else is PermissionDenied.

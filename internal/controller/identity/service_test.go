@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
@@ -342,4 +344,86 @@ func hmacToken(t *testing.T, alg string, claims jwt.Claims) []byte {
 		signature = enc.EncodeToString(mac.Sum(nil))
 	}
 	return []byte(signingInput + "." + signature)
+}
+
+// acceptAnything is a token check that proves whatever identity it was
+// built with, for any token: Certify must still refuse the control plane's.
+type acceptAnything spiffeid.ID
+
+func (a acceptAnything) Validate(context.Context, []byte) (spiffeid.ID, error) {
+	return spiffeid.ID(a), nil
+}
+
+func TestCertifyRefusesControlPlaneIdentitiesWhateverTheToken(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	controller := meshid.Controller(ctrl.TrustDomain)
+	for _, id := range []spiffeid.ID{controller, spiffeid.RequireFromPath(ctrl.TrustDomain, "/skein/anything")} {
+		want := "identity " + id.String() + " is reserved for the mesh's control plane"
+		// A join token signed with the controller's own key for exactly
+		// that identity, over gRPC.
+		_, err := ctrl.Client.Certify(context.Background(), &identitypb.CertifyRequest{
+			Identity: id.String(), Token: mintToken(t, ctrl, id), CertificateSigningRequest: newCSR(t, id),
+		})
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != want {
+			t.Errorf("join token for %s: got %s %q, want PermissionDenied %q", id, st.Code(), st.Message(), want)
+		}
+		// A token check that vouches for it whatever the token says.
+		svc, err := identity.NewService(identity.Config{
+			TrustDomain: ctrl.TrustDomain, Issuers: ctrl.Source, Tokens: acceptAnything(id), Log: ctrl.Log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.Certify(context.Background(), &identitypb.CertifyRequest{
+			Identity: id.String(), Token: []byte("anything"), CertificateSigningRequest: newCSR(t, id),
+		})
+		if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != want {
+			t.Errorf("token vouched for %s: got %s %q, want PermissionDenied %q", id, st.Code(), st.Message(), want)
+		}
+	}
+}
+
+// spiffe://<td>/ns/skein/sa/skein-controller, the controller's identity
+// before it moved under /skein/, is a workload like any other: whoever owns
+// namespace skein can be certified as it, and a proxy checking for the
+// controller refuses a server that presents it.
+func TestOldControllerIDIsAWorkloadTheProxyDoesNotTrustAsController(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	old := ctrl.WorkloadID("skein", "skein-controller")
+	key := identitytest.NewKey(t)
+	csr, err := pki.NewCSR(key, old.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := parseChain(t, certify(t, ctrl, old, mintToken(t, ctrl, old), csr))
+	var raw [][]byte
+	for _, c := range chain {
+		raw = append(raw, c.Raw)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: raw, PrivateKey: key, Leaf: chain[0]}},
+		NextProtos:   []string{"h2"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), proxyidentity.ControllerTLS([]*x509.Certificate{ctrl.Anchor}, meshid.Controller(ctrl.TrustDomain)))
+	if err == nil {
+		conn.Close()
+		t.Fatal("a proxy accepted ns/skein/sa/skein-controller as the controller")
+	}
+	if want := `unexpected ID "` + old.String() + `"`; !strings.Contains(err.Error(), want) {
+		t.Fatalf("handshake error %q, want it to say %s", err, want)
+	}
 }

@@ -8,12 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/skeinmesh/skein/internal/dirwatch"
 )
-
-// reloadDelay lets a burst of file events (three files written one by one,
-// or a kubelet symlink swap) settle before the directory is read again.
-const reloadDelay = 200 * time.Millisecond
 
 // DirSource reads issuer material from a directory holding tls.crt, tls.key
 // and ca.crt (a mounted Secret, or what `skein identity generate` wrote),
@@ -40,44 +36,10 @@ func NewDirSource(dir string, log *slog.Logger, now func() time.Time) (*DirSourc
 	return s, nil
 }
 
-// Run watches the directory until ctx is done. Kubernetes updates a mounted
-// Secret by swapping a symlink inside the directory, so the directory, not
-// the files, is watched.
+// Run re-reads the directory whenever it changes, until ctx is done; a
+// rejected issuer is logged and the current one kept.
 func (s *DirSource) Run(ctx context.Context) error {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("watching %s: %w", s.dir, err)
-	}
-	defer watcher.Close()
-	if err := watcher.Add(s.dir); err != nil {
-		return fmt.Errorf("watching %s: %w", s.dir, err)
-	}
-	// Re-read once now: the files may have changed between NewDirSource
-	// and the watch starting.
-	_ = s.reload()
-
-	settle := time.NewTimer(0)
-	<-settle.C
-	for {
-		select {
-		case <-ctx.Done():
-			settle.Stop()
-			return nil
-		case event, ok := <-watcher.Events:
-			if !ok {
-				return fmt.Errorf("watching %s: watcher closed", s.dir)
-			}
-			s.log.Debug("issuer directory changed", "event", event.String())
-			settle.Reset(reloadDelay)
-		case err, ok := <-watcher.Errors:
-			if !ok {
-				return fmt.Errorf("watching %s: watcher closed", s.dir)
-			}
-			s.log.Warn("watching issuer directory", "dir", s.dir, "err", err)
-		case <-settle.C:
-			_ = s.reload() // replace logs a rejected issuer
-		}
-	}
+	return dirwatch.Run(ctx, s.dir, s.log, func() { _ = s.reload() })
 }
 
 func (s *DirSource) reload() error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
 )
@@ -34,7 +35,7 @@ func TestNewIssuerFilesTakeEffectWithoutRestart(t *testing.T) {
 		t.Fatal("still signing with the first issuer")
 	}
 	// The controller's own serving certificate follows the issuer too.
-	conn, err := tls.Dial("tcp", ctrl.Addr, proxyidentity.ControllerTLS([]*x509.Certificate{ctrl.Anchor}, identity.ControllerID(ctrl.TrustDomain)))
+	conn, err := tls.Dial("tcp", ctrl.Addr, proxyidentity.ControllerTLS([]*x509.Certificate{ctrl.Anchor}, meshid.Controller(ctrl.TrustDomain)))
 	if err != nil {
 		t.Fatalf("dialing the controller after the issuer changed: %v", err)
 	}

@@ -25,6 +25,28 @@ const JoinTokenIssuer = "skein"
 // the issuer material.
 const JoinTokenKeyFile = "join-token.key"
 
+// JoinTokenPublicKeyFile is the usual name of the join-token key's public
+// half: all the controller needs to verify join tokens.
+const JoinTokenPublicKeyFile = "join-token.pub"
+
+// LoadJoinTokenVerifyKey reads the key that verifies join tokens: a PUBLIC
+// KEY PEM (what the controller should be given) or, for setups that keep
+// one file, the signing key itself, of which only the public half is kept.
+func LoadJoinTokenVerifyKey(path string) (*ecdsa.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading join-token key: %w", err)
+	}
+	if pub, err := pki.ParsePublicKey(data); err == nil {
+		return pub, nil
+	}
+	key, err := pki.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("join-token key %s: neither a PUBLIC KEY nor a private key: %w", path, err)
+	}
+	return &key.PublicKey, nil
+}
+
 // joinTokenLeeway absorbs small clock differences on exp and nbf.
 const joinTokenLeeway = 30 * time.Second
 

@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/skeinmesh/skein/internal/meshid"
 )
 
 // Names and numbers an injected pod is built from; skein-proxy and
@@ -28,6 +30,8 @@ const (
 	podNamespaceEnv    = "POD_NAMESPACE"
 	podNamespaceValue  = "$(" + podNamespaceEnv + ")"
 	trustAnchorsEnv    = "SKEIN_PROXY_TRUST_ANCHORS_PEM"
+	controllerAddrEnv  = "SKEIN_PROXY_CONTROLLER_ADDR"
+	controllerIDEnv    = "SKEIN_PROXY_CONTROLLER_ID"
 )
 
 func initContainer(cfg Config, s settings) corev1.Container {
@@ -86,7 +90,8 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 	env := []corev1.EnvVar{
 		{Name: podNameEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: podNamespaceEnv, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-		{Name: "SKEIN_PROXY_CONTROLLER_ADDR", Value: cfg.ControllerAddr},
+		{Name: controllerAddrEnv, Value: cfg.ControllerAddr},
+		{Name: controllerIDEnv, Value: "spiffe://" + cfg.TrustDomain + meshid.ControllerPath},
 		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
 		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
 		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap
@@ -109,7 +114,11 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 			{Name: "skein-inbound", ContainerPort: InboundPort, Protocol: corev1.ProtocolTCP},
 			{Name: "skein-admin", ContainerPort: AdminPort, Protocol: corev1.ProtocolTCP},
 		},
-		Resources:      s.resources,
+		Resources: s.resources,
+		// A native sidecar has started, and the application's containers
+		// may start, once its startupProbe passes (readiness does not gate
+		// them): /ready, which passes once the proxy holds its certificate.
+		StartupProbe:   startupProbe(),
 		ReadinessProbe: adminProbe("/ready"),
 		LivenessProbe:  adminProbe("/live"),
 		VolumeMounts: []corev1.VolumeMount{
@@ -131,6 +140,21 @@ func adminProbe(path string) *corev1.Probe {
 			HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AdminPort)},
 		},
 	}
+}
+
+// Proxy startup: probed every second for up to two minutes (as long as
+// `skein-proxy await` waits where the proxy is a regular container); a
+// proxy with no certificate by then is restarted by the kubelet.
+const (
+	StartupProbePeriodSeconds    = 1
+	StartupProbeFailureThreshold = 120
+)
+
+func startupProbe() *corev1.Probe {
+	p := adminProbe("/ready")
+	p.PeriodSeconds = StartupProbePeriodSeconds
+	p.FailureThreshold = StartupProbeFailureThreshold
+	return p
 }
 
 func injectedVolumes() []corev1.Volume {

@@ -8,9 +8,11 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -21,9 +23,13 @@ type Config struct {
 	// ProxyVersion is written to the skein.io/proxy-version annotation; the
 	// image's tag when empty.
 	ProxyVersion string
-	// ControllerAddr is the controller's gRPC address, host:port.
+	// ControllerAddr is the controller's gRPC address, host:port: the
+	// Service in the namespace Skein was installed in (install.ControllerAddr).
+	// No default: a proxy must not dial a controller in a namespace someone
+	// else may own.
 	ControllerAddr string
-	// TrustDomain is the trust domain of the workloads' SPIFFE IDs.
+	// TrustDomain is the trust domain of the workloads' SPIFFE IDs. The
+	// proxy expects the controller to be spiffe://<TrustDomain>/skein/controller.
 	TrustDomain string
 	// TrustAnchorsPEM are the mesh's trust anchors, handed to every proxy
 	// in its environment.
@@ -58,7 +64,6 @@ const NativeSidecarsMinMinor = 29
 func DefaultConfig() Config {
 	return Config{
 		ProxyImage:     "ghcr.io/skeinmesh/skein-proxy:dev",
-		ControllerAddr: "skein-controller.skein.svc.cluster.local:8086",
 		TrustDomain:    "cluster.local",
 		NativeSidecars: true,
 	}
@@ -70,10 +75,10 @@ func (c *Config) Validate() error {
 	if c.ProxyImage == "" {
 		errs = append(errs, errors.New("proxy-image: is required"))
 	}
-	if c.ControllerAddr == "" {
-		errs = append(errs, errors.New("controller-addr: is required"))
+	if _, _, err := net.SplitHostPort(c.ControllerAddr); err != nil {
+		errs = append(errs, fmt.Errorf("controller-addr: %q is not host:port (the controller's Service in the namespace Skein was installed in): %w", c.ControllerAddr, err))
 	}
-	if c.TrustDomain == "" || strings.ContainsAny(c.TrustDomain, "/:") {
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil || strings.Contains(c.TrustDomain, ":") {
 		errs = append(errs, fmt.Errorf("trust-domain: %q is not a trust domain name", c.TrustDomain))
 	}
 	if !strings.Contains(c.TrustAnchorsPEM, "-----BEGIN CERTIFICATE-----") {

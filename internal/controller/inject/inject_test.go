@@ -14,6 +14,7 @@ func testConfig() Config {
 	cfg.ProxyImage = "registry.test:5000/skein/proxy:v1.2.3"
 	cfg.TrustDomain = "mesh.test"
 	cfg.TrustAnchorsPEM = testAnchorsPEM
+	cfg.ControllerAddr = "skein-controller.mesh-system.svc.cluster.local:8086"
 	return cfg
 }
 
@@ -115,6 +116,12 @@ func TestInjectAddsInitAndNativeSidecarProxy(t *testing.T) {
 	if proxy.ReadinessProbe.HTTPGet.Path != "/ready" || proxy.LivenessProbe.HTTPGet.Path != "/live" || proxy.ReadinessProbe.HTTPGet.Port.IntValue() != AdminPort {
 		t.Error("proxy probes are not /ready and /live on the admin port")
 	}
+	// The application starts when the sidecar has started, not when it is
+	// ready: the startupProbe must wait for /ready, for two minutes.
+	if sp := proxy.StartupProbe; sp == nil || sp.HTTPGet == nil || sp.HTTPGet.Path != "/ready" || sp.HTTPGet.Port.IntValue() != AdminPort ||
+		sp.PeriodSeconds*sp.FailureThreshold != 120 {
+		t.Errorf("proxy startupProbe = %+v, want /ready on the admin port for 120 s", sp)
+	}
 	if got := patched.Annotations; got[AnnotationInjected] != "true" || got[AnnotationProxyVersion] != "v1.2.3" {
 		t.Errorf("annotations = %v", got)
 	}
@@ -188,7 +195,8 @@ func TestInjectReadsAnnotations(t *testing.T) {
 	}
 	env := envOf(proxy)
 	for name, want := range map[string]string{
-		"SKEIN_PROXY_CONTROLLER_ADDR":   "skein-controller.skein.svc.cluster.local:8086",
+		"SKEIN_PROXY_CONTROLLER_ADDR":   "skein-controller.mesh-system.svc.cluster.local:8086",
+		"SKEIN_PROXY_CONTROLLER_ID":     "spiffe://mesh.test/skein/controller",
 		"SKEIN_PROXY_IDENTITY":          "spiffe://mesh.test/ns/demo/sa/web-sa",
 		"SKEIN_PROXY_TOKEN_FILE":        "/var/run/secrets/skein.io/identity/token",
 		"SKEIN_PROXY_TRUST_ANCHORS_PEM": testAnchorsPEM,

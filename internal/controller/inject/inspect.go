@@ -37,9 +37,18 @@ func Proxy(pod *corev1.Pod) (*corev1.Container, *corev1.ContainerStatus) {
 
 // TrustAnchorsPEM returns the trust anchors the injector handed proxy (a
 // container Proxy returned), "" when it has none in its spec.
-func TrustAnchorsPEM(proxy *corev1.Container) string {
-	for _, env := range proxy.Env {
-		if env.Name == trustAnchorsEnv {
+func TrustAnchorsPEM(proxy *corev1.Container) string { return envValue(proxy, trustAnchorsEnv) }
+
+// ControllerOf returns the controller address and identity the injector
+// handed proxy, "" for what it was not given (a proxy injected before the
+// controller's identity was passed expects ns/skein/sa/skein-controller).
+func ControllerOf(proxy *corev1.Container) (addr, id string) {
+	return envValue(proxy, controllerAddrEnv), envValue(proxy, controllerIDEnv)
+}
+
+func envValue(c *corev1.Container, name string) string {
+	for _, env := range c.Env {
+		if env.Name == name {
 			return env.Value
 		}
 	}

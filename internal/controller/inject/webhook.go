@@ -3,38 +3,48 @@ package inject
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// NamespaceGetter reads a namespace; a client-go clientset's
-// CoreV1().Namespaces() is one.
-type NamespaceGetter interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Namespace, error)
+// NamespaceLister reads a namespace from a cache an informer keeps; a
+// client-go NamespaceLister is one. The webhook never asks the API server
+// per pod.
+type NamespaceLister interface {
+	Get(name string) (*corev1.Namespace, error)
 }
 
-// maxReviewBytes bounds a request body; the API server's own limit on an
-// object is 3 MiB, and the review wraps it.
-const maxReviewBytes = 8 << 20
+// MaxReviewBytes bounds a request body, as the API server bounds the
+// admission requests it accepts (1 MiB by default for a pod's review is far
+// above any real pod); a larger body is answered 413 unread.
+const MaxReviewBytes = 1 << 20
+
+// namespaceWait is how long a review waits for a namespace the cache does
+// not hold yet (created a moment ago) before it denies the pod; a pod's
+// controller creates it again.
+const namespaceWait = time.Second
 
 // NewWebhook returns the mutating admission webhook for pods: it answers an
 // admission.k8s.io/v1 AdmissionReview with a JSON Patch made by Inject.
 // Pods that need nothing are allowed unchanged. A pod that asks for
 // injection which cannot be done (a bad annotation) is denied with the
 // reason, rather than started outside the mesh.
-func NewWebhook(cfg Config, namespaces NamespaceGetter, log *slog.Logger) http.Handler {
+func NewWebhook(cfg Config, namespaces NamespaceLister, log *slog.Logger) http.Handler {
 	return &webhook{cfg: cfg, namespaces: namespaces, log: log}
 }
 
 type webhook struct {
 	cfg        Config
-	namespaces NamespaceGetter
+	namespaces NamespaceLister
 	log        *slog.Logger
 }
 
@@ -43,8 +53,17 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReviewBytes))
-	if err != nil {
+	if r.ContentLength > MaxReviewBytes {
+		http.Error(w, fmt.Sprintf("request body over %d bytes", MaxReviewBytes), http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxReviewBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("request body over %d bytes", MaxReviewBytes), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
 		http.Error(w, "reading request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
@@ -82,8 +101,8 @@ func (h *webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	log := h.log.With("namespace", pod.Namespace, "pod", podName(pod))
 	ns, err := h.namespaceIfNeeded(ctx, pod)
 	if err != nil {
-		log.Error("reading the pod's namespace", "err", err)
-		return deny(http.StatusInternalServerError, fmt.Sprintf("skein injector: reading namespace %s to see whether it asks for injection: %v", pod.Namespace, err))
+		log.Warn("reading the pod's namespace", "err", err)
+		return deny(http.StatusServiceUnavailable, fmt.Sprintf("skein injector: reading namespace %s to see whether it asks for injection: %v; try again", pod.Namespace, err))
 	}
 	patched, injected, err := Inject(pod, ns, h.cfg)
 	if err != nil {
@@ -106,13 +125,26 @@ func (h *webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &jsonPatch}
 }
 
-// namespaceIfNeeded reads the pod's namespace only when the pod itself
-// does not say whether it wants the proxy.
+// namespaceIfNeeded reads the pod's namespace from the cache only when the
+// pod itself does not say whether it wants the proxy. A namespace the
+// cache does not hold yet is waited for, for namespaceWait at most.
 func (h *webhook) namespaceIfNeeded(ctx context.Context, pod *corev1.Pod) (*corev1.Namespace, error) {
 	if _, decided := pod.Annotations[AnnotationInject]; decided || h.namespaces == nil {
 		return nil, nil
 	}
-	return h.namespaces.Get(ctx, pod.Namespace, metav1.GetOptions{})
+	ctx, cancel := context.WithTimeout(ctx, namespaceWait)
+	defer cancel()
+	for {
+		ns, err := h.namespaces.Get(pod.Namespace)
+		if !apierrors.IsNotFound(err) {
+			return ns, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("namespace %s is not in the injector's cache yet", pod.Namespace)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func deny(code int32, message string) *admissionv1.AdmissionResponse {

@@ -2,9 +2,7 @@ package inject
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,18 +14,19 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// namespaces is a NamespaceGetter over a fixed set.
+// namespaces is a NamespaceLister over a fixed set.
 type namespaces map[string]*corev1.Namespace
 
-func (n namespaces) Get(_ context.Context, name string, _ metav1.GetOptions) (*corev1.Namespace, error) {
+func (n namespaces) Get(name string) (*corev1.Namespace, error) {
 	if ns, ok := n[name]; ok {
 		return ns, nil
 	}
-	return nil, fmt.Errorf("namespace %q not found", name)
+	return nil, apierrors.NewNotFound(corev1.Resource("namespaces"), name)
 }
 
 func startWebhook(t *testing.T, cfg Config) *httptest.Server {
@@ -163,5 +162,52 @@ func TestWebhookRejectsWhatIsNotAReview(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("status = %s, want 400", resp.Status)
+	}
+}
+
+// A body past MaxReviewBytes is refused with 413 before it is read whole,
+// whether it says its length or not; one just under it is served.
+func TestWebhookBoundsTheRequestBody(t *testing.T) {
+	srv := startWebhook(t, testConfig())
+	post := func(body io.Reader, length int64) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = length
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	big := bytes.Repeat([]byte{' '}, MaxReviewBytes+1)
+	if resp := post(bytes.NewReader(big), int64(len(big))); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("%d bytes with a Content-Length: %s, want 413", len(big), resp.Status)
+	}
+	// Chunked: no length to refuse up front, the read stops at the limit.
+	if resp := post(io.MultiReader(bytes.NewReader(big)), -1); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("%d bytes chunked: %s, want 413", len(big), resp.Status)
+	}
+
+	pod := testPod(map[string]string{AnnotationInject: InjectEnabled, "example.com/filler": strings.Repeat("x", MaxReviewBytes-4096)})
+	if resp := review(t, srv, "demo", pod); !resp.Allowed || len(resp.Patch) == 0 {
+		t.Errorf("a review just under the limit: allowed %v, patch %d bytes; want it injected", resp.Allowed, len(resp.Patch))
+	}
+}
+
+// A namespace the informer's cache does not hold is waited for briefly,
+// then the pod is denied with the reason (its controller retries), never
+// let through without the proxy its namespace may ask for.
+func TestWebhookDeniesAPodWhoseNamespaceIsNotCachedYet(t *testing.T) {
+	srv := startWebhook(t, testConfig())
+	pod := testPod(nil)
+	pod.Namespace = "brand-new"
+	resp := review(t, srv, "brand-new", pod)
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable ||
+		!strings.Contains(resp.Result.Message, "namespace brand-new is not in the injector's cache yet") {
+		t.Fatalf("allowed %v, result %+v; want a 503 denial naming the namespace", resp.Allowed, resp.Result)
 	}
 }

@@ -1,17 +1,20 @@
 package check
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"fmt"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 )
 
@@ -34,7 +37,7 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 		return []Result{failed(listName, "check --kubeconfig and that you may list pods", "%v", err)}
 	}
 
-	var uninjected, unready, staleTrust, otherImage podList
+	var uninjected, unready, staleTrust, otherImage, otherController podList
 	meshed := 0
 	anchors, anchorsErr := c.issuerAnchors(ctx)
 	image, imageErr := c.injectedImage(ctx)
@@ -60,6 +63,9 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 		}
 		if imageErr == nil && proxy.Image != image {
 			otherImage.add(pod, proxy.Image)
+		}
+		if trouble := c.controllerTrouble(proxy); trouble != "" {
+			otherController.add(pod, trouble)
 		}
 	}
 
@@ -104,6 +110,17 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 			"injected with another anchor: %s", staleTrust))
 	}
 
+	const controllerName = "meshed proxies find this controller"
+	switch {
+	case meshed == 0:
+	case otherController.empty():
+		results = append(results, ok(controllerName))
+	default:
+		results = append(results, failed(controllerName,
+			"they were injected for another install, or before the controller's identity moved out of the workload form, and cannot renew their certificates with this controller; recreate them: "+otherController.restartHint(),
+			"proxies of %s", otherController))
+	}
+
 	const imageName = "meshed proxies run the injector's image"
 	switch {
 	case meshed == 0:
@@ -117,6 +134,20 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 			"the injector adds %s; other images: %s", image, otherImage))
 	}
 	return results
+}
+
+// controllerTrouble says why proxy would not reach this install's
+// controller ("" when it would): another address, or no control-plane
+// identity to expect (the proxy then expects a workload's).
+func (c *Checker) controllerTrouble(proxy *corev1.Container) string {
+	addr, id := inject.ControllerOf(proxy)
+	if want := install.ControllerAddr(c.Namespace); addr != want {
+		return "dials " + addr
+	}
+	if parsed, err := spiffeid.FromString(id); err != nil || !meshid.IsControlPlane(parsed) {
+		return "expects the controller as " + cmp.Or(id, "ns/skein/sa/skein-controller")
+	}
+	return ""
 }
 
 // namespaces returns the namespace called name, or all of them, by name.

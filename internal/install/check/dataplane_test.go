@@ -35,6 +35,7 @@ func newMeshed(t *testing.T) *meshed {
 	cfg := inject.DefaultConfig()
 	cfg.ProxyImage = install.Default().ProxyImage
 	cfg.TrustAnchorsPEM = string(secret.Data[identity.TrustAnchorFile])
+	cfg.ControllerAddr = install.ControllerAddr("skein")
 	m := &meshed{t: t, client: client, inject: cfg}
 	m.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Annotations: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}})
 	m.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}})
@@ -121,6 +122,7 @@ func TestDataPlanePassesWhenEveryPodThatAsksHasAReadyProxy(t *testing.T) {
 		"[ok] pods that ask for injection have a proxy\n",
 		"[ok] meshed pods' proxies are ready\n",
 		"[ok] meshed proxies trust the issuer's anchor\n",
+		"[ok] meshed proxies find this controller\n",
 		"[ok] meshed proxies run the injector's image\n")
 	if strings.Contains(out, "FAIL") || strings.Contains(out, "warn") {
 		t.Errorf("a healthy data plane has problems:\n%s", out)
@@ -174,6 +176,29 @@ func TestDataPlaneFindsProxiesInjectedWithAnotherAnchor(t *testing.T) {
 	both.TrustAnchorsPEM = old.TrustAnchorsPEM + m.inject.TrustAnchorsPEM
 	m.create(m.injected(deploymentPod("shop", "web", "a"), both, ""))
 	requireLines(t, m.check(""), "[ok] meshed proxies trust the issuer's anchor\n")
+}
+
+// Proxies injected for another install's namespace, or before the
+// controller's identity was handed to them (they expect the workload
+// ns/skein/sa/skein-controller), cannot talk to this controller.
+func TestDataPlaneFindsProxiesThatExpectAnotherController(t *testing.T) {
+	m := newMeshed(t)
+	elsewhere := m.inject
+	elsewhere.ControllerAddr = install.ControllerAddr("mesh")
+	m.create(m.injected(deploymentPod("shop", "web", "a"), elsewhere, ""))
+	old := m.injected(deploymentPod("shop", "api", "a"), m.inject, "")
+	proxy, _ := inject.Proxy(old)
+	for i := range proxy.Env {
+		if proxy.Env[i].Name == "SKEIN_PROXY_CONTROLLER_ID" {
+			proxy.Env = append(proxy.Env[:i], proxy.Env[i+1:]...)
+			break
+		}
+	}
+	m.create(old)
+	m.create(m.injected(deploymentPod("shop", "cart", "a"), m.inject, ""))
+	requireLines(t, m.check(""),
+		"[FAIL] meshed proxies find this controller: proxies of shop/api-5d8f9-a (expects the controller as ns/skein/sa/skein-controller), shop/web-5d8f9-a (dials skein-controller.mesh.svc.cluster.local:8086)\n",
+		"kubectl -n shop rollout restart deployment api")
 }
 
 func TestDataPlaneWarnsOfProxiesOnAnotherImage(t *testing.T) {

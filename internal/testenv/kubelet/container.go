@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -190,6 +191,9 @@ type process struct {
 	log       *os.File
 	done      chan struct{} // closed when the process has exited
 	err       error         // why it exited; read after done
+	// postStartDone and startupPassed say whether the container has
+	// started in a kubelet's sense (see podWorker.started).
+	postStartDone, startupPassed atomic.Bool
 }
 
 func startProcess(cmd *exec.Cmd, c corev1.Container, init bool, logPath string) (*process, error) {

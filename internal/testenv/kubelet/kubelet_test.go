@@ -349,3 +349,103 @@ func createNamespace(t *testing.T, client kubernetes.Interface) string {
 	}
 	return ns.Name
 }
+
+// TestNativeSidecarGatesOnStartupNotReadiness holds the stand-in kubelet to
+// a real one's rule (1.29+): the container after a native sidecar starts
+// once the sidecar has started (its startupProbe passed), whether or not
+// the sidecar is ready; a sidecar whose startupProbe never passes keeps it
+// from starting at all.
+func TestNativeSidecarGatesOnStartupNotReadiness(t *testing.T) {
+	network := testenv.NewNetwork(t)
+	c := cluster.Start(t, network)
+	client := c.Client
+	ctx := t.Context()
+	startKubelet(t, Config{
+		Client:   client,
+		NodeName: "stand-in",
+		Network:  network,
+		Images:   map[string]string{testImage: buildTestapp(t)},
+		TokenDir: t.TempDir(),
+	})
+	ns := createNamespace(t, client)
+	tcp := func(port int32) corev1.ProbeHandler {
+		return corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}
+	}
+	pod := func(name string, startup *corev1.Probe) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{
+					Name: "sidecar", Image: testImage, Args: []string{"-http", ":8082"},
+					RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
+					StartupProbe:  startup,
+					// Nothing listens on port 9: never ready.
+					ReadinessProbe: &corev1.Probe{ProbeHandler: tcp(9)},
+				}},
+				Containers: []corev1.Container{{Name: "app", Image: testImage, Args: []string{"-http", ":8081"}}},
+			},
+		}
+	}
+	for _, p := range []*corev1.Pod{
+		pod("started-unready", &corev1.Probe{ProbeHandler: tcp(8082), PeriodSeconds: 1, FailureThreshold: 30}),
+		pod("never-started", &corev1.Probe{ProbeHandler: tcp(9), PeriodSeconds: 1, FailureThreshold: 3}),
+	} {
+		if _, err := client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForPod := func(name, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err == nil && cond(p) {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pod %s: %s did not happen in 30s; status %+v (error %v)", name, what, p.Status, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	running := func(statuses []corev1.ContainerStatus, name string) *corev1.ContainerStatus {
+		for i := range statuses {
+			if statuses[i].Name == name && statuses[i].State.Running != nil {
+				return &statuses[i]
+			}
+		}
+		return nil
+	}
+
+	p := waitForPod("started-unready", "the app running", func(p *corev1.Pod) bool {
+		return running(p.Status.ContainerStatuses, "app") != nil
+	})
+	sidecar := running(p.Status.InitContainerStatuses, "sidecar")
+	if sidecar == nil || sidecar.Ready || sidecar.Started == nil || !*sidecar.Started {
+		t.Errorf("sidecar status %+v, want running, started and not ready", sidecar)
+	}
+	if podReady := podCondition(p, corev1.PodReady); podReady {
+		t.Error("pod is Ready with an unready sidecar")
+	}
+
+	p = waitForPod("never-started", "the startup probe's failure", func(p *corev1.Pod) bool {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodInitialized && strings.Contains(c.Message, "startup probe failed") {
+				return true
+			}
+		}
+		return false
+	})
+	if app := running(p.Status.ContainerStatuses, "app"); app != nil {
+		t.Errorf("the app started after a sidecar that never did: %+v", app)
+	}
+}
+
+func podCondition(p *corev1.Pod, typ corev1.PodConditionType) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == typ {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -106,7 +106,10 @@ func (w *podWorker) start(ctx context.Context) error {
 			return err
 		}
 		if isSidecar(c) {
-			if err := w.waitReady(ctx, p); err != nil {
+			// As a kubelet (1.29+) does: the next container starts once
+			// the sidecar has started (postStart hook done, startupProbe
+			// passed), whether or not it is ready.
+			if err := w.waitStarted(ctx, p); err != nil {
 				return fmt.Errorf("sidecar %s: %w", c.Name, err)
 			}
 			continue
@@ -121,8 +124,14 @@ func (w *podWorker) start(ctx context.Context) error {
 		}
 	}
 	for _, c := range w.pod.Spec.Containers {
-		if _, err := w.startContainer(ctx, c, false); err != nil {
+		p, err := w.startContainer(ctx, c, false)
+		if err != nil {
 			return err
+		}
+		// The next container starts after this one's postStart hook, not
+		// after its startupProbe.
+		if err := w.runPostStart(ctx, p); err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
 		}
 	}
 	return nil
@@ -132,15 +141,24 @@ func isSidecar(c corev1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
-// waitReady waits until a sidecar passes its readiness probe.
-func (w *podWorker) waitReady(ctx context.Context, p *process) error {
+// waitStarted runs a sidecar's postStart hook and waits until it passes
+// its startupProbe, for at most the probe's failureThreshold periods.
+func (w *podWorker) waitStarted(ctx context.Context, p *process) error {
+	if err := w.runPostStart(ctx, p); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(startupWindow(p.spec.StartupProbe))
 	for {
-		if w.ready(ctx, p) {
+		if w.started(ctx, p) {
+			w.log.Debug("sidecar started", "container", p.name, "after", time.Since(p.startedAt))
 			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("startup probe failed for %v (log %s)", startupWindow(p.spec.StartupProbe), p.logPath)
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("exited before it was ready: %v (log %s)", p.err, p.logPath)
+			return fmt.Errorf("exited before it started: %v (log %s)", p.err, p.logPath)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(statusInterval / 5):

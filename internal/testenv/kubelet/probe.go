@@ -13,34 +13,84 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// ready reports whether a container runs and passes its readiness probe,
-// checked from inside the pod's host. A container without one is ready
-// once started; exec and gRPC probes are not run and count as passing.
+// ready reports whether a container runs, has started and passes its
+// readiness probe, checked from inside the pod's host. A container without
+// one is ready once started; exec and gRPC probes are not run and count as
+// passing.
 func (w *podWorker) ready(ctx context.Context, p *process) bool {
-	if !p.running() {
+	if !w.started(ctx, p) {
 		return false
 	}
-	probe := p.spec.ReadinessProbe
-	if probe == nil {
+	if err := w.probe(ctx, p, p.spec.ReadinessProbe); err != nil {
+		w.log.Debug("readiness probe failed", "container", p.name, "err", err)
+		return false
+	}
+	return true
+}
+
+// started reports whether a running container has started as a kubelet
+// means it: its postStart hook has run and its startupProbe (if any) has
+// passed once; until then neither readiness nor the next container of a
+// native sidecar goes on.
+func (w *podWorker) started(ctx context.Context, p *process) bool {
+	if !p.running() || !p.postStartDone.Load() {
+		return false
+	}
+	if p.startupPassed.Load() {
 		return true
 	}
-	timeout := time.Second
-	if probe.TimeoutSeconds > 0 {
-		timeout = time.Duration(probe.TimeoutSeconds) * time.Second
+	if err := w.probe(ctx, p, p.spec.StartupProbe); err != nil {
+		w.log.Debug("startup probe failed", "container", p.name, "err", err)
+		return false
 	}
+	p.startupPassed.Store(true)
+	return true
+}
+
+// startupWindow is how long a startupProbe may fail before the container
+// counts as failed: failureThreshold periods (defaults 3 and 10 s) after
+// its initial delay. Without a probe, a container starts at once.
+func startupWindow(probe *corev1.Probe) time.Duration {
+	if probe == nil {
+		return 0
+	}
+	period, threshold := probe.PeriodSeconds, probe.FailureThreshold
+	if period <= 0 {
+		period = 10
+	}
+	if threshold <= 0 {
+		threshold = 3
+	}
+	return time.Duration(probe.InitialDelaySeconds+period*threshold) * time.Second
+}
+
+// probe runs one check of probe (nil passes) against a container.
+func (w *podWorker) probe(ctx context.Context, p *process, probe *corev1.Probe) error {
+	if probe == nil {
+		return nil
+	}
+	return w.runHandler(ctx, p, probe.ProbeHandler, probeTimeout(probe))
+}
+
+func probeTimeout(probe *corev1.Probe) time.Duration {
+	if probe.TimeoutSeconds > 0 {
+		return time.Duration(probe.TimeoutSeconds) * time.Second
+	}
+	return time.Second
+}
+
+// runHandler runs an httpGet or tcpSocket check within timeout; exec and
+// gRPC checks are not run and pass.
+func (w *podWorker) runHandler(ctx context.Context, p *process, h corev1.ProbeHandler, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var err error
 	switch {
-	case probe.HTTPGet != nil:
-		err = w.probeHTTP(ctx, p.spec, probe.HTTPGet)
-	case probe.TCPSocket != nil:
-		err = w.probeTCP(ctx, p.spec, probe.TCPSocket)
+	case h.HTTPGet != nil:
+		return w.probeHTTP(ctx, p.spec, h.HTTPGet)
+	case h.TCPSocket != nil:
+		return w.probeTCP(ctx, p.spec, h.TCPSocket)
 	}
-	if err != nil {
-		w.log.Debug("readiness probe failed", "container", p.name, "err", err)
-	}
-	return err == nil
+	return nil
 }
 
 func (w *podWorker) probeHTTP(ctx context.Context, c corev1.Container, get *corev1.HTTPGetAction) error {

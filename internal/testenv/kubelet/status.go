@@ -115,7 +115,7 @@ func summary(s *corev1.PodStatus) string {
 		fmt.Fprintf(&b, " %s=%s(%s)", c.Type, c.Status, c.Message)
 	}
 	for _, c := range append(s.InitContainerStatuses, s.ContainerStatuses...) {
-		fmt.Fprintf(&b, " %s:ready=%t,running=%t", c.Name, c.Ready, c.State.Running != nil)
+		fmt.Fprintf(&b, " %s:ready=%t,started=%t,running=%t", c.Name, c.Ready, c.Started != nil && *c.Started, c.State.Running != nil)
 	}
 	return b.String()
 }
@@ -144,9 +144,9 @@ func setCondition(status *corev1.PodStatus, typ corev1.PodConditionType, ok bool
 }
 
 func containerStatus(p *process, ready bool) corev1.ContainerStatus {
-	started := p.running()
+	started := p.running() && p.postStartDone.Load() && (p.spec.StartupProbe == nil || p.startupPassed.Load())
 	s := corev1.ContainerStatus{Name: p.name, Image: p.spec.Image, Ready: ready, Started: &started}
-	if started {
+	if p.running() {
 		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(p.startedAt)}
 		return s
 	}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
@@ -105,7 +106,7 @@ func Start(t testing.TB, opts Options) *Controller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServerTLS(identity.ControllerID(td)))))
+	server := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServerTLS(meshid.Controller(td)))))
 	svc.Register(server)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,7 +115,7 @@ func Start(t testing.TB, opts Options) *Controller {
 	c.Addr = lis.Addr().String()
 	wg.Go(func() { _ = server.Serve(lis) })
 
-	tlsConfig := proxyidentity.ControllerTLS([]*x509.Certificate{c.Anchor}, identity.ControllerID(td))
+	tlsConfig := proxyidentity.ControllerTLS([]*x509.Certificate{c.Anchor}, meshid.Controller(td))
 	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
 	if err != nil {
 		t.Fatal(err)
