@@ -21,9 +21,12 @@ func TestManifestsLoad(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, demo.ManifestFile), demo.Manifests, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	snap, err := files.Load(dir)
+	snap, ignored, err := files.Load(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(ignored) != 0 {
+		t.Errorf("the demo's manifests have documents the mesh ignores: %+v", ignored)
 	}
 	var services []string
 	for _, s := range snap.Services {
