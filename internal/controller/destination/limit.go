@@ -1,11 +1,7 @@
 package destination
 
 import (
-	"context"
-	"net"
 	"sync"
-
-	"google.golang.org/grpc/peer"
 )
 
 // DefaultMaxStreamsPerPeer is how many destination streams one client
@@ -48,20 +44,4 @@ func (p *peerStreams) acquire(key string) (release func(), ok bool) {
 			delete(p.open, key)
 		}
 	}, true
-}
-
-// peerKey is the client's IP address: a pod's or a machine's own, so one
-// workload's streams count together however many connections it opens.
-func peerKey(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
-	}
-	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
-	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
 }

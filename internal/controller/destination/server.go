@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/skeinmesh/skein/internal/controller/clientip"
 	"github.com/skeinmesh/skein/internal/model"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 )
@@ -77,7 +78,7 @@ func (s *Server) Get(req *destinationpb.GetDestination, stream grpc.ServerStream
 	if p, ok := peer.FromContext(ctx); ok {
 		log = log.With("peer", p.Addr.String())
 	}
-	release, ok := s.streams.acquire(peerKey(ctx))
+	release, ok := s.streams.acquire(clientip.FromContext(ctx))
 	if !ok {
 		s.metrics.streamsRefused.Inc()
 		log.Debug("destination stream refused: too many open from this peer", "max", s.streams.max)

@@ -2,13 +2,13 @@ package identity
 
 import (
 	"context"
-	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/peer"
 	"k8s.io/apimachinery/pkg/util/cache"
+
+	"github.com/skeinmesh/skein/internal/controller/clientip"
 )
 
 // Defaults of the per-client rate limit on Certify. A proxy calls Certify
@@ -42,7 +42,7 @@ func newPeerLimiter(r float64, burst int) *peerLimiter {
 
 // allow takes a token from the bucket of ctx's client.
 func (p *peerLimiter) allow(ctx context.Context) bool {
-	key := clientIP(ctx)
+	key := clientip.FromContext(ctx)
 	p.mu.Lock()
 	var l *rate.Limiter
 	if v, ok := p.buckets.Get(key); ok {
@@ -53,19 +53,4 @@ func (p *peerLimiter) allow(ctx context.Context) bool {
 	p.buckets.Add(key, l, limiterIdle)
 	p.mu.Unlock()
 	return l.Allow()
-}
-
-// clientIP is the IP address of a gRPC call's client.
-func clientIP(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
-	}
-	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
-	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
 }

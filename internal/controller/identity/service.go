@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/skeinmesh/skein/internal/controller/clientip"
 	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/pki"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
@@ -125,7 +126,7 @@ func (s *Service) Register(srv grpc.ServiceRegistrar) {
 func (s *Service) Certify(ctx context.Context, req *identitypb.CertifyRequest) (*identitypb.CertifyResponse, error) {
 	if !s.limiter.allow(ctx) {
 		s.metrics.refused.WithLabelValues(codes.ResourceExhausted.String()).Inc()
-		s.cfg.Log.Debug("certificate request refused: rate limit", "peer", clientIP(ctx))
+		s.cfg.Log.Debug("certificate request refused: rate limit", "peer", clientip.FromContext(ctx))
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"too many certificate requests from this client: at most %g per second (burst %d)", s.cfg.CertifyRate, s.cfg.CertifyBurst)
 	}
