@@ -16,7 +16,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +24,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
 	"github.com/skeinmesh/skein/internal/netns"
-	"github.com/skeinmesh/skein/internal/pki"
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 )
 
@@ -171,7 +171,7 @@ func checkFIPSMesh(t *testing.T, cp, plainCP *controlPlane, mode string) {
 				{plainCP, c.plainRefusal, "", "ordinary", nil},
 			} {
 				cfg := &tls.Config{
-					Certificates:       []tls.Certificate{issueClientCert(t, m.cp, clientID, c.key)},
+					Certificates:       []tls.Certificate{identitytest.IssueLeaf(t, m.cp.identityDir, spiffeid.RequireFromString(clientID), c.key)},
 					NextProtos:         []string{"skein/http"},
 					InsecureSkipVerify: true, // this test is about the server's checks
 					MinVersion:         tls.VersionTLS13,
@@ -239,47 +239,6 @@ func newControlPlaneFrom(t *testing.T, dir string) *controlPlane {
 	binDir = dir
 	defer func() { binDir = saved }()
 	return newControlPlane(t, 0)
-}
-
-// issueClientCert is a certificate for id with key, signed by cp's issuer
-// as the identity service would sign one for a P-256 key.
-func issueClientCert(t *testing.T, cp *controlPlane, id string, key crypto.Signer) tls.Certificate {
-	t.Helper()
-	certPEM, err := os.ReadFile(filepath.Join(cp.identityDir, "tls.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := os.ReadFile(filepath.Join(cp.identityDir, "tls.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := pki.ParseCertificates(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuerKey, err := pki.ParsePrivateKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := pki.NewSerial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(id)
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], key.Public(), issuerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	for _, c := range chain {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	return cert
 }
 
 // meshRequest opens a mesh TLS connection from h to addr with cfg and asks
@@ -385,7 +344,7 @@ func waitLogLine(t *testing.T, p *proc, marker, why string) {
 // the client identity and key, plus args, and returns what it printed.
 func opensslHandshake(t *testing.T, cp *controlPlane, key crypto.Signer, args ...string) string {
 	t.Helper()
-	cert := issueClientCert(t, cp, clientID, key)
+	cert := identitytest.IssueLeaf(t, cp.identityDir, spiffeid.RequireFromString(clientID), key)
 	dir := t.TempDir()
 	var chainPEM []byte
 	for _, der := range cert.Certificate {

@@ -8,19 +8,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
 	"github.com/skeinmesh/skein/internal/pki"
@@ -216,7 +210,7 @@ func TestMutualTLSRefusesKeysTheMeshDoesNotIssue(t *testing.T) {
 		{identitytest.NewKey(t), ""}, // the control: the same certificate with a mesh key
 	} {
 		cfg := &tls.Config{
-			Certificates:       []tls.Certificate{issueLeaf(t, ctrl, webID, c.key)},
+			Certificates:       []tls.Certificate{identitytest.IssueLeaf(t, ctrl.Dir, webID, c.key)},
 			NextProtos:         []string{alpn},
 			InsecureSkipVerify: true, // the server's checks are under test
 			MinVersion:         tls.VersionTLS13,
@@ -232,44 +226,4 @@ func TestMutualTLSRefusesKeysTheMeshDoesNotIssue(t *testing.T) {
 			t.Errorf("%T key: client got %v, want the bad_certificate alert", c.key, err)
 		}
 	}
-}
-
-// issueLeaf signs a certificate for id and key with ctrl's issuer, as the
-// identity service would for a P-256 key.
-func issueLeaf(t *testing.T, ctrl *identitytest.Controller, id spiffeid.ID, key crypto.Signer) tls.Certificate {
-	t.Helper()
-	certPEM, err := os.ReadFile(filepath.Join(ctrl.Dir, "tls.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := os.ReadFile(filepath.Join(ctrl.Dir, "tls.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	chain, err := pki.ParseCertificates(certPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuerKey, err := pki.ParsePrivateKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := pki.NewSerial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		URIs: []*url.URL{id.URL()}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], key.Public(), issuerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	for _, c := range chain {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	return cert
 }

@@ -7,10 +7,14 @@ package identitytest
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,4 +277,46 @@ func NewKey(t testing.TB) *ecdsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return key
+}
+
+// IssueLeaf signs a one-hour certificate for id and key with the issuer in
+// dir (tls.crt, tls.key, as `skein identity generate` writes them), the way
+// the identity service would sign one for a P-256 key, but for any key:
+// tests use it to present keys the identity service never certifies.
+func IssueLeaf(t testing.TB, dir string, id spiffeid.ID, key crypto.Signer) tls.Certificate {
+	t.Helper()
+	certPEM, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := pki.ParseCertificates(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerKey, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := pki.NewSerial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		URIs: []*url.URL{id.URL()}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], key.Public(), issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert
 }
