@@ -142,13 +142,17 @@ func TestMetricsMatchTheTrafficSent(t *testing.T) {
 		}
 		return m
 	}
-	// The proxy counts a connection's close when it sees it: poll briefly.
+	// The proxy counts a connection's close when it sees it, and a request
+	// once its handler returns, which can be just after the client read the
+	// last byte of the answer: poll briefly.
 	var after metricSet
 	tcpOut := map[string]string{"direction": "outbound", "target_addr": target}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		after = scrape(t, s.client)
-		if after.sum("tcp_close_total", tcpOut)-before.sum("tcp_close_total", tcpOut) >= 1 || time.Now().After(deadline) {
+		closed := after.sum("tcp_close_total", tcpOut) - before.sum("tcp_close_total", tcpOut)
+		answered := after.sum("response_latency_ms", out) - before.sum("response_latency_ms", out)
+		if (closed >= 1 && answered >= 35) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
