@@ -144,9 +144,14 @@ metadata: {name: skein-controller, namespace: skein}
 			t.Error("the proxy is ready with an impostor as its controller")
 		}
 	}
-	if log := proxy.tail(200); !strings.Contains(log, "unexpected ID") || !strings.Contains(log, oldControllerSPIFFE) {
-		t.Errorf("the proxy's log does not say the controller presented %s:\n%s", oldControllerSPIFFE, log)
-	}
+	// The refused handshake reaches the log when the certificate request
+	// gives up waiting for a connection (10 s), not at the handshake.
+	k.waitFor("the proxy to log why it refused the impostor", 30*time.Second, func() error {
+		if log := proxy.tail(200); !strings.Contains(log, "unexpected ID") || !strings.Contains(log, oldControllerSPIFFE) {
+			return fmt.Errorf("the proxy's log does not say the controller presented %s:\n%s", oldControllerSPIFFE, log)
+		}
+		return nil
+	})
 }
 
 // token asks the API server for a token of a service account bound to the
