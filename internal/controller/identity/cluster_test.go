@@ -96,7 +96,9 @@ func TestRealTokenIsCertifiedDuringAJunkFlood(t *testing.T) {
 	var reviews, realReviews atomic.Int64
 	cfg := rest.CopyConfig(c.Config)
 	cfg.QPS, cfg.Burst = 5, 10 // client-go's defaults: the flood must not need more
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countTokenReviews{next: rt, count: &reviews, token: realToken, tokenCounts: &realReviews} })
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return countTokenReviews{next: rt, count: &reviews, token: realToken, tokenCounts: &realReviews}
+	})
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
