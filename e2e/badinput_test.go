@@ -40,10 +40,19 @@ func badClients() []badClient {
 	// Deterministic "random" bytes whose first byte is neither a letter
 	// (an HTTP method) nor a TLS record type, so detection reads them as
 	// opaque and passes them to the application, whose HTTP server
-	// answers 400 and closes.
-	garbage := make([]byte, 64<<10)
+	// answers 400 and closes. They are one line, ended by the only
+	// newline: the server reads all of it before it answers, so it closes
+	// with nothing unread, which would make its kernel answer with a reset
+	// that may overtake the 400 on its way back.
+	garbage := make([]byte, 16<<10)
 	mrand.NewChaCha8([32]byte{11}).Read(garbage)
 	garbage[0] = 0
+	for i, b := range garbage {
+		if b == '\n' {
+			garbage[i] = 'n'
+		}
+	}
+	garbage = append(garbage, '\r', '\n')
 	bigHeader := "GET /id HTTP/1.1\r\nHost: web\r\nX-Big: " + strings.Repeat("a", 1<<20) + "\r\n\r\n"
 	preface := []byte(http2.ClientPreface)
 	// A frame header announcing 16 MiB, over the 16 KiB any peer must

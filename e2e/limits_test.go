@@ -225,24 +225,36 @@ func TestMeshedOpaqueConnectionIdlePastTheTimeoutIsClosedOnBothSides(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	fdsBefore := openFDs(t, clientProxy.cmd.Process.Pid)
-
-	c, err := dialer(cp.client)(ctx, "tcp", addrPort(cp.vip, cpPortOpaque).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	r := bufio.NewReader(c)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 echo-") {
-		t.Fatalf("greeting %q, %v", line, err)
-	}
 	serverSockets := func() (n int) {
 		for _, h := range cp.servers {
 			n += established(t, h, cpPortOpaque)
 		}
 		return n
 	}
+	greet := func() (net.Conn, *bufio.Reader) {
+		c, err := dialer(cp.client)(ctx, "tcp", addrPort(cp.vip, cpPortOpaque).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		r := bufio.NewReader(c)
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220 echo-") {
+			t.Fatalf("greeting %q, %v", line, err)
+		}
+		return c, r
+	}
+	// The first connection to the service makes the proxy watch it, over
+	// the discovery connection to the controller it then keeps: count the
+	// proxy's fds once that is open and the first connection is gone.
+	warm, _ := greet()
+	warm.Close()
+	if !waitFor(5*time.Second, func() bool { return serverSockets() == 0 }) {
+		t.Fatalf("%d sockets on port %d still established in the servers after the first connection closed", serverSockets(), cpPortOpaque)
+	}
+	fdsBefore := openFDs(t, clientProxy.cmd.Process.Pid)
+
+	c, r := greet()
+	defer c.Close()
 	if n := serverSockets(); n != 2 {
 		t.Errorf("%d established sockets on port %d in the servers, want 2 (the application's and its proxy's)", n, cpPortOpaque)
 	}

@@ -45,6 +45,12 @@ func (r *heldResolver) Watch(_ context.Context, dst string, update func(discover
 	return nil
 }
 
+func (r *heldResolver) watching(dst string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.updates[dst] != nil
+}
+
 func (r *heldResolver) answer(t *testing.T, dst string, set discovery.EndpointSet) {
 	t.Helper()
 	r.mu.Lock()
@@ -221,5 +227,40 @@ func TestWaitForAFirstAnswerHappensOncePerDestination(t *testing.T) {
 	_, err := roundTrip(u, "echo.test.svc.cluster.local:8080", netip.MustParseAddrPort("198.19.0.1:8080"))
 	if !strings.Contains(err.Error(), "refusing to send without mTLS") {
 		t.Errorf("got %v, want a refusal", err)
+	}
+}
+
+// A request sent to an address discovery knows, by a name whose first
+// answer is still awaited, goes by the name once it answers: the name
+// wins, as it does once both are known.
+func TestTheNameWinsOverAKnownAddressWhileItsAnswerIsAwaited(t *testing.T) {
+	byName, toName := countingBackend(t)
+	byAddr, toAddr := countingBackend(t)
+	r := &heldResolver{}
+	u := newUpstream(t, r)
+	u.dests.waitFirst = time.Minute
+	vip := netip.MustParseAddrPort("198.19.0.1:8081")
+	// The address is watched and known already (another client used it).
+	u.dests.get(vip.String())
+	r.answer(t, vip.String(), discovery.EndpointSet{Exists: true, Endpoints: []discovery.Endpoint{{Addr: byAddr}}})
+
+	authority := "web.test.svc.cluster.local:8081"
+	done := make(chan error, 1)
+	go func() {
+		resp, err := roundTrip(u, authority, vip)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for !r.watching(authority) {
+		time.Sleep(time.Millisecond)
+	}
+	r.answer(t, authority, discovery.EndpointSet{Exists: true, Endpoints: []discovery.Endpoint{{Addr: byName}}})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if toName.Load() != 1 || toAddr.Load() != 0 {
+		t.Errorf("the name's endpoint got %d requests and the address's %d, want 1 and 0", toName.Load(), toAddr.Load())
 	}
 }

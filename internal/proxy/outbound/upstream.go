@@ -116,20 +116,23 @@ func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.
 		}
 	}
 	if origDst.IsValid() {
-		if byAddr = u.dests.get(origDst.String()); byAddr.exists() {
+		byAddr = u.dests.get(origDst.String())
+	}
+	// The slow path. The name comes first: while its first answer is
+	// awaited, a known address must not win (the request would be counted
+	// and routed as the address's). Both watches run by now, so the waits
+	// overlap.
+	if byName != nil && !byName.answered() {
+		if u.dests.wait(ctx, byName); byName.exists() {
+			return byName, nil
+		}
+	}
+	if byAddr != nil {
+		if !byAddr.answered() {
+			u.dests.wait(ctx, byAddr)
+		}
+		if byAddr.exists() {
 			return byAddr, nil
-		}
-	}
-	// The slow path: discovery has not answered for one of them, or knows
-	// neither.
-	for _, d := range []*destination{byName, byAddr} {
-		if d != nil {
-			u.dests.wait(ctx, d)
-		}
-	}
-	for _, d := range []*destination{byName, byAddr} {
-		if d != nil && d.exists() {
-			return d, nil
 		}
 	}
 	if u.mesh == nil {
