@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
-	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/netns"
 	"github.com/skeinmesh/skein/internal/testenv"
 )
@@ -77,18 +75,8 @@ kind: ServiceAccount
 metadata: {name: skein-controller, namespace: skein}
 `), "apply", "-f", "-")
 	token := k.token(ctx, "skein", "skein-controller")
-	anchors, err := os.ReadFile(k.writeTrustAnchors())
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := k.c.Client.CoreV1().Services(controlNamespace).Get(ctx, install.ControllerName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
-	controller := meshid.Controller(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
-
-	err = certify(ctx, t, k.tester, addr, anchors, controller, controller.String(), token)
+	anchors, addr, controller := k.identityService(ctx, t)
+	err := certify(ctx, t, k.tester, addr, anchors, controller, controller.String(), token)
 	if want := "PermissionDenied desc = identity " + controller.String() + " is reserved for the mesh's control plane"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("asking for the controller's identity with skein/skein-controller's token: %v, want %q", err, want)
 	}

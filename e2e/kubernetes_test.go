@@ -566,11 +566,11 @@ func (k *kube) kill(network *netns.Network, pod corev1.Pod) {
 	}
 }
 
-// testIdentityService asks the controller's identity service, from a
-// host outside the mesh, to certify keys with tokens from the API server.
-func (k *kube) testIdentityService(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+// identityService is where a client outside the mesh asks the installed
+// controller for certificates: the trust anchors (PEM), the controller
+// Service's address and the identity the controller must present.
+func (k *kube) identityService(ctx context.Context, t *testing.T) (anchors []byte, addr string, controller spiffeid.ID) {
+	t.Helper()
 	anchors, err := os.ReadFile(k.writeTrustAnchors())
 	if err != nil {
 		t.Fatal(err)
@@ -579,8 +579,16 @@ func (k *kube) testIdentityService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
-	controller := meshid.Controller(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
+	addr = fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, install.GRPCPort)
+	return anchors, addr, meshid.Controller(spiffeid.RequireTrustDomainFromString(kubeTrustDomain))
+}
+
+// testIdentityService asks the controller's identity service, from a
+// host outside the mesh, to certify keys with tokens from the API server.
+func (k *kube) testIdentityService(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	anchors, addr, controller := k.identityService(ctx, t)
 	token := func(sa, audience string) string {
 		expiry := int64(600)
 		resp, err := k.c.Client.CoreV1().ServiceAccounts(shopNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{

@@ -63,6 +63,13 @@ func startProxyFor(t *testing.T, up Upstream, reg *metrics.Registry, ci ConnInfo
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := NewServer(NewHandler(Config{Direction: ci.Direction, Upstream: up, Metrics: reg, Log: log}), log)
+	return serveOnLoopback(t, srv, ci)
+}
+
+// serveOnLoopback serves srv on a loopback port, each connection with a
+// copy of ci, until the test ends; it returns the port's address.
+func serveOnLoopback(t *testing.T, srv *Server, ci ConnInfo) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -58,26 +58,7 @@ func startTunnelProxy(t *testing.T, backend string, idle time.Duration) (string,
 	srv := NewServer(NewHandler(Config{
 		Direction: "outbound", Upstream: newFixedUpstream(backend), Log: log, TunnelIdleTimeout: idle,
 	}), log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv.ServeConn(c, &ConnInfo{Direction: "outbound"})
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return ln.Addr().String(), srv
+	return serveOnLoopback(t, srv, ConnInfo{Direction: "outbound"}), srv
 }
 
 // openTunnel sends a CONNECT or an upgrade request and reads the answer's
