@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
 	"github.com/skeinmesh/skein/internal/netns"
@@ -95,20 +94,11 @@ func checkFIPSMesh(t *testing.T, cp, plainCP *controlPlane, mode string) {
 		// The client's proxy got its identity from the controller (join
 		// token, CSR, TLS to the controller): calls through the mesh work
 		// and both ends know the other's SPIFFE ID.
-		client, _ := grpcConn(t, cp.client, fmt.Sprintf("%s:%d", cp.vip, cpPortGRPC))
-		for range 20 {
-			if _, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var inbound float64
-		for _, h := range cp.servers[:2] {
-			inbound += scrape(t, h).sum("response_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": clientID})
-		}
+		inbound, out := meshedCalls(t, cp, 20)
 		if inbound != 20 {
 			t.Errorf("server proxies counted %v inbound mTLS responses from %s, want 20", inbound, clientID)
 		}
-		if out := scrape(t, cp.client).sum("response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": echoID}); out != 20 {
+		if out != 20 {
 			t.Errorf("client proxy counted %v outbound mTLS responses from %s, want 20", out, echoID)
 		}
 	})

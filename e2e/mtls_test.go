@@ -130,24 +130,32 @@ func TestMTLSKeepsApplicationBytesOffTheWire(t *testing.T) {
 
 func TestServerProxyKnowsTheClientIdentity(t *testing.T) {
 	cp := getControlPlane(t)
+	inbound, out := meshedCalls(t, cp, 20)
+	if inbound < 20 {
+		t.Errorf("server proxies counted %v inbound responses with client_id=%s and tls=true, want at least 20", inbound, clientID)
+	}
+	if out < 20 {
+		t.Errorf("client proxy counted %v outbound responses with server_id=%s, want at least 20", out, echoID)
+	}
+}
+
+// meshedCalls makes n gRPC calls from cp's meshed client through the mesh
+// and returns what the proxies count then: responses over mTLS with the
+// client's identity on the servers' proxies, with the server's identity on
+// the client's.
+func meshedCalls(t *testing.T, cp *controlPlane, n int) (inbound, outbound float64) {
+	t.Helper()
 	client, _ := grpcConn(t, cp.client, fmt.Sprintf("%s:%d", cp.vip, cpPortGRPC))
-	for range 20 {
+	for range n {
 		if _, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var inbound float64
 	for _, h := range cp.servers[:2] {
-		m := scrape(t, h)
-		inbound += m.sum("response_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": clientID})
+		inbound += scrape(t, h).sum("response_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": clientID})
 	}
-	if inbound < 20 {
-		t.Errorf("server proxies counted %v inbound responses with client_id=%s and tls=true, want at least 20", inbound, clientID)
-	}
-	out := scrape(t, cp.client).sum("response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": echoID})
-	if out < 20 {
-		t.Errorf("client proxy counted %v outbound responses with server_id=%s, want at least 20", out, echoID)
-	}
+	outbound = scrape(t, cp.client).sum("response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": echoID})
+	return inbound, outbound
 }
 
 func TestPeerFromAnotherTrustAnchorIsRefused(t *testing.T) {

@@ -205,19 +205,12 @@ func TestUpstreamFailureAnswersGRPCUnavailable(t *testing.T) {
 	up.err = fmt.Errorf("endpoint gone: %w", ErrNoEndpoints)
 	proxy := startProxy(t, up, nil)
 
-	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
-	req.Header.Set("Content-Type", "application/grpc")
-	resp, err := h2cClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	resp := grpcCall(t, proxy)
 	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" {
 		t.Errorf("gRPC request got %d grpc-status %q, want 200 with grpc-status 14", resp.StatusCode, resp.Header.Get("Grpc-Status"))
 	}
 
-	resp, err = http.Get("http://" + proxy + "/plain")
+	resp, err := http.Get("http://" + proxy + "/plain")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,14 +250,7 @@ func TestProxyErrorDetailOnlyForTheWorkloadAndMeshedPeers(t *testing.T) {
 					resp.StatusCode, body, ErrorHeader, resp.Header.Get(ErrorHeader), ErrorHeader, tt.wantHeader)
 			}
 
-			req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
-			req.Header.Set("Content-Type", "application/grpc")
-			resp, err = h2cClient().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			resp = grpcCall(t, proxy)
 			if got := resp.Header.Get("Grpc-Message"); resp.Header.Get("Grpc-Status") != "14" || got != tt.wantGRPC ||
 				resp.Header.Get(ErrorHeader) != tt.wantHeader {
 				t.Errorf("gRPC: grpc-status %q grpc-message %q %s=%q, want 14 %q %q",
@@ -338,16 +324,24 @@ func TestRefusalWithoutMTLSAnswers503AndSaysWhy(t *testing.T) {
 		t.Errorf("HTTP/1 request got %d with Skein-Proxy-Error %q, want 503 with %q", resp.StatusCode, resp.Header.Get("Skein-Proxy-Error"), why)
 	}
 
+	resp = grpcCall(t, proxy)
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != why {
+		t.Errorf("gRPC request got %d grpc-status %q grpc-message %q, want 200, 14, %q",
+			resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), why)
+	}
+}
+
+// grpcCall makes a unary gRPC-shaped call (a one-byte body) over h2c
+// through proxy and returns the answer, its body read to the end.
+func grpcCall(t *testing.T, proxy string) *http.Response {
+	t.Helper()
 	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
 	req.Header.Set("Content-Type", "application/grpc")
-	resp, err = h2cClient().Do(req)
+	resp, err := h2cClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != why {
-		t.Errorf("gRPC request got %d grpc-status %q grpc-message %q, want 200, 14, %q",
-			resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), why)
-	}
+	return resp
 }
