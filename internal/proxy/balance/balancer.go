@@ -57,7 +57,7 @@ func (b *Balancer) Update(eps []discovery.Endpoint) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	next := &picker{entries: make([]entry, 0, len(eps)), window: b.window}
+	next := &picker{entries: make([]entry, 0, len(eps))}
 	states := make(map[netip.AddrPort]*endpointState, len(eps))
 	for _, ep := range eps {
 		if _, dup := states[ep.Addr]; dup {
@@ -107,8 +107,8 @@ func (b *Balancer) Pick(ctx context.Context, avoid ...netip.AddrPort) (*Handle, 
 type EndpointStatus struct {
 	Addr   netip.AddrPort
 	Weight uint32
-	// RTT is the current peak-EWMA estimate (the DefaultRTT prior until
-	// the endpoint first answers).
+	// RTT is the current peak-EWMA estimate, faded by the comparisons the
+	// endpoint lost since (the DefaultRTT prior until it first answers).
 	RTT time.Duration
 	// Cost is what power of two choices compares: RTT × (InFlight+1) ÷
 	// weight (0 for a new endpoint that has nothing in flight).
@@ -135,8 +135,8 @@ func (b *Balancer) Snapshot() []EndpointStatus {
 		out = append(out, EndpointStatus{
 			Addr:                e.endpoint.Addr,
 			Weight:              e.endpoint.Weight,
-			RTT:                 time.Duration(st.rtt.current.Load().decayedAt(now, b.window)),
-			Cost:                time.Duration(e.cost(now, b.window)),
+			RTT:                 time.Duration(st.rtt.current.Load().fadedAt(st.passedOver.Load())),
+			Cost:                time.Duration(e.cost()),
 			InFlight:            st.inFlight.Load(),
 			ConsecutiveFailures: st.breaker.consecutiveFailures.Load(),
 			Ejected:             st.breaker.state(now) != breakerClosed,

@@ -12,7 +12,10 @@ import (
 type endpointState struct {
 	rtt      *rttEstimate
 	inFlight atomic.Int64
-	breaker  breaker
+	// passedOver counts the P2C comparisons the endpoint lost while it had
+	// nothing in flight; its estimate fades with them (rttSample.fadedAt).
+	passedOver atomic.Int64
+	breaker    breaker
 }
 
 func newEndpointState(prior float64, now int64) *endpointState {
@@ -24,13 +27,13 @@ func newEndpointState(prior float64, now int64) *endpointState {
 // An endpoint that has never answered and has nothing in flight costs 0, so
 // a new endpoint gets one request at once; until that request answers it
 // is judged by the DefaultRTT prior, so it is not flooded.
-func (s *endpointState) cost(now int64, window, weight float64) float64 {
+func (s *endpointState) cost(weight float64) float64 {
 	rtt := s.rtt.current.Load()
 	inFlight := s.inFlight.Load()
 	if !rtt.measured && inFlight == 0 {
 		return 0
 	}
-	return rtt.decayedAt(now, window) * float64(inFlight+1) / weight
+	return rtt.fadedAt(s.passedOver.Load()) * float64(inFlight+1) / weight
 }
 
 // entry is one endpoint in a picker snapshot.
@@ -44,6 +47,6 @@ func newEntry(ep discovery.Endpoint, state *endpointState) entry {
 	return entry{endpoint: ep, weight: float64(max(ep.Weight, 1)), state: state}
 }
 
-func (e *entry) cost(now int64, window float64) float64 {
-	return e.state.cost(now, window, e.weight)
+func (e *entry) cost() float64 {
+	return e.state.cost(e.weight)
 }

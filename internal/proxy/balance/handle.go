@@ -33,7 +33,7 @@ func (h *Handle) Endpoint() discovery.Endpoint {
 // Sending marks the moment the request goes out on a connection: the
 // latency sample then measures the endpoint's answer, not how long it took
 // to connect to it (a new connection's TCP and TLS handshakes would
-// otherwise make the endpoint look slow for a whole decay window). Calls
+// otherwise make the endpoint look slow and cost it dozens of calls). Calls
 // after Responded do nothing.
 func (h *Handle) Sending() {
 	if !h.sampled.Load() {
@@ -49,7 +49,7 @@ func (h *Handle) Responded() {
 		return
 	}
 	now := h.balancer.now()
-	h.observe(float64(now-h.start.Load()), now, &h.latencySlot)
+	h.observe(float64(now-h.start.Load()), false, now, &h.latencySlot)
 }
 
 // Done ends the request: the endpoint's in-flight count drops, the latency
@@ -70,9 +70,9 @@ func (h *Handle) Done(failed bool) {
 		if failed {
 			latency = max(latency, penalty)
 		}
-		h.observe(latency, now, &h.latencySlot)
+		h.observe(latency, failed, now, &h.latencySlot)
 	case failed:
-		h.observe(max(latency, penalty), now, &h.penaltySlot)
+		h.observe(max(latency, penalty), true, now, &h.penaltySlot)
 	}
 	state := h.entry.state
 	state.inFlight.Add(-1)
@@ -83,6 +83,7 @@ func (h *Handle) Done(failed bool) {
 	}
 }
 
-func (h *Handle) observe(rtt float64, now int64, slot *rttSample) {
-	h.entry.state.rtt.observe(rtt, now, h.balancer.window, slot)
+func (h *Handle) observe(rtt float64, failed bool, now int64, slot *rttSample) {
+	st := h.entry.state
+	st.rtt.observe(rtt, failed, now, st.passedOver.Load(), h.balancer.window, slot)
 }

@@ -22,8 +22,9 @@ const (
 // Options tune a Balancer. Zero durations take the defaults above.
 type Options struct {
 	// DecayWindow is the time constant of the RTT estimate: how fast it
-	// follows a sample below it, and how fast the estimate of an endpoint
-	// that gets no traffic fades toward zero.
+	// follows a sample below it. (The estimate of an endpoint that gets no
+	// traffic fades with the comparisons it loses, not with time; see
+	// rttSample.fadedAt.)
 	DecayWindow time.Duration
 	// DefaultRTT is the estimate an endpoint has before it first answers.
 	DefaultRTT time.Duration

@@ -10,7 +10,6 @@ import (
 // one; Pick only reads it (and the per-endpoint atomics it points to).
 type picker struct {
 	entries []entry
-	window  float64 // decay window, nanoseconds
 }
 
 // admitAttempts bounds how often pick retries when the endpoint it chose
@@ -49,7 +48,9 @@ var (
 )
 
 // choose is power of two choices: two distinct random entries that pass
-// the strictest filter any entry passes, the cheaper of them wins.
+// the strictest filter any entry passes, the cheaper of them wins (the
+// first drawn on a tie). The loser, if it has nothing in flight, counts
+// one more comparison lost, which fades its estimate (rttSample.fadedAt).
 // failOpen reports that no endpoint was available.
 func (p *picker) choose(now int64, avoid []netip.AddrPort, rnd func() uint64) (e *entry, failOpen bool) {
 	filters := filtersNoAvoid
@@ -61,8 +62,13 @@ func (p *picker) choose(now int64, avoid []netip.AddrPort, rnd func() uint64) (e
 		if !ok {
 			continue
 		}
-		if a != b && b.cost(now, p.window) < a.cost(now, p.window) {
-			a = b
+		if a != b {
+			if b.cost() < a.cost() {
+				a, b = b, a
+			}
+			if b.state.inFlight.Load() == 0 {
+				b.state.passedOver.Add(1)
+			}
 		}
 		return a, !f.available
 	}

@@ -15,11 +15,13 @@ func TestNextSample(t *testing.T) {
 	ms := float64(time.Millisecond)
 	sec := int64(time.Second)
 	tests := []struct {
-		name string
-		old  rttSample
-		rtt  float64
-		now  int64
-		want float64
+		name   string
+		old    rttSample
+		rtt    float64
+		failed bool
+		now    int64
+		passed int64
+		want   float64
 	}{
 		{
 			name: "first answer replaces a higher prior",
@@ -36,13 +38,25 @@ func TestNextSample(t *testing.T) {
 		{
 			name: "peak replaces at once",
 			old:  rttSample{estimate: 10 * ms, measured: true},
+			rtt:  15 * ms, now: 0,
+			want: 15 * ms,
+		},
+		{
+			name: "peak raises the estimate at most twofold",
+			old:  rttSample{estimate: 10 * ms, measured: true},
 			rtt:  500 * ms, now: 0,
-			want: 500 * ms,
+			want: 20 * ms,
+		},
+		{
+			name: "a failure penalty is not capped",
+			old:  rttSample{estimate: 10 * ms, measured: true},
+			rtt:  1000 * ms, failed: true, now: 0,
+			want: 1000 * ms,
 		},
 		{
 			name: "peak is measured against the faded estimate",
 			old:  rttSample{estimate: 100 * ms, measured: true},
-			rtt:  50 * ms, now: 10 * sec, // faded to 36.8ms
+			rtt:  50 * ms, now: 0, passed: 20, // faded to 36.8ms
 			want: 50 * ms,
 		},
 		{
@@ -51,7 +65,7 @@ func TestNextSample(t *testing.T) {
 			rtt:  10 * ms, now: sec,
 			want: func() float64 {
 				keep := expDecay(time.Second, window)
-				return 100*ms*keep*keep + 10*ms*(1-keep)
+				return 100*ms*keep + 10*ms*(1-keep)
 			}(),
 		},
 		{
@@ -63,26 +77,28 @@ func TestNextSample(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := nextSample(&tt.old, tt.rtt, tt.now, float64(window))
-			if math.Abs(got.estimate-tt.want) > 1 || !got.measured || got.at != tt.now {
-				t.Errorf("nextSample = %+v, want estimate %.0fns at %d, measured", got, tt.want, tt.now)
+			got := nextSample(&tt.old, tt.rtt, tt.failed, tt.now, tt.passed, float64(window))
+			if math.Abs(got.estimate-tt.want) > 1 || !got.measured || got.at != tt.now || got.passed != tt.passed {
+				t.Errorf("nextSample = %+v, want estimate %.0fns at %d, passed %d, measured", got, tt.want, tt.now, tt.passed)
 			}
 		})
 	}
 }
 
-func TestEstimateFadesTowardZeroWhenUnsampled(t *testing.T) {
-	s := rttSample{estimate: float64(time.Second), measured: true}
-	window := float64(10 * time.Second)
-	prev := s.decayedAt(0, window)
-	for _, elapsed := range []time.Duration{time.Second, 10 * time.Second, time.Minute, time.Hour} {
-		got := s.decayedAt(int64(elapsed), window)
+func TestEstimateFadesWithLostComparisonsNotTime(t *testing.T) {
+	s := rttSample{estimate: float64(time.Second), passed: 5, measured: true}
+	if got := s.fadedAt(5); got != float64(time.Second) {
+		t.Errorf("estimate with no comparison lost = %v, want 1s whatever the time", time.Duration(got))
+	}
+	prev := s.fadedAt(5)
+	for _, lost := range []int64{1, fadeComparisons, 10 * fadeComparisons, 100 * fadeComparisons} {
+		got := s.fadedAt(5 + lost)
 		if got >= prev {
-			t.Errorf("estimate after %v = %v, not below %v", elapsed, time.Duration(got), time.Duration(prev))
+			t.Errorf("estimate after %d comparisons lost = %v, not below %v", lost, time.Duration(got), time.Duration(prev))
 		}
 		prev = got
 	}
 	if prev > 1 {
-		t.Errorf("estimate an hour later = %vns, want about zero", prev)
+		t.Errorf("estimate after %d comparisons lost = %vns, want about zero", 100*fadeComparisons, prev)
 	}
 }

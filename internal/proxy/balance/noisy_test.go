@@ -1,0 +1,145 @@
+package balance
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// replicaLatency is how long a simulated replica takes to answer: every
+// replica draws from the same distribution, as identical replicas on one
+// busy machine do.
+type replicaLatency struct {
+	typical time.Duration
+	// jitter is the σ of a log-normal factor on typical.
+	jitter float64
+	// hiccups is the share of calls that also wait 5-40 ms (the scheduler
+	// of a busy 2-core machine; the `skein up` test runs on one).
+	hiccups float64
+}
+
+func (l replicaLatency) draw(r *rand.Rand) time.Duration {
+	d := float64(l.typical) * math.Exp(l.jitter*r.NormFloat64())
+	if r.Float64() < l.hiccups {
+		d += float64(5*time.Millisecond) + r.Float64()*float64(35*time.Millisecond)
+	}
+	return time.Duration(d)
+}
+
+// sequentialShares is the `skein up` client in miniature: one caller on
+// one connection starts a call every 10 ms (or as soon as the previous
+// one ends, when that is later), 3,000 calls, over three replicas that
+// answer alike. The first call to each replica first waits for its
+// connection (not counted, Sending says so) and pays the far side's
+// set-up as well (counted: the client cannot tell it apart). It returns
+// each replica's share of the calls.
+func sequentialShares(t *testing.T, seed uint64, lat replicaLatency) []float64 {
+	t.Helper()
+	addrs := testAddrs(3)
+	b, clock := newTestBalancer(t, Options{}, addrs...)
+	b.opts.Rand = rand.New(rand.NewPCG(seed, 1)).Uint64
+	r := rand.New(rand.NewPCG(seed, 2))
+	const calls = 3000
+	count := map[netip.AddrPort]int{}
+	for range calls {
+		start := clock.now
+		h := mustPick(t, b)
+		addr := h.Endpoint().Addr
+		answer := lat.draw(r)
+		if count[addr] == 0 {
+			clock.Advance(time.Millisecond + time.Duration(r.Int64N(int64(20*time.Millisecond))))
+			h.Sending()
+			answer += time.Duration(r.Int64N(int64(5 * time.Millisecond)))
+		}
+		clock.Advance(answer)
+		h.Responded()
+		h.Done(false)
+		count[addr]++
+		if next := start.Add(10 * time.Millisecond); clock.now.Before(next) {
+			clock.now = next
+		}
+	}
+	shares := make([]float64, len(addrs))
+	for i, a := range addrs {
+		shares[i] = float64(count[a]) / calls
+	}
+	return shares
+}
+
+// TestBalancerSharesEquallyAmongNoisyEqualEndpoints: identical replicas
+// whose answers vary as real ones do must still share one sequential
+// client's calls evenly, 25-42% each, whatever the seed. With nothing in
+// flight P2C ranks the endpoints by latency estimate alone (the best of
+// three gets 2/3 of the picks, the worst none), so any estimate that stays
+// wrong for long, such as one slow answer held as a peak, skews the shares.
+func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
+	const seeds = 100
+	for _, lat := range []replicaLatency{
+		{typical: 500 * time.Microsecond, jitter: 0.3},
+		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
+		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
+		{typical: 500 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
+		{typical: 5 * time.Millisecond, jitter: 0.3, hiccups: 0.01},
+	} {
+		name := fmt.Sprintf("%v_jitter%v_hiccups%v", lat.typical, lat.jitter, lat.hiccups)
+		t.Run(name, func(t *testing.T) {
+			uneven, worst := 0, 0.0
+			for seed := uint64(1); seed <= seeds; seed++ {
+				shares := sequentialShares(t, seed, lat)
+				ok := true
+				for _, s := range shares {
+					worst = max(worst, math.Abs(s-1.0/3))
+					ok = ok && s >= 0.25 && s <= 0.42
+				}
+				if !ok {
+					uneven++
+					if uneven <= 3 {
+						t.Errorf("seed %d: shares %.1f%%, %.1f%%, %.1f%%; want 25%%..42%% each", seed, 100*shares[0], 100*shares[1], 100*shares[2])
+					}
+				}
+			}
+			if uneven > 0 {
+				t.Errorf("%d of %d seeds shared unevenly", uneven, seeds)
+			}
+			t.Logf("largest deviation from a third over %d seeds: %.1f points", seeds, 100*worst)
+		})
+	}
+}
+
+// TestOneSlowAnswerCostsAnEndpointFewCalls: one hiccup (30 ms against a
+// normal 0.5 ms) on one of three replicas of a sequential client. While it
+// looks slow it gets nothing; it must be back within 100 calls (1 s at 100
+// calls a second), not after its estimate faded over seconds.
+func TestOneSlowAnswerCostsAnEndpointFewCalls(t *testing.T) {
+	addrs := testAddrs(3)
+	b, clock := newTestBalancer(t, Options{}, addrs...)
+	call := func(hiccup netip.AddrPort) netip.AddrPort {
+		h := mustPick(t, b)
+		latency := 500 * time.Microsecond
+		if h.Endpoint().Addr == hiccup {
+			latency = 30 * time.Millisecond
+		}
+		clock.Advance(latency)
+		h.Done(false)
+		clock.Advance(10*time.Millisecond - latency)
+		return h.Endpoint().Addr
+	}
+	for range 300 {
+		call(netip.AddrPort{})
+	}
+	// The next call to addrs[0] is slow.
+	for call(addrs[0]) != addrs[0] {
+	}
+	for n := 1; ; n++ {
+		if call(netip.AddrPort{}) == addrs[0] {
+			t.Logf("picked again after %d calls", n)
+			break
+		}
+		if n == 100 {
+			t.Fatalf("not picked in the %d calls after one slow answer: %+v", n, b.Snapshot())
+		}
+	}
+}
