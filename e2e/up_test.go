@@ -48,7 +48,7 @@ spec:
 `
 
 // hostTraces is what the machine looks like outside any namespace of
-// ours: links, firewall rules, mounts and skein processes.
+// ours: links, firewall rules and routes (mounts: see meshMounts).
 func hostTraces(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -71,15 +71,41 @@ func hostTraces(t *testing.T) map[string]string {
 		}
 		out[name] = strings.Join(lines, "\n")
 	}
+	return out
+}
+
+// meshMounts lists the mounts of the network namespaces of the skein up
+// mesh whose controller host is controllerNS (skein-ID-skein-controller):
+// only that network's, since other tests running at the same time make
+// and remove networks of their own under the same prefix.
+func meshMounts(controllerNS string) []string {
+	prefix := strings.TrimSuffix(controllerNS, "skein-controller")
 	mounts, _ := os.ReadFile("/proc/self/mounts")
 	var ours []string
 	for _, l := range strings.Split(string(mounts), "\n") {
-		if strings.Contains(l, "/run/netns/skein-") || strings.Contains(l, "/etc/netns/skein-") {
+		if strings.Contains(l, "/run/netns/"+prefix) || strings.Contains(l, "/etc/netns/"+prefix) {
 			ours = append(ours, l)
 		}
 	}
-	out["mounts"] = strings.Join(ours, "\n")
-	return out
+	return ours
+}
+
+// upControllerNamespace finds the namespace of the skein up mesh's
+// controller host that was not there in before (a /run/netns listing).
+func upControllerNamespace(t *testing.T, before []os.DirEntry) string {
+	t.Helper()
+	had := map[string]bool{}
+	for _, e := range before {
+		had[e.Name()] = true
+	}
+	now, _ := os.ReadDir("/run/netns")
+	for _, e := range now {
+		if strings.HasSuffix(e.Name(), "-skein-controller") && !had[e.Name()] {
+			return e.Name()
+		}
+	}
+	t.Fatal("no network namespace of the skein up mesh's controller")
+	return ""
 }
 
 // skeinUp runs `skein up -d` on manifest with a state directory of the
@@ -156,7 +182,12 @@ func callerReport(t *testing.T, stateDir, replica string) (calls map[string]int,
 func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	requireRoot(t)
 	before := hostTraces(t)
+	namespacesBefore, _ := os.ReadDir("/run/netns")
 	stateDir, manifestPath := skeinUp(t, upManifest)
+	controllerNS := upControllerNamespace(t, namespacesBefore)
+	if len(meshMounts(controllerNS)) == 0 {
+		t.Fatalf("no mounts of the mesh's namespaces (%s) while it runs", controllerNS)
+	}
 
 	// Calls by service name spread over the three replicas, per request.
 	// Counted from when all three serve: before that, the client (which
@@ -247,6 +278,9 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 		if after[what] != was {
 			t.Errorf("skein down left %s changed:\nbefore:\n%s\nafter:\n%s", what, was, after[what])
 		}
+	}
+	if left := meshMounts(controllerNS); len(left) > 0 {
+		t.Errorf("skein down left mounts of the mesh's namespaces:\n%s", strings.Join(left, "\n"))
 	}
 	if out, _ := exec.Command("pgrep", "-f", stateDir).Output(); len(out) > 0 {
 		t.Errorf("processes of the mesh still running after skein down: %s", out)
