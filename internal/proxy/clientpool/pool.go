@@ -140,3 +140,12 @@ func (p *Pool[K, E]) Run(ctx context.Context) {
 		}
 	}
 }
+
+// CloseIdle sweeps the pool and reports whether it holds nothing any more,
+// so that a Pool can be an Entry of another.
+func (p *Pool[K, E]) CloseIdle() bool {
+	p.Sweep()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lru.Len() == 0 && len(p.retired) == 0
+}
