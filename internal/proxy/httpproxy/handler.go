@@ -11,6 +11,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // Upstream decides where requests go and carries them there.
@@ -83,12 +84,12 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ErrNoEndpoints is returned by an Upstream when a known destination has no
 // endpoint to send to.
-var ErrNoEndpoints = errors.New("destination has no endpoints")
+var ErrNoEndpoints = stack.ErrNoEndpoints
 
 // ErrRefusedWithoutMTLS is returned by an Upstream that will not send a
 // request because it cannot send it over mutual TLS and may not send it
 // without: discovery has not said whether the destination is meshed.
-var ErrRefusedWithoutMTLS = errors.New("refusing to send without mTLS")
+var ErrRefusedWithoutMTLS = stack.ErrRefusedWithoutMTLS
 
 // ErrorHeader carries the reason of an error the proxy itself answered, to
 // those allowed to see it (see mayKnowWhy).

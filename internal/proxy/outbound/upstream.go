@@ -21,6 +21,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // maxConnectAttempts bounds how many endpoints one request tries when
@@ -39,6 +40,7 @@ type Upstream struct {
 	mesh       *meshTransports // nil without an identity
 	dialer     net.Dialer
 	log        *slog.Logger
+	ctx        context.Context // owns the background work
 }
 
 // New returns an Upstream that asks r about destinations. With mesh set,
@@ -50,6 +52,7 @@ func New(ctx context.Context, r discovery.Resolver, opts balance.Options, mesh M
 		dests:  newDestinations(ctx, r, opts, log),
 		dialer: net.Dialer{Timeout: connectTimeout},
 		log:    log,
+		ctx:    ctx,
 	}
 	u.transports = httpproxy.NewTransports(u.dial)
 	if mesh != nil {
@@ -105,7 +108,7 @@ func (u *Upstream) dial(ctx context.Context, network, addr string) (net.Conn, er
 // A proxy with an identity never lets a request go out in plaintext on a
 // guess: until discovery has answered for the authority and the address,
 // or when the address is one discovery reported meshed before, it refuses
-// with an error wrapping httpproxy.ErrRefusedWithoutMTLS. Only the requests
+// with an error wrapping stack.ErrRefusedWithoutMTLS. Only the requests
 // that arrive while a destination's first answer is awaited wait for it
 // (see destinations.wait); later ones are refused at once.
 func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.AddrPort) (*destination, error) {
@@ -140,11 +143,11 @@ func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.
 	}
 	for _, d := range []*destination{byName, byAddr} {
 		if d != nil && !d.answered() {
-			return nil, fmt.Errorf("discovery has not answered for %s; %w", d.key, httpproxy.ErrRefusedWithoutMTLS)
+			return nil, fmt.Errorf("discovery has not answered for %s; %w", d.key, stack.ErrRefusedWithoutMTLS)
 		}
 	}
 	if origDst.IsValid() && u.dests.meshed.contains(origDst, time.Now()) {
-		return nil, fmt.Errorf("%s is a meshed endpoint that discovery does not know now; %w", origDst, httpproxy.ErrRefusedWithoutMTLS)
+		return nil, fmt.Errorf("%s is a meshed endpoint that discovery does not know now; %w", origDst, stack.ErrRefusedWithoutMTLS)
 	}
 	return nil, nil
 }
@@ -157,7 +160,12 @@ func hasPort(authority string) bool {
 // requestAuthority is the authority to resolve: Host with the port the
 // client connected to when Host has none.
 func requestAuthority(req *http.Request, origDst netip.AddrPort) string {
-	host := req.Host
+	return authorityWithPort(req.Host, origDst)
+}
+
+// authorityWithPort is host with the port the client connected to when host
+// has none.
+func authorityWithPort(host string, origDst netip.AddrPort) string {
 	if host == "" || hasPort(host) || !origDst.IsValid() {
 		return host
 	}
@@ -187,7 +195,7 @@ func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		h, err := d.balancer.Pick(ctx, avoid...)
 		if err != nil {
 			if errors.Is(err, balance.ErrNoEndpoints) {
-				return nil, fmt.Errorf("%s: %w", d.key, httpproxy.ErrNoEndpoints)
+				return nil, fmt.Errorf("%s: %w", d.key, stack.ErrNoEndpoints)
 			}
 			return nil, err
 		}
