@@ -48,7 +48,6 @@ func New[K comparable, E Entry](max int, make func(K) E) *Pool[K, E] {
 	return p
 }
 
-
 // Get returns the entry for k, making it if there is none. When the pool
 // is full the least recently used entry is retired: it takes no new
 // requests, and its connections close once their requests end.

@@ -141,4 +141,3 @@ type closeCounter struct {
 }
 
 func (b *closeCounter) Close() error { b.closed++; return b.Body.Close() }
-

@@ -69,7 +69,7 @@ type netHTTPBody struct {
 }
 
 func (b *netHTTPBody) Read(p []byte) (int, error) { return b.resp.Body.Read(p) }
-func (b *netHTTPBody) Close() error                { return b.conn.Close() }
+func (b *netHTTPBody) Close() error               { return b.conn.Close() }
 func (b *netHTTPBody) Trailers() stack.Header {
 	var h stack.Header
 	for name, vs := range b.resp.Trailer {
