@@ -2,30 +2,12 @@ package httpproxy
 
 import (
 	"context"
-	"net/netip"
 
-	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// ConnInfo is what the proxy knows about one downstream connection.
-type ConnInfo struct {
-	// Direction is "inbound" or "outbound".
-	Direction string
-	// OrigDst is where the client meant to connect before redirection.
-	OrigDst netip.AddrPort
-	// Client is the downstream peer's address.
-	Client netip.AddrPort
-	// ClientID is the peer's verified identity; empty without mTLS.
-	ClientID string
-	// Target is the connection's target_addr metric label when it is not
-	// OrigDst as such: inbound, metrics.Unknown for a port the application
-	// does not listen on (see inbound.ListeningPorts). Empty means OrigDst.
-	Target string
-	// ToProxy is set when the client connected to the proxy's own port
-	// rather than being redirected: only a peer proxy's opaque mesh
-	// connection may do that.
-	ToProxy bool
-}
+// ConnInfo is stack.ConnInfo, while this package remains.
+type ConnInfo = stack.ConnInfo
 
 type connInfoKey struct{}
 
@@ -42,16 +24,8 @@ func ConnInfoFrom(ctx context.Context) *ConnInfo {
 	return &ConnInfo{}
 }
 
-// RequestInfo is filled in by the Upstream while it handles a request, so
-// that outer layers (metrics, tap) can label the request with where it went.
-type RequestInfo struct {
-	Endpoint discovery.Endpoint
-	// Service names the logical destination, when discovery knew it.
-	Service  string
-	ServerID string
-	// Upgraded is set when the upstream switched protocols (WebSocket).
-	Upgraded bool
-}
+// RequestInfo is stack.RequestInfo, while this package remains.
+type RequestInfo = stack.RequestInfo
 
 type requestInfoKey struct{}
 

@@ -15,12 +15,6 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// OrigProtoHeader marks a request that a client sent in HTTP/1.x and the
-// outbound proxy carries over HTTP/2 inside the mesh, so that the inbound
-// proxy hands it to the application in HTTP/1.1 again. The inbound proxy
-// honours it only from a meshed peer.
-const OrigProtoHeader = "skein-orig-proto"
-
 // maxEndpointClients bounds the engine Clients the connect handler keeps:
 // one per endpoint address, server identity and HTTP version. Discovery
 // chooses the endpoints, and passthrough requests the workload's own
@@ -46,7 +40,7 @@ type connector struct {
 // a request to req.Info.Endpoint with the engines' Clients:
 //   - to an endpoint with an identity (a meshed one), over mesh TLS to its
 //     proxy: HTTP/2 for everything (an HTTP/1 request marked with
-//     OrigProtoHeader), except HTTP/1 upgrades (WebSocket), which stay
+//     meshtls.OrigProtoHeader), except HTTP/1 upgrades (WebSocket), which stay
 //     HTTP/1.1 inside mesh TLS, and HTTP/1 CONNECT, which goes as bytes
 //     through an opaque mesh connection to the peer proxy's own port;
 //   - anywhere else, as the client spoke it, over plain TCP.
@@ -75,7 +69,7 @@ func (c *connector) Serve(ctx context.Context, req *stack.Request) (*stack.Respo
 	req.Info.ServerID = ep.Identity
 	key := endpointKey{addr: ep.Addr, id: ep.Identity, h2: !req.IsUpgrade()}
 	if req.ProtoMajor == 1 && key.h2 {
-		req.Header.Set(OrigProtoHeader, "HTTP/1.1")
+		req.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
 	}
 	return c.clients.Get(key).Serve(ctx, req)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
+	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
@@ -20,7 +21,7 @@ func (c *recordingClient) Close()          {}
 func (c *recordingClient) Serve(_ context.Context, req *stack.Request) (*stack.Response, error) {
 	io.Copy(io.Discard, req.Body)
 	req.Body.Close()
-	h := stack.Header{{Name: "engine", Value: c.version}, {Name: "orig-proto", Value: req.Header.Get(OrigProtoHeader)}}
+	h := stack.Header{{Name: "engine", Value: c.version}, {Name: "orig-proto", Value: req.Header.Get(meshtls.OrigProtoHeader)}}
 	return &stack.Response{Status: 200, Header: h, Body: stack.NoBody}, nil
 }
 
@@ -70,7 +71,7 @@ func TestTheMeshHopIsHTTP2ExceptForUpgrades(t *testing.T) {
 				t.Errorf("sent with %s, want %s", got, c.wantEngine)
 			}
 			if got := resp.Header.Get("orig-proto"); got != c.wantOrigProto {
-				t.Errorf("%s %q, want %q", OrigProtoHeader, got, c.wantOrigProto)
+				t.Errorf("%s %q, want %q", meshtls.OrigProtoHeader, got, c.wantOrigProto)
 			}
 			if req.Info.ServerID != c.wantServerID {
 				t.Errorf("server_id %q, want %q", req.Info.ServerID, c.wantServerID)
