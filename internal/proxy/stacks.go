@@ -34,7 +34,14 @@ type stackConfig struct {
 
 // outboundStack is the journey of a request the workload sends out.
 func outboundStack(out *outbound.Upstream, cfg stackConfig) stack.Handler {
-	journey := []stack.Layer{
+	// connect: a pooled engine Client to the chosen endpoint — HTTP/2 over
+	// mesh TLS to a peer proxy, else as the client spoke.
+	return stack.Build(out.Connect(cfg.engines), outboundLayers(out, cfg)...)
+}
+
+// outboundLayers are the layers of the outbound stack, outermost first.
+func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
+	return []stack.Layer{
 		// metrics: request_total, response_total, response_latency_ms, as
 		// the client saw them (the proxy's own answers included).
 		// (tap goes beside metrics: it reads the same request and answer.)
@@ -56,9 +63,6 @@ func outboundStack(out *outbound.Upstream, cfg stackConfig) stack.Handler {
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
 	}
-	// connect: a pooled engine Client to the chosen endpoint — HTTP/2 over
-	// mesh TLS to a peer proxy, else as the client spoke.
-	return stack.Build(out.Connect(cfg.engines), journey...)
 }
 
 // inboundStack is the journey of a request that arrives for the workload.
