@@ -18,6 +18,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -78,8 +79,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	listeners := []*listener{
 		{
-			direction: "outbound", ln: lns.outbound, http: outHTTP,
-			dialOpaque: func(ctx context.Context, ci *httpproxy.ConnInfo) (net.Conn, error) {
+			direction: "outbound", ln: lns.outbound, http1: netHTTPServer{outHTTP}, http2: netHTTPServer{outHTTP},
+			dialOpaque: func(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error) {
 				c, _, err := out.DialDestination(ctx, ci.OrigDst)
 				return c, err
 			},
@@ -89,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 			metrics: reg, log: log,
 		},
 		{
-			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
+			direction: "inbound", ln: lns.inbound, http1: netHTTPServer{inHTTP}, http2: netHTTPServer{inHTTP}, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque: in.Dial, appPorts: inbound.NewListeningPorts(),
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
 			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
@@ -240,4 +241,14 @@ func closeAll(l *openedListeners) {
 	l.outbound.Close()
 	l.inbound.Close()
 	l.admin.Close()
+}
+
+// netHTTPServer serves connections with the net/http server until the
+// engines replace it.
+type netHTTPServer struct{ s *httpproxy.Server }
+
+func (n netHTTPServer) ServeConn(c net.Conn, ci *stack.ConnInfo) {
+	if err := n.s.ServeConn(c, ci); err != nil {
+		c.Close()
+	}
 }
