@@ -1,0 +1,288 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/stack"
+)
+
+// bodyReader reads one message body off a connection: Content-Length
+// delimited, chunked (with trailers), or until the connection closes.
+type bodyReader struct {
+	br   *bufio.Reader
+	conn net.Conn
+	// timeout cuts a body that sends nothing for this long; 0: none.
+	timeout time.Duration
+	mode    bodyMode
+	// left is what is left of the body (modeLength) or of the current
+	// chunk (modeChunked).
+	left       int64
+	needCRLF   bool // chunked: the CRLF after a chunk's data is due
+	maxTrailer int
+	trailers   stack.Header
+	err        error // sticky; io.EOF once the body has ended
+	done       atomic.Bool // err is set: Close may read it from another goroutine
+	// firstRead, if set, runs before the first read (100-continue).
+	firstRead func()
+	// ended, if set, runs once when the body ends, with io.EOF or the error.
+	ended func(err error)
+	// abandoned, if set, runs on a Close before the end.
+	abandoned func()
+	closed    atomic.Bool
+}
+
+type bodyMode uint8
+
+const (
+	modeLength bodyMode = iota
+	modeChunked
+	modeUntilClose
+)
+
+// errBodyClosed is what Read returns after Close.
+var errBodyClosed = errors.New("body closed")
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.closed.Load() {
+		return 0, errBodyClosed
+	}
+	if b.firstRead != nil {
+		b.firstRead()
+		b.firstRead = nil
+	}
+	var n int
+	var err error
+	switch b.mode {
+	case modeLength:
+		n, err = b.readLength(p)
+	case modeChunked:
+		n, err = b.readChunked(p)
+	default:
+		n, err = b.fill(p)
+		if err == io.EOF {
+			b.end(io.EOF)
+		}
+	}
+	if err != nil && b.err == nil {
+		b.end(err)
+	}
+	return n, err
+}
+
+func (b *bodyReader) end(err error) {
+	b.err = err
+	b.done.Store(true)
+	if b.ended != nil {
+		b.ended(err)
+	}
+}
+
+// fill reads what is buffered or, if nothing is, once from the
+// connection, under the body timeout.
+func (b *bodyReader) fill(p []byte) (int, error) {
+	if b.br.Buffered() == 0 && b.timeout > 0 {
+		_ = b.conn.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	return b.br.Read(p)
+}
+
+func (b *bodyReader) readLength(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.fill(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err == nil && b.left == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *bodyReader) readChunked(p []byte) (int, error) {
+	for b.left == 0 {
+		if b.needCRLF {
+			if err := b.readCRLF(); err != nil {
+				return 0, err
+			}
+			b.needCRLF = false
+		}
+		size, err := b.readChunkSize()
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, b.readTrailers()
+		}
+		b.left, b.needCRLF = size, true
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.fill(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+var errBadChunk = badMessage("malformed chunked encoding")
+
+func (b *bodyReader) readLine() ([]byte, error) {
+	if b.br.Buffered() == 0 && b.timeout > 0 {
+		_ = b.conn.SetReadDeadline(time.Now().Add(b.timeout))
+	}
+	line, err := b.br.ReadSlice('\n')
+	switch {
+	case err == bufio.ErrBufferFull:
+		return nil, errBadChunk
+	case err == io.EOF:
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
+		return nil, err
+	case len(line) < 2 || line[len(line)-2] != '\r':
+		return nil, errBadChunk
+	}
+	return line[:len(line)-2], nil
+}
+
+func (b *bodyReader) readCRLF() error {
+	line, err := b.readLine()
+	if err == nil && len(line) != 0 {
+		err = errBadChunk
+	}
+	return err
+}
+
+func (b *bodyReader) readChunkSize() (int64, error) {
+	line, err := b.readLine()
+	if err != nil {
+		return 0, err
+	}
+	size, ok := parseChunkSize(line)
+	if !ok {
+		return 0, errBadChunk
+	}
+	return size, nil
+}
+
+// parseChunkSize parses a chunk-size line without its CRLF: hex digits,
+// then nothing or chunk extensions (ignored).
+func parseChunkSize(line []byte) (int64, bool) {
+	var size int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			goto ext
+		}
+		if i >= 15 {
+			return 0, false
+		}
+		size = size<<4 | int64(d)
+	}
+ext:
+	if i == 0 {
+		return 0, false
+	}
+	rest := line[i:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && rest[0] != ';' {
+		return 0, false
+	}
+	for _, c := range rest {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return 0, false
+		}
+	}
+	return size, true
+}
+
+// checkBufferedChunk validates the first chunk-size line if it is already
+// buffered, so that a malformed chunked request is refused before it
+// reaches the Handler; a line not yet here is checked when read.
+func checkBufferedChunk(br *bufio.Reader) error {
+	buf, _ := br.Peek(br.Buffered())
+	for i, c := range buf {
+		if c == '\n' {
+			if i == 0 || buf[i-1] != '\r' {
+				return errBadChunk
+			}
+			if _, ok := parseChunkSize(buf[:i-1]); !ok {
+				return errBadChunk
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// readTrailers reads the trailer block after the last chunk.
+func (b *bodyReader) readTrailers() error {
+	var block []byte
+	for {
+		line, err := b.readLine()
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if len(block)+len(line)+2 > b.maxTrailer {
+			return errHeadTooLarge
+		}
+		block = append(append(block, line...), '\r', '\n')
+	}
+	if len(block) == 0 {
+		return io.EOF
+	}
+	block = append(block, '\r', '\n')
+	n, err := checkFields(block, 0)
+	if err != nil {
+		return err
+	}
+	f, err := parseFields(string(block), 0, n)
+	if err != nil {
+		return err
+	}
+	f.header.Del("content-length")
+	b.trailers = f.header
+	return io.EOF
+}
+
+func (b *bodyReader) Trailers() stack.Header { return b.trailers }
+
+// Close abandons the body if it has not ended.
+func (b *bodyReader) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if !b.done.Load() && b.abandoned != nil {
+		b.abandoned()
+	}
+	return nil
+}
