@@ -4,14 +4,19 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
+	"github.com/skeinmesh/skein/internal/proxy/h1"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
+// testEngines are the engines these tests send with: h1's Client, and
+// until the HTTP/2 engine lands a stand-in for it.
+//
 // netHTTPClient stands in for an engine's Client in these tests: one
 // request per connection, written and read by net/http's HTTP/1.1 code,
 // errors before the request went out marked stack.NotSent as the engines
@@ -23,7 +28,9 @@ type netHTTPClient struct {
 
 func testEngines() clientpool.Engines {
 	return clientpool.Engines{
-		HTTP1: func(d clientpool.Dial) clientpool.Client { return &netHTTPClient{dial: d, version: "h1"} },
+		HTTP1: func(d clientpool.Dial) clientpool.Client {
+			return h1.NewClient(d, h1.DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		},
 		HTTP2: func(d clientpool.Dial) clientpool.Client { return &netHTTPClient{dial: d, version: "h2"} },
 	}
 }
