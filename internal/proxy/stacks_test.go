@@ -38,8 +38,52 @@ const (
 )
 
 func TestOutboundLayersAllocationBudget(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		grpc   bool
+		budget float64
+	}{
+		{"HTTP GET", false, layerAllocsHTTP},
+		{"gRPC unary", true, layerAllocsGRPC},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			send := layeredRequest(t, c.grpc)
+			send()
+			allocs := testing.AllocsPerRun(1000, send)
+			t.Logf("%s: %v allocations per request in the layers", c.name, allocs)
+			if allocs > c.budget {
+				t.Errorf("%s: the outbound layers allocate %v times per request, over the budget of %v", c.name, allocs, c.budget)
+			}
+		})
+	}
+}
+
+// BenchmarkOutboundLayersHTTP1 is one HTTP/1.1 GET through the outbound
+// layers to an in-memory terminal: what the layers cost, no engine.
+func BenchmarkOutboundLayersHTTP1(b *testing.B) {
+	send := layeredRequest(b, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		send()
+	}
+}
+
+// BenchmarkOutboundLayersGRPC is one unary gRPC call (a body each way,
+// trailers) through the outbound layers to an in-memory terminal.
+func BenchmarkOutboundLayersGRPC(b *testing.B) {
+	send := layeredRequest(b, true)
+	b.ReportAllocs()
+	for b.Loop() {
+		send()
+	}
+}
+
+// layeredRequest returns a function that sends one request through the
+// outbound layers to a terminal that answers from memory and allocates
+// nothing.
+func layeredRequest(t testing.TB, grpc bool) func() {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	const name = "echo.test.svc.cluster.local:8080"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	out := outbound.New(ctx, staticResolver{name: {{Addr: netip.MustParseAddrPort("10.0.0.7:8080"),
@@ -53,50 +97,33 @@ func TestOutboundLayersAllocationBudget(t *testing.T) {
 	trailers := stack.Header{{Name: "grpc-status", Value: "0"}}
 	hello, world := []byte("0000hello"), []byte("0000world")
 	ci := &stack.ConnInfo{Direction: "outbound", OrigDst: netip.MustParseAddrPort("198.19.0.1:8080")}
-	for _, c := range []struct {
-		name   string
-		grpc   bool
-		budget float64
-	}{
-		{"HTTP GET", false, layerAllocsHTTP},
-		{"gRPC unary", true, layerAllocsGRPC},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			var body, respBody reusableBody
-			resp := &stack.Response{Status: 200}
-			end := stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
-				if req.GotConn != nil {
-					req.GotConn()
-				}
-				io.Copy(io.Discard, req.Body)
-				return resp, nil
-			})
-			h := stack.Build(end, outboundLayers(out, cfg)...)
-			req := &stack.Request{Conn: ci}
-			send := func() {
-				*req = stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}
-				*resp = stack.Response{Status: 200, Body: stack.NoBody}
-				if c.grpc {
-					body.reset(hello, nil)
-					respBody.reset(world, trailers)
-					*req = stack.Request{Method: "POST", Authority: name, Path: "/echo.Echo/Say", ProtoMajor: 2, Conn: ci,
-						Header: grpcHeader, Body: &body}
-					*resp = stack.Response{Status: 200, Header: grpcHeader, Body: &respBody}
-				}
-				got, err := h.Serve(ctx, req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, got.Body)
-				got.Body.Close()
-			}
-			send()
-			allocs := testing.AllocsPerRun(1000, send)
-			t.Logf("%s: %v allocations per request in the layers", c.name, allocs)
-			if allocs > c.budget {
-				t.Errorf("%s: the outbound layers allocate %v times per request, over the budget of %v", c.name, allocs, c.budget)
-			}
-		})
+	var body, respBody reusableBody
+	resp := &stack.Response{Status: 200}
+	end := stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.GotConn != nil {
+			req.GotConn()
+		}
+		io.Copy(io.Discard, req.Body)
+		return resp, nil
+	})
+	h := stack.Build(end, outboundLayers(out, cfg)...)
+	req := &stack.Request{Conn: ci}
+	return func() {
+		*req = stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}
+		*resp = stack.Response{Status: 200, Body: stack.NoBody}
+		if grpc {
+			body.reset(hello, nil)
+			respBody.reset(world, trailers)
+			*req = stack.Request{Method: "POST", Authority: name, Path: "/echo.Echo/Say", ProtoMajor: 2, Conn: ci,
+				Header: grpcHeader, Body: &body}
+			*resp = stack.Response{Status: 200, Header: grpcHeader, Body: &respBody}
+		}
+		got, err := h.Serve(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, got.Body)
+		got.Body.Close()
 	}
 }
 
