@@ -25,7 +25,7 @@ type bodyReader struct {
 	needCRLF   bool // chunked: the CRLF after a chunk's data is due
 	maxTrailer int
 	trailers   stack.Header
-	err        error // sticky; io.EOF once the body has ended
+	err        error       // sticky; io.EOF once the body has ended
 	done       atomic.Bool // err is set: Close may read it from another goroutine
 	// firstRead, if set, runs before the first read (100-continue).
 	firstRead func()

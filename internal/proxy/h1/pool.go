@@ -49,7 +49,7 @@ type clientConn struct {
 	// pending counts the request's parts still on the connection (writing
 	// the request, reading the response); the last to finish hands the
 	// connection back.
-	pending atomic.Int32
+	pending  atomic.Int32
 	broken   atomic.Bool // must not carry another request
 	readDone atomic.Bool // the response body ended or was closed
 }
