@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 func dialRaw(t testing.TB, addr string) net.Conn {
@@ -35,4 +37,21 @@ func readResponse(t testing.TB, c net.Conn, method string) *http.Response {
 		t.Fatalf("reading response: %v", err)
 	}
 	return resp
+}
+
+// loopbackPair connects a client to srv.ServeConn over loopback TCP.
+func loopbackPair(t *testing.T, srv *Server) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	c := dialRaw(t, ln.Addr().String())
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeConn(sc, &stack.ConnInfo{})
+	return c
 }
