@@ -27,7 +27,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
 	shutting bool
-	draining atomic.Bool // shutting, read without the lock
+	draining atomic.Bool   // shutting, read without the lock
 	gone     chan struct{} // closed when shutting and conns is empty
 }
 
