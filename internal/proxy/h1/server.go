@@ -58,10 +58,10 @@ func (s *Server) ServeConn(c net.Conn, ci *stack.ConnInfo) {
 	sc.idle = true
 	s.conns[sc] = struct{}{}
 	s.mu.Unlock()
-	var cancel context.CancelFunc
-	sc.ctx, cancel = context.WithCancel(s.base)
+	sc.ctx, sc.cancel = context.WithCancel(s.base)
 	defer func() {
-		cancel()
+		sc.stopBackgroundReads()
+		sc.cancel()
 		_ = c.Close()
 		s.mu.Lock()
 		delete(s.conns, sc)
