@@ -25,15 +25,24 @@ type bodyReader struct {
 	needCRLF   bool // chunked: the CRLF after a chunk's data is due
 	maxTrailer int
 	trailers   stack.Header
-	err        error // sticky; io.EOF once the body has ended
+	err        error       // sticky; io.EOF once the body has ended
 	done       atomic.Bool // err is set: Close may read it from another goroutine
-	// firstRead, if set, runs before the first read (100-continue).
-	firstRead func()
-	// ended, if set, runs once when the body ends, with io.EOF or the error.
-	ended func(err error)
-	// abandoned, if set, runs on a Close before the end.
-	abandoned func()
+	// owner is told about the body's first read, its end and its
+	// abandonment; nil for none.
+	owner     bodyOwner
+	expect100 bool // tell the owner about the first read
 	closed    atomic.Bool
+}
+
+// bodyOwner is the connection a body is read from.
+type bodyOwner interface {
+	// bodyFirstRead runs before the first read of a body the client waits
+	// to send (100-continue).
+	bodyFirstRead()
+	// bodyEnded runs once when the body ends, with io.EOF or the error.
+	bodyEnded(err error)
+	// bodyAbandoned runs on a Close before the end.
+	bodyAbandoned()
 }
 
 type bodyMode uint8
@@ -54,9 +63,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.closed.Load() {
 		return 0, errBodyClosed
 	}
-	if b.firstRead != nil {
-		b.firstRead()
-		b.firstRead = nil
+	if b.expect100 {
+		b.expect100 = false
+		b.owner.bodyFirstRead()
 	}
 	var n int
 	var err error
@@ -80,8 +89,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 func (b *bodyReader) end(err error) {
 	b.err = err
 	b.done.Store(true)
-	if b.ended != nil {
-		b.ended(err)
+	if b.owner != nil {
+		b.owner.bodyEnded(err)
 	}
 }
 
@@ -265,7 +274,7 @@ func (b *bodyReader) readTrailers() error {
 	if err != nil {
 		return err
 	}
-	f, err := parseFields(string(block), 0, n)
+	f, err := parseFields(string(block), 0, n, nil)
 	if err != nil {
 		return err
 	}
@@ -281,8 +290,8 @@ func (b *bodyReader) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
-	if !b.done.Load() && b.abandoned != nil {
-		b.abandoned()
+	if !b.done.Load() && b.owner != nil {
+		b.owner.bodyAbandoned()
 	}
 	return nil
 }

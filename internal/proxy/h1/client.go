@@ -29,8 +29,7 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 			req.GotConn()
 		}
 		resp, err := cc.roundTrip(ctx, req)
-		var stale *staleConnError
-		if err != nil && attempt == 0 && errors.As(err, &stale) {
+		if err != nil && attempt == 0 && isStale(err) {
 			c.log.Debug("HTTP/1 upstream closed an idle connection; sending again", "err", err)
 			continue
 		}
@@ -45,6 +44,11 @@ type staleConnError struct{ err error }
 func (e *staleConnError) Error() string { return e.err.Error() }
 func (e *staleConnError) Unwrap() error { return e.err }
 
+func isStale(err error) bool {
+	var stale *staleConnError
+	return errors.As(err, &stale)
+}
+
 func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 	if err := ctx.Err(); err != nil {
 		cc.client.put(cc)
@@ -57,7 +61,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 	}
 	cc.broken.Store(false)
 	cc.pending.Store(2)
-	cc.stopCancel = context.AfterFunc(ctx, cc.fail)
+	cc.stopCancel = context.AfterFunc(ctx, cc.failFn)
 	bp := getBuf()
 	defer putBuf(bp)
 	b := cc.appendHead((*bp)[:0], req, tunnel)

@@ -37,16 +37,18 @@ func (cc *clientConn) readResponse(req *stack.Request, tunnel bool) (*stack.Resp
 		if err != nil {
 			return nil, fmt.Errorf("response head: %w", err)
 		}
-		f, err := parseFields(string(head), firstEnd+2, count)
+		m := &responseAlloc{}
+		f, err := parseFields(string(head), firstEnd+2, count, m.fields[:0])
 		if err != nil {
 			return nil, fmt.Errorf("response head: %w", err)
 		}
-		return cc.responseBody(req, tunnel, status, minor, f)
+		return cc.responseBody(m, req, tunnel, status, minor, f)
 	}
 }
 
-func (cc *clientConn) responseBody(req *stack.Request, tunnel bool, status, minor int, f fields) (*stack.Response, error) {
-	resp := &stack.Response{Status: status, Header: f.header, Body: stack.NoBody}
+func (cc *clientConn) responseBody(m *responseAlloc, req *stack.Request, tunnel bool, status, minor int, f fields) (*stack.Response, error) {
+	resp := &m.resp
+	*resp = stack.Response{Status: status, Header: f.header, Body: stack.NoBody}
 	if f.connClose || minor == 0 {
 		cc.broken.Store(true)
 	}
@@ -67,7 +69,8 @@ func (cc *clientConn) responseBody(req *stack.Request, tunnel bool, status, mino
 		cc.broken.Store(true)
 		cc.release()
 	}
-	b := &bodyReader{br: cc.br, conn: cc.conn, maxTrailer: cc.client.cfg.MaxHeaderBytes, ended: cc.bodyEnded, abandoned: cc.bodyAbandoned}
+	b := &m.body
+	*b = bodyReader{br: cc.br, conn: cc.conn, maxTrailer: cc.client.cfg.MaxHeaderBytes, owner: cc}
 	cc.readDone.Store(false)
 	switch {
 	case req.Method == "HEAD" || noBodyStatus(status) || f.contentLength == 0 && !f.chunked:
@@ -84,6 +87,19 @@ func (cc *clientConn) responseBody(req *stack.Request, tunnel bool, status, mino
 	resp.Body = b
 	return resp, nil
 }
+
+// responseAlloc is a response and its body in one allocation.
+type responseAlloc struct {
+	resp   stack.Response
+	body   bodyReader
+	fields [fieldsInline]stack.Field
+}
+
+// fieldsInline is how many header fields fit in a message's own
+// allocation; more take one of their own.
+const fieldsInline = 8
+
+func (cc *clientConn) bodyFirstRead() {}
 
 // bodyEnded runs when the response body ends or fails.
 func (cc *clientConn) bodyEnded(err error) {

@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"strings"
 
@@ -141,8 +140,11 @@ type fields struct {
 // parseFields builds the fields of s, a head checked by checkFields, from
 // offset i. Hop-by-hop fields are dropped (Upgrade is kept for the caller
 // to decide), Host goes to f.host.
-func parseFields(s string, i, count int) (fields, error) {
-	f := fields{contentLength: -1, header: make(stack.Header, 0, count)}
+func parseFields(s string, i, count int, buf stack.Header) (fields, error) {
+	if cap(buf) < count {
+		buf = make(stack.Header, 0, count)
+	}
+	f := fields{contentLength: -1, header: buf[:0]}
 	for i < len(s)-2 {
 		end := i + strings.Index(s[i:], "\r\n")
 		line := s[i:end]
@@ -275,6 +277,3 @@ func isToken(s string) bool {
 	}
 	return true
 }
-
-// errClosed is a connection that ended between messages.
-var errClosed = errors.New("connection closed")

@@ -46,10 +46,11 @@ type clientConn struct {
 
 	// Per request.
 	stopCancel func() bool // unhooks the request's context
+	failFn     func()      // cc.fail, made once
 	// pending counts the request's parts still on the connection (writing
 	// the request, reading the response); the last to finish hands the
 	// connection back.
-	pending atomic.Int32
+	pending  atomic.Int32
 	broken   atomic.Bool // must not carry another request
 	readDone atomic.Bool // the response body ended or was closed
 }
@@ -77,6 +78,7 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 		return nil, stack.NotSent(fmt.Errorf("connecting: %w", err))
 	}
 	cc := &clientConn{client: c, conn: conn, br: bufio.NewReaderSize(conn, 4<<10)}
+	cc.failFn = cc.fail
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -20,8 +20,16 @@ type framing struct {
 
 func (f framing) hasBody() bool { return f.chunked || f.contentLength > 0 }
 
+// requestAlloc is a request, its body and its first fields in one
+// allocation.
+type requestAlloc struct {
+	req    stack.Request
+	body   bodyReader
+	fields [fieldsInline]stack.Field
+}
+
 // parseRequest parses a request head as readHead returned it.
-func parseRequest(head []byte) (*stack.Request, framing, error) {
+func parseRequest(head []byte) (*requestAlloc, framing, error) {
 	firstEnd := indexCRLF(head)
 	count, err := checkFields(head, firstEnd+2)
 	if err != nil {
@@ -37,11 +45,13 @@ func parseRequest(head []byte) (*stack.Request, framing, error) {
 	if fr.minor, err = parseVersion(version); err != nil {
 		return nil, fr, err
 	}
-	f, err := parseFields(s, firstEnd+2, count)
+	m := &requestAlloc{}
+	f, err := parseFields(s, firstEnd+2, count, m.fields[:0])
 	if err != nil {
 		return nil, fr, err
 	}
-	req := &stack.Request{Method: method, Scheme: "http", Header: f.header, ProtoMajor: 1, Body: stack.NoBody}
+	req := &m.req
+	*req = stack.Request{Method: method, Scheme: "http", Header: f.header, ProtoMajor: 1, Body: stack.NoBody}
 	switch {
 	case method == "CONNECT":
 		if strings.HasPrefix(target, "/") || strings.Contains(target, "/") {
@@ -83,7 +93,7 @@ func parseRequest(head []byte) (*stack.Request, framing, error) {
 		}
 		fr.expect100 = fr.minor == 1 && fr.hasBody()
 	}
-	return req, fr, nil
+	return m, fr, nil
 }
 
 // validTarget reports whether a request target holds only visible ASCII.

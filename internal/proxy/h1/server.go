@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
@@ -26,6 +27,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
 	shutting bool
+	draining atomic.Bool   // shutting, read without the lock
 	gone     chan struct{} // closed when shutting and conns is empty
 }
 
@@ -56,10 +58,10 @@ func (s *Server) ServeConn(c net.Conn, ci *stack.ConnInfo) {
 	sc.idle = true
 	s.conns[sc] = struct{}{}
 	s.mu.Unlock()
-	var cancel context.CancelFunc
-	sc.ctx, cancel = context.WithCancel(s.base)
+	sc.ctx, sc.cancel = context.WithCancel(s.base)
 	defer func() {
-		cancel()
+		sc.stopBackgroundReads()
+		sc.cancel()
 		_ = c.Close()
 		s.mu.Lock()
 		delete(s.conns, sc)
@@ -79,6 +81,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.shutting {
 		s.shutting = true
+		s.draining.Store(true)
 		if len(s.conns) == 0 {
 			close(s.gone)
 		}

@@ -18,23 +18,24 @@ import (
 // writes the response; the request body is read by whoever the Handler
 // hands it to.
 type serverConn struct {
-	srv  *Server
-	conn net.Conn
-	ci   *stack.ConnInfo
-	br   *bufio.Reader
-	ctx  context.Context // ends with the connection
-	idle bool            // guarded by srv.mu
-	head []byte          // reused head buffer
+	srv    *Server
+	conn   net.Conn
+	ci     *stack.ConnInfo
+	br     *bufio.Reader
+	ctx    context.Context // ends with the connection: every request's context
+	cancel context.CancelFunc
+	idle   bool   // guarded by srv.mu
+	head   []byte // reused head buffer
 
 	// Per request, guarded by mu.
 	mu           sync.Mutex
-	cancelReq    context.CancelFunc
-	respStarted  bool  // no 100 Continue any more
-	continueSent bool  // 100 Continue written
-	bodyDone     bool  // the request body ended: br is the conn's again
-	bodyErr      error // why the request body failed
-	bgRunning    bool  // a background read watches for the client leaving
-	bgOver       bool  // the response is written: no background read now
+	respStarted  bool          // no 100 Continue any more
+	continueSent bool          // 100 Continue written
+	bodyDone     bool          // the request body ended: br is the conn's again
+	bodyErr      error         // why the request body failed
+	bgRunning    bool          // a background read watches for the client leaving
+	bgOver       bool          // the response is written: no background read now
+	bgStart      chan struct{} // nil until the first background read
 	bgAborting   atomic.Bool
 	bgDone       chan struct{}
 }
@@ -58,7 +59,7 @@ func (c *serverConn) serve() {
 			c.refuse(err)
 			return
 		}
-		req, fr, err := parseRequest(head)
+		m, fr, err := parseRequest(head)
 		if err == nil && fr.chunked {
 			err = checkBufferedChunk(c.br)
 		}
@@ -67,7 +68,7 @@ func (c *serverConn) serve() {
 			return
 		}
 		_ = c.conn.SetReadDeadline(time.Time{})
-		if !c.serveRequest(req, fr) {
+		if !c.serveRequest(m, fr) {
 			return
 		}
 		if !c.srv.setIdle(c) {
@@ -98,12 +99,10 @@ func (c *serverConn) write(b []byte) error {
 
 // serveRequest runs the Handler for one request and writes its response.
 // It reports whether the connection may carry another request.
-func (c *serverConn) serveRequest(req *stack.Request, fr framing) bool {
-	ctx, cancel := context.WithCancel(c.ctx)
-	defer cancel()
+func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
+	ctx, req := c.ctx, &m.req
 	req.Conn = c.ci
 	c.mu.Lock()
-	c.cancelReq = cancel
 	c.respStarted, c.continueSent, c.bodyDone, c.bodyErr, c.bgOver = false, false, false, nil, false
 	c.mu.Unlock()
 	var tb *tunnelBody
@@ -112,7 +111,7 @@ func (c *serverConn) serveRequest(req *stack.Request, fr framing) bool {
 		tb = newTunnelBody(ctx)
 		req.Body = tb
 	case fr.hasBody():
-		req.Body = c.newRequestBody(fr)
+		req.Body = c.newRequestBody(&m.body, fr)
 	default:
 		c.bodyDone = true
 		c.startBackgroundRead()
@@ -155,23 +154,22 @@ func (c *serverConn) serveRequest(req *stack.Request, fr framing) bool {
 	return keep && done && ctx.Err() == nil
 }
 
-func (c *serverConn) newRequestBody(fr framing) *bodyReader {
-	b := &bodyReader{br: c.br, conn: c.conn, timeout: c.srv.cfg.BodyTimeout, maxTrailer: c.srv.cfg.MaxHeaderBytes}
+func (c *serverConn) newRequestBody(b *bodyReader, fr framing) *bodyReader {
+	*b = bodyReader{br: c.br, conn: c.conn, timeout: c.srv.cfg.BodyTimeout, maxTrailer: c.srv.cfg.MaxHeaderBytes}
 	if fr.chunked {
 		b.mode = modeChunked
 	} else {
 		b.mode, b.left = modeLength, fr.contentLength
 	}
-	if fr.expect100 {
-		b.firstRead = c.sendContinue
-	}
-	b.ended = c.requestBodyEnded
+	b.expect100, b.owner = fr.expect100, c
 	return b
 }
 
-// sendContinue answers 100 Continue when the Handler first reads a body
+func (c *serverConn) bodyAbandoned() {}
+
+// bodyFirstRead answers 100 Continue when the Handler first reads a body
 // the client waits to send, unless the response has started.
-func (c *serverConn) sendContinue() {
+func (c *serverConn) bodyFirstRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.respStarted || c.continueSent {
@@ -181,10 +179,10 @@ func (c *serverConn) sendContinue() {
 	_ = c.write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 }
 
-// requestBodyEnded runs on the goroutine that read the request body to its
-// end: the connection is free to watch for the client leaving. A body cut
-// short or malformed cancels the request.
-func (c *serverConn) requestBodyEnded(err error) {
+// bodyEnded runs on the goroutine that read the request body to its end:
+// the connection is free to watch for the client leaving. A body cut short
+// or malformed cancels the request.
+func (c *serverConn) bodyEnded(err error) {
 	if err == io.EOF {
 		c.mu.Lock()
 		c.bodyDone = true
@@ -194,9 +192,8 @@ func (c *serverConn) requestBodyEnded(err error) {
 	}
 	c.mu.Lock()
 	c.bodyErr = err
-	cancel := c.cancelReq
 	c.mu.Unlock()
-	cancel()
+	c.cancel()
 }
 
 // startBackgroundRead watches the idle connection while the Handler works,
@@ -210,14 +207,33 @@ func (c *serverConn) startBackgroundRead() {
 	}
 	c.bgRunning = true
 	_ = c.conn.SetReadDeadline(time.Time{})
-	cancel := c.cancelReq
-	go func() {
+	if c.bgStart == nil {
+		c.bgStart = make(chan struct{})
+		go c.backgroundReads()
+	}
+	c.bgStart <- struct{}{}
+}
+
+// backgroundReads runs the connection's background reads, one per
+// request, until the connection ends.
+func (c *serverConn) backgroundReads() {
+	for range c.bgStart {
 		_, err := c.br.Peek(1)
 		if err != nil && !c.bgAborting.Load() {
-			cancel()
+			c.cancel()
 		}
 		c.bgDone <- struct{}{}
-	}()
+	}
+}
+
+// stopBackgroundReads ends the background reader when the connection ends.
+func (c *serverConn) stopBackgroundReads() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bgOver = true
+	if c.bgStart != nil {
+		close(c.bgStart)
+	}
 }
 
 // abortBackgroundRead stops the background read before the connection

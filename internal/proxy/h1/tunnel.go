@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -112,8 +111,3 @@ func closeWrite(c net.Conn) {
 	}
 	_ = c.Close()
 }
-
-// rawReader reads a connection's bytes, those its reader buffered first.
-type rawReader struct{ br *bufio.Reader }
-
-func (r rawReader) Read(p []byte) (int, error) { return r.br.Read(p) }

@@ -171,7 +171,7 @@ func copyChunked(w connWriter, b []byte, body stack.Body) ([]byte, error) {
 		out := b[:start]
 		if m > 0 {
 			hs := putChunkSize(b[:dataAt], dataAt, m)
-			out = out[:start+copy(b[start:], b[hs:dataAt+m])]
+			out = out[:start+copy(b[start:cap(b)], b[hs:dataAt+m])]
 			out = append(out, '\r', '\n')
 		}
 		if err == io.EOF {
