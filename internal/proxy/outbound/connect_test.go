@@ -142,3 +142,24 @@ type closeCounter struct {
 }
 
 func (b *closeCounter) Close() error { b.closed++; return b.Body.Close() }
+
+// An answer that ends with its headers (gRPC trailers-only) stays
+// stack.NoBody through the balance layer, so the engine can send it as
+// one HEADERS frame with END_STREAM: grpc-go fails a call whose status
+// comes in headers followed by an empty DATA frame.
+func TestATrailersOnlyAnswerKeepsNoBody(t *testing.T) {
+	vip := netip.MustParseAddrPort("198.19.0.1:80")
+	u := newUpstream(t, staticResolver{vip.String(): {{Addr: netip.MustParseAddrPort("10.0.0.1:80")}}})
+	end := stack.HandlerFunc(func(context.Context, *stack.Request) (*stack.Response, error) {
+		h := stack.Header{{Name: "content-type", Value: "application/grpc"}, {Name: "grpc-status", Value: "5"}}
+		return &stack.Response{Status: 200, Header: h, Body: stack.NoBody}, nil
+	})
+	req := &stack.Request{Method: "POST", Authority: vip.String(), ProtoMajor: 2, Conn: &stack.ConnInfo{OrigDst: vip}, Body: stack.NoBody}
+	resp, err := stack.Build(end, u.Resolve, u.Balance).Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Body != stack.NoBody {
+		t.Errorf("the answer's body is %T, want stack.NoBody", resp.Body)
+	}
+}

@@ -104,8 +104,14 @@ func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destinati
 		}
 		body.settle()
 		h.Responded()
-		resp.Body = &balancedBody{Body: resp.Body, handle: h, status: resp.Status,
-			failed: metrics.IsFailure(resp.Status, resp.Header.Get("grpc-status"))}
+		failed := metrics.IsFailure(resp.Status, resp.Header.Get("grpc-status"))
+		if resp.Body == stack.NoBody {
+			// Nothing to wait for; and a wrapper would hide from the engine
+			// that the answer ends with its headers (gRPC trailers-only).
+			h.Done(failed)
+			return resp, nil
+		}
+		resp.Body = &balancedBody{Body: resp.Body, handle: h, status: resp.Status, failed: failed}
 		return resp, nil
 	}
 }
