@@ -54,15 +54,15 @@ type conn struct {
 	w  writer
 
 	// reader goroutine only
-	hdec      *hpack.Decoder
-	hblock    []byte
-	fields    []hpack.HeaderField
-	listSize  uint32
-	tooLarge  bool
-	pending   []*stream
-	resets    *rate.Limiter
-	lastRead  atomic.Int64 // unix nanos, for keepalive
-	hdrTimed  bool
+	hdec     *hpack.Decoder
+	hblock   []byte
+	fields   []hpack.HeaderField
+	listSize uint32
+	tooLarge bool
+	pending  []*stream
+	resets   *rate.Limiter
+	lastRead atomic.Int64 // unix nanos, for keepalive
+	hdrTimed bool
 
 	flowMu        sync.Mutex
 	recvConnAvail int64 // what the peer may still send on the connection

@@ -343,4 +343,3 @@ func grpcConnOf(t *testing.T, addr string) *grpc.ClientConn {
 	t.Cleanup(func() { cc.Close() })
 	return cc
 }
-

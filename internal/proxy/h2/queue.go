@@ -32,9 +32,9 @@ const (
 
 // headerBlock is what a HEADERS frame carries before encoding.
 type headerBlock struct {
-	status                                     int
+	status                                    int
 	method, scheme, authority, path, protocol string
-	header                                     stack.Header
+	header                                    stack.Header
 }
 
 // item is one entry of a connection's write queue.
