@@ -13,7 +13,6 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/proxy/destclient"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
@@ -66,20 +65,17 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAll(lns)
 
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
-	in := inbound.New(connCtx, cfg.Mode == ModeTProxy)
-	outHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "outbound", Upstream: out, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
-	}), log)
-	inHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "inbound", Upstream: in, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
-	}), log)
+	in := inbound.New(cfg.Mode == ModeTProxy)
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(log), log: log}
+	outHTTP := newHTTPServers(outboundStack(out, stacks), log)
+	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), log)
 	refused, err := refusedCounter(reg.Registerer())
 	if err != nil {
 		return fmt.Errorf("registering tcp_refused_total: %w", err)
 	}
 	listeners := []*listener{
 		{
-			direction: "outbound", ln: lns.outbound, http1: netHTTPServer{outHTTP}, http2: netHTTPServer{outHTTP},
+			direction: "outbound", ln: lns.outbound, http1: outHTTP.http1, http2: outHTTP.http2,
 			dialOpaque: func(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error) {
 				c, _, err := out.DialDestination(ctx, ci.OrigDst)
 				return c, err
@@ -90,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 			metrics: reg, log: log,
 		},
 		{
-			direction: "inbound", ln: lns.inbound, http1: netHTTPServer{inHTTP}, http2: netHTTPServer{inHTTP}, transparent: cfg.Mode == ModeTProxy,
+			direction: "inbound", ln: lns.inbound, http1: inHTTP.http1, http2: inHTTP.http2, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque: in.Dial, appPorts: inbound.NewListeningPorts(),
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
 			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
@@ -143,11 +139,11 @@ func Run(ctx context.Context, cfg Config) error {
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	var drained sync.WaitGroup
-	for _, s := range []*httpproxy.Server{outHTTP, inHTTP} {
+	for _, s := range []*httpServers{outHTTP, inHTTP} {
 		drained.Add(1)
 		go func() {
 			defer drained.Done()
-			_ = s.Shutdown(graceCtx)
+			_ = s.shutdown(graceCtx)
 		}()
 	}
 	for _, l := range listeners {
@@ -243,12 +239,3 @@ func closeAll(l *openedListeners) {
 	l.admin.Close()
 }
 
-// netHTTPServer serves connections with the net/http server until the
-// engines replace it.
-type netHTTPServer struct{ s *httpproxy.Server }
-
-func (n netHTTPServer) ServeConn(c net.Conn, ci *stack.ConnInfo) {
-	if err := n.s.ServeConn(c, ci); err != nil {
-		c.Close()
-	}
-}

@@ -19,6 +19,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/detect"
 	"github.com/skeinmesh/skein/internal/proxy/h1"
+	"github.com/skeinmesh/skein/internal/proxy/h2"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
@@ -71,6 +72,7 @@ func testEngines() clientpool.Engines { return engines(quietLog()) }
 type testProxy struct {
 	addr  string
 	http1 *h1.Server
+	http2 *h2.Server
 }
 
 func startProxy(t *testing.T, end stack.Handler, reg *metrics.Registry, ci stack.ConnInfo, idle time.Duration) *testProxy {
@@ -79,7 +81,7 @@ func startProxy(t *testing.T, end stack.Handler, reg *metrics.Registry, ci stack
 		reg, _ = metrics.New(nil)
 	}
 	h := stack.Build(end, metrics.Layer(reg, ci.Direction), proxyerror.Layer(quietLog()), tunnel.Layer(idle))
-	p := &testProxy{http1: h1.NewServer(h, h1.DefaultConfig(), quietLog())}
+	p := &testProxy{http1: h1.NewServer(h, h1.DefaultConfig(), quietLog()), http2: h2.NewServer(h, h2.DefaultConfig(), quietLog())}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,11 +96,14 @@ func startProxy(t *testing.T, end stack.Handler, reg *metrics.Registry, ci stack
 			go func() {
 				info := ci
 				res, rc, err := detect.Detect(c, time.Second)
-				if err != nil || res.Protocol != detect.HTTP1 {
+				switch {
+				case err == nil && res.Protocol == detect.HTTP1:
+					p.http1.ServeConn(rc, &info)
+				case err == nil && res.Protocol == detect.HTTP2:
+					p.http2.ServeConn(rc, &info)
+				default:
 					c.Close()
-					return
 				}
-				p.http1.ServeConn(rc, &info)
 			}()
 		}
 	}()
@@ -107,16 +112,20 @@ func startProxy(t *testing.T, end stack.Handler, reg *metrics.Registry, ci stack
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		p.http1.Shutdown(ctx)
+		p.http2.Shutdown(ctx)
 	})
 	return p
 }
 
 func outboundConn() stack.ConnInfo { return stack.ConnInfo{Direction: "outbound"} }
 
-// httpBackend serves h over HTTP/1.1 on loopback.
+// httpBackend serves h over HTTP/1.1 and h2c prior knowledge on loopback.
 func httpBackend(t *testing.T, h http.Handler) string {
 	t.Helper()
-	srv := &http.Server{Handler: h}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &p}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -175,10 +184,11 @@ func TestProxyErrorDetailOnlyForTheWorkloadAndMeshedPeers(t *testing.T) {
 		name       string
 		ci         stack.ConnInfo
 		wantHeader string
+		wantGRPC   string
 	}{
-		{"outbound", stack.ConnInfo{Direction: "outbound"}, reason},
-		{"inbound meshed", stack.ConnInfo{Direction: "inbound", ClientID: "spiffe://skein.local/ns/demo/sa/web"}, reason},
-		{"inbound unmeshed", stack.ConnInfo{Direction: "inbound"}, ""},
+		{"outbound", stack.ConnInfo{Direction: "outbound"}, reason, reason},
+		{"inbound meshed", stack.ConnInfo{Direction: "inbound", ClientID: "spiffe://skein.local/ns/demo/sa/web"}, reason, reason},
+		{"inbound unmeshed", stack.ConnInfo{Direction: "inbound"}, "", "Bad Gateway"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			proxy := startProxy(t, up, nil, tt.ci, time.Hour)
@@ -191,6 +201,13 @@ func TestProxyErrorDetailOnlyForTheWorkloadAndMeshedPeers(t *testing.T) {
 			if resp.StatusCode != 502 || string(body) != "Bad Gateway\n" || resp.Header.Get(proxyerror.Header) != tt.wantHeader {
 				t.Errorf("HTTP: %d %q %s=%q, want 502 \"Bad Gateway\\n\" %s=%q",
 					resp.StatusCode, body, proxyerror.Header, resp.Header.Get(proxyerror.Header), proxyerror.Header, tt.wantHeader)
+			}
+
+			resp = grpcCall(t, proxy.addr)
+			if got := resp.Header.Get("Grpc-Message"); resp.Header.Get("Grpc-Status") != "14" || got != tt.wantGRPC ||
+				resp.Header.Get(proxyerror.Header) != tt.wantHeader {
+				t.Errorf("gRPC: grpc-status %q grpc-message %q %s=%q, want 14 %q %q",
+					resp.Header.Get("Grpc-Status"), got, proxyerror.Header, resp.Header.Get(proxyerror.Header), tt.wantGRPC, tt.wantHeader)
 			}
 		})
 	}
@@ -209,6 +226,98 @@ func TestRefusalWithoutMTLSAnswers503AndSaysWhy(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Skein-Proxy-Error") != why {
 		t.Errorf("HTTP/1 request got %d with Skein-Proxy-Error %q, want 503 with %q", resp.StatusCode, resp.Header.Get("Skein-Proxy-Error"), why)
 	}
+
+	resp = grpcCall(t, proxy.addr)
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" || resp.Header.Get("Grpc-Message") != why {
+		t.Errorf("gRPC request got %d grpc-status %q grpc-message %q, want 200, 14, %q",
+			resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"), why)
+	}
+}
+
+func TestUpstreamFailureAnswersGRPCUnavailable(t *testing.T) {
+	up := newFixedUpstream(t, "127.0.0.1:1")
+	up.err = fmt.Errorf("endpoint gone: %w", stack.ErrNoEndpoints)
+	proxy := startProxy(t, up, nil, outboundConn(), time.Hour)
+	resp := grpcCall(t, proxy.addr)
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" {
+		t.Errorf("gRPC request got %d grpc-status %q, want 200 with grpc-status 14", resp.StatusCode, resp.Header.Get("Grpc-Status"))
+	}
+	resp, err := http.Get("http://" + proxy.addr + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("HTTP/1 request got %d, want 503 when there are no endpoints", resp.StatusCode)
+	}
+}
+
+func TestHTTP2TrailersAndStreamingPassThrough(t *testing.T) {
+	backend := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("backend got HTTP/%d, want the client's HTTP/2", r.ProtoMajor)
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "application/grpc")
+		w.WriteHeader(200)
+		w.Write(body)
+		w.Header().Set("X-Sum", fmt.Sprint(len(body)))
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+		if got := r.Trailer.Get("X-Client-Trailer"); got != "yes" {
+			t.Errorf("backend saw request trailer %q, want yes", got)
+		}
+	}))
+	reg, _ := metrics.New(nil)
+	proxy := startProxy(t, newFixedUpstream(t, backend), reg, outboundConn(), time.Hour)
+
+	req, _ := http.NewRequest("POST", "http://"+proxy.addr+"/svc/Method", io.NopCloser(strings.NewReader("hello")))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Trailer = http.Header{"X-Client-Trailer": {"yes"}}
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello" {
+		t.Errorf("body %q, want hello", body)
+	}
+	if got := resp.Trailer.Get("X-Sum"); got != "5" {
+		t.Errorf("trailer X-Sum = %q, want 5", got)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Errorf("trailer Grpc-Status = %q, want 0", got)
+	}
+	want := `
+# HELP response_total Total HTTP responses (or failures to get one).
+# TYPE response_total counter
+response_total{authority="unknown",classification="success",client_id="",direction="outbound",dst_namespace="",dst_pod="",dst_service="backend",dst_workload="",grpc_status="0",route_name="",server_id="",status_code="200",target_addr="` + backend + `",tls="no_identity"} 1
+`
+	if err := testutil.GatherAndCompare(reg.Gatherer(), strings.NewReader(want), "response_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
+}
+
+// grpcCall makes a unary gRPC-shaped call (a one-byte body) over h2c
+// through proxy and returns the answer, its body read to the end.
+func grpcCall(t *testing.T, proxy string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+proxy+"/svc/Method", strings.NewReader("x"))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
 
 func TestConnectBecomesAByteTunnel(t *testing.T) {
@@ -318,11 +427,11 @@ func TestIdleTunnelsAreClosedOnBothSidesThroughTheEngines(t *testing.T) {
 	for _, kind := range []string{"connect", "upgrade"} {
 		t.Run(kind, func(t *testing.T) {
 			backend, closed := tunnelBackend(t)
-			const idle = 200 * time.Millisecond
+			const idle = 400 * time.Millisecond
 			proxy := startProxy(t, newFixedUpstream(t, backend), nil, outboundConn(), idle)
 			c, br := openTunnel(t, proxy.addr, kind)
 			// Traffic for three idle timeouts keeps the tunnel open.
-			for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 4) {
+			for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 10) {
 				if err := echo(c, br); err != nil {
 					t.Fatalf("busy tunnel broke: %v", err)
 				}
@@ -398,3 +507,64 @@ func TestShutdownReturnsOnceTunnelsEnd(t *testing.T) {
 		t.Error("Shutdown still waiting after the last tunnel ended")
 	}
 }
+
+// An HTTP/2 CONNECT (501 before the engines) is carried as a stream: the
+// backend (net/http's HTTP/2 server) answers 200 and echoes the tunnel's
+// bytes.
+func TestHTTP2ConnectIsCarried(t *testing.T) {
+	backend := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect || r.Host != "example.test:443" {
+			http.Error(w, "want CONNECT example.test:443", http.StatusBadRequest)
+			return
+		}
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		w.WriteHeader(200)
+		rc.Flush()
+		buf := make([]byte, 1024)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				w.Write(buf[:n])
+				rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	proxy := startProxy(t, newFixedUpstream(t, backend), nil, outboundConn(), time.Hour)
+	client := h2.NewClient(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", proxy.addr)
+	}, h2.DefaultConfig(), quietLog())
+	defer client.Close()
+	up, down := io.Pipe()
+	req := &stack.Request{Method: "CONNECT", Authority: "example.test:443", ProtoMajor: 2, Body: &pipeBody{r: up}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := client.Serve(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Status != 200 {
+		t.Fatalf("CONNECT answered %d, want 200", resp.Status)
+	}
+	for _, msg := range []string{"ping", "through the tunnel"} {
+		if _, err := io.WriteString(down, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(resp.Body, got); err != nil || string(got) != msg {
+			t.Fatalf("tunnel echoed %q, %v; want %q", got, err, msg)
+		}
+	}
+}
+
+// pipeBody is a request body the test writes as it goes.
+type pipeBody struct{ r *io.PipeReader }
+
+func (b *pipeBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *pipeBody) Trailers() stack.Header     { return nil }
+func (b *pipeBody) Close() error               { return b.r.Close() }

@@ -32,7 +32,7 @@ func recordingEngines() clientpool.Engines {
 func TestOnlyAMeshedPeerMayAskForHTTP1(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h := New(ctx, false).Handler(ctx, recordingEngines())
+	h := New(false).Handler(ctx, recordingEngines())
 	for _, c := range []struct {
 		name       string
 		clientID   string
@@ -70,7 +70,7 @@ func TestOnlyAMeshedPeerMayAskForHTTP1(t *testing.T) {
 func TestSourcePoolsAreBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a := New(ctx, true).Handler(ctx, recordingEngines()).(*toApp)
+	a := New(true).Handler(ctx, recordingEngines()).(*toApp)
 	send := func(client string) {
 		req := &stack.Request{Method: "GET", ProtoMajor: 1, Body: stack.NoBody, Conn: &stack.ConnInfo{
 			Client: netip.MustParseAddrPort(client), OrigDst: netip.MustParseAddrPort("10.0.0.1:8080")}}

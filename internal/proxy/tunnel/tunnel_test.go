@@ -50,7 +50,7 @@ func TestIdleTunnelsAreClosedOnBothSides(t *testing.T) {
 				go io.Copy(io.Discard, req.Body) // the client engine sending the client's bytes
 				return &stack.Response{Status: c.status, Body: up}, nil
 			})
-			const idle = 100 * time.Millisecond
+			const idle = 400 * time.Millisecond
 			req := &stack.Request{Method: c.method, ProtoMajor: 1, Header: c.header, Body: down, Conn: &stack.ConnInfo{}}
 			resp, err := Layer(idle)(server).Serve(context.Background(), req)
 			if err != nil {
@@ -61,7 +61,7 @@ func TestIdleTunnelsAreClosedOnBothSides(t *testing.T) {
 			}
 			go io.Copy(io.Discard, resp.Body) // the server engine sending the server's bytes
 			// Traffic for three idle timeouts, either way, keeps the tunnel open.
-			for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 4) {
+			for end := time.Now().Add(3 * idle); time.Now().Before(end); time.Sleep(idle / 10) {
 				w := down.w
 				if time.Now().UnixNano()%2 == 0 {
 					w = up.w
