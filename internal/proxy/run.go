@@ -238,4 +238,3 @@ func closeAll(l *openedListeners) {
 	l.inbound.Close()
 	l.admin.Close()
 }
-
