@@ -113,7 +113,9 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 		if err == nil {
 			return &st.client.resp, nil
 		}
-		if errors.Is(err, errGoneAway) && tries < 3 && ctx.Err() == nil {
+		// Refused, or past a GOAWAY: the upstream never saw it, another
+		// connection may take it (when there is no body that went with it).
+		if stack.IsNotSent(err) && (req.Body == nil || req.Body == stack.NoBody) && tries < 3 && ctx.Err() == nil {
 			continue
 		}
 		return nil, err
@@ -363,7 +365,9 @@ func (cc *clientConn) streamGone(st *stream) {
 	if wake && st.err == nil && !cs.haveResp {
 		st.err = errConnLost
 	}
-	if wake && !st.sent.Load() && !stack.IsNotSent(st.err) {
+	var se http2.StreamError
+	refused := errors.As(st.err, &se) && se.Code == http2.ErrCodeRefusedStream
+	if wake && (refused || !st.sent.Load()) && !stack.IsNotSent(st.err) {
 		st.err = stack.NotSent(st.err)
 	}
 	closeConn := cc.goneAway && cc.inflight == 0
