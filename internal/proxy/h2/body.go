@@ -240,11 +240,3 @@ func (b *recvBody) attach(sink *stream) {
 	b.sink = sink
 	b.mu.Unlock()
 }
-
-// completeLen reports whether the body is all there (END_STREAM seen) and
-// how many bytes it holds.
-func (b *recvBody) complete() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ended && b.err == nil
-}

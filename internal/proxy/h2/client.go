@@ -21,7 +21,6 @@ var (
 	errGoneAway      = errors.New("h2: upstream connection going away")
 	errNoConnect     = errors.New("h2: upstream does not accept extended CONNECT")
 	errKeepalive     = errors.New("h2: upstream did not answer keepalive PING")
-	errBadUpstream   = errors.New("h2: malformed response from upstream")
 	keepalivePayload = [8]byte{'s', 'k', 'n', 'k', 'e', 'e', 'p', 'a'}
 )
 

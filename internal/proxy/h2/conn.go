@@ -352,6 +352,3 @@ type connError struct {
 }
 
 func (e connError) Error() string { return "h2: connection error " + e.code.String() + ": " + e.reason }
-
-// notSentErr wraps err as stack.NotSent.
-func notSentErr(err error) error { return stack.NotSent(err) }

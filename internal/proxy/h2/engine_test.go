@@ -3,7 +3,6 @@ package h2
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -14,23 +13,29 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// h2cTransport is net/http's HTTP/2 client over plain TCP: a witness.
-func h2cTransport() *http2.Transport {
-	return &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+func h2cOnly() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
+
+// h2cTransport is net/http's HTTP/2 client over plain TCP (prior
+// knowledge): a witness.
+func h2cTransport() *http.Transport { return &http.Transport{Protocols: h2cOnly()} }
 
 // h2cServer serves h with net/http's HTTP/2 server over plain TCP.
 func h2cServer(t testing.TB, h http.Handler) string {
-	srv := &http2.Server{}
-	return listen(t, func(c net.Conn) { srv.ServeConn(c, &http2.ServeConnOpts{Handler: h}) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, Protocols: h2cOnly()}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
 
 func serveH2(t testing.TB, h stack.Handler, cfg Config) (string, *Server) {

@@ -8,11 +8,6 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// maxInlineBody is the largest known-length body (stack.BytesBody and
-// the like) copied whole into the queue with its headers; larger bodies
-// are streamed.
-const maxInlineBody = 64 << 10
-
 func putBuf(b *[]byte) { putPage(b) }
 
 // sendData gives each active stream at most one DATA frame (headers and
