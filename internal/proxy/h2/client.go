@@ -188,9 +188,9 @@ func (c *Client) newConn(nc net.Conn) *clientConn {
 	cc.q.push(item{kind: itemRaw, data: []byte(http2.ClientPreface)})
 	cc.q.push(cc.ourSettings()...)
 	cc.lastRead.Store(time.Now().UnixNano())
+	cc.keepalive = time.AfterFunc(c.cfg.KeepaliveInterval, cc.keepaliveCheck)
 	go cc.w.run()
 	go cc.run()
-	cc.keepalive = time.AfterFunc(c.cfg.KeepaliveInterval, cc.keepaliveCheck)
 	return cc
 }
 

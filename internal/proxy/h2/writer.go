@@ -241,8 +241,12 @@ func (w *writer) drop(st *stream) {
 	delete(w.streams, st.id)
 }
 
-// release gives back what an unwritten item holds.
+// release gives back what an unwritten item holds. It is safe from any
+// goroutine (the queue's pushers call it when the writer is gone).
 func (w *writer) release(it *item) {
+	if it.kind == itemHeaders && it.st != nil && it.st.client != nil && it.st.id == 0 {
+		w.c.failUnsent(it.st, errConnLost) // a request that never went out
+	}
 	if it.buf != nil {
 		putBuf(it.buf)
 		it.buf = nil
