@@ -43,12 +43,15 @@ func TestWebSocketThroughTheProxy(t *testing.T) {
 
 // connectUpstream answers CONNECT with 200 and then echoes, upper-cased,
 // until the client half-closes; then it says "bye" and closes.
+// For half.test:1 it speaks first, half-closes, and sends what it then
+// hears on heard.
 func connectUpstream(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
+	heard = make(chan string, 1)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -59,6 +62,14 @@ func connectUpstream(t *testing.T) string {
 				defer func() { _ = c.Close() }()
 				br := bufio.NewReader(c)
 				req, err := http.ReadRequest(br)
+				if err == nil && req.Host == "half.test:1" {
+					// Speaks first and half-closes; then listens.
+					_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\nfirst words")
+					_ = c.(*net.TCPConn).CloseWrite()
+					data, _ := io.ReadAll(br)
+					heard <- string(data)
+					return
+				}
 				if err != nil || req.Method != "CONNECT" || req.Host != "db.test:5432" {
 					_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 					return
@@ -89,6 +100,28 @@ func TestConnectTunnelHalfClosesBothWays(t *testing.T) {
 	}
 	if string(rest) != "SELECT 1;bye" {
 		t.Errorf("tunnel gave %q, want %q", rest, "SELECT 1;bye")
+	}
+}
+
+var heard chan string
+
+func TestConnectTunnelUpstreamHalfCloseFirst(t *testing.T) {
+	p := startProxy(t, Config{}, connectUpstream(t))
+	c := dialRaw(t, p.addr)
+	_, _ = io.WriteString(c, "CONNECT half.test:1 HTTP/1.1\r\nHost: half.test:1\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT answer: %v %v", resp, err)
+	}
+	// The upstream's half-close reaches the client while it can still write.
+	got, err := io.ReadAll(br)
+	if err != nil || string(got) != "first words" {
+		t.Fatalf("read %q (%v) before EOF, want the upstream's words and its half-close", got, err)
+	}
+	_, _ = io.WriteString(c, "late reply")
+	_ = c.(*net.TCPConn).CloseWrite()
+	if h := <-heard; h != "late reply" {
+		t.Errorf("upstream heard %q after its half-close, want %q", h, "late reply")
 	}
 }
 
