@@ -212,3 +212,25 @@ func TestClientResponseHeaderLimit(t *testing.T) {
 		t.Errorf("a response head over 64 KiB: %v, want %v", err, errHeadTooLarge)
 	}
 }
+
+func TestClientSendsSmallBodyTrailersInOneChunk(t *testing.T) {
+	got := make(chan string, 1)
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- string(body) + "|" + r.Trailer.Get("Grpc-Status") + "|" + r.Header.Get("Content-Type")
+	})
+	c := newTestClient(be.hostPort())
+	defer c.Close()
+	req := get("/")
+	req.Method = "POST"
+	req.Header = stack.Header{{Name: "content-type", Value: "application/x-test"}}
+	req.Body = stack.BytesBody([]byte("payload"), stack.Header{{Name: "grpc-status", Value: "0"}})
+	resp, err := c.Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	if g := <-got; g != "payload|0|application/x-test" {
+		t.Errorf("backend got %q", g)
+	}
+}
