@@ -234,3 +234,51 @@ func TestClientSendsSmallBodyTrailersInOneChunk(t *testing.T) {
 		t.Errorf("backend got %q", g)
 	}
 }
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+func TestSmallMessagesGoInOneWrite(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(body)
+	})
+	var upWrites, downWrites atomic.Int32
+	client := NewClient(func(ctx context.Context) (net.Conn, error) {
+		c, err := net.Dial("tcp", be.hostPort())
+		return countingConn{c, &upWrites}, err
+	}, Config{}, quietLog())
+	defer client.Close()
+	srv := NewServer(client, Config{}, quietLog())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			srv.ServeConn(countingConn{c, &downWrites}, nil)
+		}
+	}()
+	c := dialRaw(t, ln.Addr().String())
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+	resp := readResponse(t, c, "POST")
+	if got := readAll(t, resp); got != "hello" {
+		t.Fatalf("echo %q", got)
+	}
+	if n := upWrites.Load(); n != 1 {
+		t.Errorf("request head and small body took %d writes upstream, want 1", n)
+	}
+	if n := downWrites.Load(); n != 1 {
+		t.Errorf("response head and small body took %d writes to the client, want 1", n)
+	}
+}
