@@ -2,11 +2,13 @@ package h1
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/websocket"
 )
@@ -132,5 +134,26 @@ func TestConnectRefusedIsAnAnswer(t *testing.T) {
 	resp := readResponse(t, c, "CONNECT")
 	if resp.StatusCode != 400 {
 		t.Errorf("refused CONNECT answered %d, want the upstream's 400", resp.StatusCode)
+	}
+}
+
+func TestIdleTunnelIsClosed(t *testing.T) {
+	p := startProxy(t, Config{TunnelIdleTimeout: 200 * time.Millisecond}, connectUpstream(t))
+	c := dialRaw(t, p.addr)
+	_, _ = io.WriteString(c, "CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT answer: %v %v", resp, err)
+	}
+	// Some traffic, then silence: the proxy closes both sides.
+	_, _ = io.WriteString(c, "ping")
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	rest, err := io.ReadAll(br)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the idle tunnel was not closed")
+	}
+	if string(rest) != "" && string(rest) != "PINGbye" {
+		t.Errorf("tunnel gave %q", rest)
 	}
 }
