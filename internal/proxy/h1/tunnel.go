@@ -17,7 +17,7 @@ import (
 type tunnelBody struct {
 	ctx     context.Context
 	decided chan struct{}
-	r       io.Reader // nil: no tunnel
+	r       io.Reader     // nil: no tunnel
 	moved   *atomic.Int64 // when a byte last moved, for the idle timeout
 	doneMu  sync.Once
 	done    chan struct{} // closed when the client's side ended or was closed
