@@ -282,3 +282,25 @@ func TestSmallMessagesGoInOneWrite(t *testing.T) {
 		t.Errorf("response head and small body took %d writes to the client, want 1", n)
 	}
 }
+
+func TestClientDropsIdleConnectionsTheUpstreamClosed(t *testing.T) {
+	defer func(d time.Duration) { staleCheckAfter = d }(staleCheckAfter)
+	staleCheckAfter = 0
+	addr, conns := onceServer(t)
+	c := newTestClient(addr)
+	defer c.Close()
+	for i := range 3 {
+		post := get("/")
+		post.Method = "POST"
+		post.Body = stack.BytesBody([]byte("payload"), nil)
+		resp, err := c.Serve(context.Background(), post)
+		if err != nil {
+			t.Fatalf("POST %d after the upstream closed the pooled connection: %v", i, err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections for 3 requests on connections closed after each, want 3", n)
+	}
+}
