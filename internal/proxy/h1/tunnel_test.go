@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -155,5 +156,27 @@ func TestIdleTunnelIsClosed(t *testing.T) {
 	}
 	if string(rest) != "" && string(rest) != "PINGbye" {
 		t.Errorf("tunnel gave %q", rest)
+	}
+}
+
+func TestShutdownWaitsForTunnelsThenCuts(t *testing.T) {
+	p := startProxy(t, Config{}, connectUpstream(t))
+	c := dialRaw(t, p.addr)
+	_, _ = io.WriteString(c, "CONNECT db.test:5432 HTTP/1.1\r\nHost: db.test:5432\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT answer: %v %v", resp, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown with an open tunnel: %v, want it to wait and then cut", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.ReadAll(br); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Error("tunnel still open after the shutdown grace")
+		}
 	}
 }
