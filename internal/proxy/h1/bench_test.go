@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"strings"
 	"testing"
 )
@@ -174,5 +176,35 @@ func TestProxiedGETAllocationBudget(t *testing.T) {
 	t.Logf("%.1f allocations per proxied GET", allocs)
 	if allocs > proxiedGETAllocs {
 		t.Errorf("%.1f allocations per proxied keep-alive GET, budget %d", allocs, proxiedGETAllocs)
+	}
+}
+
+// BenchmarkNetHTTPProxiedGETKeepAlive is the same GET through what the
+// engine replaces (net/http's server, httputil.ReverseProxy and
+// Transport), with the same client and upstream: the figure to compare.
+func BenchmarkNetHTTPProxiedGETKeepAlive(b *testing.B) {
+	upstream := rawUpstream(b, upstreamOK)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", upstream
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 100, DisableCompression: true},
+	}
+	srv := httptest.NewServer(rp)
+	b.Cleanup(srv.Close)
+	k := newKeepAliveClient(b, strings.TrimPrefix(srv.URL, "http://"), getRequest, 0)
+	if _, err := k.c.Write(k.req); err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(k.c), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	head, _ := httputil.DumpResponse(resp, true)
+	k.resp = make([]byte, len(head))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		k.do(b)
 	}
 }

@@ -14,8 +14,9 @@ import (
 // Serve sends req upstream and returns the response, whose body the caller
 // reads to the end or closes. Errors before any byte of the request was
 // written are stack.NotSent. A request without a body that meets a reused
-// connection the upstream had closed (the write or the first read fails
-// before any response byte) is sent once more on a new connection.
+// connection the upstream had closed is sent once more on a new
+// connection: when writing it failed, or, for an idempotent method, when
+// the connection ended before any byte of the response.
 func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 	if req.Body == nil {
 		req.Body = stack.NoBody
@@ -131,7 +132,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if cc.reused && !bodyTouched && errors.Is(err, errNoAnswer) {
+		if cc.reused && !bodyTouched && idempotent(req.Method) && errors.Is(err, errNoAnswer) {
 			return nil, &staleConnError{err}
 		}
 		return nil, err
@@ -213,6 +214,16 @@ func (cc *clientConn) writeBody(body stack.Body, n int64) {
 func (cc *clientConn) write(b []byte) error {
 	_, err := cc.conn.Write(b)
 	return err
+}
+
+// idempotent reports whether a request with method may be sent twice
+// when the upstream may have seen it once (RFC 9110 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
 }
 
 // errNoAnswer is a connection that ended before any byte of a response.

@@ -92,13 +92,21 @@ func TestClientRetriesOnlyBodilessRequestsOnStaleConnections(t *testing.T) {
 	if n := conns.Load(); n != 4 && n != 3 {
 		t.Errorf("%d connections for 3 requests", n)
 	}
-	post := get("/")
-	post.Method = "POST"
-	post.Body = stack.BytesBody([]byte("payload"), nil)
-	if _, err := c.Serve(context.Background(), post); err == nil {
-		t.Error("POST with a body on a stale connection succeeded: it must not be sent twice")
-	} else if stack.IsNotSent(err) {
-		t.Errorf("POST on a stale connection: %v is NotSent, but its bytes went out", err)
+	for _, body := range []stack.Body{stack.BytesBody([]byte("payload"), nil), stack.NoBody} {
+		resp, err := c.Serve(context.Background(), get("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		time.Sleep(20 * time.Millisecond)
+		post := get("/")
+		post.Method = "POST"
+		post.Body = body
+		if _, err := c.Serve(context.Background(), post); err == nil {
+			t.Error("POST on a stale connection succeeded: the upstream may have seen it, it must not be sent twice")
+		} else if stack.IsNotSent(err) {
+			t.Errorf("POST on a stale connection: %v is NotSent, but its bytes went out", err)
+		}
 	}
 }
 
@@ -202,5 +210,97 @@ func TestClientResponseHeaderLimit(t *testing.T) {
 	defer cl.Close()
 	if _, err := cl.Serve(context.Background(), get("/")); !errors.Is(err, errHeadTooLarge) {
 		t.Errorf("a response head over 64 KiB: %v, want %v", err, errHeadTooLarge)
+	}
+}
+
+func TestClientSendsSmallBodyTrailersInOneChunk(t *testing.T) {
+	got := make(chan string, 1)
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- string(body) + "|" + r.Trailer.Get("Grpc-Status") + "|" + r.Header.Get("Content-Type")
+	})
+	c := newTestClient(be.hostPort())
+	defer c.Close()
+	req := get("/")
+	req.Method = "POST"
+	req.Header = stack.Header{{Name: "content-type", Value: "application/x-test"}}
+	req.Body = stack.BytesBody([]byte("payload"), stack.Header{{Name: "grpc-status", Value: "0"}})
+	resp, err := c.Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadAll(resp.Body)
+	if g := <-got; g != "payload|0|application/x-test" {
+		t.Errorf("backend got %q", g)
+	}
+}
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int32
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+func TestSmallMessagesGoInOneWrite(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(body)
+	})
+	var upWrites, downWrites atomic.Int32
+	client := NewClient(func(ctx context.Context) (net.Conn, error) {
+		c, err := net.Dial("tcp", be.hostPort())
+		return countingConn{c, &upWrites}, err
+	}, Config{}, quietLog())
+	defer client.Close()
+	srv := NewServer(client, Config{}, quietLog())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			srv.ServeConn(countingConn{c, &downWrites}, nil)
+		}
+	}()
+	c := dialRaw(t, ln.Addr().String())
+	_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+	resp := readResponse(t, c, "POST")
+	if got := readAll(t, resp); got != "hello" {
+		t.Fatalf("echo %q", got)
+	}
+	if n := upWrites.Load(); n != 1 {
+		t.Errorf("request head and small body took %d writes upstream, want 1", n)
+	}
+	if n := downWrites.Load(); n != 1 {
+		t.Errorf("response head and small body took %d writes to the client, want 1", n)
+	}
+}
+
+func TestClientDropsIdleConnectionsTheUpstreamClosed(t *testing.T) {
+	defer func(d time.Duration) { staleCheckAfter = d }(staleCheckAfter)
+	staleCheckAfter = 0
+	addr, conns := onceServer(t)
+	c := newTestClient(addr)
+	defer c.Close()
+	for i := range 3 {
+		post := get("/")
+		post.Method = "POST"
+		post.Body = stack.BytesBody([]byte("payload"), nil)
+		resp, err := c.Serve(context.Background(), post)
+		if err != nil {
+			t.Fatalf("POST %d after the upstream closed the pooled connection: %v", i, err)
+		}
+		_, _ = io.ReadAll(resp.Body)
+		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections for 3 requests on connections closed after each, want 3", n)
 	}
 }

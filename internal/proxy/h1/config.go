@@ -23,6 +23,9 @@ type Config struct {
 	// whose request body sends nothing, or which reads none of its response,
 	// for this long. Tunnels are not subject to it. Default 60 s.
 	BodyTimeout time.Duration
+	// TunnelIdleTimeout closes a tunnel (after a 101 or a 2xx to CONNECT)
+	// on which no byte moved either way for this long. Default 1 h.
+	TunnelIdleTimeout time.Duration
 	// MaxIdleConns caps a Client's idle keep-alive connections. Default 100.
 	MaxIdleConns int
 	// PoolIdleTimeout closes a Client's connection idle this long. Default 90 s.
@@ -37,6 +40,7 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout:   10 * time.Second,
 		IdleTimeout:         5 * time.Minute,
 		BodyTimeout:         60 * time.Second,
+		TunnelIdleTimeout:   time.Hour,
 		MaxIdleConns:        100,
 		PoolIdleTimeout:     90 * time.Second,
 	}
@@ -59,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BodyTimeout <= 0 {
 		c.BodyTimeout = d.BodyTimeout
+	}
+	if c.TunnelIdleTimeout <= 0 {
+		c.TunnelIdleTimeout = d.TunnelIdleTimeout
 	}
 	if c.MaxIdleConns <= 0 {
 		c.MaxIdleConns = d.MaxIdleConns

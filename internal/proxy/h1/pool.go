@@ -42,6 +42,7 @@ type clientConn struct {
 	br        *bufio.Reader
 	head      []byte // reused response head buffer
 	reused    bool
+	idleSince time.Time
 	idleTimer *time.Timer
 
 	// Per request.
@@ -59,12 +60,17 @@ type clientConn struct {
 // stack.NotSent.
 func (c *Client) get(ctx context.Context) (*clientConn, error) {
 	c.mu.Lock()
-	if n := len(c.idle); n > 0 {
+	for n := len(c.idle); n > 0; n = len(c.idle) {
 		cc := c.idle[n-1]
 		c.idle[n-1] = nil
 		c.idle = c.idle[:n-1]
 		c.mu.Unlock()
 		cc.idleTimer.Stop()
+		if time.Since(cc.idleSince) >= staleCheckAfter && (cc.br.Buffered() > 0 || closedByPeer(cc.conn)) {
+			c.drop(cc)
+			c.mu.Lock()
+			continue
+		}
 		cc.reused = true
 		return cc, nil
 	}
@@ -103,6 +109,7 @@ func (c *Client) put(cc *clientConn) {
 		return
 	}
 	c.idle = append(c.idle, cc)
+	cc.idleSince = time.Now()
 	if cc.idleTimer == nil {
 		cc.idleTimer = time.AfterFunc(c.cfg.PoolIdleTimeout, func() { c.expire(cc) })
 	} else {

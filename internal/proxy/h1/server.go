@@ -48,6 +48,9 @@ func NewServer(h stack.Handler, cfg Config, log *slog.Logger) *Server {
 // ServeConn serves c until it ends; the caller's goroutine reads it. ci is
 // shared by all its requests. After Shutdown, c is closed at once.
 func (s *Server) ServeConn(c net.Conn, ci *stack.ConnInfo) {
+	if ci == nil {
+		ci = &stack.ConnInfo{}
+	}
 	sc := &serverConn{srv: s, conn: c, ci: ci, br: bufio.NewReaderSize(c, 4<<10), bgDone: make(chan struct{}, 1)}
 	s.mu.Lock()
 	if s.shutting {

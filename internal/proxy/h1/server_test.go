@@ -20,8 +20,8 @@ func TestRequestContextEndsWhenClientLeaves(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			ended <- ctx.Err()
-		case <-time.After(time.Minute):
-			ended <- errors.New("still waiting after a minute")
+		case <-time.After(15 * time.Second):
+			ended <- errors.New("still waiting after 15 s")
 		}
 		return nil, ctx.Err()
 	}), nil)
@@ -178,4 +178,24 @@ func TestShutdownCutsAfterGrace(t *testing.T) {
 		t.Errorf("request context: %v, want canceled", err)
 	}
 	closedByServer(t, c)
+}
+
+func TestHandlerErrorsAndImpossibleStatusesAre502(t *testing.T) {
+	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
+		switch r.Path {
+		case "/error":
+			return nil, errors.New("internal detail")
+		case "/101":
+			return &stack.Response{Status: 101, Body: stack.NoBody}, nil
+		}
+		return &stack.Response{Status: 103, Body: stack.NoBody}, nil
+	}), nil)
+	c := dialRaw(t, p.addr)
+	for _, path := range []string{"/error", "/101", "/103"} {
+		_, _ = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp := readResponse(t, c, "GET")
+		if body := readAll(t, resp); resp.StatusCode != 502 || body != "" {
+			t.Errorf("%s: %d %q, want a bare 502", path, resp.StatusCode, body)
+		}
+	}
 }

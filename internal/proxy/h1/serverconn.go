@@ -146,6 +146,13 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 		tb.decide(nil, nil)
 		fr.keepAlive = false
 	}
+	if resp.Status < 200 || resp.Status > 999 {
+		// Interim answers are the engines' business; a 101 to a request
+		// that asked for no upgrade cannot be honoured.
+		c.srv.log.Debug("HTTP/1 handler answered a status it cannot have", "status", resp.Status)
+		_ = resp.Body.Close()
+		resp = &stack.Response{Status: 502, Body: stack.NoBody}
+	}
 	keep := c.writeResponse(req.Method, fr, resp)
 	c.abortBackgroundRead()
 	c.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/stack"
@@ -16,7 +17,8 @@ import (
 type tunnelBody struct {
 	ctx     context.Context
 	decided chan struct{}
-	r       io.Reader // nil: no tunnel
+	r       io.Reader     // nil: no tunnel
+	moved   *atomic.Int64 // when a byte last moved, for the idle timeout
 	doneMu  sync.Once
 	done    chan struct{} // closed when the client's side ended or was closed
 }
@@ -26,8 +28,8 @@ func newTunnelBody(ctx context.Context) *tunnelBody {
 }
 
 // decide opens the tunnel onto r, or (r nil) ends the body empty.
-func (t *tunnelBody) decide(r io.Reader, _ net.Conn) {
-	t.r = r
+func (t *tunnelBody) decide(r io.Reader, moved *atomic.Int64) {
+	t.r, t.moved = r, moved
 	close(t.decided)
 	if r == nil {
 		t.finish()
@@ -46,6 +48,9 @@ func (t *tunnelBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := t.r.Read(p)
+	if n > 0 {
+		t.moved.Store(nanotime())
+	}
 	if err != nil {
 		t.finish()
 	}
@@ -80,11 +85,16 @@ func (c *serverConn) tunnel(ctx context.Context, fr framing, resp *stack.Respons
 		return
 	}
 	_ = c.conn.SetDeadline(time.Time{})
-	tb.decide(c.br, c.conn)
+	var moved atomic.Int64
+	moved.Store(nanotime())
+	stopIdle := c.closeWhenIdle(&moved, resp.Body)
+	defer stopIdle()
+	tb.decide(c.br, &moved)
 	buf := (*bp)[:cap(*bp)]
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
+			moved.Store(nanotime())
 			if _, werr := c.conn.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -102,6 +112,44 @@ func (c *serverConn) tunnel(ctx context.Context, fr framing, resp *stack.Respons
 	case <-ctx.Done():
 	}
 }
+
+// closeWhenIdle closes both sides of a tunnel once no byte has moved
+// either way for the tunnel idle timeout; it returns the function that
+// stops watching.
+func (c *serverConn) closeWhenIdle(moved *atomic.Int64, upstream stack.Body) (stop func()) {
+	idle := c.srv.cfg.TunnelIdleTimeout
+	var timer *time.Timer
+	var mu sync.Mutex
+	stopped := false
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if left := idle - time.Duration(nanotime()-moved.Load()); left > 0 {
+			timer.Reset(left)
+			return
+		}
+		c.srv.log.Debug("HTTP/1 tunnel idle, closing", "client", c.ci.Client, "idle", idle)
+		_ = c.conn.Close()
+		_ = upstream.Close()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(idle, check)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		timer.Stop()
+	}
+}
+
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }
+
+var epoch = time.Now()
 
 // closeWrite half-closes c when it can, else closes it.
 func closeWrite(c net.Conn) {

@@ -47,12 +47,13 @@ func (b *recvBody) init(st *stream) {
 }
 
 // append copies data in; the reader goroutine calls it after flow control
-// accepted the bytes.
-func (b *recvBody) append(data []byte) {
+// accepted the bytes. It reports false when the body was closed or failed
+// and the bytes were dropped (their window is the caller's to return).
+func (b *recvBody) append(data []byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed || b.err != nil {
-		return
+		return false
 	}
 	for len(data) > 0 {
 		if len(b.pages) == 0 || b.tail == pageSize {
@@ -64,6 +65,7 @@ func (b *recvBody) append(data []byte) {
 		b.size += n
 		data = data[n:]
 	}
+	return true
 }
 
 // end marks END_STREAM with the trailers, if any.
@@ -233,18 +235,9 @@ func (b *recvBody) Close() error {
 	return nil
 }
 
-// attach makes sink's writer pull from b; it reports whether b already
-// has something to send.
+// attach makes sink's writer pull from b: b's news kick sink's writer.
 func (b *recvBody) attach(sink *stream) {
 	b.mu.Lock()
 	b.sink = sink
 	b.mu.Unlock()
-}
-
-// completeLen reports whether the body is all there (END_STREAM seen) and
-// how many bytes it holds.
-func (b *recvBody) complete() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ended && b.err == nil
 }

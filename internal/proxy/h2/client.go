@@ -21,7 +21,6 @@ var (
 	errGoneAway      = errors.New("h2: upstream connection going away")
 	errNoConnect     = errors.New("h2: upstream does not accept extended CONNECT")
 	errKeepalive     = errors.New("h2: upstream did not answer keepalive PING")
-	errBadUpstream   = errors.New("h2: malformed response from upstream")
 	keepalivePayload = [8]byte{'s', 'k', 'n', 'k', 'e', 'e', 'p', 'a'}
 )
 
@@ -113,7 +112,9 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 		if err == nil {
 			return &st.client.resp, nil
 		}
-		if errors.Is(err, errGoneAway) && tries < 3 && ctx.Err() == nil {
+		// Refused, or past a GOAWAY: the upstream never saw it, another
+		// connection may take it (when there is no body that went with it).
+		if stack.IsNotSent(err) && (req.Body == nil || req.Body == stack.NoBody) && tries < 3 && ctx.Err() == nil {
 			continue
 		}
 		return nil, err
@@ -187,9 +188,9 @@ func (c *Client) newConn(nc net.Conn) *clientConn {
 	cc.q.push(item{kind: itemRaw, data: []byte(http2.ClientPreface)})
 	cc.q.push(cc.ourSettings()...)
 	cc.lastRead.Store(time.Now().UnixNano())
+	cc.keepalive = time.AfterFunc(c.cfg.KeepaliveInterval, cc.keepaliveCheck)
 	go cc.w.run()
 	go cc.run()
-	cc.keepalive = time.AfterFunc(c.cfg.KeepaliveInterval, cc.keepaliveCheck)
 	return cc
 }
 
@@ -363,7 +364,9 @@ func (cc *clientConn) streamGone(st *stream) {
 	if wake && st.err == nil && !cs.haveResp {
 		st.err = errConnLost
 	}
-	if wake && !st.sent.Load() && !stack.IsNotSent(st.err) {
+	var se http2.StreamError
+	refused := errors.As(st.err, &se) && se.Code == http2.ErrCodeRefusedStream
+	if wake && (refused || !st.sent.Load()) && !stack.IsNotSent(st.err) {
 		st.err = stack.NotSent(st.err)
 	}
 	closeConn := cc.goneAway && cc.inflight == 0

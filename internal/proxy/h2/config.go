@@ -47,6 +47,11 @@ type Config struct {
 	// have not been written yet: past it the peer gets GOAWAY
 	// ENHANCE_YOUR_CALM. Default 10000, as net/http.
 	MaxQueuedControlFrames int
+	// PingAckDelay is how long the answer to a peer's PING may wait for
+	// other frames to go out with (grpc-go PINGs on every message it
+	// receives, to estimate bandwidth; answered alone, that is one write per
+	// call). Default 5 ms; negative answers at once.
+	PingAckDelay time.Duration
 	// WriteBufferSize and ReadBufferSize size the connection's buffers.
 	// Defaults 32 KiB each.
 	WriteBufferSize int
@@ -70,6 +75,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ResetRate, 200)
 	setDefault(&c.ResetBurst, 1000)
 	setDefault(&c.MaxQueuedControlFrames, 10000)
+	setDefault(&c.PingAckDelay, 5*time.Millisecond)
 	setDefault(&c.WriteBufferSize, 32<<10)
 	setDefault(&c.ReadBufferSize, 32<<10)
 	if c.StreamWindow < 65535 {

@@ -226,11 +226,20 @@ func (c *conn) localDone(st *stream) {
 	if gone {
 		c.removeLocked(st)
 	}
+	// A complete response to a request still being sent: as net/http and
+	// grpc-go do, tell the client to stop (RST_STREAM NO_ERROR), which
+	// frees the stream. A CONNECT tunnel stays half-open instead.
+	stopClient := !gone && !st.reset && !st.remoteDone && c.isServer && st.req != nil && st.req.Method != "CONNECT"
 	c.mu.Unlock()
 	if gone {
 		c.side.streamGone(st)
 	}
+	if stopClient {
+		c.resetStream(st, http2.ErrCodeNo, errResponseDone)
+	}
 }
+
+var errResponseDone = errors.New("h2: response complete, rest of the request not needed")
 
 func (c *conn) removeLocked(st *stream) {
 	if c.streams[st.id] == st {
@@ -352,6 +361,3 @@ type connError struct {
 }
 
 func (e connError) Error() string { return "h2: connection error " + e.code.String() + ": " + e.reason }
-
-// notSentErr wraps err as stack.NotSent.
-func notSentErr(err error) error { return stack.NotSent(err) }

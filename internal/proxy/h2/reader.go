@@ -183,10 +183,9 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		c.consumed(st, pad)
 	}
 	if len(data) > 0 {
-		if st.discard.Load() {
+		if st.discard.Load() || !st.body.append(data) {
 			c.consumed(st, len(data))
 		} else {
-			st.body.append(data)
 			c.schedule(st, notifyData)
 		}
 	}

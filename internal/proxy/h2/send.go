@@ -8,11 +8,6 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// maxInlineBody is the largest known-length body (stack.BytesBody and
-// the like) copied whole into the queue with its headers; larger bodies
-// are streamed.
-const maxInlineBody = 64 << 10
-
 func putBuf(b *[]byte) { putPage(b) }
 
 // sendData gives each active stream at most one DATA frame (headers and
@@ -150,16 +145,16 @@ func (w *writer) pop(st *stream) {
 // with copyBody.
 func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLater bool) {
 	if body == nil || body == stack.NoBody {
-		c.q.push(item{kind: itemHeaders, st: st, hdr: hb, end: true})
+		c.pushStream(item{kind: itemHeaders, st: st, hdr: hb, end: true})
 		return false
 	}
 	switch b := body.(type) {
 	case nil:
-		c.q.push(item{kind: itemHeaders, st: st, hdr: hb, end: true})
+		c.pushStream(item{kind: itemHeaders, st: st, hdr: hb, end: true})
 		return false
 	case *recvBody:
 		b.attach(st)
-		c.q.push(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemSplice, st: st, src: b})
+		c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemSplice, st: st, src: b})
 		return false
 	case interface{ Len() int }:
 		n := b.Len()
@@ -169,9 +164,9 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 				tr := body.Trailers()
 				body.Close()
 				if len(tr) == 0 {
-					c.q.push(item{kind: itemHeaders, st: st, hdr: hb, end: true})
+					c.pushStream(item{kind: itemHeaders, st: st, hdr: hb, end: true})
 				} else {
-					c.q.push(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
+					c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
 				}
 				return false
 			}
@@ -185,9 +180,9 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 					body.Close()
 					data := item{kind: itemData, st: st, data: (*buf)[:got], buf: buf, end: len(tr) == 0}
 					if len(tr) == 0 {
-						c.q.push(item{kind: itemHeaders, st: st, hdr: hb}, data)
+						c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, data)
 					} else {
-						c.q.push(item{kind: itemHeaders, st: st, hdr: hb}, data, item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
+						c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, data, item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
 					}
 					return false
 				}
@@ -198,7 +193,7 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 			return false
 		}
 	}
-	c.q.push(item{kind: itemHeaders, st: st, hdr: hb})
+	c.pushStream(item{kind: itemHeaders, st: st, hdr: hb})
 	return true
 }
 
@@ -221,9 +216,8 @@ func (c *conn) copyBody(st *stream, body stack.Body) {
 			tr = body.Trailers()
 		}
 		if n > 0 || eof && len(tr) == 0 {
-			if !c.q.push(item{kind: itemData, st: st, data: (*buf)[:n], buf: buf, end: eof && len(tr) == 0, signal: true}) {
-				putPage(buf)
-				return
+			if !c.pushStream(item{kind: itemData, st: st, data: (*buf)[:n], buf: buf, end: eof && len(tr) == 0, signal: true}) {
+				return // released: the buffer is back in the pool
 			}
 			select {
 			case werr := <-st.wrote:
@@ -238,9 +232,21 @@ func (c *conn) copyBody(st *stream, body stack.Body) {
 		}
 		if eof {
 			if len(tr) > 0 {
-				c.q.push(item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
+				c.pushStream(item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}})
 			}
 			return
 		}
 	}
+}
+
+// pushStream queues a stream's items; when the writer is gone it releases
+// them (buffers back, spliced sources closed, unsent requests failed).
+func (c *conn) pushStream(items ...item) bool {
+	if c.q.push(items...) {
+		return true
+	}
+	for i := range items {
+		c.w.release(&items[i])
+	}
+	return false
 }

@@ -80,13 +80,13 @@ func (s *Server) ServeConn(nc net.Conn, ci *stack.ConnInfo) {
 
 	c := &sc.conn
 	c.q.push(c.ourSettings()...)
+	sc.idleT = time.AfterFunc(s.cfg.IdleTimeout, sc.idleCheck)
+	defer sc.idleT.Stop()
 	go c.w.run()
 	if err := sc.handshake(); err != nil {
 		c.log.Debug("h2: handshake failed", "peer", nc.RemoteAddr(), "err", err)
 	} else {
-		sc.idleT = time.AfterFunc(s.cfg.IdleTimeout, sc.idleCheck)
 		c.readLoop()
-		sc.idleT.Stop()
 	}
 	select {
 	case <-c.writerDone:
@@ -307,7 +307,7 @@ func (sc *serverConn) streamGone(st *stream) {
 	sc.mu.Unlock()
 	if closeNow {
 		sc.q.push(item{kind: itemFlushClose})
-	} else if empty && sc.idleT != nil {
+	} else if empty {
 		sc.idleT.Reset(sc.cfg.IdleTimeout)
 	}
 }

@@ -26,6 +26,22 @@ type writer struct {
 	streams        map[uint32]*stream // streams with send state
 	active         []*stream          // streams with queued writes
 	stallTimer     *time.Timer
+	pendingAcks    [][8]byte // PING answers not yet written
+	ackTimer       *time.Timer
+}
+
+// maxPendingAcks PING answers are written at once without waiting for
+// other frames.
+const maxPendingAcks = 16
+
+func (w *writer) writeAcks() error {
+	for _, p := range w.pendingAcks {
+		if err := w.c.fr.WritePing(true, p); err != nil {
+			return err
+		}
+	}
+	w.pendingAcks = w.pendingAcks[:0]
+	return nil
 }
 
 // streamSend is the part of a stream only the writer touches.
@@ -75,6 +91,14 @@ func (w *writer) run() {
 		if progress || c.q.pending() {
 			continue
 		}
+		// PING answers ride with the next frames written; alone, they wait
+		// up to PingAckDelay for company.
+		if len(w.pendingAcks) > 0 && (c.bw.Buffered() > 0 || c.cfg.PingAckDelay < 0 || len(w.pendingAcks) >= maxPendingAcks) {
+			if err := w.writeAcks(); err != nil {
+				w.fail(err)
+				return
+			}
+		}
 		if err := c.bw.Flush(); err != nil {
 			w.fail(err)
 			return
@@ -100,15 +124,31 @@ func (w *writer) wait() bool {
 		}
 		timeout = w.stallTimer.C
 	}
+	var ackTimeout <-chan time.Time
+	if len(w.pendingAcks) > 0 {
+		if w.ackTimer == nil {
+			w.ackTimer = time.NewTimer(c.cfg.PingAckDelay)
+		} else {
+			w.ackTimer.Reset(c.cfg.PingAckDelay)
+		}
+		ackTimeout = w.ackTimer.C
+	}
 	select {
 	case <-c.q.wake:
 	case <-timeout:
 		w.resetStalled()
+	case <-ackTimeout:
+		if w.writeAcks() != nil || c.bw.Flush() != nil {
+			return false
+		}
 	case <-c.done:
 		return false
 	}
 	if w.stallTimer != nil {
 		w.stallTimer.Stop()
+	}
+	if w.ackTimer != nil {
+		w.ackTimer.Stop()
 	}
 	select {
 	case <-c.done:
@@ -208,7 +248,11 @@ func (w *writer) handle(it *item) error {
 		}
 		return c.fr.WriteSettingsAck()
 	case itemPing:
-		return c.fr.WritePing(it.end, it.ping)
+		if it.end {
+			w.pendingAcks = append(w.pendingAcks, it.ping)
+			return nil
+		}
+		return c.fr.WritePing(false, it.ping)
 	case itemGoAway:
 		return c.fr.WriteGoAway(it.id, it.code, nil)
 	case itemRaw:
@@ -241,8 +285,12 @@ func (w *writer) drop(st *stream) {
 	delete(w.streams, st.id)
 }
 
-// release gives back what an unwritten item holds.
+// release gives back what an unwritten item holds. It is safe from any
+// goroutine (the queue's pushers call it when the writer is gone).
 func (w *writer) release(it *item) {
+	if it.kind == itemHeaders && it.st != nil && it.st.client != nil && it.st.id == 0 {
+		w.c.failUnsent(it.st, errConnLost) // a request that never went out
+	}
 	if it.buf != nil {
 		putBuf(it.buf)
 		it.buf = nil
