@@ -159,6 +159,38 @@ func TestRapidResetGetsGoAwayAndResetRequestsNeverReachHandler(t *testing.T) {
 	t.Logf("handler saw %d of the reset requests", h.n.Load())
 }
 
+// TestProvokedResetsCountLikeResets: a client that makes the server reset
+// its streams (here with a zero WINDOW_UPDATE on each) instead of
+// resetting them itself meets the same limit.
+func TestProvokedResetsCountLikeResets(t *testing.T) {
+	h := &countingHandler{}
+	addr, _ := serveH2(t, h, Config{})
+	r := dialRaw(t, addr)
+	go func() {
+		var batch bytes.Buffer
+		fr := http2.NewFramer(&batch, nil)
+		fr.AllowIllegalWrites = true
+		for i := range 5000 {
+			id := uint32(2*i + 1)
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(), EndHeaders: true})
+			fr.WriteWindowUpdate(id, 0)
+			if i%100 == 99 {
+				if _, err := r.c.Write(batch.Bytes()); err != nil {
+					return
+				}
+				batch.Reset()
+			}
+		}
+	}()
+	if code, ok := r.awaitGoAway(); !ok || code != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("got GOAWAY %v (seen %v), want ENHANCE_YOUR_CALM", code, ok)
+	}
+	if n := h.n.Load(); n > 50 {
+		t.Fatalf("%d provoked-reset requests reached the handler", n)
+	}
+	t.Logf("handler saw %d of them", h.n.Load())
+}
+
 func TestTooManyStreamsAreRefused(t *testing.T) {
 	hold := make(chan struct{})
 	defer close(hold)

@@ -107,7 +107,12 @@ func (c *conn) readError(err error) error {
 }
 
 // streamError resets stream id with code (a stream error of RFC 9113).
+// Resets the peer provokes count against the same rate as the ones it
+// sends ("MadeYouReset", CVE-2025-8671, is rapid reset by proxy).
 func (c *conn) streamError(id uint32, code http2.ErrCode) error {
+	if c.isServer && code != http2.ErrCodeStreamClosed && !c.resets.Allow() {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many stream errors"}
+	}
 	if st := c.stream(id); st != nil {
 		c.resetStream(st, code, http2.StreamError{StreamID: id, Code: code})
 		return nil
