@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -251,6 +252,12 @@ func (sc *serverConn) serve(st *stream) {
 	defer sc.handlers.Done()
 	req := st.req
 	resp, err := sc.callHandler(st, req)
+	var reset http2.StreamError
+	if errors.As(err, &reset) {
+		// The upstream reset its stream: pass the reset on.
+		sc.resetStream(st, reset.Code, err)
+		return
+	}
 	if err != nil || resp == nil || resp.Status < 200 || resp.Status > 999 {
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
@@ -285,7 +292,9 @@ func (sc *serverConn) callHandler(st *stream, req *stack.Request) (resp *stack.R
 }
 
 // errorResponse is the bare answer to a Handler error: 502, or gRPC
-// UNAVAILABLE as a trailers-only response.
+// UNAVAILABLE as a trailers-only response. (A Handler error that wraps an
+// http2.StreamError, as the Client's does when the upstream reset the
+// stream, is passed on as RST_STREAM with its code instead.)
 func errorResponse(req *stack.Request) *stack.Response {
 	if req.IsGRPC() {
 		return &stack.Response{Status: 200, Body: stack.NoBody, Header: stack.Header{
