@@ -318,7 +318,7 @@ func (cc *clientConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 		return nil
 	}
 	resp := &st.client.resp
-	*resp = stack.Response{}
+	*resp = stack.Response{Header: make(stack.Header, 0, len(fields))}
 	cl, err := parseResponse(fields, resp)
 	if err != nil {
 		return cc.streamError(st.id, http2.ErrCodeProtocol)
@@ -364,9 +364,7 @@ func (cc *clientConn) streamGone(st *stream) {
 	if wake && st.err == nil && !cs.haveResp {
 		st.err = errConnLost
 	}
-	var se http2.StreamError
-	refused := errors.As(st.err, &se) && se.Code == http2.ErrCodeRefusedStream
-	if wake && (refused || !st.sent.Load()) && !stack.IsNotSent(st.err) {
+	if wake && st.err != nil && (!st.sent.Load() || isRefused(st.err)) && !stack.IsNotSent(st.err) {
 		st.err = stack.NotSent(st.err)
 	}
 	closeConn := cc.goneAway && cc.inflight == 0
@@ -487,4 +485,9 @@ func (c *Client) Close() {
 	for _, cc := range conns {
 		cc.closeNow(errClientClosed)
 	}
+}
+
+func isRefused(err error) bool {
+	var se http2.StreamError
+	return errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream
 }

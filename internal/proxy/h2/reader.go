@@ -25,7 +25,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return c.readError(err)
 		}
-		if fh.Type == http2.FrameHeaders {
+		if fh.Type == http2.FrameHeaders && c.isServer {
 			c.nc.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
 			c.hdrTimed = true
 		}

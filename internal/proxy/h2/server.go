@@ -175,7 +175,7 @@ func (sc *serverConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 	if tooLarge {
 		return sc.refuseTooLarge(st, f.StreamEnded())
 	}
-	req := &stack.Request{ProtoMajor: 2, Conn: sc.ci, Body: &st.body}
+	req := &stack.Request{ProtoMajor: 2, Conn: sc.ci, Body: &st.body, Header: make(stack.Header, 0, len(fields))}
 	cl, err := parseRequest(fields, true, req)
 	if err == nil && f.StreamEnded() && cl > 0 {
 		err = errMalformed
@@ -252,10 +252,9 @@ func (sc *serverConn) serve(st *stream) {
 	defer sc.handlers.Done()
 	req := st.req
 	resp, err := sc.callHandler(st, req)
-	var reset http2.StreamError
-	if errors.As(err, &reset) {
+	if code, ok := resetCode(err); ok {
 		// The upstream reset its stream: pass the reset on.
-		sc.resetStream(st, reset.Code, err)
+		sc.resetStream(st, code, err)
 		return
 	}
 	if err != nil || resp == nil || resp.Status < 200 || resp.Status > 999 {
@@ -396,4 +395,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// resetCode returns the code of the stream reset err wraps, if any.
+func resetCode(err error) (http2.ErrCode, bool) {
+	if err == nil {
+		return 0, false
+	}
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		return se.Code, true
+	}
+	return 0, false
 }

@@ -52,6 +52,7 @@ type streamSend struct {
 	headers   bool // HEADERS written
 	window    int64
 	out       []item
+	outBuf    [2]item // out's first storage: most streams queue no more
 	stalledAt time.Time
 }
 
@@ -197,6 +198,7 @@ func (w *writer) fail(err error) {
 func (w *writer) sendInit(st *stream) {
 	if !st.w.init {
 		st.w.init = true
+		st.w.out = st.w.outBuf[:0]
 		st.w.window = w.peerInitWindow
 		w.streams[st.id] = st
 	}
