@@ -199,7 +199,7 @@ func (cc *clientConn) run() {
 	cc.readLoop()
 	select {
 	case <-cc.writerDone:
-	case <-time.After(time.Second):
+	case <-time.After(goAwayGrace):
 	}
 	cc.closeNow(errConnLost)
 	cc.keepalive.Stop()

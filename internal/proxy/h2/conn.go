@@ -299,7 +299,7 @@ func (c *conn) goAway(code http2.ErrCode, reason string) {
 	}
 	c.q.push(item{kind: itemGoAway, id: c.lastPeerStream(), code: code, closeAfter: true})
 	// A peer that does not read must not hold the connection open.
-	time.AfterFunc(time.Second, func() { c.closeNow(errConnClosing) })
+	time.AfterFunc(goAwayGrace, func() { c.closeNow(errConnClosing) })
 }
 
 func (c *conn) lastPeerStream() uint32 {

@@ -91,7 +91,7 @@ func (s *Server) ServeConn(nc net.Conn, ci *stack.ConnInfo) {
 	}
 	select {
 	case <-c.writerDone:
-	case <-time.After(time.Second):
+	case <-time.After(goAwayGrace):
 	}
 	c.closeNow(errConnLost)
 	<-c.writerDone

@@ -78,8 +78,7 @@ func (w *writer) run() {
 				return
 			}
 			if batch[i].kind == itemFlushClose || batch[i].kind == itemGoAway && batch[i].closeAfter {
-				c.bw.Flush()
-				c.closeNow(errConnClosing)
+				w.closeGracefully()
 				w.fail(errConnClosing)
 				return
 			}
@@ -180,6 +179,30 @@ func (w *writer) resetStalled() {
 }
 
 var errStalled = errors.New("h2: stream stalled on flow control")
+
+// goAwayGrace is how long a connection whose last frames (a GOAWAY) were
+// written stays half-open for the peer to read them: closing at once with
+// the peer's bytes unread would reset the connection, and the peer could
+// lose what it had not read yet.
+const goAwayGrace = time.Second
+
+// closeGracefully flushes, half-closes, and closes once the peer did or
+// goAwayGrace passed.
+func (w *writer) closeGracefully() {
+	c := w.c
+	if c.bw.Flush() == nil {
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			t := time.NewTimer(goAwayGrace)
+			select {
+			case <-c.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	c.closeNow(errConnClosing)
+}
 
 // fail ends the writer: every waiting stream is released.
 func (w *writer) fail(err error) {
