@@ -227,19 +227,28 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
-	var ss []http2.Setting
+	// Only the last value of each setting the writer uses is kept, so a
+	// queued SETTINGS costs a fixed size whatever the frame holds.
+	var ps peerSettings
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
 		}
-		ss = append(ss, s)
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			ps.window, ps.hasWindow = s.Val, true
+		case http2.SettingMaxFrameSize:
+			ps.frame, ps.hasFrame = s.Val, true
+		case http2.SettingHeaderTableSize:
+			ps.table, ps.hasTable = s.Val, true
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	c.side.peerSettings(f)
-	return c.pushProvoked(item{kind: itemPeerSettings, settings: ss})
+	return c.pushProvoked(item{kind: itemPeerSettings, peer: ps})
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {

@@ -268,7 +268,7 @@ func (w *writer) handle(it *item) error {
 	case itemPeerWindow:
 		return w.peerWindow(it)
 	case itemPeerSettings:
-		if err := w.applySettings(it.settings); err != nil {
+		if err := w.applySettings(it.peer); err != nil {
 			return err
 		}
 		return c.fr.WriteSettingsAck()
@@ -356,24 +356,23 @@ func (w *writer) peerWindow(it *item) error {
 	return nil
 }
 
-func (w *writer) applySettings(ss []http2.Setting) error {
-	for _, s := range ss {
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - w.peerInitWindow
-			w.peerInitWindow = int64(s.Val)
-			for _, st := range w.streams {
-				st.w.window += delta
-				if st.w.window > math.MaxInt32 {
-					w.c.goAway(http2.ErrCodeFlowControl, "stream window overflow")
-					return nil
-				}
+func (w *writer) applySettings(ps peerSettings) error {
+	if ps.hasWindow {
+		delta := int64(ps.window) - w.peerInitWindow
+		w.peerInitWindow = int64(ps.window)
+		for _, st := range w.streams {
+			st.w.window += delta
+			if st.w.window > math.MaxInt32 {
+				w.c.goAway(http2.ErrCodeFlowControl, "stream window overflow")
+				return nil
 			}
-		case http2.SettingMaxFrameSize:
-			w.peerMaxFrame = int(s.Val)
-		case http2.SettingHeaderTableSize:
-			w.enc.SetMaxDynamicTableSizeLimit(min(s.Val, 4096))
 		}
+	}
+	if ps.hasFrame {
+		w.peerMaxFrame = int(ps.frame)
+	}
+	if ps.hasTable {
+		w.enc.SetMaxDynamicTableSizeLimit(min(ps.table, 4096))
 	}
 	for _, st := range w.active {
 		st.w.stalledAt = time.Time{}
