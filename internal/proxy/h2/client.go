@@ -323,7 +323,10 @@ func (cc *clientConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 	if err != nil {
 		return cc.streamError(st.id, http2.ErrCodeProtocol)
 	}
-	if resp.Status < 200 && resp.Status != 101 {
+	if resp.Status == 101 {
+		return cc.streamError(st.id, http2.ErrCodeProtocol) // no 101 in HTTP/2 (RFC 9113 §8.6)
+	}
+	if resp.Status < 200 {
 		if f.StreamEnded() {
 			return cc.streamError(st.id, http2.ErrCodeProtocol)
 		}
