@@ -82,16 +82,19 @@ type clientStream struct {
 // was written are stack.NotSent.
 func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 	if err := ctx.Err(); err != nil {
+		closeBody(req.Body)
 		return nil, stack.NotSent(err)
 	}
 	for tries := 0; ; tries++ {
 		cc, err := c.getConn(ctx)
 		if err != nil {
+			closeBody(req.Body)
 			return nil, err
 		}
 		if req.Protocol != "" {
 			if err := cc.awaitConnectProtocol(ctx); err != nil {
 				cc.unreserve()
+				closeBody(req.Body)
 				return nil, err
 			}
 		}
@@ -493,4 +496,11 @@ func (c *Client) Close() {
 func isRefused(err error) bool {
 	var se http2.StreamError
 	return errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream
+}
+
+// closeBody closes a request body that will not be sent (Serve owns it).
+func closeBody(b stack.Body) {
+	if b != nil {
+		b.Close()
+	}
 }
