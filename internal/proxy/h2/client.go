@@ -156,9 +156,11 @@ func (c *Client) getConn(ctx context.Context) (*clientConn, error) {
 			case <-ctx.Done():
 				return nil, stack.NotSent(ctx.Err())
 			}
-			if d.err != nil {
+			if d.err != nil && !errors.Is(d.err, context.Canceled) && !errors.Is(d.err, context.DeadlineExceeded) {
 				return nil, stack.NotSent(d.err)
 			}
+			// Dialled, or the dialling caller gave up (its own ctx): try
+			// again with ours.
 			c.mu.Lock()
 			continue
 		}
