@@ -412,3 +412,37 @@ type endlessBody struct {
 func (b *endlessBody) Read(p []byte) (int, error) { b.reads++; return len(p), nil }
 func (b *endlessBody) Trailers() stack.Header     { return nil }
 func (b *endlessBody) Close() error               { close(b.closed); return nil }
+
+// TestShutdownIsTwoStepGoAway: the first GOAWAY names the largest stream
+// id and comes with a PING; a stream the client opened before answering it
+// is still served; the second GOAWAY names it as the last.
+func TestShutdownIsTwoStepGoAway(t *testing.T) {
+	h := newBlocking()
+	addr, srv := serveH2(t, h, Config{})
+	r := dialRaw(t, addr)
+	r.get(1, true)
+	<-h.started
+	go srv.Shutdown(context.Background())
+	first := r.await("first GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if first.LastStreamID != 1<<31-1 || first.ErrCode != http2.ErrCodeNo {
+		t.Fatalf("first GOAWAY: last stream %d, %v", first.LastStreamID, first.ErrCode)
+	}
+	ping := r.await("PING", func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && !p.IsAck() }).(*http2.PingFrame)
+	r.get(3, true) // in flight when the GOAWAY was sent
+	<-h.started
+	r.fr.WritePing(true, ping.Data)
+	second := r.await("second GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if second.LastStreamID != 3 {
+		t.Fatalf("second GOAWAY names stream %d as the last, want 3", second.LastStreamID)
+	}
+	close(h.release)
+	answered := map[uint32]bool{}
+	r.await("200 on streams 1 and 3", func(f http2.Frame) bool {
+		for _, id := range []uint32{1, 3} {
+			if isStatus(id, "200")(f) {
+				answered[id] = true
+			}
+		}
+		return len(answered) == 2
+	})
+}
