@@ -100,7 +100,7 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 		}
 		st := cc.newStream(0)
 		st.client = &clientStream{respReady: make(chan struct{})}
-		if req.GotConn != nil {
+		if req.GotConn != nil && tries == 0 {
 			req.GotConn()
 		}
 		st.client.stop = context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, ctx.Err()) })
