@@ -92,6 +92,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 		bodyTouched = true
 		var err error
 		if b, err = appendSmallBody(b, req.Body, small, cl >= 0); err != nil {
+			cc.stopCancel()
 			cc.fail()
 			cc.client.drop(cc)
 			return nil, stack.NotSent(fmt.Errorf("reading request body: %w", err))
