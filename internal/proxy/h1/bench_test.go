@@ -39,6 +39,7 @@ func serveRaw(c net.Conn, response string) {
 	defer func() { _ = c.Close() }()
 	br := bufio.NewReaderSize(c, 64<<10)
 	resp := []byte(response)
+	var tail []byte
 	for {
 		chunked := false
 		for {
@@ -54,7 +55,7 @@ func serveRaw(c net.Conn, response string) {
 			}
 		}
 		if chunked {
-			var tail []byte
+			tail = tail[:0]
 			for !bytes.HasSuffix(tail, []byte("\r\n0\r\n\r\n")) {
 				line, err := br.ReadSlice('\n')
 				if err != nil {
