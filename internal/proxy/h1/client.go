@@ -34,6 +34,10 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 			c.log.Debug("HTTP/1 upstream closed an idle connection; sending again", "err", err)
 			continue
 		}
+		if err != nil && !cc.bodyHandedOff {
+			// Serve owns req.Body: abandon what was not sent.
+			_ = req.Body.Close()
+		}
 		return resp, err
 	}
 }
@@ -51,6 +55,7 @@ func isStale(err error) bool {
 }
 
 func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack.Response, error) {
+	cc.bodyHandedOff = false
 	if err := ctx.Err(); err != nil {
 		cc.client.put(cc)
 		return nil, stack.NotSent(err)
@@ -118,7 +123,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 		return nil, fmt.Errorf("writing request: %w", err)
 	}
 	if streamLen >= -1 {
-		bodyTouched = true
+		bodyTouched, cc.bodyHandedOff = true, true
 		go cc.writeBody(req.Body, streamLen)
 	} else if !tunnel {
 		cc.release()

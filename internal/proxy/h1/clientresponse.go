@@ -57,6 +57,7 @@ func (cc *clientConn) responseBody(m *responseAlloc, req *stack.Request, tunnel 
 		req.Info.Upgraded = true
 		cc.broken.Store(true)
 		resp.Body = &upstreamTunnel{cc: cc}
+		cc.bodyHandedOff = true
 		go cc.uploadTunnel(req.Body)
 		return resp, nil
 	}
