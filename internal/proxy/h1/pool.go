@@ -54,8 +54,6 @@ type clientConn struct {
 	pending  atomic.Int32
 	broken   atomic.Bool // must not carry another request
 	readDone atomic.Bool // the response body ended or was closed
-	// bodyHandedOff: a goroutine writing the request body upstream owns it.
-	bodyHandedOff bool
 }
 
 // get returns an idle connection or dials a new one; dial errors are
