@@ -121,32 +121,83 @@ func (b *bodyReader) readLength(p []byte) (int, error) {
 	return n, err
 }
 
+// readChunked reads chunk data into p. Once it has some, it goes on into
+// the next chunks only while they are already buffered, so that a client
+// sending many small chunks at once costs one read here and one write on
+// the other side, never a wait.
 func (b *bodyReader) readChunked(p []byte) (int, error) {
-	for b.left == 0 {
-		if b.needCRLF {
-			if err := b.readCRLF(); err != nil {
-				return 0, err
+	n := 0
+	for n < len(p) {
+		if b.left == 0 {
+			if n > 0 && !b.nextChunkBuffered() {
+				return n, nil
 			}
-			b.needCRLF = false
+			if err := b.nextChunk(); err != nil {
+				return n, err
+			}
 		}
-		size, err := b.readChunkSize()
+		q := p[n:]
+		if int64(len(q)) > b.left {
+			q = q[:b.left]
+		}
+		if n > 0 {
+			if len(q) > b.br.Buffered() {
+				q = q[:b.br.Buffered()]
+			}
+			if len(q) == 0 {
+				return n, nil
+			}
+		}
+		m, err := b.fill(q)
+		n += m
+		b.left -= int64(m)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
-			return 0, err
+			return n, err
 		}
-		if size == 0 {
-			return 0, b.readTrailers()
+	}
+	return n, nil
+}
+
+// nextChunk reads the CRLF ending the last chunk's data and the next
+// chunk's size line; at the last chunk, the trailers, and returns io.EOF.
+func (b *bodyReader) nextChunk() error {
+	if b.needCRLF {
+		if err := b.readCRLF(); err != nil {
+			return err
 		}
-		b.left, b.needCRLF = size, true
+		b.needCRLF = false
 	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
+	size, err := b.readChunkSize()
+	if err != nil {
+		return err
 	}
-	n, err := b.fill(p)
-	b.left -= int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
+	if size == 0 {
+		return b.readTrailers()
 	}
-	return n, err
+	b.left, b.needCRLF = size, true
+	return nil
+}
+
+// nextChunkBuffered reports whether the next chunk's size line (and the
+// CRLF before it) is buffered and announces data, not the last chunk.
+func (b *bodyReader) nextChunkBuffered() bool {
+	buf, _ := b.br.Peek(b.br.Buffered())
+	if b.needCRLF {
+		if len(buf) < 2 || buf[0] != '\r' || buf[1] != '\n' {
+			return false
+		}
+		buf = buf[2:]
+	}
+	for i, c := range buf {
+		if c == '\n' {
+			size, ok := parseChunkSize(buf[:max(i-1, 0)])
+			return ok && i > 0 && buf[i-1] == '\r' && size > 0
+		}
+	}
+	return false
 }
 
 var errBadChunk = badMessage("malformed chunked encoding")

@@ -29,10 +29,15 @@ func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response
 		if attempt == 0 && req.GotConn != nil {
 			req.GotConn()
 		}
-		resp, err := cc.roundTrip(ctx, req)
+		handedOff := false
+		resp, err := cc.roundTrip(ctx, req, &handedOff)
 		if err != nil && attempt == 0 && isStale(err) {
 			c.log.Debug("HTTP/1 upstream closed an idle connection; sending again", "err", err)
 			continue
+		}
+		if err != nil && !handedOff {
+			// Serve owns req.Body: abandon what was not sent.
+			_ = req.Body.Close()
 		}
 		return resp, err
 	}
@@ -50,7 +55,9 @@ func isStale(err error) bool {
 	return errors.As(err, &stale)
 }
 
-func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack.Response, error) {
+// roundTrip sends req on cc and reads the response head. handedOff is set
+// once a goroutine owns req.Body (writing it upstream).
+func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request, handedOff *bool) (*stack.Response, error) {
 	if err := ctx.Err(); err != nil {
 		cc.client.put(cc)
 		return nil, stack.NotSent(err)
@@ -92,6 +99,7 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 		bodyTouched = true
 		var err error
 		if b, err = appendSmallBody(b, req.Body, small, cl >= 0); err != nil {
+			cc.stopCancel()
 			cc.fail()
 			cc.client.drop(cc)
 			return nil, stack.NotSent(fmt.Errorf("reading request body: %w", err))
@@ -117,12 +125,12 @@ func (cc *clientConn) roundTrip(ctx context.Context, req *stack.Request) (*stack
 		return nil, fmt.Errorf("writing request: %w", err)
 	}
 	if streamLen >= -1 {
-		bodyTouched = true
+		bodyTouched, *handedOff = true, true
 		go cc.writeBody(req.Body, streamLen)
 	} else if !tunnel {
 		cc.release()
 	}
-	resp, err := cc.readResponse(req, tunnel)
+	resp, err := cc.readResponse(req, tunnel, handedOff)
 	if err != nil {
 		cc.fail()
 		if tunnel {

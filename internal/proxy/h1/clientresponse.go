@@ -12,7 +12,7 @@ import (
 // 101) and sets up its body. A 101 to an upgrade, or a 2xx to CONNECT,
 // turns the connection into a tunnel: the response body is the upstream's
 // raw bytes and req.Body is copied up.
-func (cc *clientConn) readResponse(req *stack.Request, tunnel bool) (*stack.Response, error) {
+func (cc *clientConn) readResponse(req *stack.Request, tunnel bool, handedOff *bool) (*stack.Response, error) {
 	cfg := &cc.client.cfg
 	for {
 		head, err := readHead(cc.br, cc.head, cfg.MaxHeaderBytes, cfg.MaxHeaderBytes)
@@ -42,11 +42,11 @@ func (cc *clientConn) readResponse(req *stack.Request, tunnel bool) (*stack.Resp
 		if err != nil {
 			return nil, fmt.Errorf("response head: %w", err)
 		}
-		return cc.responseBody(m, req, tunnel, status, minor, f)
+		return cc.responseBody(m, req, tunnel, status, minor, f, handedOff)
 	}
 }
 
-func (cc *clientConn) responseBody(m *responseAlloc, req *stack.Request, tunnel bool, status, minor int, f fields) (*stack.Response, error) {
+func (cc *clientConn) responseBody(m *responseAlloc, req *stack.Request, tunnel bool, status, minor int, f fields, handedOff *bool) (*stack.Response, error) {
 	resp := &m.resp
 	*resp = stack.Response{Status: status, Header: f.header, Body: stack.NoBody}
 	if f.connClose || minor == 0 {
@@ -57,6 +57,7 @@ func (cc *clientConn) responseBody(m *responseAlloc, req *stack.Request, tunnel 
 		req.Info.Upgraded = true
 		cc.broken.Store(true)
 		resp.Body = &upstreamTunnel{cc: cc}
+		*handedOff = true
 		go cc.uploadTunnel(req.Body)
 		return resp, nil
 	}

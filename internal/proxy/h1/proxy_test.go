@@ -2,6 +2,7 @@ package h1
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -143,5 +144,56 @@ func TestProxiedGETsShareOneConnectionEachSide(t *testing.T) {
 	}
 	if n := be.conns.Load(); n != 1 {
 		t.Errorf("backend saw %d connections, want 1", n)
+	}
+}
+
+func TestConcurrentClientsShareThePool(t *testing.T) {
+	be := startBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(append([]byte(r.URL.Path+":"), b...))
+	})
+	p := startProxy(t, Config{}, be.hostPort())
+	hc := p.httpClient(t)
+	const workers, each = 16, 40
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				path := "/" + strings.Repeat("w", w+1) + "/" + string(rune('a'+i%26))
+				var body io.Reader
+				if i%3 == 1 {
+					body = strings.NewReader("small")
+				} else if i%3 == 2 {
+					body = chunkedReader{strings.NewReader(strings.Repeat("c", 70000))}
+				}
+				req, _ := http.NewRequest("POST", "http://web.test"+path, body)
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				want := path + ":"
+				if i%3 == 1 {
+					want += "small"
+				} else if i%3 == 2 {
+					want += strings.Repeat("c", 70000)
+				}
+				if err != nil || string(got) != want {
+					errs <- fmt.Errorf("%s: got %d bytes (%v), want %d", path, len(got), err, len(want))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := be.conns.Load(); n > workers {
+		t.Errorf("backend saw %d connections for %d concurrent clients: the pool does not reuse", n, workers)
 	}
 }

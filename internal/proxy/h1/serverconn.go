@@ -81,8 +81,8 @@ func (c *serverConn) serve() {
 // large) and ends the connection; a client that left or stalled gets
 // nothing.
 func (c *serverConn) refuse(err error) {
-	var pe *protoError
-	if !errors.As(err, &pe) {
+	pe := asProtoError(err)
+	if pe == nil {
 		return
 	}
 	c.srv.log.Debug("HTTP/1 request refused", "client", c.ci.Client, "status", pe.status, "err", err)
@@ -113,7 +113,9 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	case fr.hasBody():
 		req.Body = c.newRequestBody(&m.body, fr)
 	default:
+		c.mu.Lock()
 		c.bodyDone = true
+		c.mu.Unlock()
 		c.startBackgroundRead()
 	}
 	resp, err := c.srv.handler.Serve(ctx, req)
@@ -131,14 +133,13 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	c.respStarted = true
 	bodyErr := c.bodyErr
 	c.mu.Unlock()
-	var pe *protoError
-	if errors.As(bodyErr, &pe) {
+	if pe := asProtoError(bodyErr); pe != nil {
 		_ = resp.Body.Close()
 		resp = &stack.Response{Status: pe.status, Body: stack.NoBody}
 		fr.keepAlive = false
 	}
 	if tb != nil {
-		if pe == nil && (fr.upgrade && resp.Status == 101 || fr.connect && resp.Status/100 == 2) {
+		if bodyErr == nil && (fr.upgrade && resp.Status == 101 || fr.connect && resp.Status/100 == 2) {
 			req.Info.Upgraded = true
 			c.tunnel(ctx, fr, resp, tb)
 			return false
@@ -159,6 +160,18 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	done := c.bodyDone
 	c.mu.Unlock()
 	return keep && done && ctx.Err() == nil
+}
+
+// asProtoError returns err's protoError, or nil.
+func asProtoError(err error) *protoError {
+	if err == nil {
+		return nil
+	}
+	var pe *protoError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
 }
 
 func (c *serverConn) newRequestBody(b *bodyReader, fr framing) *bodyReader {
