@@ -117,11 +117,25 @@ type grpcStatusBody struct {
 func (b *grpcStatusBody) Read(p []byte) (int, error) {
 	n, err := b.Body.Read(p)
 	if err == io.EOF {
-		b.record(b.Body.Trailers().Get("grpc-status"))
+		b.Ended(b.Body.Trailers(), nil)
 	} else if err != nil {
-		b.record("")
+		b.Ended(nil, err)
 	}
 	return n, err
+}
+
+// Unwrap, Started and Ended make grpcStatusBody a stack.BodyWatcher, so an
+// engine may splice the body it wraps.
+func (b *grpcStatusBody) Unwrap() stack.Body { return b.Body }
+func (b *grpcStatusBody) Started()           {}
+
+// Ended records the response with the trailers' grpc-status, or none when
+// the body was cut short.
+func (b *grpcStatusBody) Ended(trailers stack.Header, err error) {
+	if err != nil {
+		trailers = nil
+	}
+	b.record(trailers.Get("grpc-status"))
 }
 
 func (b *grpcStatusBody) Close() error {

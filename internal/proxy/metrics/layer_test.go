@@ -117,3 +117,24 @@ func TestMetricsLayerInboundAuthorityIsUnknown(t *testing.T) {
 		t.Errorf("labels %v", got)
 	}
 }
+
+// An engine that splices the body under the metrics layer's wrapper tells
+// it how the body ended (stack.BodyWatcher): the status is recorded from
+// those trailers, once.
+func TestMetricsLayerLearnsASplicedBodysEnd(t *testing.T) {
+	reg := newTestRegistry(t)
+	inner := stack.BytesBody([]byte("m"), nil)
+	h := stack.Build(answering(&stack.Response{Status: 200, Header: grpcHeader(""), Body: inner}, nil), Layer(reg, DirectionOutbound))
+	resp, _ := h.Serve(context.Background(), &stack.Request{Conn: &stack.ConnInfo{}, Body: stack.NoBody})
+	w, ok := resp.Body.(stack.BodyWatcher)
+	if !ok || w.Unwrap() != inner {
+		t.Fatalf("the gRPC response body is %T, want a stack.BodyWatcher over the engine's body", resp.Body)
+	}
+	w.Started()
+	w.Ended(stack.Header{{Name: "grpc-status", Value: "13"}}, nil)
+	w.Close()
+	got := seriesLabels(t, reg.Gatherer(), "response_total")
+	if len(got) != 1 || got[0]["grpc_status"] != "13" || got[0]["classification"] != "failure" {
+		t.Errorf("response_total series %v, want one with grpc_status 13, failure", got)
+	}
+}

@@ -129,11 +129,27 @@ type balancedBody struct {
 func (b *balancedBody) Read(p []byte) (int, error) {
 	n, err := b.Body.Read(p)
 	if err == io.EOF {
-		b.handle.Done(b.failed || metrics.IsFailure(b.status, b.Body.Trailers().Get("grpc-status")))
-	} else if err != nil && !errors.Is(err, context.Canceled) {
-		b.handle.Done(true)
+		b.Ended(b.Body.Trailers(), nil)
+	} else if err != nil {
+		b.Ended(nil, err)
 	}
 	return n, err
+}
+
+// Unwrap, Started and Ended make balancedBody a stack.BodyWatcher, so an
+// engine may splice the body it wraps.
+func (b *balancedBody) Unwrap() stack.Body { return b.Body }
+func (b *balancedBody) Started()           {}
+
+// Ended ends the handle: at the body's end with the trailers' outcome, on
+// a failure as failed unless the client cancelled.
+func (b *balancedBody) Ended(trailers stack.Header, err error) {
+	switch {
+	case err == nil:
+		b.handle.Done(b.failed || metrics.IsFailure(b.status, trailers.Get("grpc-status")))
+	case !errors.Is(err, context.Canceled):
+		b.handle.Done(true)
+	}
 }
 
 func (b *balancedBody) Close() error {
@@ -169,6 +185,12 @@ func (b *resendableBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
 	return b.Body.Read(p)
 }
+
+// Unwrap, Started and Ended make resendableBody a stack.BodyWatcher: an
+// engine that splices the body says when it started taking it.
+func (b *resendableBody) Unwrap() stack.Body        { return b.Body }
+func (b *resendableBody) Started()                  { b.read.Store(true) }
+func (b *resendableBody) Ended(stack.Header, error) {}
 
 func (b *resendableBody) Close() error {
 	if b.read.Load() {
