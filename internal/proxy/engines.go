@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/h1"
@@ -10,12 +11,28 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// engines are the HTTP engines' Clients as the stacks make them, with the
-// engines' default limits (see docs/proxy.md).
-func engines(log *slog.Logger) clientpool.Engines {
+// engineConfig is the engines' configuration: their defaults (see
+// docs/proxy.md), with the tunnel idle timeout the proxy was given (the
+// HTTP/1 engine watches its tunnels itself, the tunnel layer watches
+// every engine's; neither may cut a tunnel before -tunnel-idle-timeout).
+type engineConfig struct {
+	http1 h1.Config
+	http2 h2.Config
+}
+
+func newEngineConfig(tunnelIdleTimeout time.Duration) engineConfig {
+	c := engineConfig{http1: h1.DefaultConfig(), http2: h2.DefaultConfig()}
+	if tunnelIdleTimeout > 0 {
+		c.http1.TunnelIdleTimeout = tunnelIdleTimeout
+	}
+	return c
+}
+
+// engines are the HTTP engines' Clients as the stacks make them.
+func engines(cfg engineConfig, log *slog.Logger) clientpool.Engines {
 	return clientpool.Engines{
-		HTTP1: func(d clientpool.Dial) clientpool.Client { return h1.NewClient(d, h1.DefaultConfig(), log) },
-		HTTP2: func(d clientpool.Dial) clientpool.Client { return h2.NewClient(d, h2.DefaultConfig(), log) },
+		HTTP1: func(d clientpool.Dial) clientpool.Client { return h1.NewClient(d, cfg.http1, log) },
+		HTTP2: func(d clientpool.Dial) clientpool.Client { return h2.NewClient(d, cfg.http2, log) },
 	}
 }
 
@@ -26,10 +43,10 @@ type httpServers struct {
 	http2 *h2.Server
 }
 
-func newHTTPServers(h stack.Handler, log *slog.Logger) *httpServers {
+func newHTTPServers(h stack.Handler, cfg engineConfig, log *slog.Logger) *httpServers {
 	return &httpServers{
-		http1: h1.NewServer(h, h1.DefaultConfig(), log),
-		http2: h2.NewServer(h, h2.DefaultConfig(), log),
+		http1: h1.NewServer(h, cfg.http1, log),
+		http2: h2.NewServer(h, cfg.http2, log),
 	}
 }
 

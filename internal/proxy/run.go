@@ -66,9 +66,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
 	in := inbound.New(cfg.Mode == ModeTProxy)
-	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(log), log: log}
-	outHTTP := newHTTPServers(outboundStack(out, stacks), log)
-	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), log)
+	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}
+	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
+	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
 	if err != nil {
 		return fmt.Errorf("registering tcp_refused_total: %w", err)

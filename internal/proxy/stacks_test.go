@@ -144,3 +144,11 @@ func (b *reusableBody) Read(p []byte) (int, error) {
 }
 func (b *reusableBody) Trailers() stack.Header { return b.trailers }
 func (b *reusableBody) Close() error           { return nil }
+
+// The HTTP/1 engine watches its own tunnels: it must not cut one before
+// the -tunnel-idle-timeout the proxy was given.
+func TestTheEnginesGetTheTunnelIdleTimeout(t *testing.T) {
+	if got := newEngineConfig(3 * time.Hour).http1.TunnelIdleTimeout; got != 3*time.Hour {
+		t.Errorf("h1 tunnel idle timeout %v, want the proxy's 3h", got)
+	}
+}

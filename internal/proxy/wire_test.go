@@ -66,7 +66,7 @@ func (u *fixedUpstream) Serve(ctx context.Context, req *stack.Request) (*stack.R
 }
 
 // testEngines are the proxy's engines with their default configuration.
-func testEngines() clientpool.Engines { return engines(quietLog()) }
+func testEngines() clientpool.Engines { return engines(newEngineConfig(0), quietLog()) }
 
 // testProxy serves the layers of one direction over end on loopback.
 type testProxy struct {
