@@ -51,7 +51,7 @@ func TestProxiedRequestAllocationBudget(t *testing.T) {
 
 // proxiedRequest returns a function that sends one request through an
 // outbound proxy on loopback to a backend, both served by the engines.
-func proxiedRequest(t *testing.T, major int) func() {
+func proxiedRequest(t testing.TB, major int) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	eng := testEngines()
@@ -98,7 +98,7 @@ func proxiedRequest(t *testing.T, major int) func() {
 // serveEngines serves h with both engines on a loopback port, each
 // connection as an outbound one whose original destination is the port
 // itself, and returns the port's address.
-func serveEngines(t *testing.T, h stack.Handler) netip.AddrPort {
+func serveEngines(t testing.TB, h stack.Handler) netip.AddrPort {
 	t.Helper()
 	cfg := newEngineConfig(time.Hour)
 	srv := newHTTPServers(h, cfg, quietLog())
@@ -134,4 +134,20 @@ func serveEngines(t *testing.T, h stack.Handler) netip.AddrPort {
 		srv.shutdown(ctx)
 	})
 	return addr
+}
+
+// BenchmarkProxiedHTTP1 is one HTTP/1.1 GET through the whole path on
+// loopback (see TestProxiedRequestAllocationBudget).
+func BenchmarkProxiedHTTP1(b *testing.B) { benchmarkProxied(b, 1) }
+
+// BenchmarkProxiedGRPC is one unary gRPC call through the whole path.
+func BenchmarkProxiedGRPC(b *testing.B) { benchmarkProxied(b, 2) }
+
+func benchmarkProxied(b *testing.B, major int) {
+	send := proxiedRequest(b, major)
+	send()
+	b.ReportAllocs()
+	for b.Loop() {
+		send()
+	}
 }
