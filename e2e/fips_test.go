@@ -28,7 +28,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity/identitytest"
 	"github.com/skeinmesh/skein/internal/netns"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 )
 
 // fipsModule is the Go Cryptographic Module that `make build-fips` pins
@@ -267,7 +267,7 @@ func meshRequest(h *netns.Host, addr string, cfg *tls.Config) (string, error) {
 	}}
 	defer transport.CloseIdleConnections()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/id", nil)
-	req.Header.Set(httpproxy.OrigProtoHeader, "HTTP/1.1") // the application speaks HTTP/1.1
+	req.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1") // the application speaks HTTP/1.1
 	resp, err := transport.RoundTrip(req)
 	if err != nil {
 		return "", alertOr(tc, err)

@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skeinmesh/skein/internal/proxy/detect"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/proxy/tcp"
 )
 
@@ -30,7 +30,13 @@ type MeshServer interface {
 }
 
 // opaqueDialer opens the upstream side of an opaque connection.
-type opaqueDialer func(ctx context.Context, ci *httpproxy.ConnInfo) (net.Conn, error)
+type opaqueDialer func(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error)
+
+// httpServer serves detected connections of one HTTP version (h1.Server,
+// h2.Server): ServeConn returns when the connection ends.
+type httpServer interface {
+	ServeConn(c net.Conn, ci *stack.ConnInfo)
+}
 
 // listener accepts one direction's redirected connections and dispatches
 // each by protocol.
@@ -38,7 +44,7 @@ type listener struct {
 	direction     string
 	ln            net.Listener
 	transparent   bool // original destination is the local address
-	http          *httpproxy.Server
+	http1, http2  httpServer
 	dialOpaque    opaqueDialer
 	opaquePorts   []uint16
 	detectTimeout time.Duration
@@ -163,7 +169,7 @@ func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
 	}
 	switch res.Protocol {
 	case detect.HTTP1, detect.HTTP2:
-		l.serveHTTP(rc, ci)
+		l.serveHTTP(rc, ci, res.Protocol)
 	default:
 		// Opaque bytes, or TLS that is not the mesh's: the application's own.
 		l.forwardOpaque(ctx, rc, ci)
@@ -173,14 +179,14 @@ func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
 // mustRefusePlaintext reports whether a connection that is not mesh TLS
 // must be closed: it comes from the network to a port that requires mTLS.
 // The workload's own connections over loopback are not from the network.
-func (l *listener) mustRefusePlaintext(ci *httpproxy.ConnInfo) bool {
+func (l *listener) mustRefusePlaintext(ci *stack.ConnInfo) bool {
 	return !ci.Client.Addr().IsLoopback() && l.requireMTLS.covers(ci.OrigDst.Port())
 }
 
 // refusePlaintext closes a connection that require-mTLS refuses, before
 // anything reaches the application; tcp_close_total counts it with errno
 // "require_mtls".
-func (l *listener) refusePlaintext(conn *meteredConn, ci *httpproxy.ConnInfo) {
+func (l *listener) refusePlaintext(conn *meteredConn, ci *stack.ConnInfo) {
 	l.log.Info("closing connection: this port requires mTLS", "direction", l.direction, "client", ci.Client, "dst", ci.OrigDst)
 	conn.closeWith(closeRequireMTLS)
 }
@@ -190,7 +196,7 @@ const closeRequireMTLS = "require_mtls"
 
 // serveMesh terminates mutual TLS from a peer proxy; the client's identity
 // is then known to metrics and policy.
-func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredConn, ci *httpproxy.ConnInfo) {
+func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredConn, ci *stack.ConnInfo) {
 	tc, err := meshtls.Server(ctx, rc, l.mesh.ServerTLS(meshtls.ALPNs))
 	if err != nil {
 		l.count(conn, ci)
@@ -210,7 +216,14 @@ func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredC
 	switch {
 	case state.NegotiatedProtocol == meshtls.ALPNHTTP && !ci.ToProxy:
 		l.count(conn, ci)
-		l.serveHTTP(tc, ci)
+		// Inside is HTTP/2, or HTTP/1.1 for upgrades: the first bytes say.
+		res, c, err := detect.Detect(tc, l.detectTimeout)
+		if err != nil || (res.Protocol != detect.HTTP1 && res.Protocol != detect.HTTP2) {
+			l.log.Info("closing connection: mesh HTTP connection carries neither HTTP/1 nor HTTP/2", "client", ci.Client, "err", err)
+			conn.closeWith("tls")
+			return
+		}
+		l.serveHTTP(c, ci, res.Protocol)
 	case state.NegotiatedProtocol == meshtls.ALPNOpaque && ci.ToProxy:
 		tc.SetReadDeadline(time.Now().Add(meshtls.HandshakeTimeout))
 		port, err := meshtls.ReadOpaqueHeader(tc)
@@ -233,15 +246,18 @@ func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredC
 	}
 }
 
-// serveHTTP hands c to the HTTP server, which owns it from then on.
-func (l *listener) serveHTTP(c net.Conn, ci *httpproxy.ConnInfo) {
-	if err := l.http.ServeConn(c, ci); err != nil {
-		c.Close()
+// serveHTTP hands c to the engine of its HTTP version, which serves it
+// until it ends.
+func (l *listener) serveHTTP(c net.Conn, ci *stack.ConnInfo, proto detect.Protocol) {
+	if proto == detect.HTTP2 {
+		l.http2.ServeConn(c, ci)
+		return
 	}
+	l.http1.ServeConn(c, ci)
 }
 
 // count starts the connection's TCP metrics with what is known of it now.
-func (l *listener) count(conn *meteredConn, ci *httpproxy.ConnInfo) {
+func (l *listener) count(conn *meteredConn, ci *stack.ConnInfo) {
 	tlsLabel := metrics.TLSNoIdentity
 	if ci.ClientID != "" {
 		tlsLabel = metrics.TLSTrue
@@ -260,8 +276,8 @@ func (l *listener) count(conn *meteredConn, ci *httpproxy.ConnInfo) {
 	}))
 }
 
-func (l *listener) connInfo(c net.Conn) (*httpproxy.ConnInfo, error) {
-	ci := &httpproxy.ConnInfo{Direction: l.direction}
+func (l *listener) connInfo(c net.Conn) (*stack.ConnInfo, error) {
+	ci := &stack.ConnInfo{Direction: l.direction}
 	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		ci.Client = ra.AddrPort()
 	}
@@ -292,7 +308,7 @@ func (l *listener) connInfo(c net.Conn) (*httpproxy.ConnInfo, error) {
 }
 
 // forwardOpaque copies bytes between the client and the upstream.
-func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, ci *httpproxy.ConnInfo) {
+func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, ci *stack.ConnInfo) {
 	defer down.Close()
 	up, err := l.dialOpaque(ctx, ci)
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 func TestRequireMTLSRefusesOnlyPlaintextFromTheNetworkOnItsPorts(t *testing.T) {
@@ -28,7 +28,7 @@ func TestRequireMTLSRefusesOnlyPlaintextFromTheNetworkOnItsPorts(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := &listener{requireMTLS: c.require}
-			ci := &httpproxy.ConnInfo{Client: c.client, OrigDst: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.5"), c.port)}
+			ci := &stack.ConnInfo{Client: c.client, OrigDst: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.5"), c.port)}
 			if got := l.mustRefusePlaintext(ci); got != c.refuse {
 				t.Errorf("mustRefusePlaintext = %v, want %v", got, c.refuse)
 			}

@@ -13,11 +13,11 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/proxy/destclient"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -65,21 +65,19 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAll(lns)
 
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
-	in := inbound.New(connCtx, cfg.Mode == ModeTProxy)
-	outHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "outbound", Upstream: out, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
-	}), log)
-	inHTTP := httpproxy.NewServer(httpproxy.NewHandler(httpproxy.Config{
-		Direction: "inbound", Upstream: in, Metrics: reg, Log: log, TunnelIdleTimeout: cfg.TunnelIdleTimeout,
-	}), log)
+	in := inbound.New(cfg.Mode == ModeTProxy)
+	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}
+	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
+	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
 	if err != nil {
 		return fmt.Errorf("registering tcp_refused_total: %w", err)
 	}
 	listeners := []*listener{
 		{
-			direction: "outbound", ln: lns.outbound, http: outHTTP,
-			dialOpaque: func(ctx context.Context, ci *httpproxy.ConnInfo) (net.Conn, error) {
+			direction: "outbound", ln: lns.outbound, http1: outHTTP.http1, http2: outHTTP.http2,
+			dialOpaque: func(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error) {
 				c, _, err := out.DialDestination(ctx, ci.OrigDst)
 				return c, err
 			},
@@ -89,7 +87,7 @@ func Run(ctx context.Context, cfg Config) error {
 			metrics: reg, log: log,
 		},
 		{
-			direction: "inbound", ln: lns.inbound, http: inHTTP, transparent: cfg.Mode == ModeTProxy,
+			direction: "inbound", ln: lns.inbound, http1: inHTTP.http1, http2: inHTTP.http2, transparent: cfg.Mode == ModeTProxy,
 			dialOpaque: in.Dial, appPorts: inbound.NewListeningPorts(),
 			opaquePorts: cfg.OpaquePorts, detectTimeout: cfg.DetectTimeout, opaqueIdleTimeout: cfg.OpaqueIdleTimeout,
 			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
@@ -142,11 +140,11 @@ func Run(ctx context.Context, cfg Config) error {
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	var drained sync.WaitGroup
-	for _, s := range []*httpproxy.Server{outHTTP, inHTTP} {
+	for _, s := range []*httpServers{outHTTP, inHTTP} {
 		drained.Add(1)
 		go func() {
 			defer drained.Done()
-			_ = s.Shutdown(graceCtx)
+			_ = s.shutdown(graceCtx)
 		}()
 	}
 	for _, l := range listeners {

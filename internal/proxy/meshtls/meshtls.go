@@ -113,3 +113,9 @@ func ReadOpaqueHeader(r io.Reader) (uint16, error) {
 	}
 	return port, nil
 }
+
+// OrigProtoHeader marks a request that a client sent in HTTP/1.x and the
+// outbound proxy carries over HTTP/2 inside the mesh, so that the inbound
+// proxy hands it to the application in HTTP/1.1 again. The inbound proxy
+// honours it only from a meshed peer, and never passes it on.
+const OrigProtoHeader = "skein-orig-proto"

@@ -19,7 +19,7 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // noMeshTLS stands in for the proxy's certificate: resolve only needs to
@@ -82,11 +82,8 @@ func newMeshedUpstream(t *testing.T, r discovery.Resolver, waitFirst time.Durati
 	return u
 }
 
-func roundTrip(u *Upstream, authority string, origDst netip.AddrPort) (*http.Response, error) {
-	ctx := httpproxy.WithConnInfo(context.Background(), &httpproxy.ConnInfo{Direction: "outbound", OrigDst: origDst})
-	ctx = httpproxy.WithRequestInfo(ctx, &httpproxy.RequestInfo{})
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+authority+"/", nil)
-	return u.RoundTrip(req)
+func roundTrip(u *Upstream, authority string, origDst netip.AddrPort) (*stack.Response, error) {
+	return get(u, authority, origDst)
 }
 
 func TestMeshedProxyRefusesWhileDiscoveryHasNotAnswered(t *testing.T) {
@@ -98,9 +95,9 @@ func TestMeshedProxyRefusesWhileDiscoveryHasNotAnswered(t *testing.T) {
 		resp, err := roundTrip(u, authority, server)
 		if err == nil {
 			resp.Body.Close()
-			t.Fatalf("request %d went out (status %d) before discovery answered", i, resp.StatusCode)
+			t.Fatalf("request %d went out (status %d) before discovery answered", i, resp.Status)
 		}
-		if !errors.Is(err, httpproxy.ErrRefusedWithoutMTLS) {
+		if !errors.Is(err, stack.ErrRefusedWithoutMTLS) {
 			t.Fatalf("request %d: got %v, want an error wrapping ErrRefusedWithoutMTLS", i, err)
 		}
 		want := "discovery has not answered for " + authority + "; refusing to send without mTLS"
@@ -109,7 +106,7 @@ func TestMeshedProxyRefusesWhileDiscoveryHasNotAnswered(t *testing.T) {
 		}
 	}
 	// Opaque connections are refused the same way.
-	if c, _, err := u.DialDestination(context.Background(), server); !errors.Is(err, httpproxy.ErrRefusedWithoutMTLS) {
+	if c, _, err := u.DialDestination(context.Background(), server); !errors.Is(err, stack.ErrRefusedWithoutMTLS) {
 		if c != nil {
 			c.Close()
 		}

@@ -2,25 +2,19 @@ package outbound
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
-	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // maxConnectAttempts bounds how many endpoints one request tries when
@@ -32,13 +26,14 @@ const maxConnectAttempts = 3
 const connectTimeout = 3 * time.Second
 
 // Upstream resolves and balances the workload's outgoing requests and
-// connections. It implements httpproxy.Upstream.
+// connections: the resolve and balance layers and the connect handler of
+// the outbound stack (layers.go, connect.go), and opaque connections.
 type Upstream struct {
-	dests      *destinations
-	transports *httpproxy.Transports
-	mesh       *meshTransports // nil without an identity
-	dialer     net.Dialer
-	log        *slog.Logger
+	dests  *destinations
+	mesh   *meshDialer // nil without an identity
+	dialer net.Dialer
+	log    *slog.Logger
+	ctx    context.Context // owns the background work
 }
 
 // New returns an Upstream that asks r about destinations. With mesh set,
@@ -50,51 +45,13 @@ func New(ctx context.Context, r discovery.Resolver, opts balance.Options, mesh M
 		dests:  newDestinations(ctx, r, opts, log),
 		dialer: net.Dialer{Timeout: connectTimeout},
 		log:    log,
+		ctx:    ctx,
 	}
-	u.transports = httpproxy.NewTransports(u.dial)
 	if mesh != nil {
-		u.mesh = newMeshTransports(mesh, &u.dialer)
+		u.mesh = &meshDialer{tls: mesh, dialer: &u.dialer}
 	}
 	go u.dests.run(ctx)
-	go u.closeIdle(ctx)
 	return u
-}
-
-// closeIdle periodically closes pooled connections that nobody uses, so
-// those to removed endpoints go away once drained.
-func (u *Upstream) closeIdle(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			u.closeIdleNow()
-			return
-		case <-t.C:
-			u.closeIdleNow()
-		}
-	}
-}
-
-func (u *Upstream) closeIdleNow() {
-	u.transports.CloseIdleConnections()
-	if u.mesh != nil {
-		u.mesh.closeIdle()
-	}
-}
-
-// dialError marks a failure to connect: nothing of the request was sent.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
-
-func (u *Upstream) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := u.dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, &dialError{err}
-	}
-	return c, nil
 }
 
 // resolve finds the destination of a request: the authority when discovery
@@ -105,7 +62,7 @@ func (u *Upstream) dial(ctx context.Context, network, addr string) (net.Conn, er
 // A proxy with an identity never lets a request go out in plaintext on a
 // guess: until discovery has answered for the authority and the address,
 // or when the address is one discovery reported meshed before, it refuses
-// with an error wrapping httpproxy.ErrRefusedWithoutMTLS. Only the requests
+// with an error wrapping stack.ErrRefusedWithoutMTLS. Only the requests
 // that arrive while a destination's first answer is awaited wait for it
 // (see destinations.wait); later ones are refused at once.
 func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.AddrPort) (*destination, error) {
@@ -140,11 +97,11 @@ func (u *Upstream) resolve(ctx context.Context, authority string, origDst netip.
 	}
 	for _, d := range []*destination{byName, byAddr} {
 		if d != nil && !d.answered() {
-			return nil, fmt.Errorf("discovery has not answered for %s; %w", d.key, httpproxy.ErrRefusedWithoutMTLS)
+			return nil, fmt.Errorf("discovery has not answered for %s; %w", d.key, stack.ErrRefusedWithoutMTLS)
 		}
 	}
 	if origDst.IsValid() && u.dests.meshed.contains(origDst, time.Now()) {
-		return nil, fmt.Errorf("%s is a meshed endpoint that discovery does not know now; %w", origDst, httpproxy.ErrRefusedWithoutMTLS)
+		return nil, fmt.Errorf("%s is a meshed endpoint that discovery does not know now; %w", origDst, stack.ErrRefusedWithoutMTLS)
 	}
 	return nil, nil
 }
@@ -154,106 +111,13 @@ func hasPort(authority string) bool {
 	return err == nil && port != ""
 }
 
-// requestAuthority is the authority to resolve: Host with the port the
-// client connected to when Host has none.
-func requestAuthority(req *http.Request, origDst netip.AddrPort) string {
-	host := req.Host
+// authorityWithPort is host with the port the client connected to when host
+// has none.
+func authorityWithPort(host string, origDst netip.AddrPort) string {
 	if host == "" || hasPort(host) || !origDst.IsValid() {
 		return host
 	}
 	return net.JoinHostPort(host, fmt.Sprint(origDst.Port()))
-}
-
-// RoundTrip sends req to an endpoint of its destination, trying another
-// endpoint when connecting fails.
-func (u *Upstream) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	ci := httpproxy.ConnInfoFrom(ctx)
-	ri := httpproxy.RequestInfoFrom(ctx)
-
-	d, err := u.resolve(ctx, requestAuthority(req, ci.OrigDst), ci.OrigDst)
-	if err != nil {
-		return nil, err
-	}
-	if d == nil {
-		return u.passthrough(req, ci.OrigDst, u.transports.For(req))
-	}
-	if ri != nil {
-		ri.Service = d.key
-	}
-	body := newRetryableBody(req.Body)
-	var avoid []netip.AddrPort
-	for attempt := 1; ; attempt++ {
-		h, err := d.balancer.Pick(ctx, avoid...)
-		if err != nil {
-			if errors.Is(err, balance.ErrNoEndpoints) {
-				return nil, fmt.Errorf("%s: %w", d.key, httpproxy.ErrNoEndpoints)
-			}
-			return nil, err
-		}
-		ep := h.Endpoint()
-		if ri != nil {
-			ri.Endpoint = ep
-		}
-		transport, out, serverID, err := u.routeTo(req, ep)
-		if err != nil {
-			h.Done(true)
-			return nil, err
-		}
-		if ri != nil {
-			ri.ServerID = serverID
-		}
-		if body != nil {
-			out.Body = body
-		}
-		// The latency sample starts once a connection is there: connecting
-		// (and a TLS handshake) is not the endpoint being slow to answer.
-		out = out.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			GotConn: func(httptrace.GotConnInfo) { h.Sending() },
-		}))
-		resp, err := transport.RoundTrip(out)
-		if err != nil {
-			h.Done(true)
-			var de *dialError
-			if errors.As(err, &de) && !body.started() && attempt < maxConnectAttempts {
-				u.log.Debug("connect failed, trying another endpoint", "endpoint", ep.Addr, "err", err)
-				avoid = append(avoid, ep.Addr)
-				continue
-			}
-			return nil, fmt.Errorf("endpoint %s: %w", ep.Addr, err)
-		}
-		h.Responded()
-		failed := metrics.IsFailure(resp.StatusCode, resp.Header.Get("Grpc-Status"))
-		done := func(trailerFailed bool) { h.Done(failed || trailerFailed) }
-		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-			// A 101 answer's body is the upgraded connection, which the
-			// reverse proxy writes to as well.
-			resp.Body = &doneConn{doneBody: doneBody{ReadCloser: rwc, resp: resp, done: done}, w: rwc}
-		} else {
-			resp.Body = &doneBody{ReadCloser: resp.Body, resp: resp, done: done}
-		}
-		return resp, nil
-	}
-}
-
-// passthrough sends a request for a destination discovery does not know to
-// the address the client dialled.
-func (u *Upstream) passthrough(req *http.Request, origDst netip.AddrPort, transport http.RoundTripper) (*http.Response, error) {
-	if !origDst.IsValid() {
-		return nil, errors.New("no original destination to forward to")
-	}
-	if ri := httpproxy.RequestInfoFrom(req.Context()); ri != nil {
-		ri.Endpoint = discovery.Endpoint{Addr: origDst}
-	}
-	out := httpproxy.To(req, origDst.String())
-	return transport.RoundTrip(out)
-}
-
-// DialTunnel connects a CONNECT request to an endpoint of its destination.
-func (u *Upstream) DialTunnel(ctx context.Context, req *http.Request) (net.Conn, error) {
-	ci := httpproxy.ConnInfoFrom(ctx)
-	c, _, err := u.DialDestination(ctx, ci.OrigDst)
-	return c, err
 }
 
 // DialDestination opens a connection for opaque traffic to origDst: to an
@@ -313,74 +177,6 @@ func (u *Upstream) dialOpaque(ctx context.Context, ep discovery.Endpoint) (net.C
 	}
 	return c, nil
 }
-
-// retryableBody lets a request be sent again after a failed connect: the
-// transport closes a request body even when it never read it, so Close is
-// only passed on once something was read.
-type retryableBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
-}
-
-// newRetryableBody wraps rc; nil when there is no body, so that the
-// transport still sees a request without one.
-func newRetryableBody(rc io.ReadCloser) *retryableBody {
-	if rc == nil || rc == http.NoBody {
-		return nil
-	}
-	return &retryableBody{rc: rc}
-}
-
-func (b *retryableBody) Read(p []byte) (int, error) {
-	b.read.Store(true)
-	return b.rc.Read(p)
-}
-
-func (b *retryableBody) Close() error {
-	if b.read.Load() {
-		return b.rc.Close()
-	}
-	return nil
-}
-
-// started reports whether any of the body was sent; nil has nothing to send.
-func (b *retryableBody) started() bool {
-	return b != nil && b.read.Load()
-}
-
-// doneBody reports the end of a response body (with its trailers) once.
-type doneBody struct {
-	io.ReadCloser
-	resp *http.Response
-	once sync.Once
-	done func(trailerFailed bool)
-}
-
-func (b *doneBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.finish(metrics.IsFailure(b.resp.StatusCode, b.resp.Trailer.Get("Grpc-Status")))
-	} else if err != nil && !errors.Is(err, context.Canceled) {
-		b.finish(true)
-	}
-	return n, err
-}
-
-func (b *doneBody) Close() error {
-	b.finish(false)
-	return b.ReadCloser.Close()
-}
-
-func (b *doneBody) finish(failed bool) { b.once.Do(func() { b.done(failed) }) }
-
-// doneConn is a doneBody that can also be written to (an upgraded
-// connection).
-type doneConn struct {
-	doneBody
-	w io.Writer
-}
-
-func (c *doneConn) Write(p []byte) (int, error) { return c.w.Write(p) }
 
 // trackedConn calls done once when closed.
 type trackedConn struct {

@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strings"
+	"strconv"
 	"testing"
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/httpproxy"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
 // staticResolver answers from a fixed map; unknown keys do not exist.
@@ -57,19 +57,31 @@ func newUpstream(t *testing.T, r discovery.Resolver) *Upstream {
 }
 
 // send makes a POST as if it arrived on a connection redirected from origDst.
-func send(t *testing.T, u *Upstream, authority string, origDst netip.AddrPort, body string) (string, *httpproxy.RequestInfo) {
+func send(t *testing.T, u *Upstream, authority string, origDst netip.AddrPort, body string) (string, *stack.RequestInfo) {
 	t.Helper()
-	ri := &httpproxy.RequestInfo{}
-	ctx := httpproxy.WithConnInfo(context.Background(), &httpproxy.ConnInfo{Direction: "outbound", OrigDst: origDst})
-	ctx = httpproxy.WithRequestInfo(ctx, ri)
-	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+authority+"/", strings.NewReader(body))
-	resp, err := u.RoundTrip(req)
+	req := &stack.Request{Method: "POST", Scheme: "http", Authority: authority, Path: "/", ProtoMajor: 1,
+		Conn: &stack.ConnInfo{Direction: "outbound", OrigDst: origDst}, Body: stack.BytesBody([]byte(body), nil)}
+	req.Header.Add("content-length", strconv.Itoa(len(body)))
+	resp, err := outboundStack(u).Serve(context.Background(), req)
 	if err != nil {
-		t.Fatalf("RoundTrip: %v", err)
+		t.Fatalf("Serve: %v", err)
 	}
 	defer resp.Body.Close()
 	got, _ := io.ReadAll(resp.Body)
-	return string(got), ri
+	return string(got), &req.Info
+}
+
+// outboundStack is the outbound stack's part that this package provides:
+// resolve, balance, connect (with test engines).
+func outboundStack(u *Upstream) stack.Handler {
+	return stack.Build(u.Connect(testEngines()), u.Resolve, u.Balance)
+}
+
+// get sends a GET as if it arrived on a connection redirected from origDst.
+func get(u *Upstream, authority string, origDst netip.AddrPort) (*stack.Response, error) {
+	req := &stack.Request{Method: "GET", Scheme: "http", Authority: authority, Path: "/", ProtoMajor: 1,
+		Conn: &stack.ConnInfo{Direction: "outbound", OrigDst: origDst}, Body: stack.NoBody}
+	return outboundStack(u).Serve(context.Background(), req)
 }
 
 func TestConnectFailureIsRetriedOnAnotherEndpoint(t *testing.T) {
@@ -116,9 +128,7 @@ func TestAuthorityIsResolvedBeforeTheAddress(t *testing.T) {
 func TestKnownDestinationWithoutEndpointsFails(t *testing.T) {
 	vip := netip.MustParseAddrPort("198.19.0.1:80")
 	u := newUpstream(t, staticResolver{vip.String(): nil})
-	ctx := httpproxy.WithConnInfo(context.Background(), &httpproxy.ConnInfo{OrigDst: vip})
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+vip.String()+"/", nil)
-	if _, err := u.RoundTrip(req); !errors.Is(err, httpproxy.ErrNoEndpoints) {
+	if _, err := get(u, vip.String(), vip); !errors.Is(err, stack.ErrNoEndpoints) {
 		t.Errorf("got %v, want an error wrapping ErrNoEndpoints", err)
 	}
 }

@@ -1,0 +1,129 @@
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/skeinmesh/skein/internal/proxy/clientpool"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/meshtls"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
+)
+
+// maxEndpointClients bounds the engine Clients the connect handler keeps:
+// one per endpoint address, server identity and HTTP version. Discovery
+// chooses the endpoints, and passthrough requests the workload's own
+// destinations; past the cap the least recently used is retired.
+const maxEndpointClients = 4096
+
+// endpointKey names one pooled Client: what it dials and how.
+type endpointKey struct {
+	addr netip.AddrPort
+	id   string // the identity the server must prove; "" for plain TCP
+	h2   bool
+}
+
+// connector is the outbound terminal handler: it sends each request to the
+// endpoint the layers above chose (req.Info.Endpoint).
+type connector struct {
+	u       *Upstream
+	engines clientpool.Engines
+	clients *clientpool.Pool[endpointKey, clientpool.Client]
+}
+
+// Connect returns the terminal handler of the outbound stack, which sends
+// a request to req.Info.Endpoint with the engines' Clients:
+//   - to an endpoint with an identity (a meshed one), over mesh TLS to its
+//     proxy: HTTP/2 for everything (an HTTP/1 request marked with
+//     meshtls.OrigProtoHeader), except HTTP/1 upgrades (WebSocket), which stay
+//     HTTP/1.1 inside mesh TLS, and HTTP/1 CONNECT, which goes as bytes
+//     through an opaque mesh connection to the peer proxy's own port;
+//   - anywhere else, as the client spoke it, over plain TCP.
+//
+// Its Clients are pooled and swept until the Upstream's context ends.
+func (u *Upstream) Connect(engines clientpool.Engines) stack.Handler {
+	c := &connector{u: u, engines: engines}
+	c.clients = clientpool.New(maxEndpointClients, c.newClient)
+	go c.clients.Run(u.ctx)
+	return c
+}
+
+func (c *connector) Serve(ctx context.Context, req *stack.Request) (*stack.Response, error) {
+	ep := req.Info.Endpoint
+	meshed := ep.Identity != "" && c.u.mesh != nil
+	if req.Method == "CONNECT" && req.ProtoMajor == 1 {
+		return c.tunnel(ctx, req, ep, meshed)
+	}
+	if !meshed {
+		return c.clients.Get(endpointKey{addr: ep.Addr, h2: req.ProtoMajor == 2}).Serve(ctx, req)
+	}
+	if _, err := spiffeid.FromString(ep.Identity); err != nil {
+		req.Body.Close()
+		return nil, fmt.Errorf("endpoint %s has a bad identity %q: %w", ep.Addr, ep.Identity, err)
+	}
+	req.Info.ServerID = ep.Identity
+	key := endpointKey{addr: ep.Addr, id: ep.Identity, h2: !req.IsUpgrade()}
+	if req.ProtoMajor == 1 && key.h2 {
+		req.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
+	}
+	return c.clients.Get(key).Serve(ctx, req)
+}
+
+func (c *connector) newClient(k endpointKey) clientpool.Client {
+	newClient := c.engines.HTTP1
+	if k.h2 {
+		newClient = c.engines.HTTP2
+	}
+	addr := k.addr.String()
+	if k.id == "" {
+		return newClient(func(ctx context.Context) (net.Conn, error) {
+			return c.u.dialer.DialContext(ctx, "tcp", addr)
+		})
+	}
+	// The key's identity parsed when the request chose it.
+	id := spiffeid.RequireFromString(k.id)
+	return newClient(func(ctx context.Context) (net.Conn, error) {
+		return c.u.mesh.dial(ctx, addr, id, meshtls.ALPNHTTP)
+	})
+}
+
+// tunnel carries an HTTP/1 CONNECT as today's tunnels go: on a connection
+// of its own to the endpoint (an opaque mesh connection to a meshed one's
+// proxy, which hands the bytes to the application), with the request
+// itself sent first, so the server (an HTTP proxy) answers it.
+func (c *connector) tunnel(ctx context.Context, req *stack.Request, ep discovery.Endpoint, meshed bool) (*stack.Response, error) {
+	if meshed {
+		req.Info.ServerID = ep.Identity
+	}
+	var once sync.Once
+	client := c.engines.HTTP1(func(ctx context.Context) (net.Conn, error) {
+		var conn net.Conn
+		err := fmt.Errorf("tunnel to %s: already connected once", ep.Addr)
+		once.Do(func() { conn, err = c.u.dialOpaque(ctx, ep) })
+		return conn, err
+	})
+	resp, err := client.Serve(ctx, req)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	resp.Body = &closingBody{Body: resp.Body, client: client}
+	return resp, nil
+}
+
+// closingBody closes a one-request Client with its response body.
+type closingBody struct {
+	stack.Body
+	client clientpool.Client
+}
+
+func (b *closingBody) Close() error {
+	err := b.Body.Close()
+	b.client.Close()
+	return err
+}

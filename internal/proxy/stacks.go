@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/clientpool"
+	"github.com/skeinmesh/skein/internal/proxy/inbound"
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/tunnel"
+)
+
+// The request path of each direction, in the order a request meets it.
+// Before these stacks, a connection was accepted (listener.serve), its
+// protocol detected and, for a peer proxy, its mesh TLS terminated
+// (listener.handle, serveMesh); an engine (h1, h2) then reads requests off
+// it and hands each to the stack below, and writes the answer back.
+//
+// A feature is a layer (a stack.Layer: it wraps the next handler). To add
+// one, write it in a package of its own and put it in the list where it
+// belongs; the engines do not change. See docs/proxy.md, "The layer stack".
+
+// stackConfig is what the stacks need from the proxy's configuration.
+type stackConfig struct {
+	metrics           *metrics.Registry
+	tunnelIdleTimeout time.Duration
+	engines           clientpool.Engines
+	log               *slog.Logger
+}
+
+// outboundStack is the journey of a request the workload sends out.
+func outboundStack(out *outbound.Upstream, cfg stackConfig) stack.Handler {
+	// connect: a pooled engine Client to the chosen endpoint — HTTP/2 over
+	// mesh TLS to a peer proxy, else as the client spoke.
+	return stack.Build(out.Connect(cfg.engines), outboundLayers(out, cfg)...)
+}
+
+// outboundLayers are the layers of the outbound stack, outermost first.
+func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
+	return []stack.Layer{
+		// metrics: request_total, response_total, response_latency_ms, as
+		// the client saw them (the proxy's own answers included).
+		// (tap goes beside metrics: it reads the same request and answer.)
+		metrics.Layer(cfg.metrics, metrics.DirectionOutbound),
+		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE.
+		proxyerror.Layer(cfg.log),
+		// (rate limits go here: before any work is done for a request.)
+		// (route goes here: match path/method/headers, pick a backend of a
+		// weighted split, name route_name; mirroring copies the request to
+		// a second backend from here, never delaying the primary.)
+		// (timeout and retry go here, above resolve, so that a retry may
+		// land on another endpoint and the timeout covers every attempt.)
+		// resolve: the destination by authority, then by the address the
+		// client dialled; fails closed.
+		out.Resolve,
+		// balance: pick an endpoint (P2C over peak-EWMA), retry connect
+		// failures on another (up to 3), feed the outcome back.
+		out.Balance,
+		// tunnels: an accepted CONNECT or upgrade is closed when idle.
+		tunnel.Layer(cfg.tunnelIdleTimeout),
+	}
+}
+
+// inboundStack is the journey of a request that arrives for the workload.
+func inboundStack(ctx context.Context, in *inbound.Upstream, cfg stackConfig) stack.Handler {
+	journey := []stack.Layer{
+		// metrics, as the client saw them (tap goes beside).
+		metrics.Layer(cfg.metrics, metrics.DirectionInbound),
+		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE,
+		// the reason told only to meshed peers.
+		proxyerror.Layer(cfg.log),
+		// (authorization goes here: who may call which route on this port;
+		// 403 / PERMISSION_DENIED, counted. Rate limits after it.)
+		// tunnels: an accepted CONNECT or upgrade is closed when idle.
+		tunnel.Layer(cfg.tunnelIdleTimeout),
+	}
+	// to the application: at the original destination, in the client's
+	// HTTP version (HTTP/1.1 when a meshed peer asked).
+	return stack.Build(in.Handler(ctx, cfg.engines), journey...)
+}

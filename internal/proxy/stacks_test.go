@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/stack"
+)
+
+// staticResolver answers from a fixed map; unknown keys do not exist.
+type staticResolver map[string][]discovery.Endpoint
+
+func (r staticResolver) Watch(_ context.Context, dst string, update func(discovery.EndpointSet)) error {
+	eps, ok := r[dst]
+	update(discovery.EndpointSet{Exists: ok, Endpoints: eps})
+	return nil
+}
+
+// Budgets of what the outbound layers (metrics, errors, resolve, balance,
+// tunnel watch) allocate per request, over a terminal that allocates
+// nothing: what they reached when written (see the test). The engines'
+// own costs are budgeted in their packages.
+const (
+	// the balancer's Handle, its GotConn hook, the response body wrapper
+	// that ends the handle, and the target_addr label's string.
+	layerAllocsHTTP = 4
+	// the same, plus the request body's resend guard and the metrics
+	// layer's wrapper that reads grpc-status from the trailers.
+	layerAllocsGRPC = 6
+)
+
+func TestOutboundLayersAllocationBudget(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		grpc   bool
+		budget float64
+	}{
+		{"HTTP GET", false, layerAllocsHTTP},
+		{"gRPC unary", true, layerAllocsGRPC},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			send := layeredRequest(t, c.grpc)
+			send()
+			allocs := testing.AllocsPerRun(1000, send)
+			t.Logf("%s: %v allocations per request in the layers", c.name, allocs)
+			if allocs > c.budget {
+				t.Errorf("%s: the outbound layers allocate %v times per request, over the budget of %v", c.name, allocs, c.budget)
+			}
+		})
+	}
+}
+
+// BenchmarkOutboundLayersHTTP1 is one HTTP/1.1 GET through the outbound
+// layers to an in-memory terminal: what the layers cost, no engine.
+func BenchmarkOutboundLayersHTTP1(b *testing.B) {
+	send := layeredRequest(b, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		send()
+	}
+}
+
+// BenchmarkOutboundLayersGRPC is one unary gRPC call (a body each way,
+// trailers) through the outbound layers to an in-memory terminal.
+func BenchmarkOutboundLayersGRPC(b *testing.B) {
+	send := layeredRequest(b, true)
+	b.ReportAllocs()
+	for b.Loop() {
+		send()
+	}
+}
+
+// layeredRequest returns a function that sends one request through the
+// outbound layers to a terminal that answers from memory and allocates
+// nothing.
+func layeredRequest(t testing.TB, grpc bool) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	const name = "echo.test.svc.cluster.local:8080"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	out := outbound.New(ctx, staticResolver{name: {{Addr: netip.MustParseAddrPort("10.0.0.7:8080"),
+		Labels: map[string]string{"namespace": "test", "service": "echo", "pod": "echo-0"}}}}, balance.DefaultOptions(), nil, quiet)
+	reg, err := metrics.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, log: quiet}
+	grpcHeader := stack.Header{{Name: "content-type", Value: "application/grpc"}}
+	trailers := stack.Header{{Name: "grpc-status", Value: "0"}}
+	hello, world := []byte("0000hello"), []byte("0000world")
+	ci := &stack.ConnInfo{Direction: "outbound", OrigDst: netip.MustParseAddrPort("198.19.0.1:8080")}
+	var body, respBody reusableBody
+	resp := &stack.Response{Status: 200}
+	end := stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.GotConn != nil {
+			req.GotConn()
+		}
+		io.Copy(io.Discard, req.Body)
+		return resp, nil
+	})
+	h := stack.Build(end, outboundLayers(out, cfg)...)
+	req := &stack.Request{Conn: ci}
+	return func() {
+		*req = stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}
+		*resp = stack.Response{Status: 200, Body: stack.NoBody}
+		if grpc {
+			body.reset(hello, nil)
+			respBody.reset(world, trailers)
+			*req = stack.Request{Method: "POST", Authority: name, Path: "/echo.Echo/Say", ProtoMajor: 2, Conn: ci,
+				Header: grpcHeader, Body: &body}
+			*resp = stack.Response{Status: 200, Header: grpcHeader, Body: &respBody}
+		}
+		got, err := h.Serve(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, got.Body)
+		got.Body.Close()
+	}
+}
+
+// reusableBody is a body the test refills for each request.
+type reusableBody struct {
+	b        []byte
+	trailers stack.Header
+}
+
+func (b *reusableBody) reset(p []byte, trailers stack.Header) { b.b, b.trailers = p, trailers }
+func (b *reusableBody) Read(p []byte) (int, error) {
+	if len(b.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b)
+	b.b = b.b[n:]
+	return n, nil
+}
+func (b *reusableBody) Trailers() stack.Header { return b.trailers }
+func (b *reusableBody) Close() error           { return nil }
+
+// The HTTP/1 engine watches its own tunnels: it must not cut one before
+// the -tunnel-idle-timeout the proxy was given.
+func TestTheEnginesGetTheTunnelIdleTimeout(t *testing.T) {
+	if got := newEngineConfig(3 * time.Hour).http1.TunnelIdleTimeout; got != 3*time.Hour {
+		t.Errorf("h1 tunnel idle timeout %v, want the proxy's 3h", got)
+	}
+}
