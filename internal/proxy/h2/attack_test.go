@@ -159,6 +159,38 @@ func TestRapidResetGetsGoAwayAndResetRequestsNeverReachHandler(t *testing.T) {
 	t.Logf("handler saw %d of the reset requests", h.n.Load())
 }
 
+// TestProvokedResetsCountLikeResets: a client that makes the server reset
+// its streams (here with a zero WINDOW_UPDATE on each) instead of
+// resetting them itself meets the same limit.
+func TestProvokedResetsCountLikeResets(t *testing.T) {
+	h := &countingHandler{}
+	addr, _ := serveH2(t, h, Config{})
+	r := dialRaw(t, addr)
+	go func() {
+		var batch bytes.Buffer
+		fr := http2.NewFramer(&batch, nil)
+		fr.AllowIllegalWrites = true
+		for i := range 5000 {
+			id := uint32(2*i + 1)
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(), EndHeaders: true})
+			fr.WriteWindowUpdate(id, 0)
+			if i%100 == 99 {
+				if _, err := r.c.Write(batch.Bytes()); err != nil {
+					return
+				}
+				batch.Reset()
+			}
+		}
+	}()
+	if code, ok := r.awaitGoAway(); !ok || code != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("got GOAWAY %v (seen %v), want ENHANCE_YOUR_CALM", code, ok)
+	}
+	if n := h.n.Load(); n > 50 {
+		t.Fatalf("%d provoked-reset requests reached the handler", n)
+	}
+	t.Logf("handler saw %d of them", h.n.Load())
+}
+
 func TestTooManyStreamsAreRefused(t *testing.T) {
 	hold := make(chan struct{})
 	defer close(hold)
@@ -380,3 +412,37 @@ type endlessBody struct {
 func (b *endlessBody) Read(p []byte) (int, error) { b.reads++; return len(p), nil }
 func (b *endlessBody) Trailers() stack.Header     { return nil }
 func (b *endlessBody) Close() error               { close(b.closed); return nil }
+
+// TestShutdownIsTwoStepGoAway: the first GOAWAY names the largest stream
+// id and comes with a PING; a stream the client opened before answering it
+// is still served; the second GOAWAY names it as the last.
+func TestShutdownIsTwoStepGoAway(t *testing.T) {
+	h := newBlocking()
+	addr, srv := serveH2(t, h, Config{})
+	r := dialRaw(t, addr)
+	r.get(1, true)
+	<-h.started
+	go srv.Shutdown(context.Background())
+	first := r.await("first GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if first.LastStreamID != 1<<31-1 || first.ErrCode != http2.ErrCodeNo {
+		t.Fatalf("first GOAWAY: last stream %d, %v", first.LastStreamID, first.ErrCode)
+	}
+	ping := r.await("PING", func(f http2.Frame) bool { p, ok := f.(*http2.PingFrame); return ok && !p.IsAck() }).(*http2.PingFrame)
+	r.get(3, true) // in flight when the GOAWAY was sent
+	<-h.started
+	r.fr.WritePing(true, ping.Data)
+	second := r.await("second GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if second.LastStreamID != 3 {
+		t.Fatalf("second GOAWAY names stream %d as the last, want 3", second.LastStreamID)
+	}
+	close(h.release)
+	answered := map[uint32]bool{}
+	r.await("200 on streams 1 and 3", func(f http2.Frame) bool {
+		for _, id := range []uint32{1, 3} {
+			if isStatus(id, "200")(f) {
+				answered[id] = true
+			}
+		}
+		return len(answered) == 2
+	})
+}

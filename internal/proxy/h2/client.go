@@ -82,22 +82,25 @@ type clientStream struct {
 // was written are stack.NotSent.
 func (c *Client) Serve(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 	if err := ctx.Err(); err != nil {
+		closeBody(req.Body)
 		return nil, stack.NotSent(err)
 	}
 	for tries := 0; ; tries++ {
 		cc, err := c.getConn(ctx)
 		if err != nil {
+			closeBody(req.Body)
 			return nil, err
 		}
 		if req.Protocol != "" {
 			if err := cc.awaitConnectProtocol(ctx); err != nil {
 				cc.unreserve()
+				closeBody(req.Body)
 				return nil, err
 			}
 		}
 		st := cc.newStream(0)
 		st.client = &clientStream{respReady: make(chan struct{})}
-		if req.GotConn != nil {
+		if req.GotConn != nil && tries == 0 {
 			req.GotConn()
 		}
 		st.client.stop = context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, ctx.Err()) })
@@ -153,9 +156,11 @@ func (c *Client) getConn(ctx context.Context) (*clientConn, error) {
 			case <-ctx.Done():
 				return nil, stack.NotSent(ctx.Err())
 			}
-			if d.err != nil {
+			if d.err != nil && !errors.Is(d.err, context.Canceled) && !errors.Is(d.err, context.DeadlineExceeded) {
 				return nil, stack.NotSent(d.err)
 			}
+			// Dialled, or the dialling caller gave up (its own ctx): try
+			// again with ours.
 			c.mu.Lock()
 			continue
 		}
@@ -199,7 +204,7 @@ func (cc *clientConn) run() {
 	cc.readLoop()
 	select {
 	case <-cc.writerDone:
-	case <-time.After(time.Second):
+	case <-time.After(goAwayGrace):
 	}
 	cc.closeNow(errConnLost)
 	cc.keepalive.Stop()
@@ -318,12 +323,15 @@ func (cc *clientConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 		return nil
 	}
 	resp := &st.client.resp
-	*resp = stack.Response{}
+	*resp = stack.Response{Header: make(stack.Header, 0, len(fields))}
 	cl, err := parseResponse(fields, resp)
 	if err != nil {
 		return cc.streamError(st.id, http2.ErrCodeProtocol)
 	}
-	if resp.Status < 200 && resp.Status != 101 {
+	if resp.Status == 101 {
+		return cc.streamError(st.id, http2.ErrCodeProtocol) // no 101 in HTTP/2 (RFC 9113 §8.6)
+	}
+	if resp.Status < 200 {
 		if f.StreamEnded() {
 			return cc.streamError(st.id, http2.ErrCodeProtocol)
 		}
@@ -364,9 +372,7 @@ func (cc *clientConn) streamGone(st *stream) {
 	if wake && st.err == nil && !cs.haveResp {
 		st.err = errConnLost
 	}
-	var se http2.StreamError
-	refused := errors.As(st.err, &se) && se.Code == http2.ErrCodeRefusedStream
-	if wake && (refused || !st.sent.Load()) && !stack.IsNotSent(st.err) {
+	if wake && st.err != nil && (!st.sent.Load() || isRefused(st.err)) && !stack.IsNotSent(st.err) {
 		st.err = stack.NotSent(st.err)
 	}
 	closeConn := cc.goneAway && cc.inflight == 0
@@ -486,5 +492,17 @@ func (c *Client) Close() {
 	c.mu.Unlock()
 	for _, cc := range conns {
 		cc.closeNow(errClientClosed)
+	}
+}
+
+func isRefused(err error) bool {
+	var se http2.StreamError
+	return errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream
+}
+
+// closeBody closes a request body that will not be sent (Serve owns it).
+func closeBody(b stack.Body) {
+	if b != nil {
+		b.Close()
 	}
 }

@@ -164,3 +164,18 @@ func TestClientCloseIdle(t *testing.T) {
 	}
 	io.ReadAll(resp.Body)
 }
+
+// TestUpstreamResetIsPassedOnDownstream: an upstream RST_STREAM before
+// any response reaches the client as RST_STREAM with the same code.
+func TestUpstreamResetIsPassedOnDownstream(t *testing.T) {
+	up, conns := rawServer(t)
+	cl := NewClient(dialer(up), Config{}, nil)
+	defer cl.Close()
+	front, _ := serveH2(t, cl, Config{})
+	r := dialRaw(t, front)
+	r.get(1, true)
+	fr := <-conns
+	readUntil(t, fr, headersOn(1))
+	fr.WriteRSTStream(1, http2.ErrCodeInternal)
+	r.await("RST_STREAM INTERNAL_ERROR on stream 1", isRST(1, http2.ErrCodeInternal))
+}

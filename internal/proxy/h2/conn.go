@@ -104,7 +104,7 @@ type stream struct {
 
 	discard atomic.Bool // request body abandoned: drop what arrives
 	w       streamSend  // writer only
-	wrote   chan error  // writer -> copyBody
+	wrote   chan error  // writer -> copyBody; made by copyBody before its first write
 
 	req    *stack.Request // server: the request
 	err    error          // c.mu: why the stream was reset
@@ -161,7 +161,7 @@ func (c *conn) ourSettings() []item {
 }
 
 func (c *conn) newStream(id uint32) *stream {
-	st := &stream{id: id, c: c, contentLength: -1, recvWindow: int64(c.cfg.StreamWindow), wrote: make(chan error, 1)}
+	st := &stream{id: id, c: c, contentLength: -1, recvWindow: int64(c.cfg.StreamWindow)}
 	st.body.init(st)
 	return st
 }
@@ -299,7 +299,7 @@ func (c *conn) goAway(code http2.ErrCode, reason string) {
 	}
 	c.q.push(item{kind: itemGoAway, id: c.lastPeerStream(), code: code, closeAfter: true})
 	// A peer that does not read must not hold the connection open.
-	time.AfterFunc(time.Second, func() { c.closeNow(errConnClosing) })
+	time.AfterFunc(goAwayGrace, func() { c.closeNow(errConnClosing) })
 }
 
 func (c *conn) lastPeerStream() uint32 {

@@ -7,11 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
@@ -347,3 +352,85 @@ type pipeBody struct{ r *io.PipeReader }
 func (p pipeBody) Read(b []byte) (int, error) { return p.r.Read(b) }
 func (p pipeBody) Trailers() stack.Header     { return nil }
 func (p pipeBody) Close() error               { return p.r.Close() }
+
+// TestNoGoroutineOutlivesItsConnection: after calls of every shape
+// (complete, streamed, cancelled, tunnels) and closing both sides, the
+// goroutine count is back where it was.
+func TestNoGoroutineOutlivesItsConnection(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		svc := &testService{cancelled: make(chan error, 10)}
+		gs := grpc.NewServer()
+		testpb.RegisterTestServiceServer(gs, svc)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go gs.Serve(ln)
+		defer gs.Stop()
+		cl := NewClient(dialer(ln.Addr().String()), Config{}, nil)
+		defer cl.Close()
+		srv := NewServer(cl, Config{}, nil)
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			var wg sync.WaitGroup
+			for {
+				c, err := pln.Accept()
+				if err != nil {
+					wg.Wait()
+					return
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); srv.ServeConn(c, &stack.ConnInfo{}) }()
+			}
+		}()
+		cc, err := grpc.NewClient(pln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := testpb.NewTestServiceClient(cc)
+		ctx := context.Background()
+		for range 10 {
+			if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 10}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stream, err := client.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("x")}})
+		stream.Recv()
+		cctx, cancel := context.WithCancel(ctx)
+		s2, err := client.FullDuplexCall(cctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("x")}})
+		s2.Recv()
+		cancel()
+		stream.CloseSend()
+		stream.Recv()
+		cc.Close()
+		sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		pln.Close()
+		<-served
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines left over (%d before):\n%s", n-before, before, buf[:runtime.Stack(buf, true)])
+	}
+}

@@ -293,11 +293,15 @@ func TestGRPCThroughServerAndClient(t *testing.T) {
 		dctx, dcancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-wait", "1"), 300*time.Millisecond)
 		defer dcancel()
 		_, err := client.UnaryCall(dctx, &testpb.SimpleRequest{})
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Fatalf("client got %v, want DeadlineExceeded", err)
-		}
+		// The server's deadline (set from grpc-timeout on arrival) and the
+		// client's RST_STREAM at its own deadline race, and so do the
+		// server's answer and the client's timer: either way the server
+		// must stop, and the client must end with one of the two.
 		if got := <-svc.cancelled; !errors.Is(got, context.DeadlineExceeded) && !errors.Is(got, context.Canceled) {
-			t.Fatalf("server saw %v", got)
+			t.Fatalf("server saw %v, want its deadline exceeded or the call cancelled", got)
+		}
+		if c := status.Code(err); c != codes.DeadlineExceeded && c != codes.Canceled {
+			t.Fatalf("client got %v, want DeadlineExceeded", err)
 		}
 	})
 	t.Run("cancel after first response reaches the server", func(t *testing.T) {

@@ -53,7 +53,14 @@ type item struct {
 	buf        *[]byte // pooled buffer holding data, returned once written
 	src        *recvBody
 	ping       [8]byte
-	settings   []http2.Setting
+	settings   []http2.Setting // ours
+	peer       peerSettings
+}
+
+// peerSettings are the peer's SETTINGS values the writer applies.
+type peerSettings struct {
+	hasWindow, hasFrame, hasTable bool
+	window, frame, table          uint32
 }
 
 // writeQueue hands items from any goroutine to the connection's writer.

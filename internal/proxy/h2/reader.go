@@ -25,7 +25,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return c.readError(err)
 		}
-		if fh.Type == http2.FrameHeaders {
+		if fh.Type == http2.FrameHeaders && c.isServer {
 			c.nc.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
 			c.hdrTimed = true
 		}
@@ -107,7 +107,12 @@ func (c *conn) readError(err error) error {
 }
 
 // streamError resets stream id with code (a stream error of RFC 9113).
+// Resets the peer provokes count against the same rate as the ones it
+// sends ("MadeYouReset", CVE-2025-8671, is rapid reset by proxy).
 func (c *conn) streamError(id uint32, code http2.ErrCode) error {
+	if c.isServer && code != http2.ErrCodeStreamClosed && !c.resets.Allow() {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many stream errors"}
+	}
 	if st := c.stream(id); st != nil {
 		c.resetStream(st, code, http2.StreamError{StreamID: id, Code: code})
 		return nil
@@ -222,19 +227,28 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
-	var ss []http2.Setting
+	// Only the last value of each setting the writer uses is kept, so a
+	// queued SETTINGS costs a fixed size whatever the frame holds.
+	var ps peerSettings
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
 		}
-		ss = append(ss, s)
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			ps.window, ps.hasWindow = s.Val, true
+		case http2.SettingMaxFrameSize:
+			ps.frame, ps.hasFrame = s.Val, true
+		case http2.SettingHeaderTableSize:
+			ps.table, ps.hasTable = s.Val, true
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	c.side.peerSettings(f)
-	return c.pushProvoked(item{kind: itemPeerSettings, settings: ss})
+	return c.pushProvoked(item{kind: itemPeerSettings, peer: ps})
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {

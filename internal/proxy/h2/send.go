@@ -202,6 +202,7 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 // buffered whatever the peer's window.
 func (c *conn) copyBody(st *stream, body stack.Body) {
 	defer body.Close()
+	st.wrote = make(chan error, 1)
 	for {
 		buf := getPage()
 		n, err := body.Read(*buf)

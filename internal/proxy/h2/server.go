@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -90,7 +91,7 @@ func (s *Server) ServeConn(nc net.Conn, ci *stack.ConnInfo) {
 	}
 	select {
 	case <-c.writerDone:
-	case <-time.After(time.Second):
+	case <-time.After(goAwayGrace):
 	}
 	c.closeNow(errConnLost)
 	<-c.writerDone
@@ -174,7 +175,7 @@ func (sc *serverConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 	if tooLarge {
 		return sc.refuseTooLarge(st, f.StreamEnded())
 	}
-	req := &stack.Request{ProtoMajor: 2, Conn: sc.ci, Body: &st.body}
+	req := &stack.Request{ProtoMajor: 2, Conn: sc.ci, Body: &st.body, Header: make(stack.Header, 0, len(fields))}
 	cl, err := parseRequest(fields, true, req)
 	if err == nil && f.StreamEnded() && cl > 0 {
 		err = errMalformed
@@ -251,6 +252,11 @@ func (sc *serverConn) serve(st *stream) {
 	defer sc.handlers.Done()
 	req := st.req
 	resp, err := sc.callHandler(st, req)
+	if code, ok := resetCode(err); ok {
+		// The upstream reset its stream: pass the reset on.
+		sc.resetStream(st, code, err)
+		return
+	}
 	if err != nil || resp == nil || resp.Status < 200 || resp.Status > 999 {
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
@@ -285,7 +291,9 @@ func (sc *serverConn) callHandler(st *stream, req *stack.Request) (resp *stack.R
 }
 
 // errorResponse is the bare answer to a Handler error: 502, or gRPC
-// UNAVAILABLE as a trailers-only response.
+// UNAVAILABLE as a trailers-only response. (A Handler error that wraps an
+// http2.StreamError, as the Client's does when the upstream reset the
+// stream, is passed on as RST_STREAM with its code instead.)
 func errorResponse(req *stack.Request) *stack.Response {
 	if req.IsGRPC() {
 		return &stack.Response{Status: 200, Body: stack.NoBody, Header: stack.Header{
@@ -387,4 +395,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// resetCode returns the code of the stream reset err wraps, if any.
+func resetCode(err error) (http2.ErrCode, bool) {
+	if err == nil {
+		return 0, false
+	}
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		return se.Code, true
+	}
+	return 0, false
 }

@@ -52,6 +52,7 @@ type streamSend struct {
 	headers   bool // HEADERS written
 	window    int64
 	out       []item
+	outBuf    [2]item // out's first storage: most streams queue no more
 	stalledAt time.Time
 }
 
@@ -77,8 +78,7 @@ func (w *writer) run() {
 				return
 			}
 			if batch[i].kind == itemFlushClose || batch[i].kind == itemGoAway && batch[i].closeAfter {
-				c.bw.Flush()
-				c.closeNow(errConnClosing)
+				w.closeGracefully()
 				w.fail(errConnClosing)
 				return
 			}
@@ -180,6 +180,30 @@ func (w *writer) resetStalled() {
 
 var errStalled = errors.New("h2: stream stalled on flow control")
 
+// goAwayGrace is how long a connection whose last frames (a GOAWAY) were
+// written stays half-open for the peer to read them: closing at once with
+// the peer's bytes unread would reset the connection, and the peer could
+// lose what it had not read yet.
+const goAwayGrace = time.Second
+
+// closeGracefully flushes, half-closes, and closes once the peer did or
+// goAwayGrace passed.
+func (w *writer) closeGracefully() {
+	c := w.c
+	if c.bw.Flush() == nil {
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			t := time.NewTimer(goAwayGrace)
+			select {
+			case <-c.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	c.closeNow(errConnClosing)
+}
+
 // fail ends the writer: every waiting stream is released.
 func (w *writer) fail(err error) {
 	w.c.closeNow(err)
@@ -197,6 +221,7 @@ func (w *writer) fail(err error) {
 func (w *writer) sendInit(st *stream) {
 	if !st.w.init {
 		st.w.init = true
+		st.w.out = st.w.outBuf[:0]
 		st.w.window = w.peerInitWindow
 		w.streams[st.id] = st
 	}
@@ -243,7 +268,7 @@ func (w *writer) handle(it *item) error {
 	case itemPeerWindow:
 		return w.peerWindow(it)
 	case itemPeerSettings:
-		if err := w.applySettings(it.settings); err != nil {
+		if err := w.applySettings(it.peer); err != nil {
 			return err
 		}
 		return c.fr.WriteSettingsAck()
@@ -331,24 +356,23 @@ func (w *writer) peerWindow(it *item) error {
 	return nil
 }
 
-func (w *writer) applySettings(ss []http2.Setting) error {
-	for _, s := range ss {
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - w.peerInitWindow
-			w.peerInitWindow = int64(s.Val)
-			for _, st := range w.streams {
-				st.w.window += delta
-				if st.w.window > math.MaxInt32 {
-					w.c.goAway(http2.ErrCodeFlowControl, "stream window overflow")
-					return nil
-				}
+func (w *writer) applySettings(ps peerSettings) error {
+	if ps.hasWindow {
+		delta := int64(ps.window) - w.peerInitWindow
+		w.peerInitWindow = int64(ps.window)
+		for _, st := range w.streams {
+			st.w.window += delta
+			if st.w.window > math.MaxInt32 {
+				w.c.goAway(http2.ErrCodeFlowControl, "stream window overflow")
+				return nil
 			}
-		case http2.SettingMaxFrameSize:
-			w.peerMaxFrame = int(s.Val)
-		case http2.SettingHeaderTableSize:
-			w.enc.SetMaxDynamicTableSizeLimit(min(s.Val, 4096))
 		}
+	}
+	if ps.hasFrame {
+		w.peerMaxFrame = int(ps.frame)
+	}
+	if ps.hasTable {
+		w.enc.SetMaxDynamicTableSizeLimit(min(ps.table, 4096))
 	}
 	for _, st := range w.active {
 		st.w.stalledAt = time.Time{}
