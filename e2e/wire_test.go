@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +44,8 @@ type wire struct {
 	grpcApp                  *conformanceService
 	servers                  []interface{ Close() error }
 	grpcServer               *grpc.Server
+	discovery                string
+	restarts                 int
 }
 
 var (
@@ -142,17 +146,36 @@ func (w *wire) build(ctx context.Context, dir string) error {
 
 	// No destinations: every request goes where the client sent it
 	// (passthrough), to the server host, whose proxy takes it in.
-	discovery := filepath.Join(dir, "discovery.yaml")
-	if err := os.WriteFile(discovery, []byte("services: []\n"), 0o644); err != nil {
+	w.discovery = filepath.Join(dir, "discovery.yaml")
+	if err := os.WriteFile(w.discovery, []byte("services: []\n"), 0o644); err != nil {
 		return err
 	}
-	if w.clientProxy, err = w.inject(ctx, w.client, "redirect", "-discovery-file", discovery); err != nil {
+	if w.clientProxy, err = w.inject(ctx, w.client, "redirect", "-discovery-file", w.discovery); err != nil {
 		return err
 	}
-	if w.serverProxy, err = w.inject(ctx, w.server, "redirect", "-discovery-file", discovery); err != nil {
+	if w.serverProxy, err = w.inject(ctx, w.server, "redirect", "-discovery-file", w.discovery); err != nil {
 		return err
 	}
 	return nil
+}
+
+// restartProxy kills the proxy of h (the client or the server) and starts
+// a fresh one in its place.
+func (w *wire) restartProxy(t *testing.T, ctx context.Context, h *netns.Host) *proc {
+	t.Helper()
+	old := &w.clientProxy
+	if h == w.server {
+		old = &w.serverProxy
+	}
+	(*old).signal(syscall.SIGKILL)
+	<-(*old).done
+	w.restarts++
+	p, err := w.startProxy(ctx, fmt.Sprintf("proxy-%s-%d", h.Name, w.restarts), h, "redirect", "-discovery-file", w.discovery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	*old = p
+	return p
 }
 
 // target is the address of one of the server's applications.
@@ -162,7 +185,7 @@ func (w *wire) target(port uint16) string {
 
 // wireApp is the h2c application: it counts requests by path and answers
 // GET with ?size=N bytes (default 1 KiB, so h2spec always gets a DATA frame).
-// /hold answers only when the request ends or after 20 s; /count?path=P
+// /hold... answers only when the request ends or after 20 s; /count?path=P
 // answers how many requests for P arrived.
 type wireApp struct {
 	counts sync.Map // path -> *atomic.Int64
@@ -180,7 +203,7 @@ func (a *wireApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.counter(r.URL.Path).Add(1)
 	io.Copy(io.Discard, r.Body)
-	if r.URL.Path == "/hold" {
+	if strings.HasPrefix(r.URL.Path, "/hold") {
 		select {
 		case <-r.Context().Done():
 		case <-time.After(20 * time.Second):
