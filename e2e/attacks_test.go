@@ -568,7 +568,7 @@ func TestH2OversizedHeaderListsAreRefused(t *testing.T) {
 
 // TestH2SlowlorisHoldsLittle: 100 connections that send the preface and
 // SETTINGS and then nothing, and 100 that send half a header block and then
-// nothing, held for 12 s.
+// nothing, held for 6 s.
 func TestH2SlowlorisHoldsLittle(t *testing.T) {
 	underAttack(t, func(t *testing.T, ctx context.Context, side attackSide) {
 		var conns []*rawH2
@@ -586,14 +586,14 @@ func TestH2SlowlorisHoldsLittle(t *testing.T) {
 				})
 			}
 		}
-		time.Sleep(12 * time.Second)
+		time.Sleep(6 * time.Second)
 		closed := [2]int{}
 		for i, c := range conns {
 			if c.closed() {
 				closed[i%2]++
 			}
 		}
-		t.Logf("after 12 s the proxy had closed %d of 100 silent connections and %d of 100 with half a header block", closed[0], closed[1])
+		t.Logf("after 6 s the proxy had closed %d of 100 silent connections and %d of 100 with half a header block", closed[0], closed[1])
 	})
 }
 
