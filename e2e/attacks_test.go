@@ -59,9 +59,13 @@ func underAttack(t *testing.T, attack func(t *testing.T, ctx context.Context, si
 			// The other client: unary calls through both proxies.
 			client := testpb.NewTestServiceClient(wireGRPCConn(t, w))
 			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			// An attack that fails its test at once must not leave these
+			// goroutines running.
+			halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
+			defer halt()
 			var good, failed atomic.Int64
 			var firstErr atomic.Value
-			var wg sync.WaitGroup
 			for range 2 {
 				wg.Go(func() {
 					for {
@@ -102,8 +106,7 @@ func underAttack(t *testing.T, attack func(t *testing.T, ctx context.Context, si
 			attack(t, ctx, side)
 			elapsed := time.Since(start)
 			time.Sleep(500 * time.Millisecond) // calls made right after the attack count too
-			close(stop)
-			wg.Wait()
+			halt()
 
 			select {
 			case <-proxy.done:
