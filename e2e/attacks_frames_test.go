@@ -15,15 +15,20 @@ import (
 
 // The attacks made of frames no client should send: resets, floods,
 // bombs and oversized frames and header lists (see underAttack).
+
 // TestH2RapidResetIsCutOffAndSparesTheApplication (CVE-2023-44487):
 // thousands of requests, each reset at once, on as many connections as it
-// takes. The application must see under 1% of them.
+// takes. The application must see under 1% of them, and no connection may
+// carry 1,000 resets without being sent GOAWAY (issue 12: a reset rate per
+// connection past which the peer gets GOAWAY).
 func TestH2RapidResetIsCutOffAndSparesTheApplication(t *testing.T) {
 	w := getWire(t)
 	underAttack(t, func(t *testing.T, ctx context.Context, side attackSide) {
 		path := "/reset/" + side.name
-		const want = 5000
-		var sent, conns, goAways atomic.Int64
+		// Each connection carries up to perConn resets, until want were
+		// sent in all.
+		const want, perConn, maxWithoutGoAway = 5000, 1500, 1000
+		var sent, conns, goAways, unchecked atomic.Int64
 		attackFor(ctx, 4, 20*time.Second, func(ctx context.Context, _ int) {
 			for ctx.Err() == nil && sent.Load() < want {
 				c, err := dialRawH2(ctx, side.from, side.target, true)
@@ -31,7 +36,8 @@ func TestH2RapidResetIsCutOffAndSparesTheApplication(t *testing.T) {
 					return
 				}
 				conns.Add(1)
-				for id := uint32(1); ctx.Err() == nil && sent.Load() < want && !c.closed(); id += 2 * 50 {
+				resets := 0
+				for id := uint32(1); ctx.Err() == nil && resets < perConn && !c.closed(); id += 2 * 50 {
 					err := c.write(func(fr *http2.Framer) error {
 						for s := id; s < id+2*50; s += 2 {
 							if err := c.get(fr, s, path); err != nil {
@@ -47,9 +53,18 @@ func TestH2RapidResetIsCutOffAndSparesTheApplication(t *testing.T) {
 						break
 					}
 					sent.Add(50)
+					resets += 50
+				}
+				// The server may still be working through what was
+				// written: give it time to say GOAWAY and close.
+				select {
+				case <-c.done:
+				case <-time.After(3 * time.Second):
 				}
 				if c.goAway.Load() != 0 {
 					goAways.Add(1)
+				} else if resets >= maxWithoutGoAway {
+					unchecked.Add(1)
 				}
 				c.Close()
 			}
@@ -62,6 +77,9 @@ func TestH2RapidResetIsCutOffAndSparesTheApplication(t *testing.T) {
 		}
 		if seen*100 >= sent.Load() {
 			t.Errorf("the application saw %d of %d reset requests, want under 1%%", seen, sent.Load())
+		}
+		if n := unchecked.Load(); n > 0 {
+			t.Errorf("%d connections carried %d or more resets and got no GOAWAY", n, maxWithoutGoAway)
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 // The attacks that make the proxy hold things: answers a client will not
 // read, streams, and connections that never finish a request (see
 // underAttack).
+
 // TestH2ZeroWindowStallHoldsNoResponses: a client whose stream window is
 // 0 and that never opens it asks for 1 MiB answers on 100 streams on each
 // of two connections (200 MiB the proxy could be made to hold).
