@@ -106,6 +106,10 @@ type stream struct {
 	w       streamSend  // writer only
 	wrote   chan error  // writer -> copyBody; made by copyBody before its first write
 
+	// c.q.mu: 1 + index of st's entry in the queue's pending window
+	// increments (control.windows), 0: none
+	windowSlot int
+
 	req    *stack.Request // server: the request
 	err    error          // c.mu: why the stream was reset
 	sent   atomic.Bool    // HEADERS written
@@ -350,6 +354,16 @@ func (c *conn) activeStreams() int {
 // more than MaxQueuedControlFrames gets GOAWAY ENHANCE_YOUR_CALM.
 func (c *conn) pushProvoked(it item) error {
 	if _, overflow := c.q.pushProvoked(it, c.cfg.MaxQueuedControlFrames); overflow {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many queued control frames"}
+	}
+	return nil
+}
+
+// provoke records an answer owed to the peer in the writer's control
+// state (see control); past MaxQueuedControlFrames waiting answers the
+// peer gets GOAWAY ENHANCE_YOUR_CALM.
+func (c *conn) provoke(fn func(*control)) error {
+	if c.q.provoke(c.cfg.MaxQueuedControlFrames, fn) {
 		return connError{http2.ErrCodeEnhanceYourCalm, "too many queued control frames"}
 	}
 	return nil

@@ -141,7 +141,8 @@ func (c *conn) handleFrame(f http2.Frame) error {
 			c.side.pingAck(f.Data)
 			return nil
 		}
-		return c.pushProvoked(item{kind: itemPing, end: true, ping: f.Data})
+		data := f.Data
+		return c.provoke(func(ctl *control) { ctl.pings = append(ctl.pings, data) })
 	case *http2.GoAwayFrame:
 		c.side.peerGoAway(f)
 	case *http2.WindowUpdateFrame:
@@ -248,12 +249,16 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	c.side.peerSettings(f)
-	return c.pushProvoked(item{kind: itemPeerSettings, peer: ps})
+	return c.provoke(func(ctl *control) {
+		ctl.settingsAcks++
+		ctl.peer.merge(ps)
+	})
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	incr := int64(f.Increment)
 	if f.StreamID == 0 {
-		return c.pushProvoked(item{kind: itemPeerWindow, incr: f.Increment})
+		return c.provoke(func(ctl *control) { ctl.connIncr += incr })
 	}
 	st := c.stream(f.StreamID)
 	if st == nil {
@@ -262,7 +267,7 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		}
 		return nil
 	}
-	return c.pushProvoked(item{kind: itemPeerWindow, st: st, incr: f.Increment})
+	return c.provoke(func(ctl *control) { ctl.addWindow(st, incr) })
 }
 
 // onHeaders reads the rest of a header block (its CONTINUATIONs) and
