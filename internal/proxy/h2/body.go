@@ -76,14 +76,20 @@ func (b *recvBody) end(trailers stack.Header) {
 	b.mu.Unlock()
 }
 
-// fail cuts the body short; later reads return err.
+// fail cuts the body short; later reads return err. The bytes it held
+// go back to the connection's window: the stream is gone, but the
+// connection's other streams need that window.
 func (b *recvBody) fail(err error) {
 	b.mu.Lock()
 	if b.err == nil && !b.ended {
 		b.err = err
 	}
+	n := b.size
 	b.releaseLocked()
 	b.mu.Unlock()
+	if n > 0 {
+		b.st.c.consumed(nil, n)
+	}
 	b.signal()
 }
 

@@ -158,10 +158,11 @@ func (c *conn) ourSettings() []item {
 	} else {
 		ss = append(ss, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
 	}
-	return []item{
-		{kind: itemSettings, settings: ss},
-		{kind: itemWindowUpdate, id: 0, incr: uint32(c.cfg.ConnWindow - 65535)},
+	its := []item{{kind: itemSettings, settings: ss}}
+	if c.cfg.ConnWindow > 65535 { // an increment of 0 is a protocol error
+		its = append(its, item{kind: itemWindowUpdate, id: 0, incr: uint32(c.cfg.ConnWindow - 65535)})
 	}
+	return its
 }
 
 func (c *conn) newStream(id uint32) *stream {
