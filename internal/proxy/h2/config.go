@@ -76,7 +76,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ResetBurst, 1000)
 	setDefault(&c.MaxQueuedControlFrames, 10000)
 	setDefault(&c.PingAckDelay, 5*time.Millisecond)
-	setDefault(&c.WriteBufferSize, 32<<10)
+	setDefault(&c.WriteBufferSize, defaultWriteBufferSize)
 	setDefault(&c.ReadBufferSize, 32<<10)
 	if c.StreamWindow < 65535 {
 		c.StreamWindow = 65535

@@ -48,7 +48,7 @@ type conn struct {
 	side     side
 
 	br *bufio.Reader
-	bw *bufio.Writer
+	bw *connWriter
 	fr *http2.Framer
 	q  writeQueue
 	w  writer
@@ -129,7 +129,7 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 		log:           log,
 		isServer:      isServer,
 		br:            bufio.NewReaderSize(nc, cfg.ReadBufferSize),
-		bw:            bufio.NewWriterSize(nc, cfg.WriteBufferSize),
+		bw:            newConnWriter(nc, cfg.WriteBufferSize),
 		streams:       make(map[uint32]*stream),
 		done:          make(chan struct{}),
 		writerDone:    make(chan struct{}),
