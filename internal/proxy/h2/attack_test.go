@@ -202,11 +202,12 @@ func TestTooManyStreamsAreRefused(t *testing.T) {
 		return &stack.Response{Status: 200, Body: stack.NoBody}, nil
 	}), Config{})
 	r := dialRaw(t, addr)
-	for i := range 1000 {
-		r.get(uint32(2*i+1), true)
+	limit := DefaultConfig().MaxConcurrentStreams
+	for i := range limit {
+		r.get(2*i+1, true)
 	}
-	r.get(2001, true)
-	r.await("RST_STREAM REFUSED_STREAM on stream 2001", isRST(2001, http2.ErrCodeRefusedStream))
+	r.get(2*limit+1, true)
+	r.await("RST_STREAM REFUSED_STREAM on the stream past the limit", isRST(2*limit+1, http2.ErrCodeRefusedStream))
 }
 
 func TestContinuationFloodEndsConnection(t *testing.T) {

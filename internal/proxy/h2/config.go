@@ -6,8 +6,11 @@ import "time"
 // default (see DefaultConfig); Server and Client apply the defaults.
 type Config struct {
 	// MaxConcurrentStreams is the stream limit the Server advertises and
-	// enforces (REFUSED_STREAM past it). Default 1000. The Client obeys
-	// the peer's own limit.
+	// enforces (REFUSED_STREAM past it). Default 250, as net/http's: a
+	// request held open costs the proxy about 18 KiB (its handler
+	// goroutine's stack, both streams, the upstream request), so 1,000 per
+	// connection let one client take 18 MiB. The Client obeys the peer's
+	// own limit (and opens another connection past it).
 	MaxConcurrentStreams uint32
 	// StreamWindow and ConnWindow are the receive windows: how much a peer
 	// may send on one stream and on the whole connection before we read it.
@@ -62,7 +65,7 @@ type Config struct {
 func DefaultConfig() Config { return Config{}.withDefaults() }
 
 func (c Config) withDefaults() Config {
-	setDefault(&c.MaxConcurrentStreams, 1000)
+	setDefault(&c.MaxConcurrentStreams, 250)
 	setDefault(&c.StreamWindow, 1<<20)
 	setDefault(&c.ConnWindow, 4<<20)
 	setDefault(&c.MaxHeaderBlock, 64<<10)
