@@ -84,7 +84,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxQueuedControlFrames, 10000)
 	setDefault(&c.PingAckDelay, 5*time.Millisecond)
 	setDefault(&c.WriteBufferSize, defaultWriteBufferSize)
-	setDefault(&c.ReadBufferSize, 32<<10)
+	setDefault(&c.ReadBufferSize, defaultWriteBufferSize)
 	if c.StreamWindow < 65535 {
 		c.StreamWindow = 65535
 	}

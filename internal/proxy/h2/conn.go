@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -47,7 +46,7 @@ type conn struct {
 	isServer bool
 	side     side
 
-	br *bufio.Reader
+	br *connReader
 	bw *connWriter
 	fr *http2.Framer
 	q  writeQueue
@@ -128,7 +127,6 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 		cfg:           cfg,
 		log:           log,
 		isServer:      isServer,
-		br:            bufio.NewReaderSize(nc, cfg.ReadBufferSize),
 		bw:            newConnWriter(nc, cfg.WriteBufferSize),
 		streams:       make(map[uint32]*stream),
 		done:          make(chan struct{}),
@@ -136,6 +134,7 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 		recvConnAvail: int64(cfg.ConnWindow),
 		resets:        rate.NewLimiter(rate.Limit(cfg.ResetRate), cfg.ResetBurst),
 	}
+	c.br = newConnReader(nc, cfg.ReadBufferSize, func() bool { return c.activeStreams() > 0 })
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.SetReuseFrames()

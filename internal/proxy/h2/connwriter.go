@@ -17,22 +17,29 @@ type connWriter struct {
 	n    int
 }
 
-var writeBufPool sync.Pool // *[]byte of defaultWriteBufferSize
+// connBufPool holds the connections' read and write buffers of the
+// default size (*[]byte).
+var connBufPool sync.Pool
 
 const defaultWriteBufferSize = 32 << 10
 
-func newConnWriter(w io.Writer, size int) *connWriter { return &connWriter{w: w, size: size} }
-
-func (cw *connWriter) getBuf() {
-	if cw.size == defaultWriteBufferSize {
-		if b, ok := writeBufPool.Get().(*[]byte); ok {
-			cw.buf = b
-			return
+func getConnBuf(size int) *[]byte {
+	if size == defaultWriteBufferSize {
+		if b, ok := connBufPool.Get().(*[]byte); ok {
+			return b
 		}
 	}
-	b := make([]byte, cw.size)
-	cw.buf = &b
+	b := make([]byte, size)
+	return &b
 }
+
+func putConnBuf(b *[]byte, size int) {
+	if size == defaultWriteBufferSize {
+		connBufPool.Put(b)
+	}
+}
+
+func newConnWriter(w io.Writer, size int) *connWriter { return &connWriter{w: w, size: size} }
 
 // Write buffers p, flushing first when it does not fit; what is larger
 // than the buffer is written through.
@@ -46,7 +53,7 @@ func (cw *connWriter) Write(p []byte) (int, error) {
 		return cw.w.Write(p)
 	}
 	if cw.buf == nil {
-		cw.getBuf()
+		cw.buf = getConnBuf(cw.size)
 	}
 	cw.n += copy((*cw.buf)[cw.n:], p)
 	return len(p), nil
@@ -59,9 +66,7 @@ func (cw *connWriter) Buffered() int { return cw.n }
 func (cw *connWriter) Flush() error {
 	err := cw.flushBuf()
 	if cw.buf != nil {
-		if cw.size == defaultWriteBufferSize {
-			writeBufPool.Put(cw.buf)
-		}
+		putConnBuf(cw.buf, cw.size)
 		cw.buf = nil
 	}
 	return err

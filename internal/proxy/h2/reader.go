@@ -55,7 +55,7 @@ func (c *conn) frameBuffered() bool {
 	if n < 9 {
 		return false
 	}
-	h, _ := c.br.Peek(9)
+	h := c.br.peek(9)
 	return n >= 9+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
 }
 

@@ -89,6 +89,7 @@ func (s *Server) ServeConn(nc net.Conn, ci *stack.ConnInfo) {
 	} else {
 		c.readLoop()
 	}
+	c.br.release()
 	select {
 	case <-c.writerDone:
 	case <-time.After(goAwayGrace):
