@@ -89,6 +89,7 @@ type stream struct {
 
 	// reader goroutine only
 	notify        uint8
+	undispatched  bool // server: a new request not handed to its handler yet, so nothing is queued for it
 	gotHeaders    bool // server: request headers; client: final response
 	contentLength int64
 	received      int64
@@ -268,7 +269,11 @@ func (c *conn) peerReset(st *stream, code http2.ErrCode) {
 		return
 	}
 	st.body.fail(serr)
-	c.q.push(item{kind: itemDrop, st: st})
+	if !st.undispatched {
+		// A request reset before its handler ran has nothing queued: no
+		// item keeps it alive until the writer gets to it (rapid reset).
+		c.q.push(item{kind: itemDrop, st: st})
+	}
 	c.side.streamGone(st)
 }
 

@@ -72,6 +72,7 @@ func (c *conn) flushPending() {
 		st.notify = 0
 		c.pending[i] = nil
 		if what&notifyDispatch != 0 {
+			st.undispatched = false
 			c.side.dispatch(st)
 		}
 		if what&notifyData != 0 {

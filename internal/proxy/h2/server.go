@@ -195,6 +195,7 @@ func (sc *serverConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 		st.body.end(nil)
 		c.noteRemoteDone(st)
 	}
+	st.undispatched = true
 	c.schedule(st, notifyDispatch)
 	return nil
 }
