@@ -292,6 +292,22 @@ func TestOversizedFrameGetsFrameSizeError(t *testing.T) {
 	}
 }
 
+// An oversized frame in place of the client's first SETTINGS is a frame
+// size error too (RFC 9113 §4.2), not "expected SETTINGS".
+func TestOversizedFirstFrameGetsFrameSizeError(t *testing.T) {
+	addr, _ := serveH2(t, &countingHandler{}, Config{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append([]byte(http2.ClientPreface), 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0))
+	r := &rawClient{t: t, c: c, fr: http2.NewFramer(c, c)}
+	if code, ok := r.awaitGoAway(); !ok || code != http2.ErrCodeFrameSize {
+		t.Fatalf("got GOAWAY %v (seen %v), want FRAME_SIZE_ERROR", code, ok)
+	}
+}
+
 // TestControlFrameFloodGetsGoAway: a peer that sends PINGs and SETTINGS
 // but reads nothing makes the server queue answers it cannot write; past
 // MaxQueuedControlFrames it gets GOAWAY ENHANCE_YOUR_CALM.

@@ -110,6 +110,9 @@ func (sc *serverConn) handshake() error {
 		return errBadPreface
 	}
 	fh, err := c.fr.ReadFrameHeader()
+	if errors.Is(err, http2.ErrFrameTooLarge) {
+		return c.readError(err) // FRAME_SIZE_ERROR, whatever the frame's type
+	}
 	if err != nil || fh.Type != http2.FrameSettings || fh.Flags.Has(http2.FlagSettingsAck) {
 		c.goAway(http2.ErrCodeProtocol, "expected SETTINGS")
 		return errBadPreface
