@@ -15,6 +15,7 @@ type connReader struct {
 	cur   []byte      // the buffer the last read filled: small or *big
 	start int
 	end   int
+	full  bool // the last read filled its buffer: more is likely waiting
 	small [idleReadSize]byte
 }
 
@@ -55,9 +56,11 @@ func (cr *connReader) Read(p []byte) (int, error) {
 }
 
 // fill reads into an empty buffer: the small one when the connection is
-// idle (giving the big one back), else the big one.
+// idle (giving the big one back), else the big one. A connection whose
+// last read filled its buffer is not idle: the peer is sending (a flood
+// of frames is read in full buffers, not in small ones).
 func (cr *connReader) fill() error {
-	if cr.busy() {
+	if cr.full || cr.busy() {
 		if cr.big == nil {
 			cr.big = getConnBuf(cr.size)
 		}
@@ -69,6 +72,7 @@ func (cr *connReader) fill() error {
 	cr.start, cr.end = 0, 0
 	n, err := cr.r.Read(cr.cur)
 	cr.end = n
+	cr.full = n == len(cr.cur)
 	if n > 0 {
 		return nil
 	}
