@@ -159,6 +159,33 @@ func TestRapidResetGetsGoAwayAndResetRequestsNeverReachHandler(t *testing.T) {
 	t.Logf("handler saw %d of the reset requests", h.n.Load())
 }
 
+// Requests read together with their resets never start a handler, however
+// many come in one read: news are handed on in groups of maxPendingNews,
+// and never between a HEADERS and the RST_STREAM that follows it.
+func TestResetRequestsInOneReadNeverReachHandler(t *testing.T) {
+	h := &countingHandler{}
+	addr, _ := serveH2(t, h, Config{ResetBurst: 10000})
+	r := dialRaw(t, addr)
+	var batch bytes.Buffer
+	fr := http2.NewFramer(&batch, nil)
+	const pairs = 10 * maxPendingNews
+	for i := range pairs {
+		id := uint32(2*i + 1)
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(), EndStream: true, EndHeaders: true})
+		fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2*pairs + 1, BlockFragment: r.block(), EndStream: true, EndHeaders: true})
+	if _, err := r.c.Write(batch.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	r.await("the answer to the request after the resets", isStatus(2*pairs+1, "200"))
+	// A read that ends between a HEADERS and its RST_STREAM hands the
+	// request on (the server cannot know a reset is coming): a few reads.
+	if n := h.n.Load() - 1; n > 3 {
+		t.Fatalf("%d of %d requests read with their resets reached the handler", n, pairs)
+	}
+}
+
 // TestProvokedResetsCountLikeResets: a client that makes the server reset
 // its streams (here with a zero WINDOW_UPDATE on each) instead of
 // resetting them itself meets the same limit.

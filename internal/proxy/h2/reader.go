@@ -18,7 +18,7 @@ import (
 // on together.
 func (c *conn) readLoop() error {
 	for {
-		if len(c.pending) > 0 && !c.frameBuffered() {
+		if len(c.pending) > 0 && (!c.frameBuffered() || len(c.pending) >= maxPendingNews && !c.resetBuffered()) {
 			c.flushPending()
 		}
 		fh, err := c.fr.ReadFrameHeader()
@@ -57,6 +57,20 @@ func (c *conn) frameBuffered() bool {
 	}
 	h := c.br.peek(9)
 	return n >= 9+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
+}
+
+// maxPendingNews bounds the streams whose news wait for the frames read
+// with them: requests each reset at once (rapid reset) are handed on, and
+// dropped, a few dozen at a time rather than a read buffer's worth (some
+// 500 streams and their requests alive at once per connection). A
+// RST_STREAM next in the buffer is read first, so the bound does not
+// start the handler of a request whose reset was read with it.
+const maxPendingNews = 64
+
+// resetBuffered reports whether the next buffered frame is a RST_STREAM.
+func (c *conn) resetBuffered() bool {
+	h := c.br.peek(9)
+	return h != nil && http2.FrameType(h[3]) == http2.FrameRSTStream
 }
 
 func (c *conn) schedule(st *stream, what uint8) {
