@@ -262,16 +262,23 @@ func truncate(b []byte, n int) string {
 // rssKiB reads a process's resident set size.
 func rssKiB(t *testing.T, pid int) int {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := readRSSKiB(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+// readRSSKiB is rssKiB for goroutines that cannot fail a test.
+func readRSSKiB(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 		}
 	}
-	t.Fatalf("no VmRSS for pid %d", pid)
-	return 0
+	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
 }

@@ -50,6 +50,7 @@ func TestMain(m *testing.M) {
 		}
 		defer closeSharedMesh()
 		defer closeControlPlane()
+		defer closeWireMesh()
 		return m.Run()
 	}()
 	os.Exit(code)

@@ -159,6 +159,33 @@ func TestRapidResetGetsGoAwayAndResetRequestsNeverReachHandler(t *testing.T) {
 	t.Logf("handler saw %d of the reset requests", h.n.Load())
 }
 
+// Requests read together with their resets never start a handler, however
+// many come in one read: news are handed on in groups of maxPendingNews,
+// and never between a HEADERS and the RST_STREAM that follows it.
+func TestResetRequestsInOneReadNeverReachHandler(t *testing.T) {
+	h := &countingHandler{}
+	addr, _ := serveH2(t, h, Config{ResetBurst: 10000})
+	r := dialRaw(t, addr)
+	var batch bytes.Buffer
+	fr := http2.NewFramer(&batch, nil)
+	const pairs = 10 * maxPendingNews
+	for i := range pairs {
+		id := uint32(2*i + 1)
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block(), EndStream: true, EndHeaders: true})
+		fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2*pairs + 1, BlockFragment: r.block(), EndStream: true, EndHeaders: true})
+	if _, err := r.c.Write(batch.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	r.await("the answer to the request after the resets", isStatus(2*pairs+1, "200"))
+	// A read that ends between a HEADERS and its RST_STREAM hands the
+	// request on (the server cannot know a reset is coming): a few reads.
+	if n := h.n.Load() - 1; n > 3 {
+		t.Fatalf("%d of %d requests read with their resets reached the handler", n, pairs)
+	}
+}
+
 // TestProvokedResetsCountLikeResets: a client that makes the server reset
 // its streams (here with a zero WINDOW_UPDATE on each) instead of
 // resetting them itself meets the same limit.
@@ -202,11 +229,12 @@ func TestTooManyStreamsAreRefused(t *testing.T) {
 		return &stack.Response{Status: 200, Body: stack.NoBody}, nil
 	}), Config{})
 	r := dialRaw(t, addr)
-	for i := range 1000 {
-		r.get(uint32(2*i+1), true)
+	limit := DefaultConfig().MaxConcurrentStreams
+	for i := range limit {
+		r.get(2*i+1, true)
 	}
-	r.get(2001, true)
-	r.await("RST_STREAM REFUSED_STREAM on stream 2001", isRST(2001, http2.ErrCodeRefusedStream))
+	r.get(2*limit+1, true)
+	r.await("RST_STREAM REFUSED_STREAM on the stream past the limit", isRST(2*limit+1, http2.ErrCodeRefusedStream))
 }
 
 func TestContinuationFloodEndsConnection(t *testing.T) {
@@ -286,6 +314,22 @@ func TestOversizedFrameGetsFrameSizeError(t *testing.T) {
 	r := dialRaw(t, addr)
 	r.get(1, false)
 	r.fr.WriteData(1, true, make([]byte, 20000))
+	if code, ok := r.awaitGoAway(); !ok || code != http2.ErrCodeFrameSize {
+		t.Fatalf("got GOAWAY %v (seen %v), want FRAME_SIZE_ERROR", code, ok)
+	}
+}
+
+// An oversized frame in place of the client's first SETTINGS is a frame
+// size error too (RFC 9113 §4.2), not "expected SETTINGS".
+func TestOversizedFirstFrameGetsFrameSizeError(t *testing.T) {
+	addr, _ := serveH2(t, &countingHandler{}, Config{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append([]byte(http2.ClientPreface), 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0))
+	r := &rawClient{t: t, c: c, fr: http2.NewFramer(c, c)}
 	if code, ok := r.awaitGoAway(); !ok || code != http2.ErrCodeFrameSize {
 		t.Fatalf("got GOAWAY %v (seen %v), want FRAME_SIZE_ERROR", code, ok)
 	}

@@ -76,14 +76,34 @@ func (b *recvBody) end(trailers stack.Header) {
 	b.mu.Unlock()
 }
 
-// fail cuts the body short; later reads return err.
+// fail cuts the body short; later reads return err. A body that had
+// ended keeps what it holds, to be read to its end (a response complete
+// before its stream was reset). Otherwise the bytes it held go back to
+// the connection's window: the stream is gone, but the connection's other
+// streams need that window.
 func (b *recvBody) fail(err error) {
 	b.mu.Lock()
-	if b.err == nil && !b.ended {
-		b.err = err
+	if b.ended || b.err != nil {
+		b.mu.Unlock()
+		b.signal()
+		return
 	}
-	b.releaseLocked()
+	b.err = err
+	n := b.size
+	if b.sink != nil {
+		// The sink's writer may be framing a chunk it peeked: leave the
+		// pages to the garbage collector rather than to the pool, where
+		// another stream could refill them under it.
+		clear(b.pages)
+		b.pages = b.pages[:0]
+		b.size, b.off, b.tail = 0, 0, 0
+	} else {
+		b.releaseLocked()
+	}
 	b.mu.Unlock()
+	if n > 0 {
+		b.st.c.consumed(nil, n)
+	}
 	b.signal()
 }
 
@@ -191,9 +211,14 @@ func (b *recvBody) peek(max int) (chunk []byte, last bool, err error) {
 	return chunk, b.ended && len(chunk) == b.size, nil
 }
 
-// skip drops n bytes that the writer sent.
+// skip drops n bytes that the writer sent, unless the body failed since
+// it peeked them (fail dropped them and returned their window).
 func (b *recvBody) skip(n int) {
 	b.mu.Lock()
+	if n > b.size || b.closed {
+		b.mu.Unlock()
+		return
+	}
 	b.off += n
 	b.size -= n
 	end := pageSize

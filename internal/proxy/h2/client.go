@@ -202,6 +202,7 @@ func (c *Client) newConn(nc net.Conn) *clientConn {
 // run is the connection's reader goroutine.
 func (cc *clientConn) run() {
 	cc.readLoop()
+	cc.br.release()
 	select {
 	case <-cc.writerDone:
 	case <-time.After(goAwayGrace):

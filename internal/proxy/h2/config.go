@@ -6,12 +6,19 @@ import "time"
 // default (see DefaultConfig); Server and Client apply the defaults.
 type Config struct {
 	// MaxConcurrentStreams is the stream limit the Server advertises and
-	// enforces (REFUSED_STREAM past it). Default 1000. The Client obeys
-	// the peer's own limit.
+	// enforces (REFUSED_STREAM past it). Default 250, as net/http's: a
+	// request held open costs the proxy about 18 KiB (its handler
+	// goroutine's stack, both streams, the upstream request), so 1,000 per
+	// connection let one client take 18 MiB. The Client obeys the peer's
+	// own limit (and opens another connection past it).
 	MaxConcurrentStreams uint32
 	// StreamWindow and ConnWindow are the receive windows: how much a peer
 	// may send on one stream and on the whole connection before we read it.
-	// Defaults 1 MiB and 4 MiB, sized for gRPC.
+	// Defaults 1 MiB and 2 MiB: a 4 MiB gRPC message needs a few window
+	// updates, which within a cluster cost little. What the connection
+	// window allows is what an upstream connection can hold for streams
+	// whose client does not read (a zero-window stall), and the heap grows
+	// by about twice it: 4 MiB made that +11 MiB.
 	StreamWindow int32
 	ConnWindow   int32
 	// MaxHeaderBlock caps one encoded header block (HEADERS and its
@@ -62,9 +69,9 @@ type Config struct {
 func DefaultConfig() Config { return Config{}.withDefaults() }
 
 func (c Config) withDefaults() Config {
-	setDefault(&c.MaxConcurrentStreams, 1000)
+	setDefault(&c.MaxConcurrentStreams, 250)
 	setDefault(&c.StreamWindow, 1<<20)
-	setDefault(&c.ConnWindow, 4<<20)
+	setDefault(&c.ConnWindow, 2<<20)
 	setDefault(&c.MaxHeaderBlock, 64<<10)
 	setDefault(&c.MaxHeaderListSize, 64<<10)
 	setDefault(&c.HandshakeTimeout, 10*time.Second)
@@ -76,8 +83,8 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ResetBurst, 1000)
 	setDefault(&c.MaxQueuedControlFrames, 10000)
 	setDefault(&c.PingAckDelay, 5*time.Millisecond)
-	setDefault(&c.WriteBufferSize, 32<<10)
-	setDefault(&c.ReadBufferSize, 32<<10)
+	setDefault(&c.WriteBufferSize, defaultWriteBufferSize)
+	setDefault(&c.ReadBufferSize, defaultWriteBufferSize)
 	if c.StreamWindow < 65535 {
 		c.StreamWindow = 65535
 	}

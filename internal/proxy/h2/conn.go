@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -47,8 +46,8 @@ type conn struct {
 	isServer bool
 	side     side
 
-	br *bufio.Reader
-	bw *bufio.Writer
+	br *connReader
+	bw *connWriter
 	fr *http2.Framer
 	q  writeQueue
 	w  writer
@@ -90,6 +89,7 @@ type stream struct {
 
 	// reader goroutine only
 	notify        uint8
+	undispatched  bool // server: a new request not handed to its handler yet, so nothing is queued for it
 	gotHeaders    bool // server: request headers; client: final response
 	contentLength int64
 	received      int64
@@ -105,6 +105,10 @@ type stream struct {
 	discard atomic.Bool // request body abandoned: drop what arrives
 	w       streamSend  // writer only
 	wrote   chan error  // writer -> copyBody; made by copyBody before its first write
+
+	// c.q.mu: 1 + index of st's entry in the queue's pending window
+	// increments (control.windows), 0: none
+	windowSlot int
 
 	req    *stack.Request // server: the request
 	err    error          // c.mu: why the stream was reset
@@ -124,14 +128,14 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 		cfg:           cfg,
 		log:           log,
 		isServer:      isServer,
-		br:            bufio.NewReaderSize(nc, cfg.ReadBufferSize),
-		bw:            bufio.NewWriterSize(nc, cfg.WriteBufferSize),
+		bw:            newConnWriter(nc, cfg.WriteBufferSize),
 		streams:       make(map[uint32]*stream),
 		done:          make(chan struct{}),
 		writerDone:    make(chan struct{}),
 		recvConnAvail: int64(cfg.ConnWindow),
 		resets:        rate.NewLimiter(rate.Limit(cfg.ResetRate), cfg.ResetBurst),
 	}
+	c.br = newConnReader(nc, cfg.ReadBufferSize, func() bool { return c.activeStreams() > 0 })
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.SetReuseFrames()
@@ -154,10 +158,11 @@ func (c *conn) ourSettings() []item {
 	} else {
 		ss = append(ss, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
 	}
-	return []item{
-		{kind: itemSettings, settings: ss},
-		{kind: itemWindowUpdate, id: 0, incr: uint32(c.cfg.ConnWindow - 65535)},
+	its := []item{{kind: itemSettings, settings: ss}}
+	if c.cfg.ConnWindow > 65535 { // an increment of 0 is a protocol error
+		its = append(its, item{kind: itemWindowUpdate, id: 0, incr: uint32(c.cfg.ConnWindow - 65535)})
 	}
+	return its
 }
 
 func (c *conn) newStream(id uint32) *stream {
@@ -264,7 +269,11 @@ func (c *conn) peerReset(st *stream, code http2.ErrCode) {
 		return
 	}
 	st.body.fail(serr)
-	c.q.push(item{kind: itemDrop, st: st})
+	if !st.undispatched {
+		// A request reset before its handler ran has nothing queued: no
+		// item keeps it alive until the writer gets to it (rapid reset).
+		c.q.push(item{kind: itemDrop, st: st})
+	}
 	c.side.streamGone(st)
 }
 
@@ -350,6 +359,16 @@ func (c *conn) activeStreams() int {
 // more than MaxQueuedControlFrames gets GOAWAY ENHANCE_YOUR_CALM.
 func (c *conn) pushProvoked(it item) error {
 	if _, overflow := c.q.pushProvoked(it, c.cfg.MaxQueuedControlFrames); overflow {
+		return connError{http2.ErrCodeEnhanceYourCalm, "too many queued control frames"}
+	}
+	return nil
+}
+
+// provoke records an answer owed to the peer in the writer's control
+// state (see control); past MaxQueuedControlFrames waiting answers the
+// peer gets GOAWAY ENHANCE_YOUR_CALM.
+func (c *conn) provoke(fn func(*control)) error {
+	if c.q.provoke(c.cfg.MaxQueuedControlFrames, fn) {
 		return connError{http2.ErrCodeEnhanceYourCalm, "too many queued control frames"}
 	}
 	return nil

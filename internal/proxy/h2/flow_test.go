@@ -90,3 +90,30 @@ func TestEndStreamRidesOnLastData(t *testing.T) {
 		t.Fatalf("DATA of %d bytes, END_STREAM %v; want 100 and END_STREAM", len(d.Data()), d.StreamEnded())
 	}
 }
+
+// TestResetStreamReturnsItsBufferedBytesToTheConnection: request body
+// bytes the handler never read, on a stream the client then resets, go
+// back to the connection's window; kept, they would shrink it for every
+// other stream until the connection carried nothing.
+func TestResetStreamReturnsItsBufferedBytesToTheConnection(t *testing.T) {
+	h := newBlocking()
+	addr, _ := serveH2(t, h, Config{ConnWindow: 65535, StreamWindow: 65535})
+	r := dialRaw(t, addr)
+	r.get(1, false)
+	<-h.started
+	for range 2 {
+		if err := r.fr.WriteData(1, false, make([]byte, 15000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	f := r.await("a connection WINDOW_UPDATE", func(f http2.Frame) bool {
+		wu, ok := f.(*http2.WindowUpdateFrame)
+		return ok && wu.StreamID == 0
+	})
+	if incr := f.(*http2.WindowUpdateFrame).Increment; incr != 30000 {
+		t.Errorf("the connection window grew by %d, want the 30000 bytes of the reset stream", incr)
+	}
+}

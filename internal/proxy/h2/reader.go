@@ -18,7 +18,7 @@ import (
 // on together.
 func (c *conn) readLoop() error {
 	for {
-		if len(c.pending) > 0 && !c.frameBuffered() {
+		if len(c.pending) > 0 && (!c.frameBuffered() || len(c.pending) >= maxPendingNews && !c.resetBuffered()) {
 			c.flushPending()
 		}
 		fh, err := c.fr.ReadFrameHeader()
@@ -55,8 +55,22 @@ func (c *conn) frameBuffered() bool {
 	if n < 9 {
 		return false
 	}
-	h, _ := c.br.Peek(9)
+	h := c.br.peek(9)
 	return n >= 9+(int(h[0])<<16|int(h[1])<<8|int(h[2]))
+}
+
+// maxPendingNews bounds the streams whose news wait for the frames read
+// with them: requests each reset at once (rapid reset) are handed on, and
+// dropped, a few dozen at a time rather than a read buffer's worth (some
+// 500 streams and their requests alive at once per connection). A
+// RST_STREAM next in the buffer is read first, so the bound does not
+// start the handler of a request whose reset was read with it.
+const maxPendingNews = 64
+
+// resetBuffered reports whether the next buffered frame is a RST_STREAM.
+func (c *conn) resetBuffered() bool {
+	h := c.br.peek(9)
+	return h != nil && http2.FrameType(h[3]) == http2.FrameRSTStream
 }
 
 func (c *conn) schedule(st *stream, what uint8) {
@@ -72,6 +86,7 @@ func (c *conn) flushPending() {
 		st.notify = 0
 		c.pending[i] = nil
 		if what&notifyDispatch != 0 {
+			st.undispatched = false
 			c.side.dispatch(st)
 		}
 		if what&notifyData != 0 {
@@ -141,7 +156,8 @@ func (c *conn) handleFrame(f http2.Frame) error {
 			c.side.pingAck(f.Data)
 			return nil
 		}
-		return c.pushProvoked(item{kind: itemPing, end: true, ping: f.Data})
+		data := f.Data
+		return c.provoke(func(ctl *control) { ctl.pings = append(ctl.pings, data) })
 	case *http2.GoAwayFrame:
 		c.side.peerGoAway(f)
 	case *http2.WindowUpdateFrame:
@@ -248,12 +264,16 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	c.side.peerSettings(f)
-	return c.pushProvoked(item{kind: itemPeerSettings, peer: ps})
+	return c.provoke(func(ctl *control) {
+		ctl.settingsAcks++
+		ctl.peer.merge(ps)
+	})
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	incr := int64(f.Increment)
 	if f.StreamID == 0 {
-		return c.pushProvoked(item{kind: itemPeerWindow, incr: f.Increment})
+		return c.provoke(func(ctl *control) { ctl.connIncr += incr })
 	}
 	st := c.stream(f.StreamID)
 	if st == nil {
@@ -262,7 +282,7 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		}
 		return nil
 	}
-	return c.pushProvoked(item{kind: itemPeerWindow, st: st, incr: f.Increment})
+	return c.provoke(func(ctl *control) { ctl.addWindow(st, incr) })
 }
 
 // onHeaders reads the rest of a header block (its CONTINUATIONs) and

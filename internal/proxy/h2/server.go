@@ -89,6 +89,7 @@ func (s *Server) ServeConn(nc net.Conn, ci *stack.ConnInfo) {
 	} else {
 		c.readLoop()
 	}
+	c.br.release()
 	select {
 	case <-c.writerDone:
 	case <-time.After(goAwayGrace):
@@ -109,6 +110,9 @@ func (sc *serverConn) handshake() error {
 		return errBadPreface
 	}
 	fh, err := c.fr.ReadFrameHeader()
+	if errors.Is(err, http2.ErrFrameTooLarge) {
+		return c.readError(err) // FRAME_SIZE_ERROR, whatever the frame's type
+	}
 	if err != nil || fh.Type != http2.FrameSettings || fh.Flags.Has(http2.FlagSettingsAck) {
 		c.goAway(http2.ErrCodeProtocol, "expected SETTINGS")
 		return errBadPreface
@@ -194,6 +198,7 @@ func (sc *serverConn) headers(f *http2.HeadersFrame, fields []hpack.HeaderField,
 		st.body.end(nil)
 		c.noteRemoteDone(st)
 	}
+	st.undispatched = true
 	c.schedule(st, notifyDispatch)
 	return nil
 }

@@ -28,6 +28,7 @@ type writer struct {
 	stallTimer     *time.Timer
 	pendingAcks    [][8]byte // PING answers not yet written
 	ackTimer       *time.Timer
+	ctl            control // the peer's control frames taken with a batch
 }
 
 // maxPendingAcks PING answers are written at once without waiting for
@@ -71,7 +72,7 @@ func (w *writer) run() {
 	c := w.c
 	defer close(c.writerDone)
 	for {
-		batch := c.q.take()
+		batch := c.q.take(&w.ctl)
 		for i := range batch {
 			if err := w.handle(&batch[i]); err != nil {
 				w.fail(err)
@@ -82,6 +83,10 @@ func (w *writer) run() {
 				w.fail(errConnClosing)
 				return
 			}
+		}
+		if err := w.handleControl(&w.ctl); err != nil {
+			w.fail(err)
+			return
 		}
 		progress, err := w.sendData()
 		if err != nil {
@@ -213,7 +218,7 @@ func (w *writer) fail(err error) {
 	for _, st := range w.active {
 		w.drop(st)
 	}
-	for _, it := range w.c.q.take() {
+	for _, it := range w.c.q.take(&w.ctl) {
 		w.release(&it)
 	}
 }
@@ -265,18 +270,7 @@ func (w *writer) handle(it *item) error {
 		w.drop(it.st)
 	case itemWindowUpdate:
 		return c.fr.WriteWindowUpdate(it.id, it.incr)
-	case itemPeerWindow:
-		return w.peerWindow(it)
-	case itemPeerSettings:
-		if err := w.applySettings(it.peer); err != nil {
-			return err
-		}
-		return c.fr.WriteSettingsAck()
 	case itemPing:
-		if it.end {
-			w.pendingAcks = append(w.pendingAcks, it.ping)
-			return nil
-		}
 		return c.fr.WritePing(false, it.ping)
 	case itemGoAway:
 		return c.fr.WriteGoAway(it.id, it.code, nil)
@@ -331,21 +325,54 @@ func (w *writer) release(it *item) {
 	}
 }
 
-func (w *writer) peerWindow(it *item) error {
-	if it.st == nil {
-		w.connWindow += int64(it.incr)
+// handleControl answers the peer's control frames taken with a batch,
+// after the batch (our SETTINGS, first on the connection, may be in it).
+func (w *writer) handleControl(ctl *control) error {
+	if ctl.settingsAcks > 0 {
+		if err := w.applySettings(ctl.peer); err != nil {
+			return err
+		}
+		for range ctl.settingsAcks {
+			if err := w.c.fr.WriteSettingsAck(); err != nil {
+				return err
+			}
+		}
+	}
+	if ctl.connIncr > 0 {
+		if err := w.peerWindow(nil, ctl.connIncr); err != nil {
+			return err
+		}
+	}
+	for _, pw := range ctl.windows {
+		if err := w.peerWindow(pw.st, pw.incr); err != nil {
+			return err
+		}
+	}
+	for _, p := range ctl.pings {
+		w.pendingAcks = append(w.pendingAcks, p)
+		if len(w.pendingAcks) >= maxPendingAcks {
+			if err := w.writeAcks(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *writer) peerWindow(st *stream, incr int64) error {
+	if st == nil {
+		w.connWindow += incr
 		if w.connWindow > math.MaxInt32 {
 			w.c.goAway(http2.ErrCodeFlowControl, "connection window overflow")
 			return nil
 		}
 		return nil
 	}
-	st := it.st
 	w.sendInit(st)
 	if st.w.done {
 		return nil
 	}
-	st.w.window += int64(it.incr)
+	st.w.window += incr
 	if st.w.window > math.MaxInt32 {
 		w.c.resetStream(st, http2.ErrCodeFlowControl, errStreamReset)
 		return nil
