@@ -33,11 +33,13 @@ type serverConn struct {
 	continueSent bool          // 100 Continue written
 	bodyDone     bool          // the request body ended: br is the conn's again
 	bodyErr      error         // why the request body failed
+	bgArmed      bool          // the background read starts when bgTimer fires
 	bgRunning    bool          // a background read watches for the client leaving
 	bgOver       bool          // the response is written: no background read now
 	bgStart      chan struct{} // nil until the first background read
 	bgAborting   atomic.Bool
 	bgDone       chan struct{}
+	bgTimer      *time.Timer // starts the background read of a slow request
 }
 
 func (c *serverConn) serve() {
@@ -203,15 +205,41 @@ func (c *serverConn) bodyEnded(err error) {
 	c.cancel()
 }
 
-// startBackgroundRead watches the idle connection while the Handler works,
-// so that the request's context ends when the client leaves. Bytes of a
-// pipelined next request stay buffered until the response is written.
+// backgroundReadDelay is how long the Handler works on a request before
+// the connection is watched for the client leaving: most requests are
+// answered sooner, and watching costs each one a goroutine hand-over, a
+// read and three deadline changes. A client that leaves is noticed at most
+// this much later.
+const backgroundReadDelay = 10 * time.Millisecond
+
+// startBackgroundRead arranges for the idle connection to be watched while
+// the Handler works, once it has worked for backgroundReadDelay, so that
+// the request's context ends when the client leaves. Bytes of a pipelined
+// next request stay buffered until the response is written.
 func (c *serverConn) startBackgroundRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.bgRunning || c.bgOver {
+	if c.bgRunning || c.bgOver || c.bgArmed {
 		return
 	}
+	c.bgArmed = true
+	if c.bgTimer == nil {
+		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.backgroundReadDue)
+	} else {
+		c.bgTimer.Reset(backgroundReadDelay)
+	}
+}
+
+// backgroundReadDue starts the background read (bgTimer's function). A
+// firing left over from an earlier request finds bgArmed false, or armed
+// by a request whose body has ended, which may be watched at once.
+func (c *serverConn) backgroundReadDue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.bgArmed || c.bgRunning || c.bgOver {
+		return
+	}
+	c.bgArmed = false
 	c.bgRunning = true
 	_ = c.conn.SetReadDeadline(time.Time{})
 	if c.bgStart == nil {
@@ -238,6 +266,10 @@ func (c *serverConn) stopBackgroundReads() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bgOver = true
+	c.bgArmed = false
+	if c.bgTimer != nil {
+		c.bgTimer.Stop()
+	}
 	if c.bgStart != nil {
 		close(c.bgStart)
 	}
@@ -249,6 +281,10 @@ func (c *serverConn) abortBackgroundRead() {
 	c.mu.Lock()
 	running := c.bgRunning
 	c.bgRunning, c.bgOver = false, true
+	if c.bgArmed {
+		c.bgArmed = false
+		c.bgTimer.Stop()
+	}
 	c.mu.Unlock()
 	if !running {
 		return
