@@ -124,6 +124,9 @@ func (b *grpcStatusBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap implements stack.Unwrapper: the body is only watched for its end.
+func (b *grpcStatusBody) Unwrap() stack.Body { return b.Body }
+
 func (b *grpcStatusBody) Close() error {
 	b.record("")
 	return b.Body.Close()

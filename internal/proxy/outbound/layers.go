@@ -136,6 +136,9 @@ func (b *balancedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Unwrap implements stack.Unwrapper: the body is only watched for its end.
+func (b *balancedBody) Unwrap() stack.Body { return b.Body }
+
 func (b *balancedBody) Close() error {
 	b.handle.Done(b.failed) // does nothing after the first Done
 	return b.Body.Close()
@@ -168,6 +171,13 @@ func newResendableBody(req *stack.Request) *resendableBody {
 func (b *resendableBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
 	return b.Body.Read(p)
+}
+
+// Unwrap implements stack.Unwrapper: the engine takes the bytes, so the
+// body counts as read (it cannot be resent).
+func (b *resendableBody) Unwrap() stack.Body {
+	b.read.Store(true)
+	return b.Body
 }
 
 func (b *resendableBody) Close() error {

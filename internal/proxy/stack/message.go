@@ -73,6 +73,20 @@ type Body interface {
 	Close() error
 }
 
+// Unwrapper is a Body that wraps another only to see how it ends (its
+// EOF and trailers, a failure, Close), not its bytes. An engine may move
+// the inner body's bytes itself, without Read (HTTP/2 splices a received
+// body into another connection, which saves a goroutine hand-over and a
+// write per message); it then calls the wrapper's Read once with no room
+// when the inner body has ended or failed (that Read returns at once, with
+// io.EOF or the failure), and Close, so the wrapper sees what it would
+// have seen. Unwrap counts as reading the body. A wrapper that must see
+// every Read (a tunnel's idle watch) does not implement it.
+type Unwrapper interface {
+	Body
+	Unwrap() Body
+}
+
 // NoBody is the empty body.
 var NoBody Body = noBody{}
 
