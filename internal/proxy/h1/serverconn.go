@@ -40,6 +40,7 @@ type serverConn struct {
 	bgAborting   atomic.Bool
 	bgDone       chan struct{}
 	bgTimer      *time.Timer // starts the background read of a slow request
+	bodyUnread   bool        // the last response went out before its request body was read
 }
 
 func (c *serverConn) serve() {
@@ -71,6 +72,9 @@ func (c *serverConn) serve() {
 		}
 		_ = c.conn.SetReadDeadline(time.Time{})
 		if !c.serveRequest(m, fr) {
+			if c.bodyUnread {
+				c.lingerBeforeClose()
+			}
 			return
 		}
 		if !c.srv.setIdle(c) {
@@ -160,7 +164,27 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	c.mu.Lock()
 	done := c.bodyDone
 	c.mu.Unlock()
+	c.bodyUnread = keep && !done && ctx.Err() == nil
 	return keep && done && ctx.Err() == nil
+}
+
+// lingerAfterUnreadBody is how long a connection that ends with the
+// request body unread (the answer came first: a refused 100-continue, an
+// early error) keeps reading and dropping what the client still sends,
+// its write side closed. Closing at once with bytes unread would reset
+// the connection, and the client could lose the answer before reading it
+// (net/http's server waits 500 ms too).
+const lingerAfterUnreadBody = 500 * time.Millisecond
+
+// lingerBeforeClose half-closes the connection and drains it until the
+// client closes its side or lingerAfterUnreadBody passes.
+func (c *serverConn) lingerBeforeClose() {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(lingerAfterUnreadBody))
+	_, _ = io.Copy(io.Discard, c.br)
 }
 
 func (c *serverConn) newRequestBody(b *bodyReader, fr framing) *bodyReader {
