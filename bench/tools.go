@@ -34,7 +34,9 @@ func prepareBinaries(ctx context.Context, moduleRoot, dir string, log *slog.Logg
 		cli:        filepath.Join(dir, "skein"),
 	}
 	log.Info("building skein-proxy, skein-init, skein-controller and skein")
-	if _, err := runTool(ctx, moduleRoot, nil, "go", "build", "-o", dir+"/",
+	// Static binaries, as the images are built (scripts/testcluster.sh:
+	// CGO_ENABLED=0): linked against libc, the proxy maps 1.4 MB more.
+	if _, err := runTool(ctx, moduleRoot, append(os.Environ(), "CGO_ENABLED=0"), "go", "build", "-o", dir+"/",
 		"./cmd/skein-proxy", "./cmd/skein-init", "./cmd/skein-controller", "./cmd/skein"); err != nil {
 		return b, fmt.Errorf("building Skein: %w", err)
 	}

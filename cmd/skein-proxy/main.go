@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,13 +31,14 @@ func main() {
 		}
 		return
 	}
-	cfg, logLevel, err := parseConfig(os.Args[1:])
+	cfg, ps, err := parseConfig(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "skein-proxy:", err)
 		os.Exit(2)
 	}
-	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
-	cfg.Log.Info("skein-proxy starting", fips.LogAttrs()...)
+	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: ps.logLevel}))
+	ps.tuneRuntime()
+	cfg.Log.Info("skein-proxy starting", append(fips.LogAttrs(), "cores", runtime.GOMAXPROCS(0), "gc_percent", ps.effectiveGCPercent())...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := proxy.Run(ctx, cfg); err != nil {
@@ -62,8 +64,9 @@ func await(args []string) error {
 	return admin.AwaitReady(ctx, "http://"+*addr+"/ready", 100*time.Millisecond)
 }
 
-func parseConfig(args []string) (proxy.Config, slog.Level, error) {
+func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	cfg := proxy.Default()
+	ps := defaultProcessSettings()
 	fs := flag.NewFlagSet("skein-proxy", flag.ContinueOnError)
 	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", cfg.OutboundAddr, "listen address for the workload's redirected outgoing connections")
 	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "listen address for redirected incoming connections")
@@ -90,32 +93,39 @@ func parseConfig(args []string) (proxy.Config, slog.Level, error) {
 	labels := fs.String("labels", "", "the workload's own labels for metrics, as k=v,k=v")
 	metricsFrom := fs.String("metrics-allow-cidrs", "", "comma-separated networks (CIDR) that may scrape /metrics; empty: every client")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&ps.cores, "cores", ps.cores, "how many cores the proxy's goroutines run on at once (Go's GOMAXPROCS, which wins when set); 0: every core")
+	fs.IntVar(&ps.gcPercent, "gc-percent", ps.gcPercent, "how far the heap grows between garbage collections, in percent of what is live (Go's GOGC, which wins when set)")
 
 	if err := fs.Parse(args); err != nil {
-		return cfg, 0, err
+		return cfg, ps, err
 	}
 	if err := envflag.Apply(fs, "SKEIN_PROXY"); err != nil {
-		return cfg, 0, err
+		return cfg, ps, err
+	}
+	if ps.cores < 0 {
+		return cfg, ps, fmt.Errorf("-cores: must not be negative, got %d", ps.cores)
+	}
+	if ps.gcPercent <= 0 {
+		return cfg, ps, fmt.Errorf("-gc-percent: must be positive, got %d", ps.gcPercent)
 	}
 	cfg.Mode = proxy.Mode(*mode)
 	var err error
 	if cfg.OpaquePorts, err = parsePorts(*opaque); err != nil {
-		return cfg, 0, fmt.Errorf("-opaque-ports: %w", err)
+		return cfg, ps, fmt.Errorf("-opaque-ports: %w", err)
 	}
 	if cfg.RequireMTLS.Ports, err = parsePorts(*requireMTLSPorts); err != nil {
-		return cfg, 0, fmt.Errorf("-require-mtls-ports: %w", err)
+		return cfg, ps, fmt.Errorf("-require-mtls-ports: %w", err)
 	}
 	if cfg.Labels, err = parseLabels(*labels); err != nil {
-		return cfg, 0, fmt.Errorf("-labels: %w", err)
+		return cfg, ps, fmt.Errorf("-labels: %w", err)
 	}
 	if cfg.MetricsAllowCIDRs, err = parsePrefixes(*metricsFrom); err != nil {
-		return cfg, 0, fmt.Errorf("-metrics-allow-cidrs: %w", err)
+		return cfg, ps, fmt.Errorf("-metrics-allow-cidrs: %w", err)
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return cfg, 0, fmt.Errorf("-log-level: %w", err)
+	if err := ps.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, ps, fmt.Errorf("-log-level: %w", err)
 	}
-	return cfg, lvl, cfg.Validate()
+	return cfg, ps, cfg.Validate()
 }
 
 func parsePorts(s string) ([]uint16, error) {

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +44,46 @@ func TestBadLimitFromTheEnvironmentNamesTheField(t *testing.T) {
 	_, _, err := parseConfig(nil)
 	if err == nil || !strings.Contains(err.Error(), "max-connections-per-source: 20000 is more than max-connections 10000") {
 		t.Errorf("got %v, want an error naming max-connections-per-source", err)
+	}
+}
+
+func TestProcessDefaultsToOneCoreAndGCPercent50(t *testing.T) {
+	_, ps, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.cores != 1 || ps.gcPercent != 50 {
+		t.Errorf("cores %d, gc percent %d; want 1 and 50", ps.cores, ps.gcPercent)
+	}
+	t.Setenv("SKEIN_PROXY_CORES", "0")
+	if _, ps, err = parseConfig([]string{"-gc-percent", "80"}); err != nil || ps.cores != 0 || ps.gcPercent != 80 {
+		t.Errorf("cores %d, gc percent %d, err %v; want 0 (environment) and 80 (flag)", ps.cores, ps.gcPercent, err)
+	}
+	if _, _, err = parseConfig([]string{"-cores", "-1"}); err == nil || !strings.Contains(err.Error(), "-cores") {
+		t.Errorf("-cores -1: err %v, want one naming -cores", err)
+	}
+}
+
+func TestGoEnvironmentWinsOverCores(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(before)
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOMAXPROCS", strconv.Itoa(before))
+	t.Setenv("GOGC", "100")
+	processSettings{cores: before + 1, gcPercent: 50}.tuneRuntime()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d after tuning with GOMAXPROCS set, want %d", got, before)
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent %d after tuning with GOGC set, want 100", got)
+	}
+	os.Unsetenv("GOMAXPROCS")
+	os.Unsetenv("GOGC")
+	processSettings{cores: before + 1, gcPercent: 50}.tuneRuntime()
+	if got := runtime.GOMAXPROCS(0); got != before+1 {
+		t.Errorf("GOMAXPROCS %d, want -cores' %d", got, before+1)
+	}
+	if got := debug.SetGCPercent(100); got != 50 {
+		t.Errorf("GC percent %d, want -gc-percent's 50", got)
 	}
 }

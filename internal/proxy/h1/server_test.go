@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -196,6 +197,29 @@ func TestHandlerErrorsAndImpossibleStatusesAre502(t *testing.T) {
 		resp := readResponse(t, c, "GET")
 		if body := readAll(t, resp); resp.StatusCode != 502 || body != "" {
 			t.Errorf("%s: %d %q, want a bare 502", path, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestAnswerBeforeTheBodyIsNotLostToAReset: a Handler that answers
+// without reading a large upload ends the connection; Go's client, still
+// uploading, must get the answer, not the reset of a connection closed
+// with bytes unread (its write error would win over the answer).
+func TestAnswerBeforeTheBodyIsNotLostToAReset(t *testing.T) {
+	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
+		return &stack.Response{Status: 413, Body: stack.BytesBody([]byte("too large\n"), nil)}, nil
+	}), nil)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
+	upload := make([]byte, 16<<20)
+	for range 10 {
+		resp, err := client.Post("http://"+p.addr+"/up", "application/octet-stream", bytes.NewReader(upload))
+		if err != nil {
+			t.Fatalf("POST: %v; want the 413", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 413 || string(body) != "too large\n" || err != nil {
+			t.Fatalf("answer %d %q (%v), want 413 \"too large\"", resp.StatusCode, body, err)
 		}
 	}
 }

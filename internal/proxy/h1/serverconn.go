@@ -33,11 +33,14 @@ type serverConn struct {
 	continueSent bool          // 100 Continue written
 	bodyDone     bool          // the request body ended: br is the conn's again
 	bodyErr      error         // why the request body failed
+	bgArmed      bool          // the background read starts when bgTimer fires
 	bgRunning    bool          // a background read watches for the client leaving
 	bgOver       bool          // the response is written: no background read now
 	bgStart      chan struct{} // nil until the first background read
 	bgAborting   atomic.Bool
 	bgDone       chan struct{}
+	bgTimer      *time.Timer // starts the background read of a slow request
+	bodyUnread   bool        // the last response went out before its request body was read
 }
 
 func (c *serverConn) serve() {
@@ -69,6 +72,9 @@ func (c *serverConn) serve() {
 		}
 		_ = c.conn.SetReadDeadline(time.Time{})
 		if !c.serveRequest(m, fr) {
+			if c.bodyUnread {
+				c.lingerBeforeClose()
+			}
 			return
 		}
 		if !c.srv.setIdle(c) {
@@ -159,6 +165,7 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	c.mu.Lock()
 	done := c.bodyDone
 	c.mu.Unlock()
+	c.bodyUnread = keep && !done && ctx.Err() == nil
 	return keep && done && ctx.Err() == nil
 }
 
@@ -172,6 +179,25 @@ func asProtoError(err error) *protoError {
 		return pe
 	}
 	return nil
+}
+
+// lingerAfterUnreadBody is how long a connection that ends with the
+// request body unread (the answer came first: a refused 100-continue, an
+// early error) keeps reading and dropping what the client still sends,
+// its write side closed. Closing at once with bytes unread would reset
+// the connection, and the client could lose the answer before reading it
+// (net/http's server waits 500 ms too).
+const lingerAfterUnreadBody = 500 * time.Millisecond
+
+// lingerBeforeClose half-closes the connection and drains it until the
+// client closes its side or lingerAfterUnreadBody passes.
+func (c *serverConn) lingerBeforeClose() {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(lingerAfterUnreadBody))
+	_, _ = io.Copy(io.Discard, c.br)
 }
 
 func (c *serverConn) newRequestBody(b *bodyReader, fr framing) *bodyReader {
@@ -216,15 +242,41 @@ func (c *serverConn) bodyEnded(err error) {
 	c.cancel()
 }
 
-// startBackgroundRead watches the idle connection while the Handler works,
-// so that the request's context ends when the client leaves. Bytes of a
-// pipelined next request stay buffered until the response is written.
+// backgroundReadDelay is how long the Handler works on a request before
+// the connection is watched for the client leaving: most requests are
+// answered sooner, and watching costs each one a goroutine hand-over, a
+// read and three deadline changes. A client that leaves is noticed at most
+// this much later.
+const backgroundReadDelay = 10 * time.Millisecond
+
+// startBackgroundRead arranges for the idle connection to be watched while
+// the Handler works, once it has worked for backgroundReadDelay, so that
+// the request's context ends when the client leaves. Bytes of a pipelined
+// next request stay buffered until the response is written.
 func (c *serverConn) startBackgroundRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.bgRunning || c.bgOver {
+	if c.bgRunning || c.bgOver || c.bgArmed {
 		return
 	}
+	c.bgArmed = true
+	if c.bgTimer == nil {
+		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.backgroundReadDue)
+	} else {
+		c.bgTimer.Reset(backgroundReadDelay)
+	}
+}
+
+// backgroundReadDue starts the background read (bgTimer's function). A
+// firing left over from an earlier request finds bgArmed false, or armed
+// by a request whose body has ended, which may be watched at once.
+func (c *serverConn) backgroundReadDue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.bgArmed || c.bgRunning || c.bgOver {
+		return
+	}
+	c.bgArmed = false
 	c.bgRunning = true
 	_ = c.conn.SetReadDeadline(time.Time{})
 	if c.bgStart == nil {
@@ -251,6 +303,10 @@ func (c *serverConn) stopBackgroundReads() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bgOver = true
+	c.bgArmed = false
+	if c.bgTimer != nil {
+		c.bgTimer.Stop()
+	}
 	if c.bgStart != nil {
 		close(c.bgStart)
 	}
@@ -262,6 +318,10 @@ func (c *serverConn) abortBackgroundRead() {
 	c.mu.Lock()
 	running := c.bgRunning
 	c.bgRunning, c.bgOver = false, true
+	if c.bgArmed {
+		c.bgArmed = false
+		c.bgTimer.Stop()
+	}
 	c.mu.Unlock()
 	if !running {
 		return

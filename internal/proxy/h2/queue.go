@@ -50,6 +50,7 @@ type item struct {
 	data       []byte
 	buf        *[]byte // pooled buffer holding data, returned once written
 	src        *recvBody
+	outer      stack.Body // the watchers src is wrapped in (stack.Unwrapper), told of its end
 	ping       [8]byte
 	settings   []http2.Setting // ours
 }

@@ -71,6 +71,7 @@ func (w *writer) sendStream(st *stream) (wrote, keep bool, err error) {
 		case itemSplice:
 			chunk, last, rerr := it.src.peek(w.peerMaxFrame)
 			if rerr != nil {
+				spliceEnded(it)
 				w.c.resetStream(st, http2.ErrCodeCancel, rerr)
 				return wrote, false, nil
 			}
@@ -89,6 +90,7 @@ func (w *writer) sendStream(st *stream) (wrote, keep bool, err error) {
 					}
 					w.finish(st)
 				}
+				spliceEnded(it)
 				it.src = nil
 				w.pop(st)
 				return true, false, nil
@@ -104,6 +106,7 @@ func (w *writer) sendStream(st *stream) (wrote, keep bool, err error) {
 			it.src.skip(n)
 			w.took(st, n)
 			if end {
+				spliceEnded(it)
 				it.src = nil
 				w.pop(st)
 				w.finish(st)
@@ -152,10 +155,12 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 	case nil:
 		c.pushStream(item{kind: itemHeaders, st: st, hdr: hb, end: true})
 		return false
-	case *recvBody:
-		b.attach(st)
-		c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemSplice, st: st, src: b})
-		return false
+	case *recvBody, stack.Unwrapper:
+		if src, outer := spliceSource(b); src != nil {
+			src.attach(st)
+			c.pushStream(item{kind: itemHeaders, st: st, hdr: hb}, item{kind: itemSplice, st: st, src: src, outer: outer})
+			return false
+		}
 	case interface{ Len() int }:
 		n := b.Len()
 		if n == 0 {
@@ -197,6 +202,36 @@ func (c *conn) sendMessage(st *stream, hb headerBlock, body stack.Body) (copyLat
 	return true
 }
 
+// spliceSource returns the received body under body's watchers (see
+// stack.Unwrapper), and body itself when it is a watcher; nil when body is
+// not, at heart, a body received on another stream.
+func spliceSource(body stack.Body) (src *recvBody, outer stack.Body) {
+	b := body
+	for {
+		switch x := b.(type) {
+		case *recvBody:
+			if b == body {
+				return x, nil
+			}
+			return x, body
+		case stack.Unwrapper:
+			b = x.Unwrap()
+		default:
+			return nil, nil
+		}
+	}
+}
+
+// spliceEnded tells a spliced body's watchers that it ended or failed:
+// the Read returns at once, as the body has nothing left to wait for.
+func spliceEnded(it *item) {
+	if it.outer != nil {
+		it.outer.Read(nil)
+		it.outer.Close()
+		it.outer = nil
+	}
+}
+
 // copyBody streams body onto st, one page at a time: each page is handed to
 // the writer and taken back once written, so no more than a page is
 // buffered whatever the peer's window.
@@ -217,8 +252,19 @@ func (c *conn) copyBody(st *stream, body stack.Body) {
 			tr = body.Trailers()
 		}
 		if n > 0 || eof && len(tr) == 0 {
-			if !c.pushStream(item{kind: itemData, st: st, data: (*buf)[:n], buf: buf, end: eof && len(tr) == 0, signal: true}) {
+			// The last DATA goes with the trailers, and nothing waits for
+			// it to be written: the writer returns the page.
+			its := [2]item{{kind: itemData, st: st, data: (*buf)[:n], buf: buf, end: eof && len(tr) == 0, signal: !eof}}
+			k := 1
+			if eof && len(tr) > 0 {
+				its[1] = item{kind: itemTrailers, st: st, hdr: headerBlock{header: tr}}
+				k = 2
+			}
+			if !c.pushStream(its[:k]...) {
 				return // released: the buffer is back in the pool
+			}
+			if eof {
+				return
 			}
 			select {
 			case werr := <-st.wrote:

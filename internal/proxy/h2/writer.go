@@ -314,7 +314,10 @@ func (w *writer) release(it *item) {
 		putBuf(it.buf)
 		it.buf = nil
 	}
-	if it.src != nil {
+	if it.outer != nil {
+		it.outer.Close() // closes src, which it wraps
+		it.outer = nil
+	} else if it.src != nil {
 		it.src.Close()
 	}
 	if it.signal {

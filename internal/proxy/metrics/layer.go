@@ -117,21 +117,19 @@ type grpcStatusBody struct {
 func (b *grpcStatusBody) Read(p []byte) (int, error) {
 	n, err := b.Body.Read(p)
 	if err == io.EOF {
-		b.Ended(b.Body.Trailers(), nil)
+		b.ended(b.Body.Trailers(), nil)
 	} else if err != nil {
-		b.Ended(nil, err)
+		b.ended(nil, err)
 	}
 	return n, err
 }
 
-// Unwrap, Started and Ended make grpcStatusBody a stack.BodyWatcher, so an
-// engine may splice the body it wraps.
+// Unwrap implements stack.Unwrapper: the body is only watched for its end.
 func (b *grpcStatusBody) Unwrap() stack.Body { return b.Body }
-func (b *grpcStatusBody) Started()           {}
 
-// Ended records the response with the trailers' grpc-status, or none when
+// ended records the response with the trailers' grpc-status, or none when
 // the body was cut short.
-func (b *grpcStatusBody) Ended(trailers stack.Header, err error) {
+func (b *grpcStatusBody) ended(trailers stack.Header, err error) {
 	if err != nil {
 		trailers = nil
 	}

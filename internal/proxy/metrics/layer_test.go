@@ -118,20 +118,25 @@ func TestMetricsLayerInboundAuthorityIsUnknown(t *testing.T) {
 	}
 }
 
-// An engine that splices the body under the metrics layer's wrapper tells
-// it how the body ended (stack.BodyWatcher): the status is recorded from
-// those trailers, once.
+// An engine that splices the body under the metrics layer's wrapper
+// (stack.Unwrapper) moves the bytes itself, then reads the wrapper once
+// with no room and closes it: the status is recorded from the trailers,
+// once.
 func TestMetricsLayerLearnsASplicedBodysEnd(t *testing.T) {
 	reg := newTestRegistry(t)
-	inner := stack.BytesBody([]byte("m"), nil)
+	inner := stack.BytesBody([]byte("m"), stack.Header{{Name: "grpc-status", Value: "13"}})
 	h := stack.Build(answering(&stack.Response{Status: 200, Header: grpcHeader(""), Body: inner}, nil), Layer(reg, DirectionOutbound))
 	resp, _ := h.Serve(context.Background(), &stack.Request{Conn: &stack.ConnInfo{}, Body: stack.NoBody})
-	w, ok := resp.Body.(stack.BodyWatcher)
+	w, ok := resp.Body.(stack.Unwrapper)
 	if !ok || w.Unwrap() != inner {
-		t.Fatalf("the gRPC response body is %T, want a stack.BodyWatcher over the engine's body", resp.Body)
+		t.Fatalf("the gRPC response body is %T, want a stack.Unwrapper over the engine's body", resp.Body)
 	}
-	w.Started()
-	w.Ended(stack.Header{{Name: "grpc-status", Value: "13"}}, nil)
+	if n, err := inner.Read(make([]byte, 8)); n != 1 || err != nil {
+		t.Fatalf("engine's read of the inner body: %d, %v", n, err)
+	}
+	if n, err := w.Read(nil); n != 0 || err != io.EOF {
+		t.Fatalf("the wrapper's read with no room after the end: %d, %v; want 0, EOF", n, err)
+	}
 	w.Close()
 	got := seriesLabels(t, reg.Gatherer(), "response_total")
 	if len(got) != 1 || got[0]["grpc_status"] != "13" || got[0]["classification"] != "failure" {

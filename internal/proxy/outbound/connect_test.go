@@ -164,21 +164,19 @@ func TestATrailersOnlyAnswerKeepsNoBody(t *testing.T) {
 	}
 }
 
-// An engine that splices the request body says when it started taking it
-// (stack.BodyWatcher.Started): a refusal after that is not resent.
+// An engine that splices the request body (stack.Unwrapper) takes it by
+// unwrapping it: a refusal after that is not resent.
 func TestASplicedBodyOnceStartedIsNotResent(t *testing.T) {
 	vip := netip.MustParseAddrPort("198.19.0.1:80")
 	u := newUpstream(t, staticResolver{vip.String(): {{Addr: netip.MustParseAddrPort("10.0.0.1:80")}, {Addr: netip.MustParseAddrPort("10.0.0.2:80")}}})
 	calls := 0
 	splicing := stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
 		calls++
-		w, ok := req.Body.(stack.BodyWatcher)
+		w, ok := req.Body.(stack.Unwrapper)
 		if !ok {
-			t.Fatalf("the request body is %T, want a stack.BodyWatcher", req.Body)
+			t.Fatalf("the request body is %T, want a stack.Unwrapper", req.Body)
 		}
-		w.Started()
 		w.Unwrap().Read(make([]byte, 1))
-		w.Ended(nil, errors.New("stream refused"))
 		return nil, stack.NotSent(errors.New("stream refused"))
 	})
 	req := &stack.Request{Method: "POST", Authority: vip.String(), ProtoMajor: 2, Conn: &stack.ConnInfo{OrigDst: vip},

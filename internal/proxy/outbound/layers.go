@@ -129,21 +129,19 @@ type balancedBody struct {
 func (b *balancedBody) Read(p []byte) (int, error) {
 	n, err := b.Body.Read(p)
 	if err == io.EOF {
-		b.Ended(b.Body.Trailers(), nil)
+		b.ended(b.Body.Trailers(), nil)
 	} else if err != nil {
-		b.Ended(nil, err)
+		b.ended(nil, err)
 	}
 	return n, err
 }
 
-// Unwrap, Started and Ended make balancedBody a stack.BodyWatcher, so an
-// engine may splice the body it wraps.
+// Unwrap implements stack.Unwrapper: the body is only watched for its end.
 func (b *balancedBody) Unwrap() stack.Body { return b.Body }
-func (b *balancedBody) Started()           {}
 
-// Ended ends the handle: at the body's end with the trailers' outcome, on
+// ended ends the handle: at the body's end with the trailers' outcome, on
 // a failure as failed unless the client cancelled.
-func (b *balancedBody) Ended(trailers stack.Header, err error) {
+func (b *balancedBody) ended(trailers stack.Header, err error) {
 	switch {
 	case err == nil:
 		b.handle.Done(b.failed || metrics.IsFailure(b.status, trailers.Get("grpc-status")))
@@ -186,11 +184,12 @@ func (b *resendableBody) Read(p []byte) (int, error) {
 	return b.Body.Read(p)
 }
 
-// Unwrap, Started and Ended make resendableBody a stack.BodyWatcher: an
-// engine that splices the body says when it started taking it.
-func (b *resendableBody) Unwrap() stack.Body        { return b.Body }
-func (b *resendableBody) Started()                  { b.read.Store(true) }
-func (b *resendableBody) Ended(stack.Header, error) {}
+// Unwrap implements stack.Unwrapper: the engine takes the bytes, so the
+// body counts as read (it cannot be resent).
+func (b *resendableBody) Unwrap() stack.Body {
+	b.read.Store(true)
+	return b.Body
+}
 
 func (b *resendableBody) Close() error {
 	if b.read.Load() {

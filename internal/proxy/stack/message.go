@@ -73,6 +73,20 @@ type Body interface {
 	Close() error
 }
 
+// Unwrapper is a Body that wraps another only to see how it ends (its
+// EOF and trailers, a failure, Close), not its bytes. An engine may move
+// the inner body's bytes itself, without Read (HTTP/2 splices a received
+// body into another connection, which saves a goroutine hand-over and a
+// write per message); it then calls the wrapper's Read once with no room
+// when the inner body has ended or failed (that Read returns at once, with
+// io.EOF or the failure), and Close, so the wrapper sees what it would
+// have seen. Unwrap counts as reading the body. A wrapper that must see
+// every Read (a tunnel's idle watch) does not implement it.
+type Unwrapper interface {
+	Body
+	Unwrap() Body
+}
+
 // NoBody is the empty body.
 var NoBody Body = noBody{}
 
@@ -107,20 +121,3 @@ func (b *bytesBody) Close() error     { return nil }
 // Len is what is left to read; the engines use it to send a small body
 // with its headers and END_STREAM in one write.
 func (b *bytesBody) Len() int { return len(b.b) }
-
-// BodyWatcher is a body wrapper that only watches a body go by: how much
-// of it was taken, how it ended (the balance and metrics layers'
-// wrappers). An engine that would move a body's bytes without Read (the
-// HTTP/2 engine splices a body received on one connection into another)
-// may look through watchers with Unwrap, and then owes each watcher it
-// looked through the calls Read would have made: Started once before it
-// takes the first byte, and Ended exactly once, with the trailers when the
-// body ended (err nil) or with why it was cut short or abandoned. An
-// engine that reads the watcher itself calls neither. A wrapper that must
-// see every byte (a tunnel's idle watch) is not a BodyWatcher.
-type BodyWatcher interface {
-	Body
-	Unwrap() Body
-	Started()
-	Ended(trailers Header, err error)
-}
