@@ -26,10 +26,12 @@ type processSettings struct {
 	// takes about 2 MB off the resident size for a few more short
 	// collections (a fraction of a percent of its CPU).
 	gcPercent int
+	// awakeSysmon: see awakeSysmon (sysmon.go).
+	awakeSysmon bool
 }
 
 func defaultProcessSettings() processSettings {
-	return processSettings{logLevel: slog.LevelInfo, cores: 1, gcPercent: 50}
+	return processSettings{logLevel: slog.LevelInfo, cores: 1, gcPercent: 50, awakeSysmon: true}
 }
 
 // tuneRuntime applies cores and gcPercent, unless Go's own environment
