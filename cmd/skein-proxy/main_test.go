@@ -52,8 +52,8 @@ func TestProcessDefaultsToOneCoreAndGCPercent50(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps.cores != 1 || ps.gcPercent != 50 || !ps.awakeSysmon {
-		t.Errorf("cores %d, gc percent %d, awake sysmon %v; want 1, 50 and true", ps.cores, ps.gcPercent, ps.awakeSysmon)
+	if ps.cores != 1 || ps.gcPercent != 50 || ps.awakeSysmon {
+		t.Errorf("cores %d, gc percent %d, awake sysmon %v; want 1, 50 and false (opt-in)", ps.cores, ps.gcPercent, ps.awakeSysmon)
 	}
 	t.Setenv("SKEIN_PROXY_CORES", "0")
 	if _, ps, err = parseConfig([]string{"-gc-percent", "80"}); err != nil || ps.cores != 0 || ps.gcPercent != 80 {

@@ -31,7 +31,7 @@ type processSettings struct {
 }
 
 func defaultProcessSettings() processSettings {
-	return processSettings{logLevel: slog.LevelInfo, cores: 1, gcPercent: 50, awakeSysmon: true}
+	return processSettings{logLevel: slog.LevelInfo, cores: 1, gcPercent: 50}
 }
 
 // tuneRuntime applies cores and gcPercent, unless Go's own environment
