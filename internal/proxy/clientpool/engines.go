@@ -2,7 +2,9 @@ package clientpool
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"sync"
 
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
@@ -31,4 +33,37 @@ func (e Engines) For(major int) func(Dial) Client {
 		return e.HTTP2
 	}
 	return e.HTTP1
+}
+
+// ServeAlone sends req with an HTTP/1 Client of its own over the one
+// connection dial opens, and closes that Client with the response body:
+// for an HTTP/1 CONNECT, whose connection becomes the tunnel and carries
+// nothing else. dest names the destination in errors.
+func (e Engines) ServeAlone(ctx context.Context, req *stack.Request, dial Dial, dest string) (*stack.Response, error) {
+	var once sync.Once
+	client := e.HTTP1(func(ctx context.Context) (net.Conn, error) {
+		var conn net.Conn
+		err := fmt.Errorf("tunnel to %s: already connected once", dest)
+		once.Do(func() { conn, err = dial(ctx) })
+		return conn, err
+	})
+	resp, err := client.Serve(ctx, req)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	resp.Body = &closingBody{Body: resp.Body, client: client}
+	return resp, nil
+}
+
+// closingBody closes a one-request Client with its response body.
+type closingBody struct {
+	stack.Body
+	client Client
+}
+
+func (b *closingBody) Close() error {
+	err := b.Body.Close()
+	b.client.Close()
+	return err
 }

@@ -2,10 +2,8 @@ package inbound
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
@@ -100,30 +98,6 @@ func (a *toApp) dialer(src netip.Addr, dst netip.AddrPort) clientpool.Dial {
 // tunnel sends an HTTP/1 CONNECT to the application on a connection of its
 // own, which becomes the tunnel.
 func (a *toApp) tunnel(ctx context.Context, req *stack.Request) (*stack.Response, error) {
-	var once sync.Once
-	client := a.engines.HTTP1(func(ctx context.Context) (net.Conn, error) {
-		var conn net.Conn
-		err := fmt.Errorf("tunnel to %s: already connected once", req.Conn.OrigDst)
-		once.Do(func() { conn, err = a.u.Dial(ctx, req.Conn) })
-		return conn, err
-	})
-	resp, err := client.Serve(ctx, req)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	resp.Body = &closingBody{Body: resp.Body, client: client}
-	return resp, nil
-}
-
-// closingBody closes a one-request Client with its response body.
-type closingBody struct {
-	stack.Body
-	client clientpool.Client
-}
-
-func (b *closingBody) Close() error {
-	err := b.Body.Close()
-	b.client.Close()
-	return err
+	dial := func(ctx context.Context) (net.Conn, error) { return a.u.Dial(ctx, req.Conn) }
+	return a.engines.ServeAlone(ctx, req, dial, req.Conn.OrigDst.String())
 }

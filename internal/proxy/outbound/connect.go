@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -100,30 +99,6 @@ func (c *connector) tunnel(ctx context.Context, req *stack.Request, ep discovery
 	if meshed {
 		req.Info.ServerID = ep.Identity
 	}
-	var once sync.Once
-	client := c.engines.HTTP1(func(ctx context.Context) (net.Conn, error) {
-		var conn net.Conn
-		err := fmt.Errorf("tunnel to %s: already connected once", ep.Addr)
-		once.Do(func() { conn, err = c.u.dialOpaque(ctx, ep) })
-		return conn, err
-	})
-	resp, err := client.Serve(ctx, req)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	resp.Body = &closingBody{Body: resp.Body, client: client}
-	return resp, nil
-}
-
-// closingBody closes a one-request Client with its response body.
-type closingBody struct {
-	stack.Body
-	client clientpool.Client
-}
-
-func (b *closingBody) Close() error {
-	err := b.Body.Close()
-	b.client.Close()
-	return err
+	dial := func(ctx context.Context) (net.Conn, error) { return c.u.dialOpaque(ctx, ep) }
+	return c.engines.ServeAlone(ctx, req, dial, ep.Addr.String())
 }
