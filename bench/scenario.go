@@ -137,6 +137,9 @@ func injectProxy(ctx context.Context, tb *testbed, h *netns.Host, discovery []st
 	}
 	args := append(discovery,
 		"-labels", "namespace=bench,pod="+h.Name,
+		// Nothing is in flight when a scenario is taken down: waiting out
+		// the 5 s drain delay made every Skein run 10 s longer than a peer's.
+		"-drain-delay", "0s",
 		"-shutdown-grace", "1s",
 	)
 	cmd := h.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID}, tb.bin.proxy, args...)
