@@ -36,4 +36,11 @@ type RequestInfo struct {
 	// Upgraded is set when the upstream switched protocols (WebSocket) or
 	// accepted a CONNECT tunnel.
 	Upgraded bool
+	// Route is the route_name label: "namespace/name" of the HTTPRoute or
+	// GRPCRoute whose rule the route layer chose; empty for none.
+	Route string
+	// Backend is the authority of the backend the route layer chose from a
+	// rule's weighted backends; the resolve layer resolves it instead of
+	// the request's authority. Empty: the request's own destination.
+	Backend string
 }
