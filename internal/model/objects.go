@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // The types below are what sources write into the model. The model keeps
@@ -27,6 +29,9 @@ type Service struct {
 	// OpaquePorts are service ports whose traffic is not protocol-detected
 	// (annotation skein.io/opaque-ports).
 	OpaquePorts []uint16
+	// Annotations are the Service's skein.io/ annotations (timeouts,
+	// retries, breakers: see internal/controller/policy).
+	Annotations map[string]string
 }
 
 // ServicePort is one port of a Service.
@@ -106,6 +111,11 @@ type Snapshot struct {
 	Services       []Service
 	Instances      []Instance
 	EndpointSlices []EndpointSlice
+	// HTTPRoutes and GRPCRoutes are Gateway API routes as read; the policy
+	// compiler validates them and attaches those whose parentRefs name a
+	// Service (GAMMA).
+	HTTPRoutes []*gatewayv1.HTTPRoute
+	GRPCRoutes []*gatewayv1.GRPCRoute
 }
 
 // OpaquePortsAnnotation lists ports (and ranges) that carry opaque TCP.

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // ConnInfo is what the proxy knows about one downstream connection.
@@ -43,4 +44,10 @@ type RequestInfo struct {
 	// rule's weighted backends; the resolve layer resolves it instead of
 	// the request's authority. Empty: the request's own destination.
 	Backend string
+	// Policy and Rule are the destination's outbound policy and the rule
+	// the route layer chose (&Policy.Defaults when no route matched the
+	// destination's traffic); nil when the destination has no policy.
+	// Layers below (timeout, retry, mirror, balance) read them.
+	Policy *routes.Policy
+	Rule   *routes.Rule
 }
