@@ -45,7 +45,7 @@ func (e *Error) Error() string {
 	case KindBackendRequest:
 		return fmt.Sprintf("request timeout: backend request timeout %v ran out", e.Limit)
 	}
-	return fmt.Sprintf("request timeout: %v ran out", e.Limit)
+	return fmt.Sprintf("request timeout: the route's request timeout %v ran out", e.Limit)
 }
 
 // Is makes an Error a stack.ErrTimeout.
