@@ -43,7 +43,9 @@ const (
 // staticLookup answers the outbound policy from a fixed map.
 type staticLookup map[string]*routes.Policy
 
-func (l staticLookup) Policy(_ context.Context, dst string) (*routes.Policy, error) { return l[dst], nil }
+func (l staticLookup) Policy(_ context.Context, dst string) (*routes.Policy, error) {
+	return l[dst], nil
+}
 
 // routedProxy serves the outbound stack with lookup over the destinations
 // of resolver; it returns the proxy's address and its metrics.
@@ -380,14 +382,15 @@ func TestFaultDelayHoldsTheRequest(t *testing.T) {
 	}
 }
 
-// Layers that must see a request are exercised; one that fails is seen
-// failing: a lookup error fails the request closed.
+// failingLookup is a policy client that cannot answer.
 type failingLookup struct{}
 
 func (failingLookup) Policy(context.Context, string) (*routes.Policy, error) {
 	return nil, errors.New("controller unreachable")
 }
 
+// A destination whose policy cannot be known is not sent on a guess: the
+// policy might split, redirect or refuse it.
 func TestRouteLookupFailureFailsClosed(t *testing.T) {
 	web := newRecordingBackend(t, "web")
 	proxy, _ := routedProxy(t, staticResolver{webName: endpoint(web.addr)}, failingLookup{})
