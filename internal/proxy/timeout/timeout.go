@@ -146,8 +146,16 @@ func (l *layer) Serve(ctx context.Context, req *stack.Request) (*stack.Response,
 
 // watch is one request's running timeouts.
 type watch struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// ctx is the request's context below this layer. It is not a child of
+	// the request's own (an HTTP/1 connection's requests share that, and
+	// children would pile up on it): the parent's end reaches it through
+	// stopParent, which finish undoes. A request that ended in time leaves
+	// it uncancelled, so that an engine still finishing with the
+	// connection (an HTTP/1 request body's last write) does not take it
+	// for abandoned.
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	stopParent func() bool
 	req    *stack.Request
 	reg    *metrics.Registry
 
@@ -169,7 +177,8 @@ var finished = &Error{}
 
 func (l *layer) watch(ctx context.Context, req *stack.Request, b bounds) *watch {
 	w := &watch{req: req, reg: l.reg, started: time.Now(), idle: b.idle}
-	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	w.stopParent = context.AfterFunc(ctx, func() { w.cancel(context.Cause(ctx)) })
 	if b.total > 0 {
 		e := &Error{Kind: b.totalKind, Limit: b.total}
 		w.timers = append(w.timers, time.AfterFunc(b.total, func() { w.expire(e) }))
@@ -196,14 +205,14 @@ func (w *watch) expire(e *Error) {
 	}
 }
 
-// finish ends the watch: the timers stop and the context below is
-// released. After a timeout it only releases.
+// finish ends the watch: the timers stop and the context below no longer
+// follows the request's own.
 func (w *watch) finish() {
 	w.end.CompareAndSwap(nil, finished)
 	for _, t := range w.timers {
 		t.Stop()
 	}
-	w.cancel(context.Canceled)
+	w.stopParent()
 }
 
 // expired is the timeout that cut the exchange short, or nil.
