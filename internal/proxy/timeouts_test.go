@@ -207,4 +207,3 @@ func timeoutValue(v string) (time.Duration, bool) {
 	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
 	return time.Duration(n) * unit, ok && err == nil
 }
-

@@ -156,8 +156,8 @@ type watch struct {
 	ctx        context.Context
 	cancel     context.CancelCauseFunc
 	stopParent func() bool
-	req    *stack.Request
-	reg    *metrics.Registry
+	req        *stack.Request
+	reg        *metrics.Registry
 
 	// end is the first of: a timeout running out (its Error), the
 	// exchange ending in time (finished).
