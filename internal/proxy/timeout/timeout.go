@@ -180,6 +180,11 @@ func (l *layer) watch(ctx context.Context, req *stack.Request, b bounds) *watch 
 	w.ctx, w.cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	w.stopParent = context.AfterFunc(ctx, func() { w.cancel(context.Cause(ctx)) })
 	if b.total > 0 {
+		// The layers below (retry: its per-try timeouts and grpc-timeout)
+		// read what is left from the context.
+		w.ctx = withDeadline{w.ctx, w.started.Add(b.total)}
+	}
+	if b.total > 0 {
 		e := &Error{Kind: b.totalKind, Limit: b.total}
 		w.timers = append(w.timers, time.AfterFunc(b.total, func() { w.expire(e) }))
 	}
@@ -298,3 +303,13 @@ func (b *responseBody) Close() error {
 type splicedBody struct{ *responseBody }
 
 func (b *splicedBody) Unwrap() stack.Body { return b.Body }
+
+// withDeadline tells the layers below when the exchange's bound runs out;
+// the watch's timer, not the context, enforces it (a context's own timer
+// could not be stopped without cancelling it).
+type withDeadline struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c withDeadline) Deadline() (time.Time, bool) { return c.deadline, true }

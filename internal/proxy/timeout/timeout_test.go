@@ -56,3 +56,13 @@ func TestTheClientsCancelReachesTheRequestBelow(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestTheRequestBelowKnowsTheDeadline(t *testing.T) {
+	start := time.Now()
+	below, resp := serveTimed(t, context.Background(), &routes.Rule{Timeouts: routes.Timeouts{Request: time.Hour, BackendRequest: time.Minute}}, stack.NoBody)
+	resp.Body.Close()
+	deadline, ok := below.Deadline()
+	if !ok || deadline.Before(start.Add(time.Minute)) || deadline.After(time.Now().Add(time.Minute)) {
+		t.Errorf("deadline below %v (%v), want a minute from the start", deadline, ok)
+	}
+}
