@@ -10,8 +10,11 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/timeout"
 	"github.com/skeinmesh/skein/internal/proxy/tunnel"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // The request path of each direction, in the order a request meets it.
@@ -30,6 +33,9 @@ type stackConfig struct {
 	tunnelIdleTimeout time.Duration
 	engines           clientpool.Engines
 	log               *slog.Logger
+	// routes is the controller's outbound policy; nil without a
+	// controller (the route layer then passes requests untouched).
+	routes routes.Lookup
 }
 
 // outboundStack is the journey of a request the workload sends out.
@@ -49,11 +55,19 @@ func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
 		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE.
 		proxyerror.Layer(cfg.log),
 		// (rate limits go here: before any work is done for a request.)
-		// (route goes here: match path/method/headers, pick a backend of a
-		// weighted split, name route_name; mirroring copies the request to
-		// a second backend from here, never delaying the primary.)
-		// (timeout and retry go here, above resolve, so that a retry may
-		// land on another endpoint and the timeout covers every attempt.)
+		// route: the destination's policy, the request's rule (404 / gRPC
+		// UNIMPLEMENTED when routes exist and none matches), fault
+		// injection, redirect, header modifiers, rewrite, the weighted
+		// backend; names route_name for the metrics above.
+		route.Layer(cfg.routes, cfg.log),
+		// (mirror goes here: copies to the rule's Mirrors, never delaying
+		// the primary.)
+		// timeout: the rule's request, response-header and idle timeouts
+		// and the client's grpc-timeout, over every attempt below: 504 /
+		// DEADLINE_EXCEEDED, counted.
+		timeout.Layer(cfg.metrics),
+		// (retry goes here, below the timeout and above resolve, so that a
+		// retry may land on another endpoint, or another backend.)
 		// resolve: the destination by authority, then by the address the
 		// client dialled; fails closed.
 		out.Resolve,

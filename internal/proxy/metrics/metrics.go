@@ -45,6 +45,8 @@ type Registry struct {
 	tcpAuthzAllow  *prometheus.CounterVec
 	tcpAuthzDeny   *prometheus.CounterVec
 
+	timeoutsTotal *prometheus.CounterVec
+
 	httpMu     sync.RWMutex
 	httpSeries map[HTTPLabels]*RequestRecorder
 
@@ -102,12 +104,15 @@ func New(constLabels map[string]string) (*Registry, error) {
 	r.tcpAuthzAllow = counter("inbound_tcp_authz_allow_total", "Inbound TCP connections allowed by policy.", tcpAuthzAllowLabelNames)
 	r.tcpAuthzDeny = counter("inbound_tcp_authz_deny_total", "Inbound TCP connections denied by policy.", tcpAuthzDenyLabelNames)
 
+	r.timeoutsTotal = newTimeoutsTotal()
+
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.requestTotal, r.responseTotal, r.responseLatency,
 		r.tcpOpenTotal, r.tcpCloseTotal, r.tcpOpenConnections, r.tcpReadBytes, r.tcpWriteBytes,
 		r.httpAuthzAllow, r.httpAuthzDeny, r.tcpAuthzAllow, r.tcpAuthzDeny,
+		r.timeoutsTotal,
 	} {
 		if err := r.registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("registering proxy metrics: %w", err)
@@ -120,7 +125,7 @@ func New(constLabels map[string]string) (*Registry, error) {
 // proxy's Config.Validate to call before anything starts.
 func ValidateConstLabels(constLabels map[string]string) error {
 	reserved := make(map[string]bool)
-	for _, set := range [][]string{responseLabelNames, tcpCloseLabelNames, httpAuthzAllowLabelNames, tcpAuthzAllowLabelNames} {
+	for _, set := range [][]string{responseLabelNames, tcpCloseLabelNames, httpAuthzAllowLabelNames, tcpAuthzAllowLabelNames, timeoutLabelNames} {
 		for _, name := range set {
 			reserved[name] = true
 		}

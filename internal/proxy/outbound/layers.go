@@ -21,8 +21,15 @@ import (
 // req.Info.Service for the balance layer and the metrics; a destination
 // discovery knows neither way goes, unbalanced, to the original address
 // (req.Info.Endpoint), as the client sent it.
+//
+// A backend the route layer picked (req.Info.Backend) is resolved instead:
+// it names a Service port discovery knows, and a backend discovery does not
+// know fails the request (503) rather than going where the client sent it.
 func (u *Upstream) Resolve(next stack.Handler) stack.Handler {
 	return stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.Info.Backend != "" {
+			return u.resolveBackend(ctx, req, next)
+		}
 		origDst := req.Conn.OrigDst
 		d, err := u.resolve(ctx, resolveAuthority(req, origDst), origDst)
 		if err != nil {
@@ -41,6 +48,36 @@ func (u *Upstream) Resolve(next stack.Handler) stack.Handler {
 		req.Info.Service = d.key
 		return next.Serve(ctx, req)
 	})
+}
+
+// resolveBackend resolves the backend the route layer chose for req.
+func (u *Upstream) resolveBackend(ctx context.Context, req *stack.Request, next stack.Handler) (*stack.Response, error) {
+	d, err := u.resolve(ctx, req.Info.Backend, netip.AddrPort{})
+	if err == nil && d == nil {
+		err = fmt.Errorf("backend %s: discovery does not know it: %w", req.Info.Backend, stack.ErrNoEndpoints)
+	}
+	if err != nil {
+		req.Body.Close()
+		return nil, err
+	}
+	req.Info.Service = d.key
+	return next.Serve(ctx, req)
+}
+
+// DestinationKeys are the keys the resolve layer looks req up by, in its
+// order: the authority with the port the client connected to ("" for a
+// CONNECT tunnel, or no authority with a port), then the original
+// destination address ("" when unknown). The route layer looks the
+// destination's policy up by the same keys.
+func DestinationKeys(req *stack.Request) (name, addr string) {
+	origDst := req.Conn.OrigDst
+	if name = resolveAuthority(req, origDst); !hasPort(name) {
+		name = ""
+	}
+	if origDst.IsValid() {
+		addr = origDst.String()
+	}
+	return name, addr
 }
 
 // resolveAuthority is the name to resolve req by. A CONNECT's authority
