@@ -1,8 +1,8 @@
 package balance
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"testing"
