@@ -33,3 +33,8 @@ func IsNotSent(err error) bool {
 	var ns *NotSentError
 	return errors.As(err, &ns)
 }
+
+// ErrAllEjected is returned when every endpoint of a destination is ejected
+// by its circuit breaker (see docs/proxy.md): 503, gRPC UNAVAILABLE, like no
+// endpoints, but told apart.
+var ErrAllEjected = errors.New("all endpoints ejected")
