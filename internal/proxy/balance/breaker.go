@@ -77,13 +77,6 @@ func (b *breaker) admit(now int64) (probe, ok bool) {
 	return false, false
 }
 
-// release gives back a probe admitted for a request that will not go.
-func (b *breaker) release(probe bool) {
-	if probe {
-		b.probing.Store(false)
-	}
-}
-
 // Reasons of an ejection, the reason label of balancer_ejections_total.
 const (
 	ReasonConsecutive = "consecutive"

@@ -36,16 +36,18 @@ func (p *picker) pick(view *scopeView, now int64, avoid []netip.AddrPort, rnd fu
 	}
 }
 
-// filter says which entries a choice may use.
+// filter says which entries a choice may use: notAvoided, only those the
+// caller did not ask to avoid. Only available ones (their breaker lets a
+// request through) in any case.
 type filter struct {
-	notAvoided bool // only endpoints the caller did not ask to avoid
+	notAvoided bool
 }
 
 // Filters from strictest to loosest: avoid is a preference among available
 // endpoints; an ejected endpoint is never chosen.
 var (
-	filtersWithAvoid = []filter{{true}, {false}}
-	filtersNoAvoid   = []filter{{false}}
+	filtersWithAvoid = []filter{{notAvoided: true}, {notAvoided: false}}
+	filtersNoAvoid   = []filter{{notAvoided: false}}
 )
 
 // choose is power of two choices: two distinct random entries that pass

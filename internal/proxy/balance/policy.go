@@ -60,11 +60,6 @@ func DefaultBreaker() BreakerPolicy {
 	return BreakerPolicy{Consecutive: DefaultConsecutive, Jitter: DefaultJitter}.withDefaults()
 }
 
-// enabled says whether the breaker ejects at all.
-func (p *BreakerPolicy) enabled() bool {
-	return p.Consecutive > 0 || p.SuccessRate > 0
-}
-
 // Validate reports settings withDefaults would silently replace.
 func (p BreakerPolicy) Validate() error {
 	var errs []error
