@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -367,5 +368,65 @@ func TestFastFailingReplicaGetsLittleTraffic(t *testing.T) {
 				t.Errorf("%v ejections with the breaker off", ejected)
 			}
 		})
+	}
+}
+
+// TestBreakerCountsListedGRPCCodeFromTrailers: a gRPC backend answers
+// RESOURCE_EXHAUSTED (8) in its trailers, which is not a failure by
+// default; the Service lists it (breaker-failure grpc:resource-exhausted),
+// so two calls eject the lone endpoint (cap 100%) and the third is
+// answered by the proxy: a trailers-only UNAVAILABLE saying why.
+func TestBreakerCountsListedGRPCCodeFromTrailers(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		var calls atomic.Int64
+		grpcHeader := stack.Header{{Name: "content-type", Value: "application/grpc"}}
+		backend := serveEngines(t, stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+			calls.Add(1)
+			io.Copy(io.Discard, req.Body)
+			req.Body.Close()
+			trailers := stack.Header{{Name: "grpc-status", Value: "8"}, {Name: "grpc-message", Value: "quota"}}
+			return &stack.Response{Status: 200, Header: grpcHeader, Body: stack.BytesBody([]byte("\x00\x00\x00\x00\x00"), trailers)}, nil
+		}))
+		breaker := &routes.Breaker{Consecutive: 2, MaxEjectedPercent: 100, MinPenalty: time.Minute}
+		if listed {
+			breaker.FailureGRPC = []int{8}
+		}
+		policy := &routes.Policy{Service: "test/web", Port: 8080, Defaults: routes.Rule{Breaker: breaker}}
+		proxy, _ := breakerProxy(t, []*replica{{addr: backend}}, policyLayer(policy, nil))
+		eng := testEngines()
+		client := eng.For(2)(func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", proxy)
+		})
+		t.Cleanup(client.Close)
+		call := func() (status, message string) {
+			req := &stack.Request{Method: "POST", Scheme: "http", Authority: breakerDst, Path: "/quota.Quota/Take", ProtoMajor: 2,
+				Header: grpcHeader, Body: stack.BytesBody([]byte("\x00\x00\x00\x00\x00"), nil)}
+			resp, err := client.Serve(context.Background(), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if s := resp.Header.Get("grpc-status"); s != "" {
+				return s, resp.Header.Get("grpc-message") // trailers-only
+			}
+			return resp.Body.Trailers().Get("grpc-status"), resp.Body.Trailers().Get("grpc-message")
+		}
+		for range 2 {
+			if status, _ := call(); status != "8" {
+				t.Fatalf("listed %v: grpc-status %s before any ejection, want the backend's 8", listed, status)
+			}
+		}
+		status, message := call()
+		switch {
+		case listed && (status != "14" || message != "all endpoints ejected"):
+			t.Errorf("RESOURCE_EXHAUSTED listed: third call got grpc-status %s %q, want 14 \"all endpoints ejected\"", status, message)
+		case !listed && status != "8":
+			t.Errorf("RESOURCE_EXHAUSTED not listed: third call got grpc-status %s %q, want the backend's 8", status, message)
+		}
+		if want := map[bool]int64{true: 2, false: 3}[listed]; calls.Load() != want {
+			t.Errorf("listed %v: the backend got %d calls, want %d", listed, calls.Load(), want)
+		}
 	}
 }
