@@ -65,6 +65,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAll(lns)
 
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
+	if err := out.CountBreakerChanges(reg.Registerer()); err != nil {
+		return err
+	}
 	in := inbound.New(cfg.Mode == ModeTProxy)
 	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}

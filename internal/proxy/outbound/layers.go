@@ -11,7 +11,6 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
@@ -98,7 +97,9 @@ func resolveAuthority(req *stack.Request, origDst netip.AddrPort) string {
 // tries another endpoint, up to maxConnectAttempts in all. The balancer
 // learns the request's latency from the moment it had a connection
 // (req.GotConn) to its response's headers, and its outcome when the
-// response body ends (gRPC: with the trailers' status).
+// response body ends (gRPC: with the trailers' status), as the request's
+// breaker classifies it; a request of a route with a breaker of its own is
+// balanced in that route's scope (see breakers.go).
 func (u *Upstream) Balance(next stack.Handler) stack.Handler {
 	return stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 		if req.Info.Service == "" {
@@ -110,16 +111,14 @@ func (u *Upstream) Balance(next stack.Handler) stack.Handler {
 
 func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destination, next stack.Handler) (*stack.Response, error) {
 	body := newResendableBody(req)
+	scope := d.breakers.scope(&req.Info)
 	var avoid []netip.AddrPort
 	for attempt := 1; ; attempt++ {
-		h, err := d.balancer.Pick(ctx, avoid...)
+		h, err := d.balancer.PickRoute(ctx, scope.route, avoid...)
 		if err != nil {
 			body.settle()
 			req.Body.Close()
-			if errors.Is(err, balance.ErrNoEndpoints) {
-				return nil, fmt.Errorf("%s: %w", d.key, stack.ErrNoEndpoints)
-			}
-			return nil, err
+			return nil, pickError(d, err)
 		}
 		ep := h.Endpoint()
 		req.Info.Endpoint = ep
@@ -141,16 +140,29 @@ func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destinati
 		}
 		body.settle()
 		h.Responded()
-		failed := metrics.IsFailure(resp.Status, resp.Header.Get("grpc-status"))
+		failed := scope.failures.Failed(resp.Status, resp.Header.Get("grpc-status"))
 		if resp.Body == stack.NoBody {
 			// Nothing to wait for; and a wrapper would hide from the engine
 			// that the answer ends with its headers (gRPC trailers-only).
 			h.Done(failed)
 			return resp, nil
 		}
-		resp.Body = &balancedBody{Body: resp.Body, handle: h, status: resp.Status, failed: failed}
+		resp.Body = &balancedBody{Body: resp.Body, handle: h, failures: scope.failures, status: resp.Status, failed: failed}
 		return resp, nil
 	}
+}
+
+// pickError is the error of a request the balancer found no endpoint for.
+// All endpoints ejected is told as such, with nothing else (see the error
+// table in docs/proxy.md).
+func pickError(d *destination, err error) error {
+	switch {
+	case errors.Is(err, balance.ErrNoEndpoints):
+		return fmt.Errorf("%s: %w", d.key, stack.ErrNoEndpoints)
+	case errors.Is(err, balance.ErrAllEjected):
+		return stack.ErrAllEjected
+	}
+	return err
 }
 
 // balancedBody ends the balancer's handle once the response body ends,
@@ -158,9 +170,10 @@ func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destinati
 // body ends with the tunnel: it counts as in flight until then.
 type balancedBody struct {
 	stack.Body
-	handle *balance.Handle
-	status int
-	failed bool // by the response's headers
+	handle   *balance.Handle
+	failures *balance.FailureClass
+	status   int
+	failed   bool // by the response's headers
 }
 
 func (b *balancedBody) Read(p []byte) (int, error) {
@@ -181,7 +194,7 @@ func (b *balancedBody) Unwrap() stack.Body { return b.Body }
 func (b *balancedBody) ended(trailers stack.Header, err error) {
 	switch {
 	case err == nil:
-		b.handle.Done(b.failed || metrics.IsFailure(b.status, trailers.Get("grpc-status")))
+		b.handle.Done(b.failed || b.failures.Failed(b.status, trailers.Get("grpc-status")))
 	case !errors.Is(err, context.Canceled):
 		b.handle.Done(true)
 	}

@@ -44,7 +44,7 @@ func Layer(log *slog.Logger) stack.Layer {
 // Status is the HTTP status the proxy answers err with.
 func Status(err error) int {
 	switch {
-	case errors.Is(err, stack.ErrNoEndpoints), errors.Is(err, stack.ErrRefusedWithoutMTLS):
+	case errors.Is(err, stack.ErrNoEndpoints), errors.Is(err, stack.ErrAllEjected), errors.Is(err, stack.ErrRefusedWithoutMTLS):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, stack.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

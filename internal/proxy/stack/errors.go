@@ -42,3 +42,8 @@ var ErrNoRoute = errors.New("no route")
 // the request's route or its grpc-timeout ran out: 504, gRPC
 // DEADLINE_EXCEEDED.
 var ErrTimeout = errors.New("request timeout")
+
+// ErrAllEjected is returned when every endpoint of a destination is ejected
+// by its circuit breaker (see docs/proxy.md): 503, gRPC UNAVAILABLE, like no
+// endpoints, but told apart.
+var ErrAllEjected = errors.New("all endpoints ejected")
