@@ -10,6 +10,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/retry"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/proxy/tunnel"
 )
@@ -49,11 +50,17 @@ func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
 		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE.
 		proxyerror.Layer(cfg.log),
 		// (rate limits go here: before any work is done for a request.)
-		// (route goes here: match path/method/headers, pick a backend of a
-		// weighted split, name route_name; mirroring copies the request to
-		// a second backend from here, never delaying the primary.)
-		// (timeout and retry go here, above resolve, so that a retry may
-		// land on another endpoint and the timeout covers every attempt.)
+		// (route goes here: policy lookup by destination, select the rule,
+		// fault injection, redirect, header modifiers, rewrite, pick a
+		// backend of a weighted split; sets Info.Route/Rule/Policy/Backend.)
+		// (mirror goes here: copies to the rule's mirrors, never delaying
+		// the primary, and compares the answers.)
+		// (timeout goes here: the rule's request timeout over every
+		// attempt; grpc-timeout honoured and shortened.)
+		// retry: the rule's retries, within the destination's retry budget,
+		// each attempt under the per-try timeout; above resolve, so that a
+		// retry may land on another endpoint.
+		retry.Layer(retry.NewBudgets(retry.DefaultMaxBudgets, nil), cfg.metrics, cfg.log),
 		// resolve: the destination by authority, then by the address the
 		// client dialled; fails closed.
 		out.Resolve,
