@@ -48,6 +48,19 @@ func (s *flakyService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest)
 	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, req.GetResponseSize())}}, nil
 }
 
+// FullDuplexCall answers each message as it comes.
+func (s *flakyService) FullDuplexCall(stream testpb.TestService_FullDuplexCallServer) error {
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: req.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
 func (s *flakyService) calls() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -111,6 +124,42 @@ func TestRetryGRPCStatusFromTrailers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A bidirectional stream whose client waits for each answer before it
+// sends the next message is not held for its trailers (it would never
+// end): it flows, under a rule that retries gRPC codes.
+func TestRetryLetsAConversationFlow(t *testing.T) {
+	rule := routes.Rule{Retry: &routes.Retry{GRPC: []int{14}, BackoffBase: time.Millisecond}}
+	proxy, _ := retryProxy(t, grpcBackend(t, &flakyService{}), rule, routes.Budget{})
+	cc, err := grpc.NewClient(proxy, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(retryDest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := testpb.NewTestServiceClient(cc).FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		msg := []byte(fmt.Sprintf("ping %d", i))
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: msg}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if !bytes.Equal(resp.GetPayload().GetBody(), msg) {
+			t.Fatalf("answer %d: %q, want %q", i, resp.GetPayload().GetBody(), msg)
+		}
+	}
+	stream.CloseSend()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v, want EOF (OK)", err)
 	}
 }
 

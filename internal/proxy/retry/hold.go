@@ -23,7 +23,10 @@ type held struct {
 // that its trailers can decide a retry before any of it reaches the
 // client. A longer body is released: the returned body gives what was
 // read, then the rest of src as it comes, and may no longer be retried.
-func holdBody(src stack.Body) held {
+// So is the body of a conversation: one that brings data while the
+// request is still being sent (requestOpen), as a bidirectional stream
+// whose client waits for an answer before it sends more would never end.
+func holdBody(src stack.Body, requestOpen func() bool) held {
 	var buf []byte
 	chunk := make([]byte, 16<<10)
 	for {
@@ -36,7 +39,7 @@ func holdBody(src stack.Body) held {
 			return held{body: stack.BytesBody(buf, t), trailers: t, complete: true}
 		case err != nil:
 			return held{err: err}
-		case len(buf) > MaxBufferedBody:
+		case len(buf) > MaxBufferedBody, n > 0 && requestOpen():
 			return held{body: &releasedBody{head: buf, Body: src}}
 		}
 	}

@@ -63,16 +63,23 @@ func (b *replayBuffer) next() *replayReader {
 	return b.current
 }
 
-// replayable reports whether a retry could still send the whole body.
+// replayable reports whether a retry could still send the whole body;
+// nil (no body) always can.
 func (b *replayBuffer) replayable() bool {
+	if b == nil {
+		return true
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return !b.overflowed && b.err == nil
 }
 
 // complete reports whether the client's body has ended and is all in the
-// buffer.
+// buffer; nil (no body) is.
 func (b *replayBuffer) complete() bool {
+	if b == nil {
+		return true
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.ended && !b.overflowed
@@ -82,6 +89,9 @@ func (b *replayBuffer) complete() bool {
 // current reader is closed (now, if it already was), or when nothing reads
 // it anymore.
 func (b *replayBuffer) settle() {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.final = true

@@ -94,8 +94,10 @@ func (l *retrier) serveRetrying(ctx context.Context, req *stack.Request, rule *r
 	// header fields (layers below may change their copy) and body bytes.
 	base, header := *req, req.Header.Clone()
 	var replay *replayBuffer
+	var body *replayReader
 	if req.Body != stack.NoBody {
 		replay = newReplayBuffer(req.Body)
+		body = replay.next()
 	}
 	for n := 0; ; n++ {
 		a := &attempt{n: n, req: req}
@@ -104,28 +106,28 @@ func (l *retrier) serveRetrying(ctx context.Context, req *stack.Request, rule *r
 			next.Header = header.Clone()
 			a.req = &next
 		}
-		if replay != nil {
-			a.req.Body = replay.next() // never nil: checked before retrying
+		if body != nil {
+			a.req.Body = body
 		}
 		l.send(ctx, a, perTry)
 		failed := l.decide(ctx, a, r, replay)
-		if a.known || a.resp == nil {
-			recordAttempt(rec, n > 0, a.resp, a.err)
-		}
+		a.record(rec)
 		retry := failed && l.mayRetryAgain(a, r, replay, budget, rec)
+		if retry && replay != nil {
+			// Abandons this attempt's body; nil when the body outgrew the
+			// buffer since mayRetryAgain looked.
+			body = replay.next()
+			retry = body != nil
+		}
 		if !retry {
-			if replay != nil {
-				replay.settle()
-			}
+			replay.settle()
 			req.Info = a.req.Info
 			return l.finish(a, rec)
 		}
 		l.abandon(a)
 		rec.Retry(metrics.RetryAttempted)
 		if err := sleep(ctx, backoff(n+1, r.BackoffBase, r.BackoffMax, nil)); err != nil {
-			if replay != nil {
-				replay.settle()
-			}
+			replay.settle()
 			return nil, err
 		}
 	}
@@ -149,8 +151,8 @@ func (a *attempt) expired() bool {
 // decide reads the attempt's answer and says whether it failed in a way
 // the rule retries. A gRPC answer whose status comes in trailers is held
 // (up to MaxBufferedBody) until they arrive, when the rule retries gRPC
-// codes and the request has been sent whole (a call still streaming its
-// request may be waiting for the answer).
+// codes, unless it brings data while the request is still being sent (see
+// holdBody).
 func (l *retrier) decide(ctx context.Context, a *attempt, r *routes.Retry, replay *replayBuffer) bool {
 	if a.err != nil {
 		if a.expired() {
@@ -165,10 +167,10 @@ func (l *retrier) decide(ctx context.Context, a *attempt, r *routes.Retry, repla
 	if retryableStatus(r, resp.Status) || retryableGRPC(r, a.grpcStatus) {
 		return true
 	}
-	if a.known || len(r.GRPC) == 0 || (replay != nil && !replay.complete()) {
+	if a.known || len(r.GRPC) == 0 {
 		return false
 	}
-	h := holdBody(resp.Body)
+	h := holdBody(resp.Body, func() bool { return !replay.complete() })
 	switch {
 	case h.err != nil:
 		resp.Body.Close()
@@ -193,7 +195,7 @@ func (l *retrier) mayRetryAgain(a *attempt, r *routes.Retry, replay *replayBuffe
 	case a.n >= limit(r):
 		rec.Retry(metrics.RetryLimitReached)
 		return false
-	case replay != nil && !replay.replayable():
+	case !replay.replayable():
 		l.log.Debug("not retrying: the request body is longer than the replay buffer", "route", a.req.Info.Route)
 		return false
 	case !budget.Withdraw():
@@ -226,9 +228,6 @@ func (l *retrier) finish(a *attempt, rec *metrics.RouteRecorder) (*stack.Respons
 	if a.n > 0 && !metrics.IsFailure(a.resp.Status, a.grpcStatus) {
 		rec.Retry(metrics.RetrySucceeded)
 	}
-	if !a.known {
-		a.resp.Body = &attemptBody{Body: a.resp.Body, rec: rec, retry: a.n > 0, status: a.resp.Status}
-	}
 	if a.cancel != nil {
 		// The per-try timeout covers the attempt until its answer is
 		// decided; the body then streams under the request's own context.
@@ -236,6 +235,20 @@ func (l *retrier) finish(a *attempt, rec *metrics.RouteRecorder) (*stack.Respons
 		a.resp.Body = &cancelOnEnd{Body: a.resp.Body, cancel: a.cancel}
 	}
 	return a.resp, nil
+}
+
+// record counts the attempt in route_actual_response_total: now when its
+// outcome is known, else when its body ends.
+func (a *attempt) record(rec *metrics.RouteRecorder) {
+	switch {
+	case rec == nil:
+	case a.resp == nil:
+		rec.Attempt(a.n > 0, 0, "")
+	case a.known:
+		rec.Attempt(a.n > 0, a.resp.Status, a.grpcStatus)
+	default:
+		a.resp.Body = &attemptBody{Body: a.resp.Body, rec: rec, retry: a.n > 0, status: a.resp.Status}
+	}
 }
 
 // sleep waits d unless ctx ends first.
