@@ -26,11 +26,13 @@ import (
 //	                             as is after the route's retry limit)
 //
 // Both are labelled direction, authority (the destination of the route's
-// policy, "name.namespace.svc.cluster.local:port") and route_name, all from
-// the controller's configuration; route_actual_response_total adds
+// policy, "name.namespace.svc.cluster.local:port"), route_name, and
+// dst_namespace and dst_service (the policy's Service, as response_total
+// names a destination's), all from the controller's configuration;
+// route_actual_response_total adds
 // status_code, grpc_status and classification as response_total does.
 var (
-	routeLabelNames               = []string{"direction", "authority", "route_name"}
+	routeLabelNames               = []string{"direction", "authority", "route_name", "dst_namespace", "dst_service"}
 	routeActualResponseLabelNames = append(append([]string(nil), routeLabelNames...),
 		"attempt", "status_code", "grpc_status", "classification")
 	routeRetryLabelNames = append(append([]string(nil), routeLabelNames...), "result")
@@ -100,7 +102,12 @@ func (r *Registry) Route(l RouteLabels) *RouteRecorder {
 	if rr, ok := r.routeSeries[l]; ok {
 		return rr
 	}
-	rr = &RouteRecorder{reg: r, values: []string{l.Direction, PolicyAuthority(l.Service, l.Port), l.RouteName}, attempts: make(map[attemptKey]prometheus.Counter)}
+	ns, name, ok := strings.Cut(l.Service, "/")
+	if !ok {
+		ns, name = "", l.Service
+	}
+	rr = &RouteRecorder{reg: r, values: []string{l.Direction, PolicyAuthority(l.Service, l.Port), l.RouteName, ns, name},
+		attempts: make(map[attemptKey]prometheus.Counter)}
 	for i, result := range retryResults {
 		rr.retries[i] = r.routeRetryTotal.WithLabelValues(append(append([]string(nil), rr.values...), result)...)
 	}
