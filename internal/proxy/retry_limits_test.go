@@ -283,3 +283,29 @@ func TestRetryAfterThePerTryTimeout(t *testing.T) {
 		t.Fatalf("client got %d %q after %d attempts, want 200 ok after 2", status, body, calls.Load())
 	}
 }
+
+// When every attempt outlives the per-try timeout, the client gets 504
+// once the limit is reached, not the backend's eventual answer.
+func TestRetryPerTryTimeoutOnTheLastAttemptAnswers504(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	addr := httpBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	rule := retryOn5xx()
+	rule.Retry.Limit = 1
+	rule.Retry.PerTry = 50 * time.Millisecond
+	proxy, reg := retryProxy(t, addr, rule, routes.Budget{})
+	status, _ := send(t, &http.Client{Timeout: 10 * time.Second}, proxy, "GET", nil)
+	if status != http.StatusGatewayTimeout || calls.Load() != 2 {
+		t.Fatalf("client got %d after %d attempts, want 504 after 2", status, calls.Load())
+	}
+	if got := metricSum(t, reg, "route_retry_total", map[string]string{"result": "limit_reached"}); got != 1 {
+		t.Errorf("route_retry_total{result=limit_reached} = %v, want 1", got)
+	}
+}
