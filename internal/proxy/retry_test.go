@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
+	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
@@ -36,12 +37,21 @@ const retryDest = "echo.test.svc.cluster.local:8080"
 // to backend under rule and budget, and returns its address and metrics.
 func retryProxy(t *testing.T, backend string, rule routes.Rule, budget routes.Budget) (string, *metrics.Registry) {
 	t.Helper()
+	return retryProxyTo(t, []string{backend}, rule, budget)
+}
+
+// retryProxyTo is retryProxy with retryDest's endpoints at backends.
+func retryProxyTo(t *testing.T, backends []string, rule routes.Rule, budget routes.Budget) (string, *metrics.Registry) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	opts := balance.DefaultOptions()
-	opts.FailureAccrual = 0 // one endpoint, failing on purpose: keep it
-	out := outbound.New(ctx, staticResolver{retryDest: {{Addr: netip.MustParseAddrPort(backend),
-		Labels: map[string]string{"namespace": "test", "service": "echo"}}}}, opts, nil, quietLog())
+	opts.FailureAccrual = 0 // endpoints failing on purpose: keep them
+	var eps []discovery.Endpoint
+	for _, b := range backends {
+		eps = append(eps, discovery.Endpoint{Addr: netip.MustParseAddrPort(b), Labels: map[string]string{"namespace": "test", "service": "echo"}})
+	}
+	out := outbound.New(ctx, staticResolver{retryDest: eps}, opts, nil, quietLog())
 	reg, err := metrics.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -385,4 +395,25 @@ func TestRetryOnResetWhenAsked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A retry goes through the balancer again: with one of two endpoints
+// always failing, every request succeeds, the failing endpoint's answers
+// retried on the other. (The balancer avoids the failing endpoint and
+// probes it now and then: the test runs until it has been tried twice.)
+func TestRetryLandsOnAnotherEndpoint(t *testing.T) {
+	bad, badAddr := startRawBackend(t, 503)
+	good, goodAddr := startRawBackend(t, 200)
+	proxy, _ := retryProxyTo(t, []string{badAddr, goodAddr}, retryOn5xx(), routes.Budget{})
+	client := &http.Client{Timeout: 10 * time.Second}
+	n := 0
+	for ; n < 2000 && len(bad.received()) < 2; n++ {
+		if status, _ := send(t, client, proxy, "GET", nil); status != 200 {
+			t.Fatalf("request %d: %d, want 200", n, status)
+		}
+	}
+	if len(bad.received()) < 2 || len(good.received()) != n {
+		t.Fatalf("after %d requests the failing endpoint saw %d, the healthy one %d; want 2 and %d", n, len(bad.received()), len(good.received()), n)
+	}
+	t.Logf("%d requests: failing endpoint %d attempts, healthy %d", n, len(bad.received()), len(good.received()))
 }
