@@ -260,7 +260,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return fmt.Errorf("waiting to retry: %w", context.Cause(ctx))
+		// ctx.Err() tells the errors layer a cancel from a timeout; the
+		// cause (a timeout layer's reason) goes with it.
+		if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+			return fmt.Errorf("waiting to retry: %w: %w", cause, ctx.Err())
+		}
+		return fmt.Errorf("waiting to retry: %w", ctx.Err())
 	case <-t.C:
 		return nil
 	}
