@@ -10,6 +10,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/retry"
 	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/proxy/timeout"
@@ -66,8 +67,10 @@ func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
 		// and the client's grpc-timeout, over every attempt below: 504 /
 		// DEADLINE_EXCEEDED, counted.
 		timeout.Layer(cfg.metrics),
-		// (retry goes here, below the timeout and above resolve, so that a
-		// retry may land on another endpoint, or another backend.)
+		// retry: the rule's retries, within the destination's retry budget,
+		// each attempt under the per-try timeout; below the timeout and
+		// above resolve, so that a retry may land on another endpoint.
+		retry.Layer(retry.NewBudgets(retry.DefaultMaxBudgets, nil), cfg.metrics, cfg.log),
 		// resolve: the destination by authority, then by the address the
 		// client dialled; fails closed.
 		out.Resolve,
