@@ -17,7 +17,9 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/policyclient"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -67,7 +69,8 @@ func Run(ctx context.Context, cfg Config) error {
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
 	in := inbound.New(cfg.Mode == ModeTProxy)
 	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
-	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
+		policies: startPolicies(connCtx, cfg, cp, log)}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
@@ -176,6 +179,21 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 		<-done
 	}
 }
+
+// startPolicies is the outbound policy of each destination: from the
+// controller, over the connection discovery uses, or none without one.
+func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) routes.Lookup {
+	if cp.conn == nil {
+		return noPolicies{}
+	}
+	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log})
+}
+
+// noPolicies is the Lookup of a proxy without a controller: no destination
+// has a policy.
+type noPolicies struct{}
+
+func (noPolicies) Policy(context.Context, string) (*routes.Policy, error) { return nil, nil }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {
 	if cp.conn != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/proxy/tunnel"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // The request path of each direction, in the order a request meets it.
@@ -30,6 +31,8 @@ type stackConfig struct {
 	tunnelIdleTimeout time.Duration
 	engines           clientpool.Engines
 	log               *slog.Logger
+	// policies is each destination's outbound policy (policyclient).
+	policies routes.Lookup
 }
 
 // outboundStack is the journey of a request the workload sends out.
