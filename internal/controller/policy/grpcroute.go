@@ -25,9 +25,8 @@ func (e *compileEnv) grpcRoute(gr *gatewayv1.GRPCRoute) (*compiledRoute, []*Erro
 		return nil, nil
 	}
 	r.grpc = true
-	if len(gr.Spec.Hostnames) > 0 {
-		errs = append(errs, ref.fail("spec.hostnames", "is not supported on a route attached to a Service (GAMMA): the Service is the host"))
-	}
+	// spec.hostnames is for Gateway parents: on a Service the Service is
+	// the host (GAMMA), so it is ignored here.
 	for i := range gr.Spec.Rules {
 		cr, ruleErrs := e.grpcRule(ref, fmt.Sprintf("spec.rules[%d]", i), &gr.Spec.Rules[i], r.settings)
 		errs = append(errs, ruleErrs...)

@@ -18,9 +18,8 @@ func (e *compileEnv) httpRoute(hr *gatewayv1.HTTPRoute) (*compiledRoute, []*Erro
 	if r == nil {
 		return nil, nil
 	}
-	if len(hr.Spec.Hostnames) > 0 {
-		errs = append(errs, ref.fail("spec.hostnames", "is not supported on a route attached to a Service (GAMMA): the Service is the host"))
-	}
+	// spec.hostnames is for Gateway parents: on a Service the Service is
+	// the host (GAMMA), so it is ignored here.
 	for i := range hr.Spec.Rules {
 		cr, ruleErrs := e.httpRule(ref, fmt.Sprintf("spec.rules[%d]", i), &hr.Spec.Rules[i], r.settings)
 		errs = append(errs, ruleErrs...)

@@ -19,9 +19,9 @@ type Inputs interface {
 	WatchPolicyInputs(ctx context.Context, update func(model.PolicyInputs))
 }
 
-// Hub compiles the model's policy inputs on every change and hands each
+// hub compiles the model's policy inputs on every change and hands each
 // watched target its policy when, and only when, it changed.
-type Hub struct {
+type hub struct {
 	log      *slog.Logger
 	metrics  *serverMetrics
 	compiler *Compiler
@@ -41,8 +41,8 @@ type topic struct {
 	listeners map[chan *policypb.OutboundPolicy]struct{}
 }
 
-func newHub(log *slog.Logger, metrics *serverMetrics) *Hub {
-	return &Hub{
+func newHub(log *slog.Logger, metrics *serverMetrics) *hub {
+	return &hub{
 		log: log, metrics: metrics, compiler: NewCompiler(),
 		ready: make(chan struct{}), reported: map[string]bool{}, topics: map[string]*topic{},
 	}
@@ -50,7 +50,7 @@ func newHub(log *slog.Logger, metrics *serverMetrics) *Hub {
 
 // update compiles new inputs and offers every watched target whose policy
 // changed its new policy.
-func (h *Hub) update(in model.PolicyInputs) {
+func (h *hub) update(in model.PolicyInputs) {
 	compiled := h.compiler.Update(in)
 	h.logErrors(compiled.Errors)
 	h.mu.Lock()
@@ -74,7 +74,7 @@ func (h *Hub) update(in model.PolicyInputs) {
 
 // logErrors logs each problem once, when it appears, and says when one is
 // gone.
-func (h *Hub) logErrors(errs []*Error) {
+func (h *hub) logErrors(errs []*Error) {
 	now := map[string]bool{}
 	for _, e := range errs {
 		text := e.Error()
@@ -104,7 +104,7 @@ func countObjects(errs []*Error) int {
 // watch registers a listener of target after the first inputs are
 // compiled. The listener's slot holds the current policy at once; cancel
 // unregisters it.
-func (h *Hub) watch(ctx context.Context, target string) (<-chan *policypb.OutboundPolicy, func(), error) {
+func (h *hub) watch(ctx context.Context, target string) (<-chan *policypb.OutboundPolicy, func(), error) {
 	select {
 	case <-h.ready:
 	case <-ctx.Done():

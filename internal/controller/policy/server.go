@@ -24,7 +24,7 @@ import (
 type Server struct {
 	policypb.UnimplementedPolicyServer
 
-	hub     *Hub
+	hub     *hub
 	log     *slog.Logger
 	metrics *serverMetrics
 	streams *peerstreams.Limit
