@@ -167,23 +167,25 @@ func parseSettings(ann map[string]string, onService bool) (settings, []*annotati
 		}
 		s[key] = value
 	}
-	if err := s.checkTogether(); err != nil {
+	if err := s.checkTogether(ann); err != nil {
 		errs = append(errs, err)
 	}
 	return s, errs
 }
 
-// checkTogether checks what one annotation says about another.
-func (s settings) checkTogether() *annotationError {
+// checkTogether checks what one annotation says about another. Presence is
+// read from all, the object's annotations as written, so that a bad value
+// is reported once, not again as missing.
+func (s settings) checkTogether(all map[string]string) *annotationError {
 	if v, ok := s[AnnFaultAbortPercent]; ok {
-		_, http := s[AnnFaultAbortHTTP]
-		_, grpc := s[AnnFaultAbortGRPC]
+		_, http := all[AnnFaultAbortHTTP]
+		_, grpc := all[AnnFaultAbortGRPC]
 		if !http && !grpc {
 			return &annotationError{AnnFaultAbortPercent, v, fmt.Errorf("needs %s or %s: what to answer", AnnFaultAbortHTTP, AnnFaultAbortGRPC)}
 		}
 	}
 	if v, ok := s[AnnFaultDelayPercent]; ok {
-		if _, delay := s[AnnFaultDelay]; !delay {
+		if _, delay := all[AnnFaultDelay]; !delay {
 			return &annotationError{AnnFaultDelayPercent, v, fmt.Errorf("needs %s: how long to delay", AnnFaultDelay)}
 		}
 	}
