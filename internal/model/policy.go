@@ -113,7 +113,9 @@ func (w *Writer) SetHTTPRoute(r *gatewayv1.HTTPRoute) {
 
 // DeleteHTTPRoute removes an HTTPRoute; unknown names are ignored.
 func (w *Writer) DeleteHTTPRoute(namespace, name string) {
-	w.m.write(func(c *changes) { setRoute[gatewayv1.HTTPRoute](w.m.httpRoutes, w.source, keyOf(namespace, name), nil, c) })
+	w.m.write(func(c *changes) {
+		setRoute[gatewayv1.HTTPRoute](w.m.httpRoutes, w.source, keyOf(namespace, name), nil, c)
+	})
 }
 
 // SetGRPCRoute adds or replaces a Gateway API GRPCRoute. The model keeps r:
@@ -124,7 +126,9 @@ func (w *Writer) SetGRPCRoute(r *gatewayv1.GRPCRoute) {
 
 // DeleteGRPCRoute removes a GRPCRoute; unknown names are ignored.
 func (w *Writer) DeleteGRPCRoute(namespace, name string) {
-	w.m.write(func(c *changes) { setRoute[gatewayv1.GRPCRoute](w.m.grpcRoutes, w.source, keyOf(namespace, name), nil, c) })
+	w.m.write(func(c *changes) {
+		setRoute[gatewayv1.GRPCRoute](w.m.grpcRoutes, w.source, keyOf(namespace, name), nil, c)
+	})
 }
 
 // setRoute writes one source's route; a route said again (the same spec,
