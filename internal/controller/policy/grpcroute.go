@@ -56,6 +56,9 @@ func (e *compileEnv) grpcRule(ref objectRef, field string, gr *gatewayv1.GRPCRou
 		cr.rule.Matches = []routes.Match{{Method: "POST", Headers: []routes.ValueMatch{grpcContentType}}}
 		cr.precedence = []precedence{{grpc: true}}
 	}
+	if gr.SessionPersistence != nil {
+		fail(ref.fail(field+".sessionPersistence", "is not supported: requests are balanced one by one"))
+	}
 	seen := map[gatewayv1.GRPCRouteFilterType]bool{}
 	for i, f := range gr.Filters {
 		ff := fmt.Sprintf("%s.filters[%d]", field, i)

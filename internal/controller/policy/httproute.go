@@ -48,6 +48,9 @@ func (e *compileEnv) httpRule(ref objectRef, field string, hr *gatewayv1.HTTPRou
 	if len(hr.Matches) == 0 {
 		cr.precedence = []precedence{{path: pathPrefixRank, pathLen: 1}}
 	}
+	if hr.SessionPersistence != nil {
+		fail(ref.fail(field+".sessionPersistence", "is not supported: requests are balanced one by one"))
+	}
 	seen := map[gatewayv1.HTTPRouteFilterType]bool{}
 	for i, f := range hr.Filters {
 		ff := fmt.Sprintf("%s.filters[%d]", field, i)

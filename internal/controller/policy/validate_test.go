@@ -52,6 +52,9 @@ func TestValidationNamesObjectAndField(t *testing.T) {
 		{"backendRequest over request", `
   - timeouts: {request: 1s, backendRequest: 2s}`,
 			"HTTPRoute demo/bad: spec.rules[0].timeouts.backendRequest: 2s is longer than timeouts.request 1s"},
+		{"session persistence", `
+  - sessionPersistence: {sessionName: s}`,
+			"HTTPRoute demo/bad: spec.rules[0].sessionPersistence: is not supported"},
 		{"bad duration", `
   - timeouts: {request: soon}`,
 			"HTTPRoute demo/bad: spec.rules[0].timeouts.request: \"soon\" is not a duration"},
