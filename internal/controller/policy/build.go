@@ -102,6 +102,18 @@ func (c *Compiled) build(svc *model.Service, port uint16) *routes.Policy {
 			cmp.Compare(a.rule, b.rule),
 			cmp.Compare(a.match, b.match))
 	})
+	// A rule whose matches rank apart appears more than once; every copy
+	// shares one Breaker (and Retry), so a per-route breaker is one.
+	made := map[*compiledRule]routes.Rule{}
+	ruleFor := func(r *compiledRoute, cr *compiledRule, match []routes.Match) routes.Rule {
+		rule, ok := made[cr]
+		if !ok {
+			rule = c.rule(r, cr, nil, &p.Defaults, defaults, port)
+			made[cr] = rule
+		}
+		rule.Matches = match
+		return rule
+	}
 	for i, e := range entries {
 		cr := &e.route.rules[e.rule]
 		var match []routes.Match
@@ -115,12 +127,12 @@ func (c *Compiled) build(svc *model.Service, port uint16) *routes.Policy {
 				r.Matches = append(r.Matches, match...)
 				continue
 			}
-			last.Rules = append(last.Rules, c.rule(e.route, cr, match, &p.Defaults, defaults, port))
+			last.Rules = append(last.Rules, ruleFor(e.route, cr, match))
 			continue
 		}
 		p.Routes = append(p.Routes, routes.Route{
 			Kind: e.route.ref.kind, Namespace: e.route.ref.namespace, Name: e.route.ref.name,
-			Rules: []routes.Rule{c.rule(e.route, cr, match, &p.Defaults, defaults, port)},
+			Rules: []routes.Rule{ruleFor(e.route, cr, match)},
 		})
 	}
 	return p

@@ -107,6 +107,27 @@ spec:`+parentWeb+`
 	}
 }
 
+// TestRuleSplitByPrecedenceSharesItsBreaker: a rule whose two matches rank
+// apart (another route's match between them) appears twice, and both
+// copies share one per-route breaker.
+func TestRuleSplitByPrecedenceSharesItsBreaker(t *testing.T) {
+	a := created(httpRoute(t, `
+metadata: {name: a, annotations: {skein.io/breaker-consecutive: "3"}}
+spec:`+parentWeb+`
+  rules:
+  - matches: [{path: {type: Exact, value: /x}}, {path: {type: PathPrefix, value: /}}]
+`), 0)
+	b := created(httpRoute(t, "metadata: {name: b}\nspec:"+parentWeb+"\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /api}}]\n"), 0)
+	p := policyOf(t, inputs{services: []*model.Service{svc("web", "", nil)}, http: []*gatewayv1.HTTPRoute{a, b}})
+	if got := order(p); !slices.Equal(got, []string{"a:/x", "b:/api", "a:/"}) {
+		t.Fatalf("order = %q", got)
+	}
+	first, second := p.Routes[0].Rules[0], p.Routes[2].Rules[0]
+	if first.Breaker != second.Breaker || first.Breaker.Consecutive != 3 {
+		t.Errorf("the two copies of one rule must share its breaker: %p %p", first.Breaker, second.Breaker)
+	}
+}
+
 func TestWeights(t *testing.T) {
 	r := httpRoute(t, `
 metadata: {name: split}
