@@ -17,7 +17,9 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/policyclient"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -70,7 +72,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	in := inbound.New(cfg.Mode == ModeTProxy)
 	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
-	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
+		routes: startPolicies(connCtx, cfg, cp, log)}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
@@ -178,6 +181,15 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 		cancel()
 		<-done
 	}
+}
+
+// startPolicies is the outbound policy of each destination: from the
+// controller, over the connection discovery uses, or none without one.
+func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) routes.Lookup {
+	if cp.conn == nil {
+		return nil // no controller, no policy: the route layer is left out
+	}
+	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log})
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

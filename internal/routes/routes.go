@@ -160,6 +160,10 @@ type Backend struct {
 type Mirror struct {
 	Backend Backend
 	Percent float64
+	// CompareHeaders are the response headers (lower-case) compared with
+	// the primary's besides the status (skein.io/mirror-compare-headers;
+	// default content-type and grpc-status).
+	CompareHeaders []string
 }
 
 // Timeouts of a rule; 0 means none.

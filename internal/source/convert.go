@@ -22,9 +22,10 @@ import (
 // values naming them. Only TCP ports are kept: the mesh proxies TCP.
 func Service(s *corev1.Service) (model.Service, error) {
 	out := model.Service{
-		Namespace: s.Namespace,
-		Name:      s.Name,
-		Selector:  s.Spec.Selector,
+		Namespace:   s.Namespace,
+		Name:        s.Name,
+		Selector:    s.Spec.Selector,
+		Annotations: skeinAnnotations(s.Annotations),
 	}
 	var errs []error
 	ips, field := s.Spec.ClusterIPs, func(i int) string { return fmt.Sprintf("spec.clusterIPs[%d]", i) }
@@ -61,6 +62,22 @@ func Service(s *corev1.Service) (model.Service, error) {
 		out.OpaquePorts = ports
 	}
 	return out, errors.Join(errs...)
+}
+
+// skeinAnnotations are the skein.io/ annotations of an object (nil when it
+// has none): the policy compiler reads them; the rest mean nothing to the
+// mesh.
+func skeinAnnotations(all map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range all {
+		if strings.HasPrefix(k, "skein.io/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func servicePort(p corev1.ServicePort) (model.ServicePort, *v1alpha1.FieldError) {
