@@ -8,6 +8,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/mirror"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
@@ -30,18 +31,22 @@ type stackConfig struct {
 	tunnelIdleTimeout time.Duration
 	engines           clientpool.Engines
 	log               *slog.Logger
+	// mirrors sends the copies of mirrored requests; nil mirrors nothing.
+	mirrors *mirror.Mirrorer
 }
 
 // outboundStack is the journey of a request the workload sends out.
 func outboundStack(out *outbound.Upstream, cfg stackConfig) stack.Handler {
 	// connect: a pooled engine Client to the chosen endpoint — HTTP/2 over
 	// mesh TLS to a peer proxy, else as the client spoke.
-	return stack.Build(out.Connect(cfg.engines), outboundLayers(out, cfg)...)
+	connect := out.Connect(cfg.engines)
+	return stack.Build(connect, outboundLayers(out, connect, cfg)...)
 }
 
-// outboundLayers are the layers of the outbound stack, outermost first.
-func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
-	return []stack.Layer{
+// outboundLayers are the layers of the outbound stack, outermost first,
+// over connect.
+func outboundLayers(out *outbound.Upstream, connect stack.Handler, cfg stackConfig) []stack.Layer {
+	layers := []stack.Layer{
 		// metrics: request_total, response_total, response_latency_ms, as
 		// the client saw them (the proxy's own answers included).
 		// (tap goes beside metrics: it reads the same request and answer.)
@@ -50,19 +55,33 @@ func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
 		proxyerror.Layer(cfg.log),
 		// (rate limits go here: before any work is done for a request.)
 		// (route goes here: match path/method/headers, pick a backend of a
-		// weighted split, name route_name; mirroring copies the request to
-		// a second backend from here, never delaying the primary.)
+		// weighted split, name route_name.)
+	}
+	if cfg.mirrors != nil {
+		// mirror: a copy of the share of requests the rule asks goes to
+		// each mirror backend on a path of its own, resolved, balanced and
+		// over mTLS like any request but without metrics, errors or
+		// retries, never delaying the primary; its answer is compared.
+		layers = append(layers, cfg.mirrors.Layer(mirrorPath(out, connect)))
+	}
+	return append(layers,
 		// (timeout and retry go here, above resolve, so that a retry may
 		// land on another endpoint and the timeout covers every attempt.)
-		// resolve: the destination by authority, then by the address the
-		// client dialled; fails closed.
+		// resolve: the destination by the route's backend or the authority,
+		// then by the address the client dialled; fails closed.
 		out.Resolve,
 		// balance: pick an endpoint (P2C over peak-EWMA), retry connect
 		// failures on another (up to 3), feed the outcome back.
 		out.Balance,
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
-	}
+	)
+}
+
+// mirrorPath is the journey of a mirror's copy of a request, to
+// req.Info.Backend: resolve, balance, connect.
+func mirrorPath(out *outbound.Upstream, connect stack.Handler) stack.Handler {
+	return stack.Build(connect, out.Resolve, out.Balance)
 }
 
 // inboundStack is the journey of a request that arrives for the workload.
