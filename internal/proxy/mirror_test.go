@@ -34,6 +34,7 @@ const (
 // stack (metrics, errors, mirror, resolve, balance, connect) under a test
 // route layer that gives every request rule (none when rule is nil).
 type mirrorProxy struct {
+	addr    netip.AddrPort
 	client  *http.Client
 	mirrors *mirror.Mirrorer
 	reg     *metrics.Registry
@@ -80,7 +81,7 @@ func newMirrorProxy(t *testing.T, primary, shadow netip.AddrPort, rule *routes.R
 		MaxIdleConnsPerHost: 64,
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &mirrorProxy{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, mirrors: mirrors, reg: reg, ex: ex}
+	return &mirrorProxy{addr: addr, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, mirrors: mirrors, reg: reg, ex: ex}
 }
 
 // send sends one request through the proxy and returns its status, body

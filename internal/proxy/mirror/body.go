@@ -37,6 +37,7 @@ func (b *teeBody) Read(p []byte) (int, error) {
 	if n > 0 && !b.over {
 		if len(b.buf)+n > MaxBody {
 			b.over, b.buf = true, nil
+			b.end(false, nil) // the mirrors need not wait for the rest
 		} else {
 			b.buf = append(b.buf, p[:n]...)
 		}
