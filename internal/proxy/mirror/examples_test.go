@@ -49,3 +49,12 @@ func TestExamplesBoundTheRoutesAndTheQueue(t *testing.T) {
 		t.Errorf("after a failed report: %d queued, want %d ending with the newest", len(got), maxUnsent)
 	}
 }
+
+func TestConstLabelsMayNotReuseMirrorTotalsLabels(t *testing.T) {
+	if err := ValidateConstLabels(map[string]string{"result": "x"}); err == nil {
+		t.Error("a constant label named result accepted; mirror_total would fail to register")
+	}
+	if err := ValidateConstLabels(map[string]string{"pod": "web-0"}); err != nil {
+		t.Errorf("pod refused: %v", err)
+	}
+}

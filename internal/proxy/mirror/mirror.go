@@ -306,3 +306,15 @@ func shadowAuthority(authority string) string {
 	}
 	return net.JoinHostPort(host+ShadowSuffix, port)
 }
+
+// ValidateConstLabels reports a proxy constant label (-labels) that
+// mirror_total's own labels would collide with, for the proxy's
+// Config.Validate (the others are the metrics package's).
+func ValidateConstLabels(constLabels map[string]string) error {
+	for _, name := range []string{"backend", "result"} {
+		if _, ok := constLabels[name]; ok {
+			return fmt.Errorf("metrics constant label %q: name is already used by mirror_total", name)
+		}
+	}
+	return nil
+}
