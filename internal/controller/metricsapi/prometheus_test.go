@@ -13,7 +13,9 @@ func prometheusBinary(t *testing.T) string { return testenv.PrometheusBinary(t) 
 
 // startPrometheus runs a real Prometheus scraping targets every second
 // (testenv.StartPrometheus).
-func startPrometheus(t *testing.T, targets []string) string { return testenv.StartPrometheus(t, targets) }
+func startPrometheus(t *testing.T, targets []string) string {
+	return testenv.StartPrometheus(t, targets)
+}
 
 // freeAddr returns a loopback address with a port free a moment ago.
 func freeAddr(t *testing.T) string {
