@@ -23,6 +23,7 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/mirrordiff"
 	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
@@ -105,6 +106,8 @@ func Run(ctx context.Context, cfg Config) error {
 	dest.Register(srv)
 	pol.Register(srv)
 	idService.Register(srv)
+	mirrorExamples := mirrordiff.NewStore()
+	mirrordiff.NewServer(mirrorExamples).Register(srv)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
@@ -122,7 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveMetricsAPI(ctx, apiLns, cfg, m, log); err != nil {
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, log); err != nil {
 				errc <- err
 			}
 		}()

@@ -121,14 +121,15 @@ func breakerProxy(t *testing.T, replicas []*replica, testLayers ...stack.Layer) 
 		t.Fatal(err)
 	}
 	cfg := stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, engines: testEngines(), log: quietLog()}
-	layers := outboundLayers(out, cfg)
+	connect := out.Connect(cfg.engines)
+	layers := outboundLayers(out, connect, cfg)
 	// After metrics and errors: where route, timeout and retry go.
 	layers = slices.Insert(layers, 2, testLayers...)
-	addr := serveEngines(t, stack.Build(out.Connect(cfg.engines), layers...))
+	addr := serveEngines(t, stack.Build(connect, layers...))
 	return addr.String(), reg
 }
 
-// get sends one GET for path through the proxy and returns the status and
+// getVia sends one GET for path through the proxy and returns the status and
 // the skein-proxy-error header.
 func getVia(t *testing.T, client *http.Client, proxy, path string) (int, string) {
 	t.Helper()

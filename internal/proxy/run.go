@@ -15,11 +15,13 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/mirror"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/policyclient"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/routes"
+	mirrorpb "github.com/skeinmesh/skein/proto/mirror"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -72,8 +74,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	in := inbound.New(cfg.Mode == ModeTProxy)
 	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
+	examples := mirror.NewExamples()
+	mirrors, err := mirror.New(connCtx, mirror.Config{Registerer: reg.Registerer(), Examples: examples, Log: log})
+	if err != nil {
+		return err
+	}
+	if cp.conn != nil {
+		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
+	}
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, log)}
+		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())

@@ -14,8 +14,9 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// Resolve is the resolve layer: it finds the request's destination, by its
-// authority when discovery knows that name, else by the address the client
+// Resolve is the resolve layer: it finds the request's destination, by
+// req.Info.Backend when a layer above chose one, else by its authority when
+// discovery knows that name, else by the address the client
 // dialled, and fails closed (see resolve). It records the destination in
 // req.Info.Service for the balance layer and the metrics; a destination
 // discovery knows neither way goes, unbalanced, to the original address
@@ -30,7 +31,11 @@ func (u *Upstream) Resolve(next stack.Handler) stack.Handler {
 			return u.resolveBackend(ctx, req, next)
 		}
 		origDst := req.Conn.OrigDst
-		d, err := u.resolve(ctx, resolveAuthority(req, origDst), origDst)
+		name := req.Info.Backend // the route layer's (or a mirror's) choice
+		if name == "" {
+			name = resolveAuthority(req, origDst)
+		}
+		d, err := u.resolve(ctx, name, origDst)
 		if err != nil {
 			req.Body.Close()
 			return nil, err
