@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -113,7 +115,12 @@ func TestMirroringInSkeinUp(t *testing.T) {
 	}
 
 	before := len(m.logLines(t, "shadow-odd-0", "request /id"))
-	p50(t, c, "odd", 300)
+	for range 300 {
+		code, _, err := getBody(c, "http://web.mirror.svc.cluster.local:8080/id", "x-mirror", "odd", "authorization", "Bearer s3cret-token")
+		if err != nil || code != 200 {
+			t.Fatalf("x-mirror odd: %d %v", code, err)
+		}
+	}
 	mirrored := len(m.logLines(t, "shadow-odd-0", "request /id")) - before
 	if mirrored < 290 {
 		t.Errorf("the odd shadow got %d of 300 mirrored requests", mirrored)
@@ -129,5 +136,56 @@ func TestMirroringInSkeinUp(t *testing.T) {
 	t.Logf("%v mismatches for %d requests mirrored to the odd shadow", mismatch, mirrored)
 	if share := mismatch / float64(mirrored); share < 0.07 || share > 0.13 {
 		t.Errorf("mismatch share %.1f%% (%v of %d), want about 10%%", 100*share, mismatch, mirrored)
+	}
+
+	// skein diff shows the share and an example, its Authorization
+	// redacted (Prometheus scrapes every 5 s: wait for it).
+	var diff struct {
+		Rows []struct {
+			Route        string   `json:"route"`
+			Backend      string   `json:"backend"`
+			Match        int      `json:"match"`
+			Mismatch     int      `json:"mismatch"`
+			MismatchRate *float64 `json:"mismatch_rate"`
+			Examples     []struct {
+				Path        string `json:"path"`
+				BodyDiffers bool   `json:"body_differs"`
+				PrimaryBody string `json:"primary_body"`
+				MirrorBody  string `json:"mirror_body"`
+			} `json:"examples"`
+		} `json:"rows"`
+	}
+	var out string
+	ok := waitFor(60*time.Second, func() bool {
+		var err error
+		out, err = skein(context.Background(), "diff", "route", "web-mirror", "-n", "mirror", "--api", m.api(), "-o", "json")
+		if err != nil || json.Unmarshal([]byte(out), &diff) != nil {
+			return false
+		}
+		for _, r := range diff.Rows {
+			if strings.HasPrefix(r.Backend, "shadow-odd.") && r.Match+r.Mismatch >= 290 && len(r.Examples) > 0 {
+				return true
+			}
+		}
+		time.Sleep(2 * time.Second)
+		return false
+	})
+	if !ok {
+		t.Fatalf("skein diff never showed the odd shadow's ~300 compared answers with an example:\n%s", out)
+	}
+	if strings.Contains(out, "s3cret-token") {
+		t.Errorf("skein diff shows the Authorization header's value:\n%s", out)
+	}
+	for _, r := range diff.Rows {
+		if !strings.HasPrefix(r.Backend, "shadow-odd.") {
+			continue
+		}
+		t.Logf("skein diff: %s -> %s: %d match, %d mismatch; example %+v", r.Route, r.Backend, r.Match, r.Mismatch, r.Examples[0])
+		if r.MismatchRate == nil || *r.MismatchRate < 0.07 || *r.MismatchRate > 0.13 {
+			t.Errorf("skein diff mismatch_rate %v, want about 0.1", r.MismatchRate)
+		}
+		if e := r.Examples[0]; !e.BodyDiffers || e.PrimaryBody != "app" || e.MirrorBody != "odd" || e.Path != "/id" {
+			t.Errorf("skein diff example %+v, want /id with bodies app vs odd", e)
+		}
 	}
 }
