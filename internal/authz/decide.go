@@ -63,6 +63,26 @@ func (in *Inbound) Decide(c Client, r *Request) Decision {
 	return in.decideByDefault(d, c)
 }
 
+// MayCall reports whether c is allowed anything at all on the port: a
+// connection, or an HTTP request to some route (probes aside). The proxy
+// asks it when a policy changes: a connection whose client may call
+// nothing any more is closed. A nil Inbound allows nothing.
+func (in *Inbound) MayCall(c Client) bool {
+	if in == nil {
+		return false
+	}
+	if in.Decide(c, nil).Allowed {
+		return true
+	}
+	c.Addr = c.Addr.Unmap()
+	for i := range in.Routes {
+		if firstMatch(in.Routes[i].Authorizations, c) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // matchRoute returns the request's route, or nil when none matches.
 func (in *Inbound) matchRoute(r *Request) *Route {
 	h := headerLookup(r.Header)
@@ -102,7 +122,7 @@ func (in *Inbound) isProbe(r *Request) bool {
 
 func (in *Inbound) probeDecision(d Decision, r *Request) Decision {
 	path, _, _ := strings.Cut(r.Path, "?")
-	d.Allowed = true
+	d.Allowed, d.Probe = true, true
 	d.Reason = fmt.Sprintf("%s: %s %s is allowed as a kubelet probe path (no route of the Server matches it)", in.subject(), r.Method, path)
 	return d
 }

@@ -267,6 +267,9 @@ func TestDecideProbePaths(t *testing.T) {
 		if d.Allowed != tt.want {
 			t.Errorf("%+v: got %+v, want allowed=%v", tt.r, d, tt.want)
 		}
+		if d.Probe != tt.want {
+			t.Errorf("%+v: Probe=%v, want %v", tt.r, d.Probe, tt.want)
+		}
 		if tt.want && !strings.Contains(d.Reason, "kubelet probe") {
 			t.Errorf("probe allowed without saying so: %q", d.Reason)
 		}
@@ -275,5 +278,29 @@ func TestDecideProbePaths(t *testing.T) {
 	bare := &Inbound{Port: 8080, Default: Deny, ProbePaths: []string{"/healthz"}}
 	if d := bare.Decide(Client{Addr: outCluster}, get("/healthz")); !d.Allowed || !strings.Contains(d.Reason, "port 8080") {
 		t.Fatalf("probe on a port without Server: got %+v", d)
+	}
+}
+
+func TestMayCall(t *testing.T) {
+	in := perRouteInbound()
+	for _, tt := range []struct {
+		c    Client
+		want bool
+	}{
+		{Client{Identity: batch}, true},                           // the Server's own authorization
+		{Client{Identity: frontend}, true},                        // a route's authorization
+		{Client{Addr: outCluster}, true},                          // the beta route allows 0.0.0.0/0
+		{Client{Addr: netip.MustParseAddr("2001:db8::1")}, false}, // nothing allows it
+	} {
+		if got := in.MayCall(tt.c); got != tt.want {
+			t.Errorf("MayCall(%+v) = %v, want %v", tt.c, got, tt.want)
+		}
+	}
+	if (*Inbound)(nil).MayCall(Client{Identity: batch}) {
+		t.Error("a nil Inbound allows a client")
+	}
+	open := &Inbound{Port: 80, Default: AllUnauthenticated}
+	if !open.MayCall(Client{Addr: outCluster}) {
+		t.Error("all-unauthenticated does not allow an unmeshed client")
 	}
 }
