@@ -158,7 +158,7 @@ func labels(ci *stack.ConnInfo, d authz.Decision) metrics.AuthzLabels {
 }
 
 // logDecision logs a denial, or an audit's would-be denial, at most once
-// per Server per logInterval (with how many were not logged in between):
+// per Server and kind (request, connection) per logInterval (with how many were not logged in between):
 // a flood of denied requests must not flood the log.
 func (a *Authorizer) logDecision(ci *stack.ConnInfo, d authz.Decision, what string, attrs ...any) {
 	if d.Allowed && !d.Audit {
@@ -167,8 +167,8 @@ func (a *Authorizer) logDecision(ci *stack.ConnInfo, d authz.Decision, what stri
 	attrs = append(attrs, "server", d.Server, "client", ci.Client.Addr().String(), "client_id", ci.ClientID,
 		"route", d.Route, "default", string(d.Default), "reason", d.Reason)
 	if d.Audit {
-		a.logs.info("audit:"+d.Server, "audit: "+what+" allowed that the policy would deny", attrs...)
+		a.logs.info("audit:"+what+":"+d.Server, "audit: "+what+" allowed that the policy would deny", attrs...)
 		return
 	}
-	a.logs.info("deny:"+d.Server, what+" denied by inbound policy", attrs...)
+	a.logs.info("deny:"+what+":"+d.Server, what+" denied by inbound policy", attrs...)
 }
