@@ -379,6 +379,23 @@ type meshClient struct {
 	id   string
 	src  string
 	cert tls.Certificate
+	// last is the connection dialled last.
+	last atomic.Pointer[watchedConn]
+}
+
+// watchedConn says when reading from it ended: the proxy closed it.
+type watchedConn struct {
+	net.Conn
+	once  sync.Once
+	ended chan struct{}
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.once.Do(func() { close(c.ended) })
+	}
+	return n, err
 }
 
 func (p *authzProxy) meshed(t *testing.T, id, src string) *meshClient {
@@ -396,7 +413,9 @@ func (m *meshClient) dialTLS(ctx context.Context, dst netip.AddrPort, alpn strin
 		raw.Close()
 		return nil, err
 	}
-	return tc, nil
+	wc := &watchedConn{Conn: tc, ended: make(chan struct{})}
+	m.last.Store(wc)
+	return wc, nil
 }
 
 // httpClient speaks HTTP/2 inside mesh TLS to the application's port, as a

@@ -364,7 +364,8 @@ func TestTighteningDeniesAKeepAliveClientsNextRequestAndLooseningAllows(t *testi
 	p := startAuthzProxy(t)
 	p.setAll(webServer(frontendOnly, insideOnly))
 	h1Client := plainClient{p, srcInside}.httpClient(t)
-	h2Client := p.meshed(t, frontendID, srcMeshed).httpClient(t)
+	mesh := p.meshed(t, frontendID, srcMeshed)
+	h2Client := mesh.httpClient(t)
 	status := func(c *http.Client) int {
 		t.Helper()
 		resp, err := c.Get("http://app/keepalive")
@@ -385,7 +386,16 @@ func TestTighteningDeniesAKeepAliveClientsNextRequestAndLooseningAllows(t *testi
 		{"loosened", webServer(frontendOnly, insideOnly), 200, 200},
 		{"tightened for one", webServer(frontendOnly), 403, 200},
 	} {
+		conn := mesh.last.Load()
 		p.setAll(step.policy)
+		if step.name == "tightened" {
+			// The HTTP/2 connection is told GOAWAY and closed, within 1 s.
+			select {
+			case <-conn.ended:
+			case <-time.After(time.Second):
+				t.Errorf("tightened: the HTTP/2 connection of a client allowed nothing is still open after 1s")
+			}
+		}
 		if got1, got2 := status(h1Client), status(h2Client); got1 != step.h1 || got2 != step.h2 {
 			t.Errorf("%s: HTTP/1 %d, HTTP/2 %d; want %d, %d", step.name, got1, got2, step.h1, step.h2)
 		}
