@@ -298,6 +298,8 @@ type authzProxy struct {
 	httpPort          netip.AddrPort // the application's HTTP port
 	grpcPort          netip.AddrPort // the application's gRPC port
 	opaquePort        netip.AddrPort // an opaque port of the application
+	tunnelPort        netip.AddrPort // the application's port for CONNECT and upgrades
+	tunnelClosed      <-chan struct{}
 	web               *httpWitness
 	grpcApp           *flakyService
 	opaque            *opaqueWitness
@@ -316,16 +318,21 @@ func startAuthzProxy(t *testing.T) *authzProxy {
 	grpcAddr := grpcTestBackend(t, p.grpcApp)
 	p.opaque = newOpaqueWitness(t)
 
-	ln, addrs := newMergedListener(t, 4)
-	p.proxyPort, p.httpPort, p.grpcPort, p.opaquePort = addrs[0], addrs[1], addrs[2], addrs[3]
+	tunnelAddr, tunnelClosed := tunnelBackend(t)
+	p.tunnelClosed = tunnelClosed
+	ln, addrs := newMergedListener(t, 5)
+	p.proxyPort, p.httpPort, p.grpcPort, p.opaquePort, p.tunnelPort = addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
 	az := authorize.New(p.policies, p.reg, log)
 	go az.Run(ctx)
 	cfg := stackConfig{metrics: p.reg, tunnelIdleTimeout: time.Hour, log: log, authz: p.policies}
 	// The last hop: the application's witness for the port dialled.
-	toWeb, toGRPC := newFixedUpstream(t, webAddr), newFixedUpstream(t, grpcAddr)
+	toWeb, toGRPC, toTunnel := newFixedUpstream(t, webAddr), newFixedUpstream(t, grpcAddr), newFixedUpstream(t, tunnelAddr)
 	app := stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
-		if req.Conn.OrigDst.Port() == p.grpcPort.Port() {
+		switch req.Conn.OrigDst.Port() {
+		case p.grpcPort.Port():
 			return toGRPC.Serve(ctx, req)
+		case p.tunnelPort.Port():
+			return toTunnel.Serve(ctx, req)
 		}
 		return toWeb.Serve(ctx, req)
 	})
@@ -361,7 +368,7 @@ func startAuthzProxy(t *testing.T) *authzProxy {
 
 // setAll gives the HTTP, gRPC and opaque ports the same policy.
 func (p *authzProxy) setAll(in *authz.Inbound) {
-	for _, port := range []netip.AddrPort{p.httpPort, p.grpcPort, p.opaquePort} {
+	for _, port := range []netip.AddrPort{p.httpPort, p.grpcPort, p.opaquePort, p.tunnelPort} {
 		p.policies.set(port.Port(), in)
 	}
 }

@@ -454,6 +454,33 @@ func TestTighteningDrainsHTTPConnectionsWithoutCuttingTheRequestInFlight(t *test
 	}
 }
 
+// TestTighteningClosesATunnelItNoLongerAllows: CONNECT and upgrade
+// tunnels were authorized by their request; once the policy no longer
+// allows that request, the tunnel is closed on both sides within 1 s.
+func TestTighteningClosesATunnelItNoLongerAllows(t *testing.T) {
+	for _, kind := range []string{"connect", "upgrade"} {
+		t.Run(kind, func(t *testing.T) {
+			p := startAuthzProxy(t)
+			p.setAll(webServer(insideOnly))
+			c, br := openTunnel(t, p.tunnelPort.String(), kind)
+			if err := echo(c, br); err != nil {
+				t.Fatalf("through the tunnel: %v", err)
+			}
+			changed := time.Now()
+			p.setAll(webServer(frontendOnly))
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) || time.Since(changed) > time.Second {
+				t.Fatalf("the tunnel: %v after %v, want closed within 1s", err, time.Since(changed))
+			}
+			select {
+			case <-p.tunnelClosed:
+			case <-time.After(time.Second):
+				t.Errorf("the application's side of the tunnel is still open")
+			}
+		})
+	}
+}
+
 // TestRequestsInFlightOnAllowedTrafficSurvivePolicyChanges: while the
 // policy flips between allowing and denying another client, every request
 // of the client it always allows succeeds, slow ones in flight included.
