@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
@@ -290,20 +289,19 @@ func (w *httpWitness) total() int {
 
 // authzProxy is an inbound proxy under policy with its witnesses.
 type authzProxy struct {
-	ca                *testCA
-	policies          *testPolicies
-	reg               *metrics.Registry
-	logs              *syncBuffer
-	proxyPort         netip.AddrPort // the proxy's own port (mesh opaque)
-	httpPort          netip.AddrPort // the application's HTTP port
-	grpcPort          netip.AddrPort // the application's gRPC port
-	opaquePort        netip.AddrPort // an opaque port of the application
-	tunnelPort        netip.AddrPort // the application's port for CONNECT and upgrades
-	tunnelClosed      <-chan struct{}
-	web               *httpWitness
-	grpcApp           *flakyService
-	opaque            *opaqueWitness
-	meshOpaqueClients sync.WaitGroup
+	ca           *testCA
+	policies     *testPolicies
+	reg          *metrics.Registry
+	logs         *syncBuffer
+	proxyPort    netip.AddrPort // the proxy's own port (mesh opaque)
+	httpPort     netip.AddrPort // the application's HTTP port
+	grpcPort     netip.AddrPort // the application's gRPC port
+	opaquePort   netip.AddrPort // an opaque port of the application
+	tunnelPort   netip.AddrPort // the application's port for CONNECT and upgrades
+	tunnelClosed <-chan struct{}
+	web          *httpWitness
+	grpcApp      *flakyService
+	opaque       *opaqueWitness
 }
 
 func startAuthzProxy(t *testing.T) *authzProxy {
@@ -428,7 +426,9 @@ func (m *meshClient) dialTLS(ctx context.Context, dst netip.AddrPort, alpn strin
 // httpClient speaks HTTP/2 inside mesh TLS to the application's port, as a
 // peer proxy does.
 func (m *meshClient) httpClient(t *testing.T) *http.Client {
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true) // HTTP/2 inside the mesh TLS the dial made
+	tr := &http.Transport{Protocols: &protocols, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return m.dialTLS(ctx, m.p.httpPort, meshtls.ALPNHTTP)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
