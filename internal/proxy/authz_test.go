@@ -557,3 +557,58 @@ func TestRequestsInFlightOnAllowedTrafficSurvivePolicyChanges(t *testing.T) {
 		t.Errorf("only %d requests were sent", sent.Load())
 	}
 }
+
+// TestInboundDefaultPoliciesThroughTheProxy: on a port no Server owns,
+// each default policy decides for a meshed client outside the cluster
+// networks, a meshed one inside, and unmeshed ones inside and outside,
+// over HTTP, gRPC and opaque TCP alike.
+func TestInboundDefaultPoliciesThroughTheProxy(t *testing.T) {
+	p := startAuthzProxy(t)
+	type caller interface {
+		httpClient(*testing.T) *http.Client
+		grpcClient(*testing.T) testpb.TestServiceClient
+		dialOpaque(context.Context) (net.Conn, error)
+	}
+	clients := []struct {
+		name   string
+		client caller
+	}{
+		{"meshed-out", p.meshed(t, frontendID, srcMeshed)},
+		{"meshed-in", p.meshed(t, batchID, srcInside)},
+		{"unmeshed-in", plainClient{p, srcInside}},
+		{"unmeshed-out", plainClient{p, srcOutside}},
+	}
+	allowed := map[authz.DefaultPolicy]string{
+		authz.AllUnauthenticated:     "meshed-out meshed-in unmeshed-in unmeshed-out",
+		authz.AllAuthenticated:       "meshed-out meshed-in",
+		authz.ClusterUnauthenticated: "meshed-in unmeshed-in",
+		authz.ClusterAuthenticated:   "meshed-in",
+		authz.Deny:                   "",
+		authz.Audit:                  "meshed-out meshed-in unmeshed-in unmeshed-out",
+	}
+	cluster := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	for policy, who := range allowed {
+		p.setAll(&authz.Inbound{Default: policy, ClusterNetworks: cluster})
+		for _, c := range clients {
+			want := strings.Contains(" "+who+" ", " "+c.name+" ")
+			resp, err := c.client.httpClient(t).Get("http://app/default")
+			if err != nil {
+				t.Fatalf("%s, %s: %v", policy, c.name, err)
+			}
+			resp.Body.Close()
+			if got := resp.StatusCode == 200; got != want || !want && resp.StatusCode != 403 {
+				t.Errorf("%s, %s, HTTP: %d, want allowed=%v", policy, c.name, resp.StatusCode, want)
+			}
+			_, err = c.client.grpcClient(t).UnaryCall(context.Background(), &testpb.SimpleRequest{})
+			if got := status.Code(err); want && got != codes.OK || !want && got != codes.PermissionDenied {
+				t.Errorf("%s, %s, gRPC: %v, want allowed=%v", policy, c.name, err, want)
+			}
+			accepted := p.opaque.accepted.Load()
+			_, err = opaqueExchange(c.client.dialOpaque, "x")
+			if got := err == nil; got != want || !want && p.opaque.accepted.Load() != accepted {
+				t.Errorf("%s, %s, opaque: %v (application accepted %d more), want allowed=%v",
+					policy, c.name, err, p.opaque.accepted.Load()-accepted, want)
+			}
+		}
+	}
+}
