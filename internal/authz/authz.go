@@ -154,6 +154,13 @@ type Decision struct {
 	Route         string
 	Authorization string
 	Default       DefaultPolicy
+	// NoRoute is set (with Allowed false) when the Server has routes and
+	// none matches the HTTP request: the proxy answers 404 (gRPC
+	// UNIMPLEMENTED), as for an outbound request with no route, not 403.
+	NoRoute bool
+	// Probe is set when the request is allowed only as a kubelet probe
+	// (ProbePaths).
+	Probe bool
 	// Reason is a sentence for logs, `skein authz explain` and meshed
 	// clients' skein-proxy-error (never shown to unmeshed clients).
 	Reason string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/skeinmesh/skein/internal/proxy/authorize"
 	"github.com/skeinmesh/skein/internal/proxy/detect"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
@@ -33,9 +34,11 @@ type MeshServer interface {
 type opaqueDialer func(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error)
 
 // httpServer serves detected connections of one HTTP version (h1.Server,
-// h2.Server): ServeConn returns when the connection ends.
+// h2.Server): ServeConn returns when the connection ends; DrainConn makes
+// the connection served with ci stop taking requests.
 type httpServer interface {
 	ServeConn(c net.Conn, ci *stack.ConnInfo)
+	DrainConn(ci *stack.ConnInfo)
 }
 
 // listener accepts one direction's redirected connections and dispatches
@@ -66,6 +69,10 @@ type listener struct {
 	// requireMTLS refuses plaintext from the network on the ports it
 	// covers; the zero value requires it nowhere.
 	requireMTLS RequireMTLS
+	// authorizer, inbound with a controller only, decides opaque
+	// connections before they reach the application, and keeps every
+	// connection it allowed so that a tightened policy can close it.
+	authorizer *authorize.Authorizer
 
 	conns sync.WaitGroup // connection handlers running
 }
@@ -144,7 +151,7 @@ func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
 			l.refusePlaintext(conn, ci)
 			return
 		}
-		l.forwardOpaque(ctx, conn, ci)
+		l.forwardOpaque(ctx, conn, conn, ci)
 		return
 	}
 	res, replay, err := detect.Detect(conn, l.detectTimeout)
@@ -172,7 +179,7 @@ func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
 		l.serveHTTP(rc, ci, res.Protocol)
 	default:
 		// Opaque bytes, or TLS that is not the mesh's: the application's own.
-		l.forwardOpaque(ctx, rc, ci)
+		l.forwardOpaque(ctx, rc, conn, ci)
 	}
 }
 
@@ -193,6 +200,10 @@ func (l *listener) refusePlaintext(conn *meteredConn, ci *stack.ConnInfo) {
 
 // closeRequireMTLS is the errno of a connection refused by require-mTLS.
 const closeRequireMTLS = "require_mtls"
+
+// closeAuthz is the errno of an opaque connection the inbound policy
+// denied, at once or after a change.
+const closeAuthz = "authz"
 
 // serveMesh terminates mutual TLS from a peer proxy; the client's identity
 // is then known to metrics and policy.
@@ -237,7 +248,7 @@ func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredC
 		ci.OrigDst = netip.AddrPortFrom(ci.OrigDst.Addr(), port)
 		ci.ToProxy = false
 		l.count(conn, ci)
-		l.forwardOpaque(ctx, tc, ci)
+		l.forwardOpaque(ctx, tc, conn, ci)
 	default:
 		l.count(conn, ci)
 		l.log.Info("closing connection: mesh protocol does not fit the port", "client", ci.Client,
@@ -247,13 +258,18 @@ func (l *listener) serveMesh(ctx context.Context, rc *replayConn, conn *meteredC
 }
 
 // serveHTTP hands c to the engine of its HTTP version, which serves it
-// until it ends.
+// until it ends. Each request is authorized in the stack; the connection
+// is kept so that a policy change that leaves its client nothing to call
+// drains it.
 func (l *listener) serveHTTP(c net.Conn, ci *stack.ConnInfo, proto detect.Protocol) {
+	engine := l.http1
 	if proto == detect.HTTP2 {
-		l.http2.ServeConn(c, ci)
-		return
+		engine = l.http2
 	}
-	l.http1.ServeConn(c, ci)
+	if l.authorizer != nil {
+		defer l.authorizer.TrackHTTP(ci, func() { engine.DrainConn(ci) })()
+	}
+	engine.ServeConn(c, ci)
 }
 
 // count starts the connection's TCP metrics with what is known of it now.
@@ -307,9 +323,21 @@ func (l *listener) connInfo(c net.Conn) (*stack.ConnInfo, error) {
 	return ci, nil
 }
 
-// forwardOpaque copies bytes between the client and the upstream.
-func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, ci *stack.ConnInfo) {
+// forwardOpaque copies bytes between the client and the upstream. Inbound
+// under policy, the connection is authorized first: a denied one is
+// closed (tcp_close_total errno "authz") before the application is even
+// dialled; an allowed one is closed the same way when a tightened policy
+// no longer allows it. conn is the client's socket, under down's TLS if
+// any.
+func (l *listener) forwardOpaque(ctx context.Context, down net.Conn, conn *meteredConn, ci *stack.ConnInfo) {
 	defer down.Close()
+	if l.authorizer != nil {
+		if d := l.authorizer.Conn(ctx, ci); !d.Allowed {
+			conn.closeWith(closeAuthz)
+			return
+		}
+		defer l.authorizer.TrackOpaque(ci, func() { conn.closeWith(closeAuthz) })()
+	}
 	up, err := l.dialOpaque(ctx, ci)
 	if err != nil {
 		l.log.Info("opaque connection: connect failed", "direction", l.direction, "dst", ci.OrigDst, "err", err)

@@ -85,7 +85,13 @@ func Run(ctx context.Context, cfg Config) error {
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
 		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
-	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
+	authorizer := newAuthorizer(stacks)
+	if authorizer != nil {
+		// Closes what a tightened policy no longer allows, until the
+		// connections are gone.
+		go authorizer.Run(connCtx)
+	}
+	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks, authorizer), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
 	if err != nil {
 		return fmt.Errorf("registering tcp_refused_total: %w", err)
@@ -109,6 +115,7 @@ func Run(ctx context.Context, cfg Config) error {
 			limits: newConnLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerSource), refused: refused,
 			metrics: reg, log: log,
 			mesh: cp.meshServer(), peerID: peerID, requireMTLS: cfg.RequireMTLS,
+			authorizer: authorizer,
 		},
 	}
 	var serving sync.WaitGroup

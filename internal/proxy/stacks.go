@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/authz"
+	"github.com/skeinmesh/skein/internal/proxy/authorize"
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
@@ -40,6 +42,19 @@ type stackConfig struct {
 	routes routes.Lookup
 	// mirrors sends the copies of mirrored requests; nil mirrors nothing.
 	mirrors *mirror.Mirrorer
+	// authz is the controller's inbound policy of the workload's ports;
+	// nil without a controller (the authorization layer is then left
+	// out, and every inbound request and connection goes through).
+	authz authz.Lookup
+}
+
+// newAuthorizer is the inbound authorization the stack and the inbound
+// listener share, or nil when there is no policy to enforce.
+func newAuthorizer(cfg stackConfig) *authorize.Authorizer {
+	if cfg.authz == nil {
+		return nil
+	}
+	return authorize.New(cfg.authz, cfg.metrics, cfg.log)
 }
 
 // outboundStack is the journey of a request the workload sends out.
@@ -102,19 +117,32 @@ func mirrorPath(out *outbound.Upstream, connect stack.Handler) stack.Handler {
 }
 
 // inboundStack is the journey of a request that arrives for the workload.
-func inboundStack(ctx context.Context, in *inbound.Upstream, cfg stackConfig) stack.Handler {
+func inboundStack(ctx context.Context, in *inbound.Upstream, cfg stackConfig, az *authorize.Authorizer) stack.Handler {
+	// to the application: at the original destination, in the client's
+	// HTTP version (HTTP/1.1 when a meshed peer asked).
+	return stack.Build(in.Handler(ctx, cfg.engines), inboundLayers(cfg, az)...)
+}
+
+// inboundLayers are the layers of the inbound stack, outermost first; az
+// is nil without inbound policy.
+func inboundLayers(cfg stackConfig, az *authorize.Authorizer) []stack.Layer {
 	journey := []stack.Layer{
 		// metrics, as the client saw them (tap goes beside).
 		metrics.Layer(cfg.metrics, metrics.DirectionInbound),
-		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE,
-		// the reason told only to meshed peers.
+		// errors: a failure below becomes 403/404/502/503/504 or its gRPC
+		// status, the reason told only to meshed peers.
 		proxyerror.Layer(cfg.log),
-		// (authorization goes here: who may call which route on this port;
-		// 403 / PERMISSION_DENIED, counted. Rate limits after it.)
+	}
+	if az != nil {
+		// authorize: the port's policy decides who may call which route
+		// (403 / PERMISSION_DENIED; 404 when the Server's routes match
+		// none), counted and logged; names route_name for the metrics
+		// above; keeps tunnels so that a tightened policy closes them.
+		journey = append(journey, az.Layer)
+	}
+	return append(journey,
+		// (rate limits go here: after authorization, before any work.)
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
-	}
-	// to the application: at the original destination, in the client's
-	// HTTP version (HTTP/1.1 when a meshed peer asked).
-	return stack.Build(in.Handler(ctx, cfg.engines), journey...)
+	)
 }

@@ -54,6 +54,14 @@ func (p *Policy) Select(method, path string, h Headers) (sel Selection, ok bool)
 	return Selection{}, false
 }
 
+// Matches reports whether every part of m holds for a request with this
+// method and path (its :path, query included), as Select matches rules.
+// The inbound authorization of per-route policy uses it.
+func (m *Match) Matches(method, path string, h Headers) bool {
+	reqPath, query, _ := strings.Cut(path, "?")
+	return m.matches(method, reqPath, query, h)
+}
+
 // matches reports whether every part of m holds for the request.
 func (m *Match) matches(method, path, query string, h Headers) bool {
 	if m.Method != "" && m.Method != method {

@@ -21,7 +21,7 @@ func (c *serverConn) writeResponse(method string, fr framing, resp *stack.Respon
 	defer putBuf(bp)
 	b := appendStatusLine((*bp)[:0], resp.Status)
 	b = appendFields(b, resp.Header, false)
-	keep := fr.keepAlive && !c.srv.draining.Load()
+	keep := fr.keepAlive && !c.srv.draining.Load() && !c.drain.Load()
 	if !keep {
 		b = append(b, "Connection: close\r\n"...)
 	}

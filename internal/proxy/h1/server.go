@@ -111,20 +111,39 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// DrainConn stops taking requests on the connections served with ci (the
+// inbound policy no longer allows their client): an idle one is closed at
+// once, a busy one after the response it is writing, with "Connection:
+// close". A request in flight is not cut. A tunnel is left to whoever
+// watches it (the authorization layer tracks tunnels itself).
+func (s *Server) DrainConn(ci *stack.ConnInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.ci != ci {
+			continue
+		}
+		c.drain.Store(true)
+		if c.idle {
+			_ = c.conn.Close()
+		}
+	}
+}
+
 // setActive marks c busy with a request; false when the server is shutting
-// down and c must close instead.
+// down, or c drained, and c must close instead.
 func (s *Server) setActive(c *serverConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.idle = false
-	return !s.shutting
+	return !s.shutting && !c.drain.Load()
 }
 
 // setIdle marks c waiting for its next request; false when the server is
-// shutting down and c must close instead.
+// shutting down, or c drained, and c must close instead.
 func (s *Server) setIdle(c *serverConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.idle = true
-	return !s.shutting
+	return !s.shutting && !c.drain.Load()
 }

@@ -24,8 +24,11 @@ type serverConn struct {
 	br     *bufio.Reader
 	ctx    context.Context // ends with the connection: every request's context
 	cancel context.CancelFunc
-	idle   bool   // guarded by srv.mu
-	head   []byte // reused head buffer
+	idle   bool // guarded by srv.mu
+	// drain, once set (DrainConn), ends the connection after the response
+	// being written, or at once when it is idle.
+	drain atomic.Bool
+	head  []byte // reused head buffer
 
 	// Per request, guarded by mu.
 	mu           sync.Mutex

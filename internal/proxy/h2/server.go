@@ -370,6 +370,20 @@ func (sc *serverConn) pingAck(data [8]byte) {
 	}
 }
 
+// DrainConn stops taking requests on the connections served with ci (the
+// inbound policy no longer allows their client): a graceful GOAWAY, as
+// Shutdown sends; the streams in flight finish, then the connection
+// closes.
+func (s *Server) DrainConn(ci *stack.ConnInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sc := range s.conns {
+		if sc.ci == ci {
+			sc.startDrain()
+		}
+	}
+}
+
 // Shutdown stops taking requests (GOAWAY on every connection), waits for
 // the streams in flight until ctx ends, then closes every connection,
 // which cancels the requests left. It returns ctx.Err() if it had to cut.

@@ -34,6 +34,11 @@ func Layer(log *slog.Logger) stack.Layer {
 				log.Debug("request cancelled", "direction", req.Conn.Direction, "authority", req.Authority, "path", req.Path)
 				return nil, err
 			}
+			if errors.Is(err, stack.ErrForbidden) {
+				// The authorization layer logs denials itself, at a rate
+				// a flood of them cannot turn into a flood of lines.
+				return Answer(req, err), nil
+			}
 			log.Info("request failed", "direction", req.Conn.Direction, "client", req.Conn.Client,
 				"authority", req.Authority, "path", req.Path, "err", err)
 			return Answer(req, err), nil
@@ -50,6 +55,8 @@ func Status(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, stack.ErrNoRoute):
 		return http.StatusNotFound
+	case errors.Is(err, stack.ErrForbidden):
+		return http.StatusForbidden
 	}
 	return http.StatusBadGateway
 }
@@ -62,6 +69,8 @@ func GRPCStatus(err error) string {
 		return "4" // DEADLINE_EXCEEDED
 	case errors.Is(err, stack.ErrNoRoute):
 		return "12" // UNIMPLEMENTED
+	case errors.Is(err, stack.ErrForbidden):
+		return "7" // PERMISSION_DENIED
 	}
 	return "14" // UNAVAILABLE
 }

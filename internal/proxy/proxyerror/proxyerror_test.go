@@ -84,3 +84,40 @@ func TestAnAbandonedRequestIsNotAnswered(t *testing.T) {
 		t.Errorf("got %v, %v; want no answer and context.Canceled", resp, err)
 	}
 }
+
+// A denial names the Server and why to meshed peers; a client outside the
+// mesh learns nothing but the status.
+func TestForbiddenAnswers403AndPermissionDenied(t *testing.T) {
+	deny := &stack.ForbiddenError{Reason: "Server shop/web: no authorization matched for unmeshed client 10.0.0.9; default policy deny denies it"}
+	meshedPeer := &stack.ConnInfo{Direction: "inbound", ClientID: "spiffe://test/ns/a/sa/b"}
+	stranger := &stack.ConnInfo{Direction: "inbound"}
+	for _, c := range []struct {
+		conn    *stack.ConnInfo
+		grpc    bool
+		wantWhy string
+		wantMsg string
+	}{
+		{meshedPeer, false, deny.Reason, ""},
+		{stranger, false, "", ""},
+		{meshedPeer, true, deny.Reason, deny.Reason},
+		{stranger, true, "", "Forbidden"},
+	} {
+		req := &stack.Request{Method: "POST", Path: "/", Conn: c.conn, Body: stack.NoBody}
+		if c.grpc {
+			req.Header.Add("content-type", "application/grpc")
+		}
+		resp, _ := failing(deny).Serve(context.Background(), req)
+		why := resp.Header.Get(Header)
+		if c.grpc {
+			if resp.Status != 200 || resp.Header.Get("grpc-status") != "7" || resp.Header.Get("grpc-message") != c.wantMsg || why != c.wantWhy {
+				t.Errorf("grpc, meshed=%v: status %d grpc-status %q message %q why %q", c.conn.ClientID != "", resp.Status,
+					resp.Header.Get("grpc-status"), resp.Header.Get("grpc-message"), why)
+			}
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.Status != 403 || why != c.wantWhy || string(body) != "Forbidden\n" {
+			t.Errorf("http, meshed=%v: status %d why %q body %q", c.conn.ClientID != "", resp.Status, why, body)
+		}
+	}
+}

@@ -47,3 +47,15 @@ var ErrTimeout = errors.New("request timeout")
 // by its circuit breaker (see docs/proxy.md): 503, gRPC UNAVAILABLE, like no
 // endpoints, but told apart.
 var ErrAllEjected = errors.New("all endpoints ejected")
+
+// ErrForbidden is what a ForbiddenError is (errors.Is): the inbound policy
+// denies the request: 403, gRPC PERMISSION_DENIED.
+var ErrForbidden = errors.New("forbidden by policy")
+
+// ForbiddenError is returned when the inbound policy denies a request.
+// Reason names the Server and why nothing allowed the client; it is told
+// only to clients allowed to know it (proxyerror.MayKnowWhy).
+type ForbiddenError struct{ Reason string }
+
+func (e *ForbiddenError) Error() string        { return e.Reason }
+func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
