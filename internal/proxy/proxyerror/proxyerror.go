@@ -34,6 +34,12 @@ func Layer(log *slog.Logger) stack.Layer {
 				log.Debug("request cancelled", "direction", req.Conn.Direction, "authority", req.Authority, "path", req.Path)
 				return nil, err
 			}
+			if errors.Is(err, stack.ErrRateLimited) {
+				// Counted by the rate-limit layer; a client over its limit
+				// must not turn into a log line per request.
+				log.Debug("request rate limited", "client", req.Conn.Client, "client_id", req.Conn.ClientID, "err", err)
+				return Answer(req, err), nil
+			}
 			log.Info("request failed", "direction", req.Conn.Direction, "client", req.Conn.Client,
 				"authority", req.Authority, "path", req.Path, "err", err)
 			return Answer(req, err), nil
@@ -50,6 +56,8 @@ func Status(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, stack.ErrNoRoute):
 		return http.StatusNotFound
+	case errors.Is(err, stack.ErrRateLimited):
+		return http.StatusTooManyRequests
 	}
 	return http.StatusBadGateway
 }
@@ -62,6 +70,8 @@ func GRPCStatus(err error) string {
 		return "4" // DEADLINE_EXCEEDED
 	case errors.Is(err, stack.ErrNoRoute):
 		return "12" // UNIMPLEMENTED
+	case errors.Is(err, stack.ErrRateLimited):
+		return "8" // RESOURCE_EXHAUSTED
 	}
 	return "14" // UNAVAILABLE
 }

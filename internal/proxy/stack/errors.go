@@ -47,3 +47,8 @@ var ErrTimeout = errors.New("request timeout")
 // by its circuit breaker (see docs/proxy.md): 503, gRPC UNAVAILABLE, like no
 // endpoints, but told apart.
 var ErrAllEjected = errors.New("all endpoints ejected")
+
+// ErrRateLimited is returned (wrapped, naming the Server and the limit) when
+// a request is over one of its Server's local rate limits: 429, gRPC
+// RESOURCE_EXHAUSTED.
+var ErrRateLimited = errors.New("rate limited")
