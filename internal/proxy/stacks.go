@@ -5,11 +5,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/ratelimit"
 	"github.com/skeinmesh/skein/internal/proxy/retry"
 	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
@@ -37,6 +39,9 @@ type stackConfig struct {
 	// routes is the controller's outbound policy; nil without a
 	// controller (the route layer then passes requests untouched).
 	routes routes.Lookup
+	// authz is the controller's inbound policy; nil without a controller
+	// (the authorization and rate-limit layers are then left out).
+	authz authz.Lookup
 }
 
 // outboundStack is the journey of a request the workload sends out.
@@ -88,13 +93,25 @@ func inboundStack(ctx context.Context, in *inbound.Upstream, cfg stackConfig) st
 		// metrics, as the client saw them (tap goes beside).
 		metrics.Layer(cfg.metrics, metrics.DirectionInbound),
 		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE,
-		// the reason told only to meshed peers.
+		// 429 / RESOURCE_EXHAUSTED for a rate limit, the reason told only
+		// to meshed peers.
 		proxyerror.Layer(cfg.log),
-		// (authorization goes here: who may call which route on this port;
-		// 403 / PERMISSION_DENIED, counted. Rate limits after it.)
+	}
+	if cfg.authz != nil {
+		journey = append(journey,
+			// (authorization goes here, before rate limits: who may call
+			// which route on this port; 403 / PERMISSION_DENIED, counted. A
+			// refused client takes no token from the buckets below.)
+			//
+			// rate limit: the port's Server's total, per-identity and
+			// override limits; 429 / RESOURCE_EXHAUSTED, counted.
+			ratelimit.Layer(cfg.authz, cfg.metrics),
+		)
+	}
+	journey = append(journey,
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
-	}
+	)
 	// to the application: at the original destination, in the client's
 	// HTTP version (HTTP/1.1 when a meshed peer asked).
 	return stack.Build(in.Handler(ctx, cfg.engines), journey...)

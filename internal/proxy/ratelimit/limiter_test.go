@@ -100,16 +100,21 @@ func TestTotalLimitIsSharedByAllIdentities(t *testing.T) {
 func TestRefusalByTotalDoesNotChargeTheIdentity(t *testing.T) {
 	l := NewLimiter(0)
 	tight := &authz.RateLimit{Total: 1, PerIdentity: 10}
-	if r := l.Allow(epoch, batch, tight); r != nil {
-		t.Fatalf("first request refused: %v", r)
+	// batch takes the total's whole burst.
+	for range Burst(1) {
+		if r := l.Allow(epoch, batch, tight); r != nil {
+			t.Fatalf("batch refused: %v", r)
+		}
 	}
-	// web's bucket holds Burst(10) = 1 token; the total refuses it.
+	// web's bucket is full; the total refuses it.
 	if r := l.Allow(epoch, web, tight); r == nil || r.Scope != metrics.ScopeTotal {
-		t.Fatalf("second request: %v, want refused by the total", r)
+		t.Fatalf("web: %v, want refused by the total", r)
 	}
-	// Without the total, web's token is still there.
-	if r := l.Allow(epoch, web, &authz.RateLimit{PerIdentity: 10}); r != nil {
-		t.Errorf("web refused by %v: the total's refusal took its token", r)
+	// Without the total, web's whole burst is still there.
+	for i := range Burst(10) {
+		if r := l.Allow(epoch, web, &authz.RateLimit{PerIdentity: 10}); r != nil {
+			t.Errorf("web's request %d refused by %v: the total's refusal took its token", i, r)
+		}
 	}
 }
 
@@ -151,11 +156,11 @@ func TestChangedLimitKeepsTheBuckets(t *testing.T) {
 	within(t, "after raising to 30/s", allowed[web], 30, 3)
 }
 
-func TestBurstIsATenthOfASecondAtLeastOne(t *testing.T) {
+func TestBurstIsATenthOfASecondAtLeastTwo(t *testing.T) {
 	for _, c := range []struct {
 		rps  float64
 		want int
-	}{{0.5, 1}, {1, 1}, {10, 1}, {15, 2}, {100, 10}, {1000, 100}} {
+	}{{0.5, 2}, {1, 2}, {10, 2}, {15, 2}, {25, 3}, {100, 10}, {1000, 100}} {
 		if got := Burst(c.rps); got != c.want {
 			t.Errorf("Burst(%g) = %d, want %d", c.rps, got, c.want)
 		}
