@@ -19,6 +19,11 @@ import (
 // inbound_http_local_ratelimit_total. A port whose policy cannot be had
 // fails closed (the authorization layer above has already refused it).
 func Layer(lookup authz.Lookup, reg *metrics.Registry) stack.Layer {
+	return layerAt(lookup, reg, time.Now)
+}
+
+// layerAt is Layer on the clock now (a test's).
+func layerAt(lookup authz.Lookup, reg *metrics.Registry, now func() time.Time) stack.Layer {
 	servers := &servers{byPort: make(map[uint16]*server)}
 	return func(next stack.Handler) stack.Handler {
 		return stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
@@ -33,7 +38,7 @@ func Layer(lookup authz.Lookup, reg *metrics.Registry) stack.Layer {
 				return next.Serve(ctx, req)
 			}
 			lim := servers.limiter(port, in.Server)
-			if refusal := lim.Allow(time.Now(), req.Conn.ClientID, in.RateLimit); refusal != nil {
+			if refusal := lim.Allow(now(), req.Conn.ClientID, in.RateLimit); refusal != nil {
 				req.Body.Close()
 				reg.CountRateLimited(in.Server, refusal.Scope, req.Conn.ClientID)
 				return nil, fmt.Errorf("%w by Server %s: %v", stack.ErrRateLimited, serverName(in), refusal)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
@@ -66,7 +67,8 @@ func burst(h stack.Handler, n int, req func() *stack.Request) (int, error) {
 func TestLayerFollowsThePolicy(t *testing.T) {
 	p := &policies{in: make(map[uint16]*authz.Inbound)}
 	reg, _ := metrics.New(nil)
-	h := Layer(p, reg)(app)
+	// The clock stands still: no bucket refills during the test.
+	h := layerAt(p, reg, func() time.Time { return epoch })(app)
 	webReq := func() *stack.Request { return request(8080, web, "GET", "/") }
 
 	// No rate limit: nothing is refused.
