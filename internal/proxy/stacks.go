@@ -13,6 +13,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/mirror"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/ratelimit"
 	"github.com/skeinmesh/skein/internal/proxy/retry"
 	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
@@ -140,8 +141,13 @@ func inboundLayers(cfg stackConfig, az *authorize.Authorizer) []stack.Layer {
 		// above; keeps tunnels so that a tightened policy closes them.
 		journey = append(journey, az.Layer)
 	}
+	if cfg.authz != nil {
+		// rate limit: the port's Server's total, per-identity and override
+		// limits, after authorization so that a refused client takes no
+		// token; 429 / RESOURCE_EXHAUSTED, counted.
+		journey = append(journey, ratelimit.Layer(cfg.authz, cfg.metrics))
+	}
 	return append(journey,
-		// (rate limits go here: after authorization, before any work.)
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
 	)

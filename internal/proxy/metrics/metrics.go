@@ -45,7 +45,8 @@ type Registry struct {
 	tcpAuthzAllow  *prometheus.CounterVec
 	tcpAuthzDeny   *prometheus.CounterVec
 
-	timeoutsTotal *prometheus.CounterVec
+	timeoutsTotal  *prometheus.CounterVec
+	rateLimitTotal *prometheus.CounterVec
 
 	httpMu     sync.RWMutex
 	httpSeries map[HTTPLabels]*RequestRecorder
@@ -113,6 +114,7 @@ func New(constLabels map[string]string) (*Registry, error) {
 	r.tcpAuthzDeny = counter("inbound_tcp_authz_deny_total", "Inbound TCP connections denied by policy.", tcpAuthzDenyLabelNames)
 
 	r.timeoutsTotal = newTimeoutsTotal()
+	r.rateLimitTotal = newRateLimitTotal()
 	r.routeActualResponseTotal = counter("route_actual_response_total",
 		"Total attempts sent for a route (first attempts and retries) by their outcome.", routeActualResponseLabelNames)
 	r.routeRetryTotal = counter("route_retry_total",
@@ -124,7 +126,7 @@ func New(constLabels map[string]string) (*Registry, error) {
 		r.requestTotal, r.responseTotal, r.responseLatency,
 		r.tcpOpenTotal, r.tcpCloseTotal, r.tcpOpenConnections, r.tcpReadBytes, r.tcpWriteBytes,
 		r.httpAuthzAllow, r.httpAuthzDeny, r.tcpAuthzAllow, r.tcpAuthzDeny,
-		r.timeoutsTotal,
+		r.timeoutsTotal, r.rateLimitTotal,
 		r.routeActualResponseTotal, r.routeRetryTotal,
 	} {
 		if err := r.registerer.Register(c); err != nil {
@@ -139,7 +141,7 @@ func New(constLabels map[string]string) (*Registry, error) {
 func ValidateConstLabels(constLabels map[string]string) error {
 	reserved := make(map[string]bool)
 	for _, set := range [][]string{responseLabelNames, tcpCloseLabelNames, httpAuthzAllowLabelNames, tcpAuthzAllowLabelNames, timeoutLabelNames,
-		routeActualResponseLabelNames, routeRetryLabelNames} {
+		routeActualResponseLabelNames, routeRetryLabelNames, rateLimitLabelNames} {
 		for _, name := range set {
 			reserved[name] = true
 		}

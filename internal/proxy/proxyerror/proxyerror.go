@@ -39,6 +39,12 @@ func Layer(log *slog.Logger) stack.Layer {
 				// a flood of them cannot turn into a flood of lines.
 				return Answer(req, err), nil
 			}
+			if errors.Is(err, stack.ErrRateLimited) {
+				// Counted by the rate-limit layer; a client over its limit
+				// must not turn into a log line per request.
+				log.Debug("request rate limited", "client", req.Conn.Client, "client_id", req.Conn.ClientID, "err", err)
+				return Answer(req, err), nil
+			}
 			log.Info("request failed", "direction", req.Conn.Direction, "client", req.Conn.Client,
 				"authority", req.Authority, "path", req.Path, "err", err)
 			return Answer(req, err), nil
@@ -57,6 +63,8 @@ func Status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, stack.ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, stack.ErrRateLimited):
+		return http.StatusTooManyRequests
 	}
 	return http.StatusBadGateway
 }
@@ -71,6 +79,8 @@ func GRPCStatus(err error) string {
 		return "12" // UNIMPLEMENTED
 	case errors.Is(err, stack.ErrForbidden):
 		return "7" // PERMISSION_DENIED
+	case errors.Is(err, stack.ErrRateLimited):
+		return "8" // RESOURCE_EXHAUSTED
 	}
 	return "14" // UNAVAILABLE
 }

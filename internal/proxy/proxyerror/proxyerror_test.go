@@ -121,3 +121,38 @@ func TestForbiddenAnswers403AndPermissionDenied(t *testing.T) {
 		}
 	}
 }
+
+// A request over a rate limit is answered 429 (gRPC RESOURCE_EXHAUSTED),
+// the Server and the limit named only to meshed peers.
+func TestRateLimitedAnswers429AndResourceExhausted(t *testing.T) {
+	err := fmt.Errorf("%w by Server demo/api: identity limit of 10 requests per second", stack.ErrRateLimited)
+	for _, c := range []struct {
+		name    string
+		conn    *stack.ConnInfo
+		wantWhy string
+	}{
+		{"meshed peer", &stack.ConnInfo{Direction: "inbound", ClientID: "spiffe://test/ns/a/sa/b"}, err.Error()},
+		{"unmeshed", &stack.ConnInfo{Direction: "inbound"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req := &stack.Request{Method: "GET", Path: "/", Conn: c.conn, Body: stack.NoBody}
+			resp, _ := failing(err).Serve(context.Background(), req)
+			body, _ := io.ReadAll(resp.Body)
+			if resp.Status != 429 || string(body) != "Too Many Requests\n" || resp.Header.Get(Header) != c.wantWhy {
+				t.Errorf("HTTP: %d %q %s=%q, want 429 %q", resp.Status, body, Header, resp.Header.Get(Header), c.wantWhy)
+			}
+			req = &stack.Request{Method: "POST", Path: "/p.S/M", Conn: c.conn, Body: stack.NoBody,
+				Header: stack.Header{{Name: "content-type", Value: "application/grpc"}}}
+			resp, _ = failing(err).Serve(context.Background(), req)
+			wantMessage := c.wantWhy
+			if wantMessage == "" {
+				wantMessage = "Too Many Requests"
+			}
+			if resp.Status != 200 || resp.Header.Get("grpc-status") != "8" || resp.Header.Get("grpc-message") != wantMessage ||
+				resp.Header.Get(Header) != c.wantWhy {
+				t.Errorf("gRPC: %d grpc-status %q grpc-message %q %s=%q, want 200, 8, %q",
+					resp.Status, resp.Header.Get("grpc-status"), resp.Header.Get("grpc-message"), Header, resp.Header.Get(Header), wantMessage)
+			}
+		})
+	}
+}

@@ -59,3 +59,8 @@ type ForbiddenError struct{ Reason string }
 
 func (e *ForbiddenError) Error() string        { return e.Reason }
 func (e *ForbiddenError) Is(target error) bool { return target == ErrForbidden }
+
+// ErrRateLimited is returned (wrapped, naming the Server and the limit) when
+// a request is over one of its Server's local rate limits: 429, gRPC
+// RESOURCE_EXHAUSTED.
+var ErrRateLimited = errors.New("rate limited")
