@@ -28,6 +28,8 @@ type Model struct {
 	// sliceRefs counts, per pod or address, the slice endpoints of each
 	// service that point at it: a changed instance changes those services.
 	sliceRefs map[endpointRef]map[objKey]int
+	// routes are the Gateway API routes (see routes.go).
+	routes routeStore
 
 	topics          map[topicKey]*topic
 	topicsByService map[objKey]map[*topic]struct{}

@@ -62,6 +62,7 @@ func (w *Writer) Replace(snap Snapshot) {
 			s := snap.EndpointSlices[i]
 			m.setSlice(w.source, keyOf(s.Namespace, s.Name), &s, c)
 		}
+		m.replaceRoutes(w.source, snap)
 	})
 }
 
