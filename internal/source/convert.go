@@ -60,7 +60,28 @@ func Service(s *corev1.Service) (model.Service, error) {
 		}
 		out.OpaquePorts = ports
 	}
+	out.Annotations = MeshAnnotations(s.Annotations)
 	return out, errors.Join(errs...)
+}
+
+// MeshAnnotationPrefix starts the annotations the mesh reads.
+const MeshAnnotationPrefix = "skein.io/"
+
+// MeshAnnotations returns the skein.io/ annotations of an object (its
+// traffic policy: timeouts, retries, breakers), nil when it has none. The
+// policy compiler parses them; other annotations (kubectl's
+// last-applied-configuration, often large) are not kept.
+func MeshAnnotations(annotations map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range annotations {
+		if strings.HasPrefix(k, MeshAnnotationPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func servicePort(p corev1.ServicePort) (model.ServicePort, *v1alpha1.FieldError) {

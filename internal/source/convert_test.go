@@ -16,7 +16,12 @@ import (
 
 func TestService(t *testing.T) {
 	in := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Annotations: map[string]string{"skein.io/opaque-ports": "3306,25"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Annotations: map[string]string{
+			"skein.io/opaque-ports":                            "3306,25",
+			"skein.io/retry-http":                              "5xx",
+			"example.com/other":                                "x",
+			"kubectl.kubernetes.io/last-applied-configuration": "{}",
+		}},
 		Spec: corev1.ServiceSpec{
 			ClusterIPs: []string{"10.96.0.10", "fd00::10"},
 			Selector:   map[string]string{"app": "web"},
@@ -38,6 +43,7 @@ func TestService(t *testing.T) {
 			{Name: "same", Port: 25},
 		},
 		OpaquePorts: []uint16{25, 3306},
+		Annotations: map[string]string{"skein.io/opaque-ports": "3306,25", "skein.io/retry-http": "5xx"},
 	}
 	got, err := Service(in)
 	if err != nil || !reflect.DeepEqual(got, want) {
