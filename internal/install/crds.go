@@ -87,3 +87,22 @@ func stripComments(doc []byte) []byte {
 	}
 	return out
 }
+
+// BundleVersion returns the Gateway API bundle version the CRDs in files
+// carry (annotation gateway.networking.k8s.io/bundle-version), "" when
+// they carry none or disagree.
+func BundleVersion(files [][]byte) (string, error) {
+	objs, err := crdObjects(files, nil)
+	if err != nil {
+		return "", err
+	}
+	version := ""
+	for i, obj := range objs {
+		v := obj.(*unstructured.Unstructured).GetAnnotations()["gateway.networking.k8s.io/bundle-version"]
+		if i > 0 && v != version {
+			return "", nil
+		}
+		version = v
+	}
+	return version, nil
+}
