@@ -35,8 +35,8 @@ func gatewayCRD(plural, bundle string, established bool, servedVersions ...strin
 
 func gatewayDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}: "HTTPRouteList",
-		{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"}: "GRPCRouteList",
+		{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}:           "HTTPRouteList",
+		{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"}:           "GRPCRouteList",
 		{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}: "CustomResourceDefinitionList",
 	}, objs...)
 }
