@@ -67,8 +67,23 @@ func (m *Model) Routes() Routes {
 	return Routes{HTTP: effectiveRoutes[gatewayv1.HTTPRoute, *gatewayv1.HTTPRoute](m.routes.http), GRPC: effectiveRoutes[gatewayv1.GRPCRoute, *gatewayv1.GRPCRoute](m.routes.grpc), Version: m.routes.version}
 }
 
+// Service returns the Service in effect under namespace/name: what a
+// route's parentRefs and backendRefs name, and whose annotations give its
+// policy's defaults.
+func (m *Model) Service(namespace, name string) (Service, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.services[keyOf(namespace, name)].effective()
+	if s == nil {
+		return Service{}, false
+	}
+	return *s, true
+}
+
 // WatchRoutes calls update with the routes in effect as soon as it is
-// registered and again after changes, until ctx is done. Changes that come
+// registered and again after changes, until ctx is done. A change of any
+// Service (its annotations and ports are the policy's too) counts as a
+// change of the routes. Changes that come
 // while update runs are seen together in its next call, never lost. update
 // is called from one goroutine, which WatchRoutes starts and ctx stops.
 func (m *Model) WatchRoutes(ctx context.Context, update func(Routes)) {

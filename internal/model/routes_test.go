@@ -80,4 +80,20 @@ func TestRoutesAreWrittenWatchedAndReplaced(t *testing.T) {
 	if names := routeNames(m.Routes()); len(names) != 2 {
 		t.Errorf("after files' empty Replace: %v", names)
 	}
+
+	// A Service's annotations are policy too: their change wakes the
+	// watch, and the Service can be read.
+	for len(got) > 0 {
+		<-got
+	}
+	svc := webService
+	svc.Annotations = map[string]string{"skein.io/timeout-request": "2s"}
+	kube.SetService(svc)
+	nextRoutes(t, got)
+	if s, ok := m.Service("demo", "web"); !ok || s.Annotations["skein.io/timeout-request"] != "2s" {
+		t.Errorf("Service(demo, web) = %+v, %v", s, ok)
+	}
+	if _, ok := m.Service("demo", "nope"); ok {
+		t.Error("an unknown service is found")
+	}
 }

@@ -154,6 +154,7 @@ func (m *Model) setService(source string, key objKey, s *Service, c *changes) {
 		return
 	}
 	c.service(key)
+	m.routes.changed() // the policy reads services too
 	if before != nil {
 		removeFrom(m.servicesByNS, key.namespace, key)
 		for _, ip := range before.ClusterIPs {
