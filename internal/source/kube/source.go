@@ -121,6 +121,8 @@ func (s *Source) Run(ctx context.Context) error {
 	defer factory.Shutdown()
 	var late sync.WaitGroup
 	defer late.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // on an early return too: the late starters stop first
 	for _, r := range s.optionalResources() {
 		if err := serves(s.client.Discovery(), r.resource); err != nil {
 			// The CRDs may come later (installed after the controller, or
