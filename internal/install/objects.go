@@ -33,7 +33,7 @@ func Objects(cfg Config) ([]runtime.Object, error) {
 	}
 	gatewayCRDs, err := crdObjects(cfg.GatewayAPICRDs, nil)
 	if err != nil {
-		return nil, fmt.Errorf("Gateway API CRDs: %w", err)
+		return nil, fmt.Errorf("reading the Gateway API CRDs: %w", err)
 	}
 	crds = append(crds, gatewayCRDs...)
 	objs := []runtime.Object{namespace(cfg)}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
@@ -12,8 +13,8 @@ import (
 
 // The Gateway API routes the source reads, standard channel, v1.
 var (
-	HTTPRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("httproutes")
-	GRPCRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("grpcroutes")
+	HTTPRoutesResource = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
+	GRPCRoutesResource = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "grpcroutes"}
 )
 
 // routesHint says in logs what would make the cluster serve routes.

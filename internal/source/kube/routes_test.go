@@ -46,7 +46,7 @@ func startWithRoutes(t *testing.T, served *atomic.Bool, logs slog.Handler, route
 	t.Helper()
 	client := fake.NewClientset(webService())
 	client.Resources = []*metav1.APIResourceList{{
-		GroupVersion: gatewayv1.SchemeGroupVersion.String(),
+		GroupVersion: HTTPRoutesResource.GroupVersion().String(),
 		APIResources: []metav1.APIResource{{Name: "httproutes", Namespaced: true, Kind: "HTTPRoute"}, {Name: "grpcroutes", Namespaced: true, Kind: "GRPCRoute"}},
 	}}
 	var lookups atomic.Int64
