@@ -32,9 +32,10 @@ import (
 	proxyidentity "github.com/skeinmesh/skein/internal/proxy/identity"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
+	policypb "github.com/skeinmesh/skein/proto/policy"
 )
 
-// The controller's destination API answers only mesh certificates: a
+// The controller's destination and policy APIs answer only mesh certificates: a
 // client with none is refused with UNAUTHENTICATED before any endpoint is
 // sent, and one with a certificate from another trust anchor fails the
 // handshake.
@@ -52,6 +53,13 @@ func TestControllerAPIRefusesClientsWithoutMeshCertificate(t *testing.T) {
 		}
 		if updates != 0 {
 			t.Errorf("%d updates came back without a certificate, want none", updates)
+		}
+		policies, err := firstPolicies(t, conn, echo)
+		if st := status.Convert(err); st.Code() != codes.Unauthenticated || st.Message() != "a mesh client certificate is required" {
+			t.Errorf("WatchOutbound without a certificate: %v, want UNAUTHENTICATED %q", err, "a mesh client certificate is required")
+		}
+		if policies != 0 {
+			t.Errorf("%d policies came back without a certificate, want none", policies)
 		}
 	})
 	t.Run("certificate of another trust anchor", func(t *testing.T) {
@@ -89,6 +97,9 @@ func TestControllerAPIRefusesClientsWithoutMeshCertificate(t *testing.T) {
 		conn := cp.dialController(t, cp.plain, local.ClientTLS(ctlID, []string{"h2"}))
 		if updates, err := firstUpdates(t, conn, echo); updates != 1 {
 			t.Errorf("Get with a mesh certificate: %d updates, %v; want the snapshot", updates, err)
+		}
+		if policies, err := firstPolicies(t, conn, echo); policies != 1 {
+			t.Errorf("WatchOutbound with a mesh certificate: %d policies, %v; want the policy", policies, err)
 		}
 	})
 }
@@ -216,6 +227,22 @@ func firstUpdates(t *testing.T, conn *grpc.ClientConn, path string) (int, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	stream, err := destinationpb.NewDestinationClient(conn).Get(ctx, &destinationpb.GetDestination{Path: path})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := stream.Recv(); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// firstPolicies opens a policy stream for target and reads its first
+// message: 1 and nil when it came.
+func firstPolicies(t *testing.T, conn *grpc.ClientConn, target string) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := policypb.NewPolicyClient(conn).WatchOutbound(ctx, &policypb.OutboundRequest{Target: target})
 	if err != nil {
 		return 0, err
 	}

@@ -60,7 +60,7 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 		cfg.MaxStreamsPerConnection = uint32(n)
 		return err
 	})
-	fs.IntVar(&cfg.MaxDestinationStreamsPerPeer, "max-destination-streams-per-peer", cfg.MaxDestinationStreamsPerPeer, "most destination streams one client IP address may hold open; more are refused with RESOURCE_EXHAUSTED")
+	fs.IntVar(&cfg.MaxDestinationStreamsPerPeer, "max-destination-streams-per-peer", cfg.MaxDestinationStreamsPerPeer, "most destination streams, and apart from them most policy streams, one client IP address may hold open; more are refused with RESOURCE_EXHAUSTED")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", "", "Prometheus the metrics API queries, e.g. http://127.0.0.1:9090")
 	fs.StringVar(&cfg.APISocket, "api-socket", "", "unix socket to serve the metrics API on (the local mesh's CLI)")
 	fs.StringVar(&cfg.APIAddr, "api-addr", "", "TCP address to serve the metrics API on")

@@ -27,6 +27,9 @@ var (
 	}}
 	fakeRoutes = metricsapi.RoutesResponse{Kind: "service", Name: "emoji", Since: "1m", Rows: []metricsapi.RouteRow{
 		{Route: "[default]", Authority: "emoji.demo.svc.cluster.local:8080", Golden: metricsapi.Golden{RPS: 3, SuccessRate: ptr(0.999)}},
+		{Route: "demo/get-emoji", Authority: "emoji.demo.svc.cluster.local:8080",
+			Golden:  metricsapi.Golden{RPS: 20, SuccessRate: ptr(0.99), LatencyP50: ptr(2)},
+			Retries: metricsapi.Retries{ActualSuccessRate: ptr(0.8), RetryRPS: 3.5, RetryBudgetExhaustedRPS: 0.25, RetryLimitReachedRPS: 0.5}},
 	}}
 )
 
@@ -79,8 +82,14 @@ web  emoji   demo    demo    yes               100.0%   0.50  spiffe://td/ns/dem
 web  legacy  demo    demo    no (no_identity)  50.0%    0.25  -                           -
 `},
 		{"routes of a service", []string{"routes", "service/emoji", "-n", "demo"}, "namespace=demo&service=emoji&since=1m", `
-ROUTE      AUTHORITY                          SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99
-[default]  emoji.demo.svc.cluster.local:8080  99.9%    3.00  -            -            -
+ROUTE           AUTHORITY                          SUCCESS  ACTUAL  RPS   RETRY_RPS  LATENCY_P50  LATENCY_P95  LATENCY_P99
+[default]       emoji.demo.svc.cluster.local:8080  99.9%    -       3.00  -          -            -            -
+demo/get-emoji  emoji.demo.svc.cluster.local:8080  99.0%    80.0%   20.0  3.50       2.0ms        -            -
+`},
+		{"routes wide", []string{"routes", "svc/emoji", "-o", "wide"}, "namespace=&service=emoji&since=1m", `
+ROUTE           AUTHORITY                          SUCCESS  ACTUAL  RPS   RETRY_RPS  LATENCY_P50  LATENCY_P95  LATENCY_P99  BUDGET_OUT  LIMIT
+[default]       emoji.demo.svc.cluster.local:8080  99.9%    -       3.00  -          -            -            -            -           -
+demo/get-emoji  emoji.demo.svc.cluster.local:8080  99.0%    80.0%   20.0  3.50       2.0ms        -            -            0.25        0.50
 `},
 		{"routes of a workload", []string{"routes", "web"}, "namespace=&since=1m&workload=web", ""},
 	}

@@ -20,8 +20,14 @@ func newRoutesCommand() *cobra.Command {
 and authority over the --since window. For a workload: the requests it
 served (its proxies' inbound side); for service/NAME (or svc/NAME): what the
 service's clients saw. Requests that matched no route are shown as
-[default]. -o wide prints the same columns as the table. JSON fields (-o
-json) are documented in docs/cli.md.`,
+[default].
+
+For a service, SUCCESS is the effective success rate (what the clients got,
+after retries), ACTUAL the success rate of the first attempts (what the
+backends did before any retry), and RETRY_RPS the retries sent per second.
+-o wide adds retryable failures per second answered as is because the
+retry budget was out (BUDGET_OUT) or the retry limit reached (LIMIT). JSON
+fields (-o json) are documented in docs/cli.md.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flags.checkOutput(); err != nil {
@@ -35,7 +41,7 @@ json) are documented in docs/cli.md.`,
 			if err := flags.get(cmd.Context(), "/api/v1/routes", url.Values{param: {name}}, &resp); err != nil {
 				return err
 			}
-			return flags.print(cmd.OutOrStdout(), resp, func(w io.Writer, _ bool) { writeRoutesTable(w, resp) })
+			return flags.print(cmd.OutOrStdout(), resp, func(w io.Writer, wide bool) { writeRoutesTable(w, resp, wide) })
 		},
 	}
 	flags = addMetricsFlags(cmd)
@@ -59,10 +65,28 @@ func parseRoutesTarget(arg string) (param, name string, err error) {
 	return k, name, nil
 }
 
-func writeRoutesTable(w io.Writer, resp metricsapi.RoutesResponse) {
-	fmt.Fprintln(w, "ROUTE\tAUTHORITY\tSUCCESS\tRPS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99")
-	for _, r := range resp.Rows {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Route, orDash(r.Authority), formatPercent(r.SuccessRate),
-			formatRPS(r.Golden), formatLatency(r.LatencyP50), formatLatency(r.LatencyP95), formatLatency(r.LatencyP99))
+func writeRoutesTable(w io.Writer, resp metricsapi.RoutesResponse, wide bool) {
+	header := "ROUTE\tAUTHORITY\tSUCCESS\tACTUAL\tRPS\tRETRY_RPS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99"
+	if wide {
+		header += "\tBUDGET_OUT\tLIMIT"
 	}
+	fmt.Fprintln(w, header)
+	for _, r := range resp.Rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Route, orDash(r.Authority), formatPercent(r.SuccessRate),
+			formatPercent(r.ActualSuccessRate), formatRPS(r.Golden), formatRetryRate(r.Retries, r.RetryRPS),
+			formatLatency(r.LatencyP50), formatLatency(r.LatencyP95), formatLatency(r.LatencyP99))
+		if wide {
+			fmt.Fprintf(w, "\t%s\t%s", formatRetryRate(r.Retries, r.RetryBudgetExhaustedRPS), formatRetryRate(r.Retries, r.RetryLimitReachedRPS))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// formatRetryRate is a per-second retry figure, "-" for a route without
+// retry figures (a workload's, or one without a policy).
+func formatRetryRate(r metricsapi.Retries, rate float64) string {
+	if r == (metricsapi.Retries{}) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", rate)
 }

@@ -19,6 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +42,9 @@ func main() {
 	bannerAddr := flag.String("banner", "", "server-speaks-first TCP listen address")
 	call := flag.String("call", "", "act as a gRPC client: call this target's UnaryCall on one connection and report answers per replica")
 	rate := flag.Int("rate", 50, "calls per second with -call")
+	httpDelay := flag.Duration("http-delay", 0, "extra latency of every HTTP answer (not of -http-fail ones)")
+	httpFail := flag.String("http-fail", "", "comma-separated path prefixes answered at once with 500")
+	oddEvery := flag.Int("odd-every", 0, "with N > 0, every Nth /id answer is \"odd\" instead of the id")
 	logInput := flag.Bool("log-input", false, "print a line for every HTTP request (\"request <uri>\") and banner line (\"line <text>\") received, so a test can tell what reached the application")
 	flag.Parse()
 	if *id == "" {
@@ -59,7 +65,8 @@ func main() {
 	}
 	if *httpAddr != "" {
 		ln := listen(*httpAddr)
-		h := httpHandler(*id)
+		h := httpHandler(*id, *oddEvery)
+		h = shapeAnswers(h, *httpDelay, *httpFail)
 		if *logInput {
 			h = logRequests(h)
 		}
@@ -165,9 +172,38 @@ func (s *testService) StreamingInputCall(stream grpc.ClientStreamingServer[testp
 	}
 }
 
-func httpHandler(id string) http.Handler {
+func httpHandler(id string, oddEvery int) http.Handler {
 	mux := http.NewServeMux()
+	var idCalls atomic.Int64
 	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
+		if n := idCalls.Add(1); oddEvery > 0 && n%int64(oddEvery) == 0 {
+			fmt.Fprint(w, "odd")
+			return
+		}
+		fmt.Fprint(w, id)
+	})
+	// /flaky/KEY fails (503) the first time it sees KEY and answers 200
+	// after that; each request prints "flaky KEY N HASH", HASH covering the
+	// method, URI, headers and body as they arrived, so a test can tell
+	// that a retried request reached the application byte-identical.
+	var flakyMu sync.Mutex
+	flakySeen := map[string]int{}
+	mux.HandleFunc("/flaky/{key}", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h := sha256.New()
+		fmt.Fprintf(h, "%s %s\n", r.Method, r.RequestURI)
+		r.Header.Write(h)
+		h.Write(body)
+		key := r.PathValue("key")
+		flakyMu.Lock()
+		flakySeen[key]++
+		n := flakySeen[key]
+		flakyMu.Unlock()
+		fmt.Printf("flaky %s %d %x\n", key, n, h.Sum(nil))
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprint(w, id)
 	})
 	// /whoami answers with the address the connection came from.
@@ -214,6 +250,29 @@ func httpHandler(id string) http.Handler {
 		}
 	}))
 	return mux
+}
+
+// shapeAnswers delays every answer by delay, except those to paths under
+// one of the comma-separated prefixes in fail, which get 500 at once.
+func shapeAnswers(next http.Handler, delay time.Duration, fail string) http.Handler {
+	var prefixes []string
+	for p := range strings.SplitSeq(fail, ",") {
+		if p != "" {
+			prefixes = append(prefixes, p)
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(r.URL.Path, p) {
+				w.WriteHeader(http.StatusInternalServerError)
+				return
+			}
+		}
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // logRequests prints every request's URI before handing it on.

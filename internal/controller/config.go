@@ -68,7 +68,8 @@ type Config struct {
 	MaxStreamsPerConnection uint32
 	// MaxDestinationStreamsPerPeer caps the destination streams one client
 	// IP address holds open, over all its connections; past it a stream
-	// is refused with RESOURCE_EXHAUSTED.
+	// is refused with RESOURCE_EXHAUSTED. Policy streams have the same cap,
+	// counted apart.
 	MaxDestinationStreamsPerPeer int
 	// PrometheusURL is where the metrics API sends its PromQL; without it
 	// the metrics API is not served.

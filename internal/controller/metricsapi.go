@@ -59,11 +59,12 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 }
 
 // serveMetricsAPI serves the metrics API on lns until ctx ends.
-func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, log *slog.Logger) error {
+func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, log *slog.Logger) error {
 	h := metricsapi.NewHandler(metricsapi.Config{
-		PrometheusURL: cfg.PrometheusURL,
-		Inventory:     modelInventory{m},
-		Log:           log,
+		PrometheusURL:  cfg.PrometheusURL,
+		Inventory:      modelInventory{m},
+		MirrorExamples: examples,
+		Log:            log,
 	})
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, len(lns))

@@ -22,6 +22,8 @@ import (
 	"github.com/skeinmesh/skein/internal/admin"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/mirrordiff"
+	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -64,6 +66,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// A proxy holds one policy stream beside each destination stream: the
+	// same cap applies, counted apart.
+	pol, err := policy.NewServer(log, reg, cfg.MaxDestinationStreamsPerPeer)
+	if err != nil {
+		return err
+	}
+	pol.Start(ctx, m)
 
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
@@ -94,7 +103,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv := newGRPCServer(cfg, idService.ServerTLS(meshid.Controller(td)))
 	dest.Register(srv)
+	pol.Register(srv)
 	idService.Register(srv)
+	mirrorExamples := mirrordiff.NewStore()
+	mirrordiff.NewServer(mirrorExamples).Register(srv)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
@@ -112,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveMetricsAPI(ctx, apiLns, cfg, m, log); err != nil {
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, log); err != nil {
 				errc <- err
 			}
 		}()

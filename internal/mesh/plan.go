@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/source/files"
@@ -19,7 +20,10 @@ var proxyPorts = []int32{4140, 4143, 4191}
 type plan struct {
 	services  []*corev1.Service
 	workloads []*v1alpha1.Workload
-	ignored   []files.Ignored // documents read and left out
+	// httpRoutes and grpcRoutes are passed to the controller as they are.
+	httpRoutes []*gatewayv1.HTTPRoute
+	grpcRoutes []*gatewayv1.GRPCRoute
+	ignored    []files.Ignored // documents read and left out
 }
 
 // readPlan reads and validates the manifests at path: everything the
@@ -77,7 +81,7 @@ func readPlan(path string) (*plan, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &plan{services: m.Services, workloads: m.Workloads, ignored: m.Ignored}, nil
+	return &plan{services: m.Services, workloads: m.Workloads, httpRoutes: m.HTTPRoutes, grpcRoutes: m.GRPCRoutes, ignored: m.Ignored}, nil
 }
 
 // maxHostBase leaves room for "-NN" in a host name of at most 32 characters.

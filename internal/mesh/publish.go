@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
@@ -102,8 +103,8 @@ func (m *Mesh) writeHosts(in *instance) error {
 }
 
 // writeControllerManifests tells the controller what runs: the services
-// with their virtual IPs, and each workload with the addresses of its ready
-// replicas. The caller holds m.mu (or nothing runs yet).
+// with their virtual IPs, each workload with the addresses of its ready
+// replicas, and the routes. The caller holds m.mu (or nothing runs yet).
 func (m *Mesh) writeControllerManifests() error {
 	var docs []string
 	for _, s := range m.plan.services {
@@ -130,6 +131,25 @@ func (m *Mesh) writeControllerManifests() error {
 		}
 		n := int32(len(out.Spec.Addresses))
 		out.Spec.Replicas = &n
+		b, err := yaml.Marshal(out)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, string(b))
+	}
+	// Routes go as they were written: they name Services, not addresses.
+	for _, r := range m.plan.httpRoutes {
+		out := r.DeepCopy()
+		out.TypeMeta = metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "HTTPRoute"}
+		b, err := yaml.Marshal(out)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, string(b))
+	}
+	for _, r := range m.plan.grpcRoutes {
+		out := r.DeepCopy()
+		out.TypeMeta = metav1.TypeMeta{APIVersion: gatewayv1.GroupVersion.String(), Kind: "GRPCRoute"}
 		b, err := yaml.Marshal(out)
 		if err != nil {
 			return err

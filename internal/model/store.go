@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Model holds what the sources wrote and answers Watch. It is safe for
@@ -19,6 +21,9 @@ type Model struct {
 	services  map[objKey]bySource[Service]
 	instances map[objKey]bySource[instance]
 	slices    map[objKey]bySource[EndpointSlice]
+	// Gateway API routes, read by the policy compiler only.
+	httpRoutes map[objKey]bySource[gatewayv1.HTTPRoute]
+	grpcRoutes map[objKey]bySource[gatewayv1.GRPCRoute]
 
 	servicesByNS    map[string]map[objKey]*Service
 	servicesByIP    map[netip.Addr]map[objKey]struct{}
@@ -28,12 +33,15 @@ type Model struct {
 	// sliceRefs counts, per pod or address, the slice endpoints of each
 	// service that point at it: a changed instance changes those services.
 	sliceRefs map[endpointRef]map[objKey]int
-	// routes are the Gateway API routes (see routes.go).
-	routes routeStore
 
 	topics          map[topicKey]*topic
 	topicsByService map[objKey]map[*topic]struct{}
 	topicsByIP      map[netip.Addr]map[*topic]struct{}
+
+	// policyListeners are the WatchPolicyInputs calls, woken when a
+	// Service or a route changes; policyVersion counts those changes.
+	policyListeners map[chan struct{}]struct{}
+	policyVersion   uint64
 
 	activeWatches atomic.Int64
 	// versions numbers the sets handed out (see EndpointSet.Version).
@@ -63,6 +71,9 @@ func New(opts ...Option) *Model {
 		services:        map[objKey]bySource[Service]{},
 		instances:       map[objKey]bySource[instance]{},
 		slices:          map[objKey]bySource[EndpointSlice]{},
+		httpRoutes:      map[objKey]bySource[gatewayv1.HTTPRoute]{},
+		grpcRoutes:      map[objKey]bySource[gatewayv1.GRPCRoute]{},
+		policyListeners: map[chan struct{}]struct{}{},
 		servicesByNS:    map[string]map[objKey]*Service{},
 		servicesByIP:    map[netip.Addr]map[objKey]struct{}{},
 		instancesByNS:   map[string]map[objKey]*instance{},

@@ -3,6 +3,8 @@ package model
 import (
 	"net/netip"
 	"reflect"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Writer is one source's handle on the model. Objects written through it
@@ -51,6 +53,8 @@ func (w *Writer) Replace(snap Snapshot) {
 				m.setSlice(w.source, key, nil, c)
 			}
 		}
+		replaceRoutes(m.httpRoutes, w.source, snap.HTTPRoutes, c)
+		replaceRoutes(m.grpcRoutes, w.source, snap.GRPCRoutes, c)
 		for i := range snap.Services {
 			s := snap.Services[i]
 			m.setService(w.source, keyOf(s.Namespace, s.Name), &s, c)
@@ -62,8 +66,33 @@ func (w *Writer) Replace(snap Snapshot) {
 			s := snap.EndpointSlices[i]
 			m.setSlice(w.source, keyOf(s.Namespace, s.Name), &s, c)
 		}
-		m.replaceRoutes(w.source, snap)
 	})
+}
+
+// replaceRoutes makes routes the source's whole set of one route kind.
+func replaceRoutes[T gatewayv1.HTTPRoute | gatewayv1.GRPCRoute](layers map[objKey]bySource[T], source string, routes []*T, c *changes) {
+	keep := map[objKey]*T{}
+	for _, r := range routes {
+		keep[routeKey(r)] = r
+	}
+	for key, b := range layers {
+		if _, ok := b[source]; ok && keep[key] == nil {
+			setRoute[T](layers, source, key, nil, c)
+		}
+	}
+	for key, r := range keep {
+		setRoute(layers, source, key, r, c)
+	}
+}
+
+func routeKey[T gatewayv1.HTTPRoute | gatewayv1.GRPCRoute](r *T) objKey {
+	switch r := any(r).(type) {
+	case *gatewayv1.HTTPRoute:
+		return keyOf(r.Namespace, r.Name)
+	case *gatewayv1.GRPCRoute:
+		return keyOf(r.Namespace, r.Name)
+	}
+	return objKey{}
 }
 
 // SetService adds or replaces a service.
@@ -123,6 +152,9 @@ func Identity(trustDomain, namespace, serviceAccount string) string {
 type changes struct {
 	services map[objKey]struct{}
 	ips      map[netip.Addr]struct{}
+	// policy is set when a Service or a route changed: the policy
+	// compiler's inputs.
+	policy bool
 }
 
 func (c *changes) service(k objKey) { c.services[k] = struct{}{} }
@@ -141,6 +173,9 @@ func (m *Model) write(apply func(*changes)) {
 	defer m.mu.Unlock()
 	apply(c)
 	m.publish(c)
+	if c.policy {
+		m.publishPolicy()
+	}
 }
 
 func (m *Model) setService(source string, key objKey, s *Service, c *changes) {
@@ -154,7 +189,7 @@ func (m *Model) setService(source string, key objKey, s *Service, c *changes) {
 		return
 	}
 	c.service(key)
-	m.routes.changed() // the policy reads services too
+	c.policy = true
 	if before != nil {
 		removeFrom(m.servicesByNS, key.namespace, key)
 		for _, ip := range before.ClusterIPs {

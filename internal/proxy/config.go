@@ -15,6 +15,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/mirror"
 )
 
 // Mode says how redirected connections reach the proxy.
@@ -181,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateControlPlane()...)
 	if err := metrics.ValidateConstLabels(c.Labels); err != nil {
+		errs = append(errs, fmt.Errorf("labels: %w", err))
+	}
+	if err := mirror.ValidateConstLabels(c.Labels); err != nil {
 		errs = append(errs, fmt.Errorf("labels: %w", err))
 	}
 	if err := c.Balance.Validate(); err != nil {

@@ -15,9 +15,13 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/mirror"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/policyclient"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/routes"
+	mirrorpb "github.com/skeinmesh/skein/proto/mirror"
 )
 
 // Run serves until ctx ends or /shutdown is called, then drains: for
@@ -65,9 +69,21 @@ func Run(ctx context.Context, cfg Config) error {
 	defer closeAll(lns)
 
 	out := outbound.New(connCtx, resolver, cfg.Balance, cp.meshClient(), log)
+	if err := out.CountBreakerChanges(reg.Registerer()); err != nil {
+		return err
+	}
 	in := inbound.New(cfg.Mode == ModeTProxy)
 	engineCfg := newEngineConfig(cfg.TunnelIdleTimeout)
-	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log}
+	examples := mirror.NewExamples()
+	mirrors, err := mirror.New(connCtx, mirror.Config{Registerer: reg.Registerer(), Examples: examples, Log: log})
+	if err != nil {
+		return err
+	}
+	if cp.conn != nil {
+		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
+	}
+	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
+		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	inHTTP := newHTTPServers(inboundStack(connCtx, in, stacks), engineCfg, log)
 	refused, err := refusedCounter(reg.Registerer())
@@ -175,6 +191,15 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 		cancel()
 		<-done
 	}
+}
+
+// startPolicies is the outbound policy of each destination: from the
+// controller, over the connection discovery uses, or none without one.
+func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) routes.Lookup {
+	if cp.conn == nil {
+		return nil // no controller, no policy: the route layer is left out
+	}
+	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log})
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

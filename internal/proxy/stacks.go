@@ -8,10 +8,15 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
+	"github.com/skeinmesh/skein/internal/proxy/mirror"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
+	"github.com/skeinmesh/skein/internal/proxy/retry"
+	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/timeout"
 	"github.com/skeinmesh/skein/internal/proxy/tunnel"
+	"github.com/skeinmesh/skein/internal/routes"
 )
 
 // The request path of each direction, in the order a request meets it.
@@ -30,18 +35,25 @@ type stackConfig struct {
 	tunnelIdleTimeout time.Duration
 	engines           clientpool.Engines
 	log               *slog.Logger
+	// routes is the controller's outbound policy; nil without a
+	// controller (the route layer then passes requests untouched).
+	routes routes.Lookup
+	// mirrors sends the copies of mirrored requests; nil mirrors nothing.
+	mirrors *mirror.Mirrorer
 }
 
 // outboundStack is the journey of a request the workload sends out.
 func outboundStack(out *outbound.Upstream, cfg stackConfig) stack.Handler {
 	// connect: a pooled engine Client to the chosen endpoint — HTTP/2 over
 	// mesh TLS to a peer proxy, else as the client spoke.
-	return stack.Build(out.Connect(cfg.engines), outboundLayers(out, cfg)...)
+	connect := out.Connect(cfg.engines)
+	return stack.Build(connect, outboundLayers(out, connect, cfg)...)
 }
 
-// outboundLayers are the layers of the outbound stack, outermost first.
-func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
-	return []stack.Layer{
+// outboundLayers are the layers of the outbound stack, outermost first,
+// over connect.
+func outboundLayers(out *outbound.Upstream, connect stack.Handler, cfg stackConfig) []stack.Layer {
+	layers := []stack.Layer{
 		// metrics: request_total, response_total, response_latency_ms, as
 		// the client saw them (the proxy's own answers included).
 		// (tap goes beside metrics: it reads the same request and answer.)
@@ -49,20 +61,44 @@ func outboundLayers(out *outbound.Upstream, cfg stackConfig) []stack.Layer {
 		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE.
 		proxyerror.Layer(cfg.log),
 		// (rate limits go here: before any work is done for a request.)
-		// (route goes here: match path/method/headers, pick a backend of a
-		// weighted split, name route_name; mirroring copies the request to
-		// a second backend from here, never delaying the primary.)
-		// (timeout and retry go here, above resolve, so that a retry may
-		// land on another endpoint and the timeout covers every attempt.)
-		// resolve: the destination by authority, then by the address the
-		// client dialled; fails closed.
+		// route: the destination's policy, the request's rule (404 / gRPC
+		// UNIMPLEMENTED when routes exist and none matches), fault
+		// injection, redirect, header modifiers, rewrite, the weighted
+		// backend; names route_name for the metrics above.
+		route.Layer(cfg.routes, cfg.log),
+	}
+	if cfg.mirrors != nil {
+		// mirror: a copy of the share of requests the rule asks goes to
+		// each mirror backend on a path of its own, resolved, balanced and
+		// over mTLS like any request but without metrics, errors or
+		// retries, never delaying the primary; its answer is compared.
+		layers = append(layers, cfg.mirrors.Layer(mirrorPath(out, connect)))
+	}
+	return append(layers,
+		// timeout: the rule's request, response-header and idle timeouts
+		// and the client's grpc-timeout, over every attempt below: 504 /
+		// DEADLINE_EXCEEDED, counted.
+		timeout.Layer(cfg.metrics),
+		// retry: the rule's retries, within the destination's retry budget,
+		// each attempt under the per-try timeout; below the timeout and
+		// above resolve, so that a retry may land on another endpoint.
+		retry.Layer(retry.NewBudgets(retry.DefaultMaxBudgets, nil), cfg.metrics, cfg.log),
+		// resolve: the destination by the route's backend or the authority,
+		// then by the address the client dialled; fails closed.
 		out.Resolve,
-		// balance: pick an endpoint (P2C over peak-EWMA), retry connect
-		// failures on another (up to 3), feed the outcome back.
+		// balance: pick an endpoint (P2C over peak-EWMA) in the request's
+		// breaker scope, retry connect failures on another (up to 3), feed
+		// the outcome back.
 		out.Balance,
 		// tunnels: an accepted CONNECT or upgrade is closed when idle.
 		tunnel.Layer(cfg.tunnelIdleTimeout),
-	}
+	)
+}
+
+// mirrorPath is the journey of a mirror's copy of a request, to
+// req.Info.Backend: resolve, balance, connect.
+func mirrorPath(out *outbound.Upstream, connect stack.Handler) stack.Handler {
+	return stack.Build(connect, out.Resolve, out.Balance)
 }
 
 // inboundStack is the journey of a request that arrives for the workload.

@@ -106,7 +106,7 @@ func layeredRequest(t testing.TB, grpc bool) func() {
 		io.Copy(io.Discard, req.Body)
 		return resp, nil
 	})
-	h := stack.Build(end, outboundLayers(out, cfg)...)
+	h := stack.Build(end, outboundLayers(out, end, cfg)...)
 	req := &stack.Request{Conn: ci}
 	return func() {
 		*req = stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}

@@ -160,6 +160,12 @@ type Backend struct {
 type Mirror struct {
 	Backend Backend
 	Percent float64
+	// CompareHeaders are the response header fields (lower case) compared
+	// with the primary's besides the status: skein.io/mirror-compare-headers
+	// of the route, else of the Service, which the controller copies into
+	// every Mirror. Nil means the default, content-type and grpc-status; a
+	// field missing from the headers is looked up in the trailers.
+	CompareHeaders []string
 }
 
 // Timeouts of a rule; 0 means none.

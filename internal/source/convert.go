@@ -22,9 +22,10 @@ import (
 // values naming them. Only TCP ports are kept: the mesh proxies TCP.
 func Service(s *corev1.Service) (model.Service, error) {
 	out := model.Service{
-		Namespace: s.Namespace,
-		Name:      s.Name,
-		Selector:  s.Spec.Selector,
+		Namespace:   s.Namespace,
+		Name:        s.Name,
+		Selector:    s.Spec.Selector,
+		Annotations: skeinAnnotations(s.Annotations),
 	}
 	var errs []error
 	ips, field := s.Spec.ClusterIPs, func(i int) string { return fmt.Sprintf("spec.clusterIPs[%d]", i) }
@@ -60,21 +61,16 @@ func Service(s *corev1.Service) (model.Service, error) {
 		}
 		out.OpaquePorts = ports
 	}
-	out.Annotations = MeshAnnotations(s.Annotations)
 	return out, errors.Join(errs...)
 }
 
-// MeshAnnotationPrefix starts the annotations the mesh reads.
-const MeshAnnotationPrefix = "skein.io/"
-
-// MeshAnnotations returns the skein.io/ annotations of an object (its
-// traffic policy: timeouts, retries, breakers), nil when it has none. The
-// policy compiler parses them; other annotations (kubectl's
-// last-applied-configuration, often large) are not kept.
-func MeshAnnotations(annotations map[string]string) map[string]string {
+// skeinAnnotations are the skein.io/ annotations of an object (nil when it
+// has none): the policy compiler reads them; the rest mean nothing to the
+// mesh.
+func skeinAnnotations(all map[string]string) map[string]string {
 	var out map[string]string
-	for k, v := range annotations {
-		if strings.HasPrefix(k, MeshAnnotationPrefix) {
+	for k, v := range all {
+		if strings.HasPrefix(k, "skein.io/") {
 			if out == nil {
 				out = map[string]string{}
 			}

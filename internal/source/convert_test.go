@@ -17,11 +17,7 @@ import (
 func TestService(t *testing.T) {
 	in := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Annotations: map[string]string{
-			"skein.io/opaque-ports":                            "3306,25",
-			"skein.io/retry-http":                              "5xx",
-			"example.com/other":                                "x",
-			"kubectl.kubernetes.io/last-applied-configuration": "{}",
-		}},
+			"skein.io/opaque-ports": "3306,25", "skein.io/retry-http": "5xx", "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
 		Spec: corev1.ServiceSpec{
 			ClusterIPs: []string{"10.96.0.10", "fd00::10"},
 			Selector:   map[string]string{"app": "web"},
@@ -43,6 +39,7 @@ func TestService(t *testing.T) {
 			{Name: "same", Port: 25},
 		},
 		OpaquePorts: []uint16{25, 3306},
+		// The skein.io/ annotations only, for the policy compiler.
 		Annotations: map[string]string{"skein.io/opaque-ports": "3306,25", "skein.io/retry-http": "5xx"},
 	}
 	got, err := Service(in)

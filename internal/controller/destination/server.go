@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/skeinmesh/skein/internal/controller/clientip"
+	"github.com/skeinmesh/skein/internal/controller/peerstreams"
 	"github.com/skeinmesh/skein/internal/model"
 	destinationpb "github.com/skeinmesh/skein/proto/destination"
 )
@@ -33,8 +34,11 @@ type Server struct {
 	log     *slog.Logger
 	metrics *serverMetrics
 	deltas  deltaCache
-	streams *peerStreams
+	streams *peerstreams.Limit
 }
+
+// DefaultMaxStreamsPerPeer is peerstreams.DefaultMax.
+const DefaultMaxStreamsPerPeer = peerstreams.DefaultMax
 
 // Limits bound what one client can hold open.
 type Limits struct {
@@ -56,7 +60,7 @@ func NewServer(watcher model.Watcher, log *slog.Logger, reg prometheus.Registere
 	}
 	return &Server{
 		watcher: watcher, log: log.With("component", "destination"), metrics: m,
-		streams: newPeerStreams(limits.MaxStreamsPerPeer),
+		streams: peerstreams.New(limits.MaxStreamsPerPeer),
 	}, nil
 }
 
@@ -78,12 +82,12 @@ func (s *Server) Get(req *destinationpb.GetDestination, stream grpc.ServerStream
 	if p, ok := peer.FromContext(ctx); ok {
 		log = log.With("peer", p.Addr.String())
 	}
-	release, ok := s.streams.acquire(clientip.FromContext(ctx))
+	release, ok := s.streams.Acquire(clientip.FromContext(ctx))
 	if !ok {
 		s.metrics.streamsRefused.Inc()
-		log.Debug("destination stream refused: too many open from this peer", "max", s.streams.max)
+		log.Debug("destination stream refused: too many open from this peer", "max", s.streams.Max())
 		return status.Errorf(codes.ResourceExhausted,
-			"too many open destination streams from this client: at most %d per peer", s.streams.max)
+			"too many open destination streams from this client: at most %d per peer", s.streams.Max())
 	}
 	defer release()
 

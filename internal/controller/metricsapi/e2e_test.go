@@ -76,6 +76,17 @@ func demoTraffic(web, emoji *fakeProxy) {
 		web.reg.Request(webToEmoji).Response(200, "0", 2*time.Millisecond)
 		emoji.reg.Request(emojiInbound).Response(200, "0", 2*time.Millisecond)
 	}
+	// web's retry layer on that route: of the 4 calls' first attempts one
+	// failed with UNAVAILABLE and was retried, successfully (the clients
+	// saw 4 successes; emoji's inbound side is not part of this).
+	route := web.reg.Route(metrics.RouteLabels{Direction: metrics.DirectionOutbound, Service: "demo/emoji", Port: 8080, RouteName: "get-emoji"})
+	for range 3 {
+		route.Attempt(false, 200, "0")
+	}
+	route.Attempt(false, 200, "14")
+	route.Retry(metrics.RetryAttempted)
+	route.Attempt(true, 200, "0")
+	route.Retry(metrics.RetrySucceeded)
 
 	webToLegacy := metrics.HTTPLabels{
 		Direction: metrics.DirectionOutbound, Authority: "legacy.demo.svc.cluster.local:80",
@@ -277,6 +288,14 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 			t.Fatalf("emoji service routes %+v, want get-emoji", routes.Rows)
 		}
 		checkBetween(t, "get-emoji p50", routes.Rows[0].LatencyP50, 1, 2)
+		// Effective (the clients' 4 successes of 4) against actual (3 of
+		// the 4 first attempts), and one retry per batch.
+		checkRate(t, "get-emoji effective success_rate", routes.Rows[0].SuccessRate, 1)
+		checkRate(t, "get-emoji actual_success_rate", routes.Rows[0].ActualSuccessRate, 0.75)
+		checkRPS(t, "get-emoji retry_rps", routes.Rows[0].RetryRPS, sent.rate(time.Now(), 1), 1)
+		if routes.Rows[0].RetryBudgetExhaustedRPS != 0 || routes.Rows[0].RetryLimitReachedRPS != 0 {
+			t.Errorf("get-emoji budget exhausted %v, limit reached %v per second; want none", routes.Rows[0].RetryBudgetExhaustedRPS, routes.Rows[0].RetryLimitReachedRPS)
+		}
 	})
 }
 

@@ -1,10 +1,11 @@
 // Package metricsapi is the controller's metrics API: golden metrics per
-// workload, service and namespace (stat), who calls whom (edges) and per
-// route (routes), answered as JSON by querying Prometheus with PromQL over
-// the proxies' metrics (docs/metrics.md). It stores nothing itself: every
-// answer is computed from Prometheus at the moment of the request, plus the
-// controller's inventory for what Prometheus cannot know (replica counts,
-// meshed counts of idle workloads).
+// workload, service and namespace (stat), who calls whom (edges), per
+// route (routes) and how mirrored requests compared (diff), answered as
+// JSON by querying Prometheus with PromQL over the proxies' metrics
+// (docs/metrics.md). It stores nothing itself: every answer is computed
+// from Prometheus at the moment of the request, plus the controller's
+// inventory for what Prometheus cannot know (replica counts, meshed counts
+// of idle workloads) and the mismatch examples proxies reported.
 package metricsapi
 
 import (
@@ -29,6 +30,9 @@ type Config struct {
 	// Inventory lists the workloads the controller knows, for replica and
 	// meshed counts. Optional: without it those come from Prometheus alone.
 	Inventory Inventory
+	// MirrorExamples gives the mismatch examples proxies reported, for
+	// /api/v1/diff. Optional: without it, diff shows counts only.
+	MirrorExamples MirrorExamples
 	// Log receives one line per failed request. Optional.
 	Log *slog.Logger
 	// QueryTimeout bounds each PromQL query. Default 10 s.
@@ -62,9 +66,11 @@ type server struct {
 	log       *slog.Logger
 	timeout   time.Duration
 	now       func() time.Time
+	examples  MirrorExamples
 }
 
-// NewHandler serves the metrics API under /api/v1/ (stat, edges, routes).
+// NewHandler serves the metrics API under /api/v1/ (stat, edges, routes,
+// diff).
 // Call cfg.Validate first: a configuration that does not validate gives a
 // handler that answers every request with 500 and the reason.
 func NewHandler(cfg Config) http.Handler {
@@ -83,7 +89,7 @@ func NewHandler(cfg Config) http.Handler {
 		client, _ := api.NewClient(api.Config{Address: cfg.PrometheusURL}) // checked by Validate
 		prom = promv1.NewAPI(client)
 	}
-	s := &server{prom: prom, inventory: cfg.Inventory, log: log, timeout: cfg.QueryTimeout, now: time.Now}
+	s := &server{prom: prom, inventory: cfg.Inventory, log: log, timeout: cfg.QueryTimeout, now: time.Now, examples: cfg.MirrorExamples}
 	if s.timeout == 0 {
 		s.timeout = DefaultQueryTimeout
 	}
@@ -94,6 +100,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/v1/stat", s.serveStat)
 	mux.HandleFunc("GET /api/v1/edges", s.serveEdges)
 	mux.HandleFunc("GET /api/v1/routes", s.serveRoutes)
+	mux.HandleFunc("GET /api/v1/diff", s.serveDiff)
 	return mux
 }
 

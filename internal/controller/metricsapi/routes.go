@@ -23,11 +23,28 @@ type RoutesResponse struct {
 	Rows      []RouteRow `json:"rows"`
 }
 
-// RouteRow is one route of one authority.
+// RouteRow is one route of one authority. Golden's success rate is the
+// effective one (what the clients got, after retries).
 type RouteRow struct {
 	Route     string `json:"route"`
 	Authority string `json:"authority"`
 	Golden
+	Retries
+}
+
+// Retries are a service route's retry figures, from its clients' retry
+// layer; null (or 0) for a workload's routes and for routes without a
+// policy.
+type Retries struct {
+	// ActualSuccessRate is the success rate of the first attempts, before
+	// any retry, 0..1.
+	ActualSuccessRate *float64 `json:"actual_success_rate"`
+	// RetryRPS is retries sent per second; the other two are retryable
+	// failures per second answered as is because the destination's retry
+	// budget was out, or the rule's retry limit reached.
+	RetryRPS                float64 `json:"retry_rps"`
+	RetryBudgetExhaustedRPS float64 `json:"retry_budget_exhausted_rps"`
+	RetryLimitReachedRPS    float64 `json:"retry_limit_reached_rps"`
 }
 
 func (s *server) serveRoutes(w http.ResponseWriter, r *http.Request) {
@@ -83,16 +100,79 @@ func (s *server) routes(ctx context.Context, kind, name string, win window) ([]R
 	if err != nil {
 		return nil, err
 	}
+	by := []string{"route_name", "authority"}
+	retries := make(map[string]*Retries)
+	if kind == KindService {
+		if retries, err = in.retries(ctx, ms, by, win.since); err != nil {
+			return nil, err
+		}
+	}
 	rows := make([]RouteRow, 0, len(groups))
-	for _, g := range groups {
-		rows = append(rows, RouteRow{
+	for key, g := range groups {
+		row := RouteRow{
 			Route:     cmp.Or(string(g.labels[model.LabelName("route_name")]), DefaultRoute),
 			Authority: string(g.labels["authority"]),
 			Golden:    g.Golden,
-		})
+		}
+		if r := retries[key]; r != nil {
+			row.Retries = *r
+		}
+		rows = append(rows, row)
 	}
 	slices.SortFunc(rows, func(a, b RouteRow) int {
 		return cmp.Or(cmp.Compare(a.Authority, b.Authority), cmp.Compare(a.Route, b.Route))
 	})
 	return rows, nil
+}
+
+// retries computes Retries per group of labels from the series the retry
+// layer keeps (labelled as response_total is, so ms selects them too):
+//
+//	sum by (labels) (rate(route_actual_response_total{ms,attempt="first"}[since]))
+//	sum by (labels) (rate(route_actual_response_total{ms,attempt="first",classification="success"}[since]))
+//	sum by (labels, result) (rate(route_retry_total{ms}[since]))
+func (in instant) retries(ctx context.Context, ms []matcher, labels []string, since string) (map[string]*Retries, error) {
+	out := make(map[string]*Retries)
+	get := func(m model.Metric) *Retries {
+		k := groupKey(m, labels)
+		if out[k] == nil {
+			out[k] = &Retries{}
+		}
+		return out[k]
+	}
+	first := with(ms, eq("attempt", "first"))
+	total, err := in.vector(ctx, sumRate("route_actual_response_total", first, labels, since))
+	if err != nil {
+		return nil, err
+	}
+	success, err := in.vector(ctx, sumRate("route_actual_response_total", with(first, eq("classification", "success")), labels, since))
+	if err != nil {
+		return nil, err
+	}
+	succeeded := make(map[string]float64)
+	for _, s := range success {
+		succeeded[groupKey(s.Metric, labels)] = float64(s.Value)
+	}
+	for _, s := range total {
+		if s.Value > 0 {
+			rate := succeeded[groupKey(s.Metric, labels)] / float64(s.Value)
+			get(s.Metric).ActualSuccessRate = &rate
+		}
+	}
+	results, err := in.vector(ctx, sumRate("route_retry_total", ms, append(slices.Clone(labels), "result"), since))
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range results {
+		r := get(s.Metric)
+		switch s.Metric["result"] {
+		case "attempted":
+			r.RetryRPS = float64(s.Value)
+		case "budget_exhausted":
+			r.RetryBudgetExhaustedRPS = float64(s.Value)
+		case "limit_reached":
+			r.RetryLimitReachedRPS = float64(s.Value)
+		}
+	}
+	return out, nil
 }

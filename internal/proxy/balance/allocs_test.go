@@ -8,7 +8,7 @@ import (
 // The request path's allocations are a budget: a change that adds one
 // fails here, not unnoticed in a benchmark nobody reran.
 func TestPickAndDoneAllocateOnlyTheHandle(t *testing.T) {
-	b := New(Options{FailureAccrual: DefaultFailureAccrual})
+	b := New(DefaultOptions())
 	b.Update(endpoints(testAddrs(100)...))
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {

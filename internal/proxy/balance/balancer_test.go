@@ -112,7 +112,7 @@ func TestBalancerFavoursHeavierEndpointUnderLoad(t *testing.T) {
 func TestUpdateKeepsStateOfKeptEndpoints(t *testing.T) {
 	addrs := testAddrs(3)
 	kept, added := addrs[0], addrs[2]
-	b, clock := newTestBalancer(t, Options{FailureAccrual: 5}, addrs[:2]...)
+	b, clock := newTestBalancer(t, Options{Breaker: BreakerPolicy{Consecutive: 5}}, addrs[:2]...)
 	// Give kept a history: a slow answer, two failures and a request in flight.
 	slowly := func(netip.AddrPort) outcome { return outcome{latency: 400 * time.Millisecond} }
 	serve(t, b, clock, slowly, addrs[1])
@@ -274,21 +274,37 @@ func TestPickAvoid(t *testing.T) {
 	}
 }
 
-func TestSingleEndpointIsAlwaysPicked(t *testing.T) {
+func TestLoneEndpointIsEjectedOnlyWhenTheCapAllowsAll(t *testing.T) {
 	addr := testAddrs(1)[0]
-	b, clock := newTestBalancer(t, Options{FailureAccrual: 1}, addr)
-	serve(t, b, clock, func(netip.AddrPort) outcome { return outcome{failed: true} })
+	fail := func(netip.AddrPort) outcome { return outcome{failed: true} }
+	// Under the default cap (50% of one endpoint, rounded down: none) a
+	// lone endpoint stays in, however it fails.
+	b, clock := newTestBalancer(t, Options{Breaker: BreakerPolicy{Consecutive: 1}}, addr)
+	for range 3 {
+		serve(t, b, clock, fail)
+	}
+	if s := statusOf(t, b, addr); s.Ejected {
+		t.Fatalf("a lone endpoint was ejected under a 50%% cap: %+v", s)
+	}
+
+	// Allowed 100%, it is ejected: Pick says so until the penalty ends,
+	// then lets exactly one probe through.
+	b, clock = newTestBalancer(t, Options{Breaker: BreakerPolicy{Consecutive: 1, MaxEjectedPercent: 100}}, addr)
+	serve(t, b, clock, fail)
 	if !statusOf(t, b, addr).Ejected {
-		t.Fatalf("endpoint not ejected after a failure with FailureAccrual 1")
+		t.Fatalf("endpoint not ejected after a failure with Consecutive 1")
 	}
-	// Ejected, and even with a probe outstanding, it is all there is.
-	clock.Advance(DefaultEjectMin)
-	h1, h2 := mustPick(t, b), mustPick(t, b)
-	if h1.Endpoint().Addr != addr || h2.Endpoint().Addr != addr {
-		t.Fatalf("picked %v and %v, want %v", h1.Endpoint().Addr, h2.Endpoint().Addr, addr)
+	if _, err := b.Pick(context.Background()); !errors.Is(err, ErrAllEjected) {
+		t.Fatalf("Pick while the only endpoint is ejected: %v, want ErrAllEjected", err)
 	}
-	h1.Done(false)
-	h2.Done(false)
+	clock.Advance(DefaultMinPenalty)
+	probe := mustPick(t, b)
+	if _, err := b.Pick(context.Background()); !errors.Is(err, ErrAllEjected) {
+		t.Fatalf("second Pick while the probe is in flight: %v, want ErrAllEjected", err)
+	}
+	probe.Done(false)
+	h := mustPick(t, b)
+	h.Done(false)
 }
 
 func TestHandleRespondedRecordsHeaderLatency(t *testing.T) {
@@ -307,7 +323,7 @@ func TestHandleRespondedRecordsHeaderLatency(t *testing.T) {
 
 func TestHandleDoneTwiceIsNoOp(t *testing.T) {
 	addr := testAddrs(1)[0]
-	b, _ := newTestBalancer(t, Options{FailureAccrual: 2}, addr)
+	b, _ := newTestBalancer(t, Options{Breaker: BreakerPolicy{Consecutive: 2}}, addr)
 	h := mustPick(t, b)
 	h.Done(true)
 	h.Done(true)

@@ -8,7 +8,7 @@ import (
 
 func BenchmarkPick(b *testing.B) {
 	for _, n := range []int{3, 100} {
-		bal := New(Options{FailureAccrual: DefaultFailureAccrual})
+		bal := New(DefaultOptions())
 		bal.Update(endpoints(testAddrs(n)...))
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {

@@ -1,6 +1,8 @@
 package balance
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -28,14 +30,14 @@ func TestBalancerAvoidsEndpointThatFailsFast(t *testing.T) {
 		t.Errorf("the fast-failing endpoint got %d of %d picks, want at most 1%%", badPicks, picks)
 	}
 	if s := statusOf(t, b, bad); s.Ejected {
-		t.Errorf("ejected with FailureAccrual 0: %+v", s)
+		t.Errorf("ejected with the breaker off: %+v", s)
 	}
 }
 
 func TestBreakerEjectsProbesAndRestores(t *testing.T) {
 	addrs := testAddrs(3)
 	bad, others := addrs[0], addrs[1:]
-	opts := Options{FailureAccrual: 3, EjectMin: time.Second, EjectMax: 4 * time.Second}
+	opts := Options{Breaker: BreakerPolicy{Consecutive: 3, MinPenalty: time.Second, MaxPenalty: 4 * time.Second}}
 	b, clock := newTestBalancer(t, opts, addrs...)
 	fail := func(netip.AddrPort) outcome { return outcome{latency: time.Millisecond, failed: true} }
 	succeed := constant(time.Millisecond)
@@ -52,7 +54,7 @@ func TestBreakerEjectsProbesAndRestores(t *testing.T) {
 
 	// Ejected: not picked even when the others are avoided; after the
 	// back-off exactly one probe goes through; its failure doubles the
-	// back-off, up to EjectMax.
+	// back-off, up to MaxPenalty.
 	for _, backoff := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
 		clock.Advance(backoff - 10*time.Millisecond)
 		assertNotPicked(t, b, bad, others)
@@ -83,13 +85,13 @@ func TestBreakerEjectsProbesAndRestores(t *testing.T) {
 	h1.Done(false)
 	h2.Done(false)
 
-	// The next ejection starts over at EjectMin.
+	// The next ejection starts over at MinPenalty.
 	for range 3 {
 		serve(t, b, clock, fail, others...)
 	}
 	clock.Advance(time.Second)
 	if a := serve(t, b, clock, succeed, others...); a != bad {
-		t.Fatalf("picked %v, want a probe to %v after EjectMin", a, bad)
+		t.Fatalf("picked %v, want a probe to %v after MinPenalty", a, bad)
 	}
 }
 
@@ -106,9 +108,9 @@ func assertNotPicked(t *testing.T, b *Balancer, bad netip.AddrPort, others []net
 	}
 }
 
-func TestBreakerFailsOpenWhenEveryEndpointIsEjected(t *testing.T) {
+func TestPickAnswersAllEjectedWhenEveryEndpointIsEjected(t *testing.T) {
 	addrs := testAddrs(2)
-	b, clock := newTestBalancer(t, Options{FailureAccrual: 1}, addrs...)
+	b, clock := newTestBalancer(t, Options{Breaker: BreakerPolicy{Consecutive: 1, MaxEjectedPercent: 100}}, addrs...)
 	fail := func(netip.AddrPort) outcome { return outcome{failed: true} }
 	serve(t, b, clock, fail, addrs[1])
 	serve(t, b, clock, fail, addrs[0])
@@ -117,21 +119,10 @@ func TestBreakerFailsOpenWhenEveryEndpointIsEjected(t *testing.T) {
 			t.Fatalf("%v not ejected", a)
 		}
 	}
-	count := map[netip.AddrPort]int{}
-	var handles []*Handle
-	for range 100 {
-		h := mustPick(t, b)
-		count[h.Endpoint().Addr]++
-		handles = append(handles, h)
+	if _, err := b.Pick(context.Background()); !errors.Is(err, ErrAllEjected) {
+		t.Fatalf("Pick with every endpoint ejected: %v, want ErrAllEjected", err)
 	}
-	if count[addrs[0]] == 0 || count[addrs[1]] == 0 {
-		t.Errorf("fail-open picks = %v, want both endpoints used", count)
-	}
-	for _, h := range handles {
-		h.Done(false)
-	}
-	// Successes of non-probe requests do not close the breaker.
-	if !statusOf(t, b, addrs[0]).Ejected {
-		t.Errorf("a non-probe success closed the breaker")
+	if _, err := b.Pick(context.Background(), addrs[0]); !errors.Is(err, ErrAllEjected) {
+		t.Fatalf("Pick avoiding one, every endpoint ejected: %v, want ErrAllEjected", err)
 	}
 }

@@ -2,6 +2,7 @@ package balance
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -9,12 +10,13 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 )
 
-// TestBalancerConcurrentUse runs Pick/Responded/Done, Update and Snapshot
-// from several goroutines (meant for -race) and checks that in-flight
+// TestBalancerConcurrentUse runs Pick/Responded/Done (Service-wide and in
+// a route scope), Update, SetBreaker, SetRouteBreakers and Snapshot from
+// several goroutines (meant for -race) and checks that in-flight
 // accounting balances.
 func TestBalancerConcurrentUse(t *testing.T) {
 	addrs := testAddrs(6)
-	b := New(Options{FailureAccrual: 3})
+	b := New(Options{Breaker: BreakerPolicy{Consecutive: 3}})
 	b.Update(endpoints(addrs...))
 	ctx, cancel := context.WithCancel(context.Background())
 	var background sync.WaitGroup
@@ -27,13 +29,22 @@ func TestBalancerConcurrentUse(t *testing.T) {
 			}
 			b.Update(eps)
 			b.Snapshot()
+			if i%2 == 0 {
+				b.SetRouteBreakers("web", map[string]BreakerPolicy{"A": {Consecutive: 2}})
+			} else {
+				b.SetRouteBreakers("web", nil)
+			}
+			b.SetBreaker(BreakerPolicy{Consecutive: 2 + i%3})
 		}
 	})
 	var pickers sync.WaitGroup
 	for range 4 {
 		pickers.Go(func() {
 			for range 2000 {
-				h, err := b.Pick(ctx, addrs[rand.IntN(len(addrs))])
+				h, err := b.PickRoute(ctx, []string{"", "A"}[rand.IntN(2)], addrs[rand.IntN(len(addrs))])
+				if errors.Is(err, ErrAllEjected) {
+					continue // the set shrank to endpoints ejected under a larger one
+				}
 				if err != nil {
 					t.Errorf("Pick: %v", err)
 					return

@@ -1,6 +1,6 @@
 // Package balance picks an endpoint for each request to one destination:
 // power of two choices over peak-EWMA load, with a failure penalty and
-// failure accrual (the circuit breaker). It does not discover endpoints,
+// circuit breakers (Service-wide and per route). It does not discover endpoints,
 // connect or retry; callers do, and report back through a Handle.
 //
 // The cost of an endpoint is its RTT estimate × (requests in flight + 1) ÷
@@ -19,14 +19,27 @@
 // is judged by the prior until that request answers, so it is not flooded;
 // its first answer replaces the prior.
 //
-// FailureAccrual consecutive failures eject an endpoint for EjectMin; then
-// it is half-open and one probe request at a time may go to it, when P2C
-// chooses it. The probe's success closes the breaker; its failure ejects the
-// endpoint again for twice as long, up to EjectMax. When every endpoint is
-// ejected, Pick ignores the breakers (fail open).
+// Each request is judged in one breaker scope: the Service-wide one
+// (Options.Breaker, changed in place by SetBreaker) or a route's own
+// (SetRouteBreakers, picked with PickRoute), which keeps its own RTT
+// estimates and breakers per endpoint, so that a route failing on an
+// endpoint costs it nothing for other routes; only the in-flight counts are
+// shared. A scope's BreakerPolicy ejects an endpoint after Consecutive
+// failures, or when its success rate over Window falls below SuccessRate;
+// FailureClass says what a failure is. The ejection lasts MinPenalty plus
+// up to Jitter of it; then the breaker is half-open and one probe request
+// at a time may go to it, when P2C chooses it. The probe's success closes
+// the breaker; its failure ejects the endpoint again for twice as long, up
+// to MaxPenalty. A breaker never ejects more than MaxEjectedPercent of the
+// endpoints (rounded down; the breaker that would pass the cap stays
+// closed), so with the default 50% a lone endpoint is never ejected. When
+// every endpoint of a scope is ejected all the same (a 100% cap, or the
+// healthy ones left the set), Pick returns ErrAllEjected.
 //
-// The split follows grpc-go's balancer/picker: Update (slow path, locks)
-// builds an immutable picker snapshot and swaps it in atomically; Pick reads
-// the snapshot and per-endpoint atomics only. Per-endpoint state is kept by
-// address across Updates.
+// The split follows grpc-go's balancer/picker: Update, SetBreaker and
+// SetRouteBreakers (slow path, locks) build an immutable picker snapshot
+// and swap it in atomically; Pick reads the snapshot and per-endpoint
+// atomics only. Per-endpoint state is kept by
+// address across Updates and policy changes; a removed endpoint's or
+// route's state goes with it.
 package balance

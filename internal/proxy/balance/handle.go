@@ -12,6 +12,8 @@ import (
 type Handle struct {
 	balancer *Balancer
 	entry    *entry
+	health   *endpointHealth // the scope's view of the endpoint
+	scope    *scope
 	// start is when the latency sample starts: Pick time, or when Sending
 	// said the request went out; nanoseconds since the Balancer's epoch.
 	start atomic.Int64
@@ -56,7 +58,8 @@ func (h *Handle) Responded() {
 // sample is recorded if Responded was not called, and the outcome feeds the
 // failure penalty and the circuit breaker. A failed request counts as a
 // sample of at least FailurePenalty, so an endpoint that fails fast looks
-// slow. Calls after the first do nothing.
+// slow. All of it goes to the scope the request was picked in (see
+// PickRoute). Calls after the first do nothing.
 func (h *Handle) Done(failed bool) {
 	if !h.done.CompareAndSwap(false, true) {
 		return
@@ -74,16 +77,11 @@ func (h *Handle) Done(failed bool) {
 	case failed:
 		h.observe(max(latency, penalty), true, now, &h.penaltySlot)
 	}
-	state := h.entry.state
-	state.inFlight.Add(-1)
-	if failed {
-		state.breaker.failed(h.probe, now, b.opts.FailureAccrual, b.opts.EjectMin, b.opts.EjectMax)
-	} else {
-		state.breaker.succeeded(h.probe)
-	}
+	h.entry.state.inFlight.Add(-1)
+	b.outcome(h.scope, h.health, h.entry.endpoint.Addr, h.probe, failed, now)
 }
 
 func (h *Handle) observe(rtt float64, failed bool, now int64, slot *rttSample) {
-	st := h.entry.state
-	st.rtt.observe(rtt, failed, now, st.passedOver.Load(), h.balancer.window, slot)
+	hl := h.health
+	hl.rtt.observe(rtt, failed, now, hl.passedOver.Load(), h.balancer.window, slot)
 }

@@ -12,11 +12,6 @@ const (
 	DefaultDecayWindow    = 2 * time.Second
 	DefaultRTT            = 30 * time.Millisecond
 	DefaultFailurePenalty = time.Second
-	DefaultEjectMin       = time.Second
-	DefaultEjectMax       = time.Minute
-	// DefaultFailureAccrual is what DefaultOptions sets; the zero Options
-	// leave failure accrual off.
-	DefaultFailureAccrual = 7
 )
 
 // Options tune a Balancer. Zero durations take the defaults above.
@@ -31,12 +26,12 @@ type Options struct {
 	// FailurePenalty is the least RTT sample a failed request counts as, so
 	// that an endpoint failing fast looks slow, not fast.
 	FailurePenalty time.Duration
-	// FailureAccrual is the number of consecutive failures that eject an
-	// endpoint (the circuit breaker opens); 0 disables ejection.
-	FailureAccrual int
-	// EjectMin and EjectMax bound the ejection back-off: the first ejection
-	// lasts EjectMin, each failed probe doubles it, up to EjectMax.
-	EjectMin, EjectMax time.Duration
+	// Breaker is the Service-wide circuit breaker until SetBreaker says
+	// otherwise; the zero BreakerPolicy ejects nothing.
+	Breaker BreakerPolicy
+	// OnBreaker, if set, is told of every ejection, restoration and
+	// ejection held back by the cap, synchronously: it must be quick.
+	OnBreaker func(BreakerEvent)
 	// Now is the clock; tests inject a fake one. Default time.Now.
 	Now func() time.Time
 	// Rand returns uniformly random bits; it must be safe for concurrent
@@ -44,9 +39,10 @@ type Options struct {
 	Rand func() uint64
 }
 
-// DefaultOptions returns the recommended settings, failure accrual on.
+// DefaultOptions returns the recommended settings, the breaker on
+// (DefaultBreaker).
 func DefaultOptions() Options {
-	return Options{FailureAccrual: DefaultFailureAccrual}.withDefaults()
+	return Options{Breaker: DefaultBreaker()}.withDefaults()
 }
 
 // Validate reports settings that New would silently replace.
@@ -59,18 +55,13 @@ func (o Options) Validate() error {
 		{"DecayWindow", o.DecayWindow},
 		{"DefaultRTT", o.DefaultRTT},
 		{"FailurePenalty", o.FailurePenalty},
-		{"EjectMin", o.EjectMin},
-		{"EjectMax", o.EjectMax},
 	} {
 		if d.value < 0 {
 			errs = append(errs, fmt.Errorf("balance options: %s is negative (%v)", d.name, d.value))
 		}
 	}
-	if o.FailureAccrual < 0 {
-		errs = append(errs, fmt.Errorf("balance options: FailureAccrual is negative (%d)", o.FailureAccrual))
-	}
-	if o.EjectMin > 0 && o.EjectMax > 0 && o.EjectMax < o.EjectMin {
-		errs = append(errs, fmt.Errorf("balance options: EjectMax (%v) is below EjectMin (%v)", o.EjectMax, o.EjectMin))
+	if err := o.Breaker.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("balance options: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -85,10 +76,7 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.DecayWindow, DefaultDecayWindow)
 	orDefault(&o.DefaultRTT, DefaultRTT)
 	orDefault(&o.FailurePenalty, DefaultFailurePenalty)
-	orDefault(&o.EjectMin, DefaultEjectMin)
-	orDefault(&o.EjectMax, DefaultEjectMax)
-	o.EjectMax = max(o.EjectMax, o.EjectMin)
-	o.FailureAccrual = max(o.FailureAccrual, 0)
+	o.Breaker = o.Breaker.withDefaults()
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -60,6 +60,7 @@ func requestLabels(req *stack.Request, direction string) HTTPLabels {
 		TLS:        tlsLabel(ci, ri, direction),
 		ClientID:   ci.ClientID,
 		ServerID:   ri.ServerID,
+		RouteName:  ri.Route,
 		Dst:        DstFromEndpointLabels(ri.Endpoint.Labels),
 	}
 	if ri.Service != "" && l.Dst.Service == "" {

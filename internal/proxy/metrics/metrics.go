@@ -45,11 +45,19 @@ type Registry struct {
 	tcpAuthzAllow  *prometheus.CounterVec
 	tcpAuthzDeny   *prometheus.CounterVec
 
+	timeoutsTotal *prometheus.CounterVec
+
 	httpMu     sync.RWMutex
 	httpSeries map[HTTPLabels]*RequestRecorder
 
 	tcpMu     sync.RWMutex
 	tcpSeries map[TCPLabels]*tcpSeries
+
+	routeActualResponseTotal *prometheus.CounterVec
+	routeRetryTotal          *prometheus.CounterVec
+
+	routeMu     sync.RWMutex
+	routeSeries map[RouteLabels]*RouteRecorder
 }
 
 // LatencyBucketsMs are response_latency_ms's bucket bounds, the same as
@@ -75,6 +83,8 @@ func New(constLabels map[string]string) (*Registry, error) {
 		reg:        prometheus.NewRegistry(),
 		httpSeries: make(map[HTTPLabels]*RequestRecorder),
 		tcpSeries:  make(map[TCPLabels]*tcpSeries),
+
+		routeSeries: make(map[RouteLabels]*RouteRecorder),
 	}
 	r.registerer = prometheus.WrapRegistererWith(prometheus.Labels(constLabels), r.reg)
 
@@ -102,12 +112,20 @@ func New(constLabels map[string]string) (*Registry, error) {
 	r.tcpAuthzAllow = counter("inbound_tcp_authz_allow_total", "Inbound TCP connections allowed by policy.", tcpAuthzAllowLabelNames)
 	r.tcpAuthzDeny = counter("inbound_tcp_authz_deny_total", "Inbound TCP connections denied by policy.", tcpAuthzDenyLabelNames)
 
+	r.timeoutsTotal = newTimeoutsTotal()
+	r.routeActualResponseTotal = counter("route_actual_response_total",
+		"Total attempts sent for a route (first attempts and retries) by their outcome.", routeActualResponseLabelNames)
+	r.routeRetryTotal = counter("route_retry_total",
+		"Retries of a route: attempted, succeeded, or not made because the budget was exhausted or the limit reached.", routeRetryLabelNames)
+
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		r.requestTotal, r.responseTotal, r.responseLatency,
 		r.tcpOpenTotal, r.tcpCloseTotal, r.tcpOpenConnections, r.tcpReadBytes, r.tcpWriteBytes,
 		r.httpAuthzAllow, r.httpAuthzDeny, r.tcpAuthzAllow, r.tcpAuthzDeny,
+		r.timeoutsTotal,
+		r.routeActualResponseTotal, r.routeRetryTotal,
 	} {
 		if err := r.registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("registering proxy metrics: %w", err)
@@ -120,7 +138,8 @@ func New(constLabels map[string]string) (*Registry, error) {
 // proxy's Config.Validate to call before anything starts.
 func ValidateConstLabels(constLabels map[string]string) error {
 	reserved := make(map[string]bool)
-	for _, set := range [][]string{responseLabelNames, tcpCloseLabelNames, httpAuthzAllowLabelNames, tcpAuthzAllowLabelNames} {
+	for _, set := range [][]string{responseLabelNames, tcpCloseLabelNames, httpAuthzAllowLabelNames, tcpAuthzAllowLabelNames, timeoutLabelNames,
+		routeActualResponseLabelNames, routeRetryLabelNames} {
 		for _, name := range set {
 			reserved[name] = true
 		}

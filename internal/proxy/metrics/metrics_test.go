@@ -366,3 +366,28 @@ func gatherFamily(t *testing.T, g prometheus.Gatherer, name string) *dto.MetricF
 	}
 	return &dto.MetricFamily{}
 }
+
+func TestRouteRetryExposition(t *testing.T) {
+	r := newTestRegistry(t)
+	route := r.Route(RouteLabels{Direction: DirectionOutbound, Service: "demo/emoji", Port: 8080, RouteName: "demo/get-emoji"})
+	route.Attempt(false, 503, "")
+	route.Attempt(true, 200, "0")
+	route.Retry(RetryAttempted)
+	route.Retry(RetrySucceeded)
+	route.Retry("invented") // ignored: the result label is a fixed set
+	const want = `
+# HELP route_actual_response_total Total attempts sent for a route (first attempts and retries) by their outcome.
+# TYPE route_actual_response_total counter
+route_actual_response_total{attempt="first",authority="emoji.demo.svc.cluster.local:8080",classification="failure",direction="outbound",dst_namespace="demo",dst_service="emoji",grpc_status="",namespace="demo",pod="web-0",route_name="demo/get-emoji",status_code="503",workload="web"} 1
+route_actual_response_total{attempt="retry",authority="emoji.demo.svc.cluster.local:8080",classification="success",direction="outbound",dst_namespace="demo",dst_service="emoji",grpc_status="0",namespace="demo",pod="web-0",route_name="demo/get-emoji",status_code="200",workload="web"} 1
+# HELP route_retry_total Retries of a route: attempted, succeeded, or not made because the budget was exhausted or the limit reached.
+# TYPE route_retry_total counter
+route_retry_total{authority="emoji.demo.svc.cluster.local:8080",direction="outbound",dst_namespace="demo",dst_service="emoji",namespace="demo",pod="web-0",result="attempted",route_name="demo/get-emoji",workload="web"} 1
+route_retry_total{authority="emoji.demo.svc.cluster.local:8080",direction="outbound",dst_namespace="demo",dst_service="emoji",namespace="demo",pod="web-0",result="budget_exhausted",route_name="demo/get-emoji",workload="web"} 0
+route_retry_total{authority="emoji.demo.svc.cluster.local:8080",direction="outbound",dst_namespace="demo",dst_service="emoji",namespace="demo",pod="web-0",result="limit_reached",route_name="demo/get-emoji",workload="web"} 0
+route_retry_total{authority="emoji.demo.svc.cluster.local:8080",direction="outbound",dst_namespace="demo",dst_service="emoji",namespace="demo",pod="web-0",result="succeeded",route_name="demo/get-emoji",workload="web"} 1
+`
+	if err := testutil.GatherAndCompare(r.Gatherer(), strings.NewReader(want), "route_actual_response_total", "route_retry_total"); err != nil {
+		t.Error(err)
+	}
+}

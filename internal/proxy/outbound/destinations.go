@@ -15,6 +15,7 @@ import (
 type destination struct {
 	key      string
 	balancer *balance.Balancer
+	breakers *destBreakers
 	meshed   *meshedAddrs
 	set      atomic.Pointer[discovery.EndpointSet]
 	ready    chan struct{} // closed on the first update
@@ -55,6 +56,8 @@ type destinations struct {
 	idleTimeout time.Duration
 	meshed      *meshedAddrs
 	log         *slog.Logger
+	// counters count breaker changes once CountBreakerChanges set them.
+	counters atomic.Pointer[breakerCounters]
 
 	ctx context.Context // owns every watch
 	mu  sync.Mutex
@@ -114,12 +117,19 @@ func (ds *destinations) watch(key string) *destination {
 	ctx, cancel := context.WithCancel(ds.ctx)
 	d := &destination{
 		key:       key,
-		balancer:  balance.New(ds.balance),
 		meshed:    ds.meshed,
 		ready:     make(chan struct{}),
 		waitUntil: time.Now().Add(ds.waitFirst),
 		cancel:    cancel,
 	}
+	opts := ds.balance
+	opts.OnBreaker = func(ev balance.BreakerEvent) {
+		if c := ds.counters.Load(); c != nil {
+			c.count(d.breakers, ev)
+		}
+	}
+	d.balancer = balance.New(opts)
+	d.breakers = newDestBreakers(key, d.balancer, ds.balance.Breaker)
 	if err := ds.resolver.Watch(ctx, key, d.update); err != nil {
 		ds.log.Warn("watching destination", "destination", key, "err", err)
 		d.update(discovery.EndpointSet{Exists: false})

@@ -11,20 +11,31 @@ import (
 
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
-	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
-// Resolve is the resolve layer: it finds the request's destination, by its
-// authority when discovery knows that name, else by the address the client
+// Resolve is the resolve layer: it finds the request's destination, by
+// req.Info.Backend when a layer above chose one, else by its authority when
+// discovery knows that name, else by the address the client
 // dialled, and fails closed (see resolve). It records the destination in
 // req.Info.Service for the balance layer and the metrics; a destination
 // discovery knows neither way goes, unbalanced, to the original address
 // (req.Info.Endpoint), as the client sent it.
+//
+// A backend the route layer picked (req.Info.Backend) is resolved instead:
+// it names a Service port discovery knows, and a backend discovery does not
+// know fails the request (503) rather than going where the client sent it.
 func (u *Upstream) Resolve(next stack.Handler) stack.Handler {
 	return stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.Info.Backend != "" {
+			return u.resolveBackend(ctx, req, next)
+		}
 		origDst := req.Conn.OrigDst
-		d, err := u.resolve(ctx, resolveAuthority(req, origDst), origDst)
+		name := req.Info.Backend // the route layer's (or a mirror's) choice
+		if name == "" {
+			name = resolveAuthority(req, origDst)
+		}
+		d, err := u.resolve(ctx, name, origDst)
 		if err != nil {
 			req.Body.Close()
 			return nil, err
@@ -41,6 +52,36 @@ func (u *Upstream) Resolve(next stack.Handler) stack.Handler {
 		req.Info.Service = d.key
 		return next.Serve(ctx, req)
 	})
+}
+
+// resolveBackend resolves the backend the route layer chose for req.
+func (u *Upstream) resolveBackend(ctx context.Context, req *stack.Request, next stack.Handler) (*stack.Response, error) {
+	d, err := u.resolve(ctx, req.Info.Backend, netip.AddrPort{})
+	if err == nil && d == nil {
+		err = fmt.Errorf("backend %s: discovery does not know it: %w", req.Info.Backend, stack.ErrNoEndpoints)
+	}
+	if err != nil {
+		req.Body.Close()
+		return nil, err
+	}
+	req.Info.Service = d.key
+	return next.Serve(ctx, req)
+}
+
+// DestinationKeys are the keys the resolve layer looks req up by, in its
+// order: the authority with the port the client connected to ("" for a
+// CONNECT tunnel, or no authority with a port), then the original
+// destination address ("" when unknown). The route layer looks the
+// destination's policy up by the same keys.
+func DestinationKeys(req *stack.Request) (name, addr string) {
+	origDst := req.Conn.OrigDst
+	if name = resolveAuthority(req, origDst); !hasPort(name) {
+		name = ""
+	}
+	if origDst.IsValid() {
+		addr = origDst.String()
+	}
+	return name, addr
 }
 
 // resolveAuthority is the name to resolve req by. A CONNECT's authority
@@ -61,7 +102,9 @@ func resolveAuthority(req *stack.Request, origDst netip.AddrPort) string {
 // tries another endpoint, up to maxConnectAttempts in all. The balancer
 // learns the request's latency from the moment it had a connection
 // (req.GotConn) to its response's headers, and its outcome when the
-// response body ends (gRPC: with the trailers' status).
+// response body ends (gRPC: with the trailers' status), as the request's
+// breaker classifies it; a request of a route with a breaker of its own is
+// balanced in that route's scope (see breakers.go).
 func (u *Upstream) Balance(next stack.Handler) stack.Handler {
 	return stack.HandlerFunc(func(ctx context.Context, req *stack.Request) (*stack.Response, error) {
 		if req.Info.Service == "" {
@@ -73,16 +116,14 @@ func (u *Upstream) Balance(next stack.Handler) stack.Handler {
 
 func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destination, next stack.Handler) (*stack.Response, error) {
 	body := newResendableBody(req)
+	scope := d.breakers.scope(&req.Info)
 	var avoid []netip.AddrPort
 	for attempt := 1; ; attempt++ {
-		h, err := d.balancer.Pick(ctx, avoid...)
+		h, err := d.balancer.PickRoute(ctx, scope.route, avoid...)
 		if err != nil {
 			body.settle()
 			req.Body.Close()
-			if errors.Is(err, balance.ErrNoEndpoints) {
-				return nil, fmt.Errorf("%s: %w", d.key, stack.ErrNoEndpoints)
-			}
-			return nil, err
+			return nil, pickError(d, err)
 		}
 		ep := h.Endpoint()
 		req.Info.Endpoint = ep
@@ -104,16 +145,29 @@ func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destinati
 		}
 		body.settle()
 		h.Responded()
-		failed := metrics.IsFailure(resp.Status, resp.Header.Get("grpc-status"))
+		failed := scope.failures.Failed(resp.Status, resp.Header.Get("grpc-status"))
 		if resp.Body == stack.NoBody {
 			// Nothing to wait for; and a wrapper would hide from the engine
 			// that the answer ends with its headers (gRPC trailers-only).
 			h.Done(failed)
 			return resp, nil
 		}
-		resp.Body = &balancedBody{Body: resp.Body, handle: h, status: resp.Status, failed: failed}
+		resp.Body = &balancedBody{Body: resp.Body, handle: h, failures: scope.failures, status: resp.Status, failed: failed}
 		return resp, nil
 	}
+}
+
+// pickError is the error of a request the balancer found no endpoint for.
+// All endpoints ejected is told as such, with nothing else (see the error
+// table in docs/proxy.md).
+func pickError(d *destination, err error) error {
+	switch {
+	case errors.Is(err, balance.ErrNoEndpoints):
+		return fmt.Errorf("%s: %w", d.key, stack.ErrNoEndpoints)
+	case errors.Is(err, balance.ErrAllEjected):
+		return stack.ErrAllEjected
+	}
+	return err
 }
 
 // balancedBody ends the balancer's handle once the response body ends,
@@ -121,9 +175,10 @@ func (u *Upstream) balance(ctx context.Context, req *stack.Request, d *destinati
 // body ends with the tunnel: it counts as in flight until then.
 type balancedBody struct {
 	stack.Body
-	handle *balance.Handle
-	status int
-	failed bool // by the response's headers
+	handle   *balance.Handle
+	failures *balance.FailureClass
+	status   int
+	failed   bool // by the response's headers
 }
 
 func (b *balancedBody) Read(p []byte) (int, error) {
@@ -144,7 +199,7 @@ func (b *balancedBody) Unwrap() stack.Body { return b.Body }
 func (b *balancedBody) ended(trailers stack.Header, err error) {
 	switch {
 	case err == nil:
-		b.handle.Done(b.failed || metrics.IsFailure(b.status, trailers.Get("grpc-status")))
+		b.handle.Done(b.failed || b.failures.Failed(b.status, trailers.Get("grpc-status")))
 	case !errors.Is(err, context.Canceled):
 		b.handle.Done(true)
 	}

@@ -136,7 +136,7 @@ func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) 
 	for attempt := 1; ; attempt++ {
 		h, err := d.balancer.Pick(ctx, avoid...)
 		if err != nil {
-			return nil, discovery.Endpoint{}, fmt.Errorf("%s: %w", d.key, err)
+			return nil, discovery.Endpoint{}, pickError(d, err)
 		}
 		ep := h.Endpoint()
 		c, err := u.dialOpaque(ctx, ep)

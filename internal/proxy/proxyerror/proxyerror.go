@@ -1,6 +1,6 @@
 // Package proxyerror is the layer that turns a request the proxy could not
-// forward into an answer: 502, 503 or 504 for HTTP, a trailers-only
-// UNAVAILABLE for gRPC, with the reason told only to clients allowed to
+// forward into an answer: 404, 502, 503 or 504 for HTTP, a trailers-only
+// status (UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED) for gRPC, with the reason told only to clients allowed to
 // know it. It sits outermost in each direction's stack (metrics aside), so
 // the engines never see an error on the normal path.
 package proxyerror
@@ -44,17 +44,31 @@ func Layer(log *slog.Logger) stack.Layer {
 // Status is the HTTP status the proxy answers err with.
 func Status(err error) int {
 	switch {
-	case errors.Is(err, stack.ErrNoEndpoints), errors.Is(err, stack.ErrRefusedWithoutMTLS):
+	case errors.Is(err, stack.ErrNoEndpoints), errors.Is(err, stack.ErrAllEjected), errors.Is(err, stack.ErrRefusedWithoutMTLS):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, stack.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, stack.ErrNoRoute):
+		return http.StatusNotFound
 	}
 	return http.StatusBadGateway
 }
 
+// GRPCStatus is the gRPC status code the proxy answers err with, as a
+// grpc-status value.
+func GRPCStatus(err error) string {
+	switch {
+	case errors.Is(err, stack.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "4" // DEADLINE_EXCEEDED
+	case errors.Is(err, stack.ErrNoRoute):
+		return "12" // UNIMPLEMENTED
+	}
+	return "14" // UNAVAILABLE
+}
+
 // Answer is the response to req when forwarding it failed with err: for
-// gRPC a trailers-only response with grpc-status 14 (UNAVAILABLE), for
-// anything else the status with its text as body.
+// gRPC a trailers-only response with GRPCStatus, for anything else Status
+// with its text as body.
 func Answer(req *stack.Request, err error) *stack.Response {
 	status := Status(err)
 	text := http.StatusText(status)
@@ -66,7 +80,7 @@ func Answer(req *stack.Request, err error) *stack.Response {
 	}
 	if req.IsGRPC() {
 		h.Add("content-type", "application/grpc")
-		h.Add("grpc-status", "14") // UNAVAILABLE
+		h.Add("grpc-status", GRPCStatus(err))
 		h.Add("grpc-message", message)
 		return &stack.Response{Status: http.StatusOK, Header: h, Body: stack.NoBody}
 	}

@@ -37,6 +37,8 @@ func TestErrorsBecomeAnswers(t *testing.T) {
 		{"dial, meshed peer", dial, meshedPeer, false, 502, dial.Error(), ""},
 		{"dial, stranger", dial, stranger, false, 502, "", ""},
 		{"no endpoints", fmt.Errorf("x: %w", stack.ErrNoEndpoints), outbound, false, 503, "x: destination has no endpoints", ""},
+		{"all ejected", stack.ErrAllEjected, outbound, false, 503, "all endpoints ejected", ""},
+		{"all ejected, grpc", stack.ErrAllEjected, outbound, true, 200, "all endpoints ejected", "all endpoints ejected"},
 		{"refused", fmt.Errorf("y; %w", stack.ErrRefusedWithoutMTLS), stranger, false, 503, "", ""},
 		{"timeout", context.DeadlineExceeded, outbound, false, 504, "context deadline exceeded", ""},
 		{"grpc, local app", dial, outbound, true, 200, dial.Error(), dial.Error()},

@@ -33,3 +33,17 @@ func IsNotSent(err error) bool {
 	var ns *NotSentError
 	return errors.As(err, &ns)
 }
+
+// ErrNoRoute is returned when the destination has routes and none of them
+// matches the request (HTTPRoute semantics): 404, gRPC UNIMPLEMENTED.
+var ErrNoRoute = errors.New("no route")
+
+// ErrTimeout is returned (wrapped, naming the timeout) when a timeout of
+// the request's route or its grpc-timeout ran out: 504, gRPC
+// DEADLINE_EXCEEDED.
+var ErrTimeout = errors.New("request timeout")
+
+// ErrAllEjected is returned when every endpoint of a destination is ejected
+// by its circuit breaker (see docs/proxy.md): 503, gRPC UNAVAILABLE, like no
+// endpoints, but told apart.
+var ErrAllEjected = errors.New("all endpoints ejected")

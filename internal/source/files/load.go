@@ -13,10 +13,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/model"
 	"github.com/skeinmesh/skein/internal/source"
 )
@@ -57,6 +59,8 @@ type object struct {
 	meta       *metav1.ObjectMeta
 	service    *corev1.Service
 	workload   *v1alpha1.Workload
+	httpRoute  *gatewayv1.HTTPRoute
+	grpcRoute  *gatewayv1.GRPCRoute
 	ignored    *ignoredObject // a kind that is read and checked, then left out
 }
 
@@ -185,6 +189,12 @@ func decodeDocument(path string, index int, doc []byte) (*object, error) {
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == v1alpha1.WorkloadKind:
 		obj.workload = &v1alpha1.Workload{}
 		obj.meta, into = &obj.workload.ObjectMeta, obj.workload
+	case kind == gatewayv1.GroupVersion.String()+" HTTPRoute":
+		obj.httpRoute = &gatewayv1.HTTPRoute{}
+		obj.meta, into = &obj.httpRoute.ObjectMeta, obj.httpRoute
+	case kind == gatewayv1.GroupVersion.String()+" GRPCRoute":
+		obj.grpcRoute = &gatewayv1.GRPCRoute{}
+		obj.meta, into = &obj.grpcRoute.ObjectMeta, obj.grpcRoute
 	case ignoredKinds[kind].newObject != nil:
 		// Decoded strictly all the same: a typo in it is still a typo.
 		obj.ignored = ignoredKinds[kind].newObject()
@@ -193,8 +203,8 @@ func decodeDocument(path string, index int, doc []byte) (*object, error) {
 		return nil, fail("kind", fmt.Errorf("%s is not run here: describe the process as a %s %s (spec.command, spec.replicas)",
 			kind, v1alpha1.GroupVersion, v1alpha1.WorkloadKind))
 	default:
-		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, %s %s; ignored: %s)",
-			tm.Kind, tm.APIVersion, v1alpha1.GroupVersion, v1alpha1.WorkloadKind, strings.Join(ignoredKindNames(), ", ")))
+		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, %s %s, %s HTTPRoute and GRPCRoute; ignored: %s)",
+			tm.Kind, tm.APIVersion, v1alpha1.GroupVersion, v1alpha1.WorkloadKind, gatewayv1.GroupVersion, strings.Join(ignoredKindNames(), ", ")))
 	}
 	field, err := decodeStrict(data, into)
 	if obj.meta.Namespace == "" && (obj.ignored == nil || obj.ignored.namespaced) {
@@ -243,7 +253,7 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 	var snap model.Snapshot
 	var errs []error
 	seen := map[string]*object{}
-	var services []*object
+	var services, routes []*object
 	var workloads []*v1alpha1.Workload
 	for _, o := range objects {
 		if o.ignored != nil {
@@ -263,6 +273,7 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 				errs = append(errs, o.failFields(err)...)
 				continue
 			}
+			errs = append(errs, o.failPolicy(policy.ValidateServiceAnnotations(&svc))...)
 			snap.Services = append(snap.Services, svc)
 			services = append(services, o)
 		case o.workload != nil:
@@ -273,12 +284,51 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 			}
 			snap.Instances = append(snap.Instances, instances...)
 			workloads = append(workloads, o.workload)
+		case o.httpRoute != nil:
+			snap.HTTPRoutes = append(snap.HTTPRoutes, o.httpRoute)
+			routes = append(routes, o)
+		case o.grpcRoute != nil:
+			snap.GRPCRoutes = append(snap.GRPCRoutes, o.grpcRoute)
+			routes = append(routes, o)
 		}
 	}
 	for _, o := range services {
 		errs = append(errs, checkTargetPortNames(o, workloads)...)
 	}
+	errs = append(errs, checkRoutes(routes, snap.Services)...)
 	return snap, errs
+}
+
+// checkRoutes validates the routes as the controller's policy compiler
+// will, against the Services of the same directory (a backend that is not
+// there is an error here, not a route that half works).
+func checkRoutes(routes []*object, services []model.Service) []error {
+	refs := make([]*model.Service, len(services))
+	for i := range services {
+		refs[i] = &services[i]
+	}
+	var errs []error
+	for _, o := range routes {
+		if o.httpRoute != nil {
+			errs = append(errs, o.failPolicy(policy.ValidateHTTPRoute(o.httpRoute, refs, policyClusterDomain))...)
+		} else {
+			errs = append(errs, o.failPolicy(policy.ValidateGRPCRoute(o.grpcRoute, refs, policyClusterDomain))...)
+		}
+	}
+	return errs
+}
+
+// policyClusterDomain only shapes the backend authorities validation
+// builds and throws away; no error depends on it.
+const policyClusterDomain = "cluster.local"
+
+// failPolicy turns the policy compiler's errors into ManifestErrors.
+func (o *object) failPolicy(perrs []*policy.Error) []error {
+	var errs []error
+	for _, e := range perrs {
+		errs = append(errs, o.fail(e.Field, errors.New(e.Problem)))
+	}
+	return errs
 }
 
 // checkTargetPortNames catches a named targetPort that no workload the

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	corev1 "k8s.io/api/core/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
 )
@@ -13,6 +14,10 @@ import (
 type Manifests struct {
 	Services  []*corev1.Service
 	Workloads []*v1alpha1.Workload
+	// HTTPRoutes and GRPCRoutes are the Gateway API routes (validated as
+	// the controller's policy compiler validates them).
+	HTTPRoutes []*gatewayv1.HTTPRoute
+	GRPCRoutes []*gatewayv1.GRPCRoute
 	// Ignored are the documents left out: kinds that mean nothing here.
 	Ignored []Ignored
 	// Origin says where each object was defined, for messages about it,
@@ -50,10 +55,15 @@ func Read(path string) (*Manifests, error) {
 			continue
 		}
 		m.Origin[Key(o.kind, o.meta.Namespace, o.meta.Name)] = Origin{File: o.file, Document: o.document}
-		if o.service != nil {
+		switch {
+		case o.service != nil:
 			m.Services = append(m.Services, o.service)
-		} else {
+		case o.workload != nil:
 			m.Workloads = append(m.Workloads, o.workload)
+		case o.httpRoute != nil:
+			m.HTTPRoutes = append(m.HTTPRoutes, o.httpRoute)
+		case o.grpcRoute != nil:
+			m.GRPCRoutes = append(m.GRPCRoutes, o.grpcRoute)
 		}
 	}
 	return m, nil

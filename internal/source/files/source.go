@@ -1,6 +1,7 @@
 // Package files feeds the model from a directory of YAML manifests (v1
-// Services, skein.io/v1alpha1 Workloads; Namespaces and ServiceAccounts are
-// read and left out) and follows changes to it. This is
+// Services, skein.io/v1alpha1 Workloads, gateway.networking.k8s.io/v1
+// HTTPRoutes and GRPCRoutes; Namespaces and ServiceAccounts are read and
+// left out) and follows changes to it. This is
 // where the truth comes from for the local mesh and for VMs. A directory is
 // applied whole or not at all: an edit that breaks it is logged and the
 // last good state stays.
@@ -64,7 +65,8 @@ func (s *Source) Run(ctx context.Context) error {
 	s.noteIgnored(slog.LevelInfo, ignored)
 	s.model.Replace(snap)
 	close(s.loaded)
-	s.log.Info("manifests loaded", "services", len(snap.Services), "instances", len(snap.Instances))
+	s.log.Info("manifests loaded", "services", len(snap.Services), "instances", len(snap.Instances),
+		"http_routes", len(snap.HTTPRoutes), "grpc_routes", len(snap.GRPCRoutes))
 
 	reload := time.NewTimer(0)
 	<-reload.C
@@ -101,7 +103,8 @@ func (s *Source) reload() {
 	}
 	s.noteIgnored(slog.LevelDebug, ignored)
 	s.model.Replace(snap)
-	s.log.Info("manifests reloaded", "services", len(snap.Services), "instances", len(snap.Instances))
+	s.log.Info("manifests reloaded", "services", len(snap.Services), "instances", len(snap.Instances),
+		"http_routes", len(snap.HTTPRoutes), "grpc_routes", len(snap.GRPCRoutes))
 }
 
 // noteIgnored logs the documents left out: at the first load for everyone

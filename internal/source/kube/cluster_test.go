@@ -102,17 +102,17 @@ spec:
     - {name: web, port: 80, weight: %d}
 `, weight)
 	}
-	weightIs := func(want int32) func(model.Routes) bool {
-		return func(r model.Routes) bool {
-			return len(r.HTTP) == 1 && r.HTTP[0].Name == "web-split" && *r.HTTP[0].Spec.Rules[0].BackendRefs[0].Weight == want
+	weightIs := func(want int32) func(model.PolicyInputs) bool {
+		return func(r model.PolicyInputs) bool {
+			return len(r.HTTPRoutes) == 1 && r.HTTPRoutes[0].Name == "web-split" && *r.HTTPRoutes[0].Spec.Rules[0].BackendRefs[0].Weight == want
 		}
 	}
 	kubectl(t, c, route(10), "apply", "-f", "-")
 	got := waitForRoutes(t, m, "the HTTPRoute kubectl created", weightIs(10))
-	if a := got.HTTP[0].Annotations["skein.io/retry-http"]; a != "5xx" {
+	if a := got.HTTPRoutes[0].Annotations["skein.io/retry-http"]; a != "5xx" {
 		t.Errorf("the route's annotation = %q", a)
 	}
-	if len(got.HTTP[0].ManagedFields) > 0 {
+	if len(got.HTTPRoutes[0].ManagedFields) > 0 {
 		t.Error("the model keeps the route's managedFields")
 	}
 	kubectl(t, c, route(90), "apply", "-f", "-")
@@ -128,16 +128,22 @@ spec:
   - matches: [{method: {service: hello.Greeter}}]
     backendRefs: [{name: web, port: 80}]
 `, "apply", "-f", "-")
-	waitForRoutes(t, m, "the GRPCRoute kubectl created", func(r model.Routes) bool {
-		return len(r.GRPC) == 1 && *r.GRPC[0].Spec.Rules[0].Matches[0].Method.Service == "hello.Greeter"
+	waitForRoutes(t, m, "the GRPCRoute kubectl created", func(r model.PolicyInputs) bool {
+		return len(r.GRPCRoutes) == 1 && *r.GRPCRoutes[0].Spec.Rules[0].Matches[0].Method.Service == "hello.Greeter"
 	})
 
 	kubectl(t, c, "", "-n", "demo", "delete", "httproute/web-split", "grpcroute/greeter")
-	waitForRoutes(t, m, "no routes after kubectl delete", func(r model.Routes) bool { return len(r.HTTP)+len(r.GRPC) == 0 })
+	waitForRoutes(t, m, "no routes after kubectl delete", func(r model.PolicyInputs) bool { return len(r.HTTPRoutes)+len(r.GRPCRoutes) == 0 })
 
 	// The Service's annotations reach the model, the mesh's only.
-	if svc, ok := m.Service("demo", "web"); !ok || !maps.Equal(svc.Annotations, map[string]string{"skein.io/timeout-request": "2s"}) {
-		t.Errorf("the model's service annotations = %v (found %v)", svc.Annotations, ok)
+	var web *model.Service
+	for _, svc := range m.PolicyInputs().Services {
+		if svc.Namespace == "demo" && svc.Name == "web" {
+			web = svc
+		}
+	}
+	if web == nil || !maps.Equal(web.Annotations, map[string]string{"skein.io/timeout-request": "2s"}) {
+		t.Errorf("the model's demo/web: %+v", web)
 	}
 }
 

@@ -80,16 +80,16 @@ func startWithRoutes(t *testing.T, served *atomic.Bool, logs slog.Handler, route
 
 // waitForRoutes polls the model until ok holds; the deadline only keeps a
 // broken test from hanging.
-func waitForRoutes(t *testing.T, m *model.Model, what string, ok func(model.Routes) bool) model.Routes {
+func waitForRoutes(t *testing.T, m *model.Model, what string, ok func(model.PolicyInputs) bool) model.PolicyInputs {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r := m.Routes()
+		r := m.PolicyInputs()
 		if ok(r) {
 			return r
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("never saw %s; routes %d HTTP, %d gRPC", what, len(r.HTTP), len(r.GRPC))
+			t.Fatalf("never saw %s; routes %d HTTP, %d gRPC", what, len(r.HTTPRoutes), len(r.GRPCRoutes))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -100,11 +100,11 @@ func TestRoutesReachTheModel(t *testing.T) {
 	served.Store(true)
 	gw, m, _ := startWithRoutes(t, &served, slog.DiscardHandler, webRoute(10), greeterRoute())
 	// The routes listed at start are in before Synced.
-	r := m.Routes()
-	if len(r.HTTP) != 1 || len(r.GRPC) != 1 {
-		t.Fatalf("after sync: %d HTTPRoutes, %d GRPCRoutes, want 1 and 1", len(r.HTTP), len(r.GRPC))
+	r := m.PolicyInputs()
+	if len(r.HTTPRoutes) != 1 || len(r.GRPCRoutes) != 1 {
+		t.Fatalf("after sync: %d HTTPRoutes, %d GRPCRoutes, want 1 and 1", len(r.HTTPRoutes), len(r.GRPCRoutes))
 	}
-	if got := r.HTTP[0].Annotations["skein.io/retry-http"]; got != "5xx" {
+	if got := r.HTTPRoutes[0].Annotations["skein.io/retry-http"]; got != "5xx" {
 		t.Errorf("the route's annotation = %q", got)
 	}
 
@@ -112,8 +112,8 @@ func TestRoutesReachTheModel(t *testing.T) {
 	if _, err := routes.Update(t.Context(), webRoute(90), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitForRoutes(t, m, "the new weight", func(r model.Routes) bool {
-		return len(r.HTTP) == 1 && *r.HTTP[0].Spec.Rules[0].BackendRefs[0].Weight == 90
+	waitForRoutes(t, m, "the new weight", func(r model.PolicyInputs) bool {
+		return len(r.HTTPRoutes) == 1 && *r.HTTPRoutes[0].Spec.Rules[0].BackendRefs[0].Weight == 90
 	})
 	if err := routes.Delete(t.Context(), "web-split", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestRoutesReachTheModel(t *testing.T) {
 	if err := gw.GatewayV1().GRPCRoutes("demo").Delete(t.Context(), "greeter", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitForRoutes(t, m, "no routes", func(r model.Routes) bool { return len(r.HTTP)+len(r.GRPC) == 0 })
+	waitForRoutes(t, m, "no routes", func(r model.PolicyInputs) bool { return len(r.HTTPRoutes)+len(r.GRPCRoutes) == 0 })
 }
 
 // TestRoutesServedLater: without the Gateway API CRDs the source syncs
@@ -131,8 +131,8 @@ func TestRoutesServedLater(t *testing.T) {
 	var served atomic.Bool
 	logs := &recordedLogs{}
 	_, m, lookups := startWithRoutes(t, &served, logs, webRoute(10))
-	if r := m.Routes(); len(r.HTTP) != 0 {
-		t.Fatalf("routes read while not served: %d", len(r.HTTP))
+	if r := m.PolicyInputs(); len(r.HTTPRoutes) != 0 {
+		t.Fatalf("routes read while not served: %d", len(r.HTTPRoutes))
 	}
 	nextMatching(t, watch(t, m, "web.demo.svc.cluster.local:80"), "the service", func(s model.EndpointSet) bool { return s.Exists })
 	deadline := time.Now().Add(5 * time.Second)
@@ -143,7 +143,7 @@ func TestRoutesServedLater(t *testing.T) {
 		t.Errorf("logged %d times that HTTPRoutes are not served, want once:\n%s", n, logs.text())
 	}
 	served.Store(true)
-	waitForRoutes(t, m, "the route once served", func(r model.Routes) bool { return len(r.HTTP) == 1 })
+	waitForRoutes(t, m, "the route once served", func(r model.PolicyInputs) bool { return len(r.HTTPRoutes) == 1 })
 }
 
 // recordedLogs is a slog handler that keeps the messages.

@@ -1,0 +1,70 @@
+package mesh
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/skeinmesh/skein/internal/source/files"
+)
+
+// TestControllerManifestsCarryRoutes: the routes of skein up's manifests
+// reach the controller's directory as they were written, and that
+// directory loads (the controller would refuse it otherwise).
+func TestControllerManifestsCarryRoutes(t *testing.T) {
+	src := t.TempDir()
+	manifest := `
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2, namespace: shop}
+spec: {selector: {app: web-v2}, ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: split, namespace: shop, annotations: {skein.io/retry-http: 5xx}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules: [{backendRefs: [{name: web, port: 80, weight: 90}, {name: web-v2, port: 80, weight: 10}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web}]
+  rules: [{matches: [{method: {service: a.B}}], backendRefs: [{name: web-v2, port: 80}]}]
+`
+	if err := os.WriteFile(filepath.Join(src, "shop.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := readPlan(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, controllerDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mesh{plan: p, vips: map[string]netip.Addr{
+		"shop/web": netip.MustParseAddr("10.96.0.1"), "shop/web-v2": netip.MustParseAddr("10.96.0.2"),
+	}}
+	m.cfg.StateDir = state
+	if err := m.writeControllerManifests(); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := files.Load(filepath.Join(state, controllerDir))
+	if err != nil {
+		t.Fatalf("the controller's directory does not load: %v", err)
+	}
+	if len(snap.HTTPRoutes) != 1 || len(snap.GRPCRoutes) != 1 {
+		t.Fatalf("controller gets %d HTTPRoutes, %d GRPCRoutes; want 1, 1", len(snap.HTTPRoutes), len(snap.GRPCRoutes))
+	}
+	if r := snap.HTTPRoutes[0]; *r.Spec.Rules[0].BackendRefs[1].Weight != 10 || r.Annotations["skein.io/retry-http"] != "5xx" {
+		t.Errorf("HTTPRoute = %+v", r)
+	}
+}
