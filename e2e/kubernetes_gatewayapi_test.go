@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +105,94 @@ func TestKubernetesGatewayAPI(t *testing.T) {
 	if log := late.tail(200); strings.Contains(log, "not reading") || strings.Contains(log, "forbidden") {
 		t.Errorf("the controller started with the CRDs:\n%s", log)
 	}
+
+	t.Run("RoutesFromKubectlReachTheController", func(t *testing.T) {
+		k := k.with(t)
+		k.routesReachTheController(map[string]*proc{"early": early, "late": late})
+	})
+}
+
+// routeManifests are a Service and an HTTPRoute to it whose one backend
+// is the given Service.
+func routeManifests(backend string) string {
+	return `
+apiVersion: v1
+kind: Namespace
+metadata: {name: routes}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: routes}
+spec:
+  ports: [{name: http, port: 80}]
+  selector: {app: web}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-split, namespace: routes}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - backendRefs: [{name: ` + backend + `, port: 80}]
+`
+}
+
+// routesReachTheController creates, changes and deletes an HTTPRoute with
+// kubectl and watches each controller's policy compiler see it: a route
+// to a Service that does not exist is refused by name in the log and
+// counted by skein_policy_invalid_objects on /metrics, the same route
+// changed to a real backend is no longer, and so is the bad one deleted.
+func (k *kube) routesReachTheController(controllers map[string]*proc) {
+	k.t.Helper()
+	invalid := func(want int) {
+		k.t.Helper()
+		for name, p := range controllers {
+			admin := controllerAdmin(p)
+			k.waitFor(fmt.Sprintf("controller %s's skein_policy_invalid_objects to be %d", name, want), 30*time.Second, func() error {
+				resp, err := httpClient(k.c.Host).Get("http://" + admin + "/metrics")
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				if line := fmt.Sprintf("skein_policy_invalid_objects %d\n", want); !strings.Contains(string(body), line) {
+					return fmt.Errorf("no %q on /metrics", strings.TrimSpace(line))
+				}
+				return nil
+			})
+		}
+	}
+	logSays := func(what string, count int) {
+		k.t.Helper()
+		for name, p := range controllers {
+			k.waitFor(fmt.Sprintf("controller %s to log %q %d times", name, what, count), 30*time.Second, func() error {
+				if n := strings.Count(p.tail(500), what); n != count {
+					return fmt.Errorf("%d times:\n%s", n, p.tail(20))
+				}
+				return nil
+			})
+		}
+	}
+	// As the JSON log says them: the refusal's error, not the "was" of
+	// the line that says it is resolved.
+	const refused = `"err":"HTTPRoute routes/web-split: spec.rules[0].backendRefs[0]: Service routes/missing not found"`
+	const resolved = `"msg":"policy problem resolved"`
+
+	k.kubectl([]byte(routeManifests("missing")), "apply", "-f", "-")
+	invalid(1)
+	logSays(refused, 1)
+	k.kubectl([]byte(routeManifests("web")), "apply", "-f", "-")
+	invalid(0)
+	logSays(resolved, 1)
+	k.kubectl([]byte(routeManifests("missing")), "apply", "-f", "-")
+	invalid(1)
+	logSays(refused, 2)
+	k.kubectl(nil, "-n", "routes", "delete", "httproute/web-split")
+	invalid(0)
+	logSays(resolved, 2)
 }
 
 // controllerKubeconfig writes a kubeconfig that authenticates as the
@@ -133,6 +222,17 @@ current-context: test
 		k.t.Fatal(err)
 	}
 	return path
+}
+
+// controllerAdmin is the admin address startController gave p.
+func controllerAdmin(p *proc) string {
+	args := p.cmd.Args
+	for i, a := range args {
+		if a == "-admin-addr" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // startController runs skein-controller beside the API server as the
