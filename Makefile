@@ -67,3 +67,12 @@ crds:
 
 crds-check:
 	scripts/crds.sh check
+
+# Copy the Gateway API CRDs Skein reads (HTTPRoute, GRPCRoute, standard
+# channel) from the gateway-api module go.mod requires into
+# config/gateway-api/; config's tests fail when the copy is stale.
+.PHONY: gateway-api-crds
+gateway-api-crds:
+	dir=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && \
+	install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml \
+		$$dir/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml config/gateway-api/

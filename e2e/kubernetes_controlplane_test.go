@@ -337,7 +337,10 @@ func (k *kube) checkControllerPermissions(t *testing.T) {
 		{"get", "", "secrets", controlNamespace, install.JoinTokenKeySecretName, false},
 		{"list", "", "secrets", controlNamespace, "", false},
 		{"get", "", "serviceaccounts", shopNamespace, "client", false},
-		{"list", "gateway.networking.k8s.io", "httproutes", "", "", false},
+		{"list", "gateway.networking.k8s.io", "httproutes", "", "", true},
+		{"watch", "gateway.networking.k8s.io", "grpcroutes", "", "", true},
+		{"update", "gateway.networking.k8s.io", "httproutes", shopNamespace, "", false}, // it writes no route
+		{"list", "gateway.networking.k8s.io", "gateways", "", "", false},
 		{"create", "", "pods", shopNamespace, "", false},
 	} {
 		review, err := k.c.Client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{

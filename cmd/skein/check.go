@@ -26,6 +26,10 @@ under each problem. Exits non-zero when a check fails.
 
   skein check --pre   before skein install: API server, version, permissions
   skein check         after: namespace, CRDs, trust, webhook, controller up
+
+Both say whether the Gateway API CRDs for HTTPRoute and GRPCRoute are in the
+cluster, from which bundle (version, channel), and whether they serve v1: a
+warning when they are not, since the mesh runs without routes.
   skein check --proxy after, and the meshed pods: every pod that asks for
                       injection has a proxy, proxies ready, trusting the
                       issuer's anchor, on the injector's image
@@ -92,5 +96,13 @@ func newChecker(kubeconfig, kubeContext, namespace string) (*check.Checker, erro
 	if err != nil {
 		return nil, err
 	}
-	return &check.Checker{Client: client, Dynamic: dyn, Namespace: namespace, CRDs: names}, nil
+	gatewayCRDs, err := config.GatewayAPICRDs()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded Gateway API CRDs: %w", err)
+	}
+	gatewayVersion, err := install.BundleVersion(gatewayCRDs)
+	if err != nil {
+		return nil, err
+	}
+	return &check.Checker{Client: client, Dynamic: dyn, Namespace: namespace, CRDs: names, GatewayAPIVersion: gatewayVersion}, nil
 }

@@ -18,6 +18,7 @@ type installFlags struct {
 	identityDir string
 	trustAnchor string
 	mode        string
+	gatewayAPI  bool
 }
 
 func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
@@ -35,6 +36,7 @@ func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
 	flags.StringVar(&f.mode, "identity", string(d.IdentityMode), "generate: render a new issuer Secret; external: the issuer Secret is kept by cert-manager or you")
 	flags.StringVar(&f.identityDir, "identity-dir", "", "use the trust material in this directory (`skein identity generate --out`) instead of making new")
 	flags.StringVar(&f.trustAnchor, "trust-anchor", "", "PEM file with the trust anchor(s) of an external issuer (required with --identity external)")
+	flags.BoolVar(&f.gatewayAPI, "gateway-api-crds", false, "also render the Gateway API's HTTPRoute and GRPCRoute CRDs (standard channel, the version this skein was built with); leave it off when the cluster has them already")
 }
 
 func (f *installFlags) config() (install.Config, error) {
@@ -59,6 +61,11 @@ func (f *installFlags) config() (install.Config, error) {
 		return cfg, fmt.Errorf("reading the embedded CRDs: %w", err)
 	}
 	cfg.CRDs = crds
+	if f.gatewayAPI {
+		if cfg.GatewayAPICRDs, err = config.GatewayAPICRDs(); err != nil {
+			return cfg, fmt.Errorf("reading the embedded Gateway API CRDs: %w", err)
+		}
+	}
 	return cfg, nil
 }
 
@@ -74,6 +81,10 @@ Secrets, the controller, the proxy injector's webhook) as YAML:
 
 Trust material is generated at each run unless --identity-dir is given: keep
 it (skein identity generate --out DIR) to render the same trust again.
+
+Routes (HTTPRoute, GRPCRoute) need the Gateway API CRDs in the cluster. Skein
+works with the ones already there (skein check says which version) and renders
+its own copy only with --gateway-api-crds; skein uninstall never deletes them.
 See docs/install.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

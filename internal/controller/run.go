@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/admin"
@@ -46,16 +45,16 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	var kube kubernetes.Interface
-	var kubeDynamic dynamic.Interface
+	var clients kubeClientset
 	if cfg.Kubernetes {
 		var err error
-		if kube, kubeDynamic, err = kubeClients(cfg); err != nil {
+		if clients, err = kubeClients(cfg); err != nil {
 			return err
 		}
 	}
+	kube := clients.typed
 	m := model.New(model.WithTrustDomain(cfg.TrustDomain))
-	src, err := startSource(ctx, cfg, kube, kubeDynamic, m, log)
+	src, err := startSource(ctx, cfg, clients, m, log)
 	if err != nil {
 		return err
 	}

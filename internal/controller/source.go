@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/skeinmesh/skein/internal/model"
 	"github.com/skeinmesh/skein/internal/source/files"
@@ -23,7 +24,7 @@ const sourceLoadTimeout = 2 * time.Minute
 // startSource starts the configured source feeding m and returns once its
 // first full state is in the model, so that the controller never answers
 // proxies from a half-loaded view. It returns the source's name for logs.
-func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, dc dynamic.Interface, m *model.Model, log *slog.Logger) (string, error) {
+func startSource(ctx context.Context, cfg Config, kc kubeClientset, m *model.Model, log *slog.Logger) (string, error) {
 	errc := make(chan error, 1)
 	var loaded <-chan struct{}
 	name := ""
@@ -32,7 +33,7 @@ func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, dc dy
 		loaded, name = s.Loaded(), "manifests "+cfg.ManifestsDir
 		go func() { errc <- s.Run(ctx) }()
 	} else {
-		s := kube.New(kc, m, log, kube.WithWorkloads(dc))
+		s := kube.New(kc.typed, m, log, kube.WithWorkloads(kc.dynamic), kube.WithGatewayAPI(kc.gateway))
 		loaded, name = s.Synced(), "kubernetes"
 		go func() { errc <- s.Run(ctx) }()
 	}
@@ -51,10 +52,18 @@ func startSource(ctx context.Context, cfg Config, kc kubernetes.Interface, dc dy
 	}
 }
 
-// kubeClients connect to the API server, typed and dynamic (for the mesh's
-// own resources): with kubeconfig when given, else in-cluster. Each client
-// keeps to cfg's QPS and burst.
-func kubeClients(c Config) (kubernetes.Interface, dynamic.Interface, error) {
+// kubeClientset is what the controller reads the cluster with: the typed
+// client, the dynamic one (the mesh's own resources) and the Gateway API's
+// (routes).
+type kubeClientset struct {
+	typed   kubernetes.Interface
+	dynamic dynamic.Interface
+	gateway gatewayclient.Interface
+}
+
+// kubeClients connect to the API server: with kubeconfig when given, else
+// in-cluster. Each client keeps to cfg's QPS and burst.
+func kubeClients(c Config) (kubeClientset, error) {
 	var cfg *rest.Config
 	var err error
 	if c.Kubeconfig != "" {
@@ -63,16 +72,18 @@ func kubeClients(c Config) (kubernetes.Interface, dynamic.Interface, error) {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+		return kubeClientset{}, fmt.Errorf("kubernetes: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(c.KubeAPIQPS), c.KubeAPIBurst
-	typed, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	var cs kubeClientset
+	if cs.typed, err = kubernetes.NewForConfig(cfg); err != nil {
+		return kubeClientset{}, fmt.Errorf("kubernetes: %w", err)
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes: %w", err)
+	if cs.dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return kubeClientset{}, fmt.Errorf("kubernetes: %w", err)
 	}
-	return typed, dyn, nil
+	if cs.gateway, err = gatewayclient.NewForConfig(cfg); err != nil {
+		return kubeClientset{}, fmt.Errorf("kubernetes: %w", err)
+	}
+	return cs, nil
 }

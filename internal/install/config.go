@@ -78,6 +78,12 @@ type Config struct {
 	// CRDs are the mesh's CustomResourceDefinitions, one YAML document
 	// each (see package config). Optional: without them none are rendered.
 	CRDs [][]byte
+	// GatewayAPICRDs are the Gateway API's HTTPRoute and GRPCRoute CRDs
+	// (config.GatewayAPICRDs), rendered only when set (`skein install
+	// --gateway-api-crds`): they belong to the cluster, not to Skein (other
+	// meshes and gateways ship the same CRDs), so they are not labelled as
+	// Skein's and `skein uninstall` never deletes them.
+	GatewayAPICRDs [][]byte
 }
 
 // Default returns the usual installation.

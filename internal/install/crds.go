@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -11,8 +12,9 @@ import (
 )
 
 // crdObjects parses the CRD documents (a file may hold several, as
-// controller-gen writes them) and returns them sorted by name.
-func crdObjects(files [][]byte) ([]runtime.Object, error) {
+// controller-gen writes them), adds labels, and returns them sorted by
+// name.
+func crdObjects(files [][]byte, labels map[string]string) ([]runtime.Object, error) {
 	var crds []*unstructured.Unstructured
 	for i, file := range files {
 		for _, doc := range splitYAML(file) {
@@ -24,14 +26,14 @@ func crdObjects(files [][]byte) ([]runtime.Object, error) {
 				return nil, fmt.Errorf("CRD document %d: %s %s %q is not an apiextensions.k8s.io/v1 CustomResourceDefinition",
 					i, obj.GetAPIVersion(), obj.GetKind(), obj.GetName())
 			}
-			labels := obj.GetLabels()
-			if labels == nil {
-				labels = map[string]string{}
+			if len(labels) > 0 {
+				all := obj.GetLabels()
+				if all == nil {
+					all = map[string]string{}
+				}
+				maps.Copy(all, labels)
+				obj.SetLabels(all)
 			}
-			for k, v := range partOfLabels() {
-				labels[k] = v
-			}
-			obj.SetLabels(labels)
 			crds = append(crds, obj)
 		}
 	}
@@ -46,7 +48,7 @@ func crdObjects(files [][]byte) ([]runtime.Object, error) {
 // CRDNames returns the names of the CRDs in files (what `skein check`
 // expects to be established).
 func CRDNames(files [][]byte) ([]string, error) {
-	objs, err := crdObjects(files)
+	objs, err := crdObjects(files, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -84,4 +86,23 @@ func stripComments(doc []byte) []byte {
 		}
 	}
 	return out
+}
+
+// BundleVersion returns the Gateway API bundle version the CRDs in files
+// carry (annotation gateway.networking.k8s.io/bundle-version), "" when
+// they carry none or disagree.
+func BundleVersion(files [][]byte) (string, error) {
+	objs, err := crdObjects(files, nil)
+	if err != nil {
+		return "", err
+	}
+	version := ""
+	for i, obj := range objs {
+		v := obj.(*unstructured.Unstructured).GetAnnotations()["gateway.networking.k8s.io/bundle-version"]
+		if i > 0 && v != version {
+			return "", nil
+		}
+		version = v
+	}
+	return version, nil
 }

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -9,7 +10,7 @@ import (
 )
 
 // Objects returns every object of the installation in the order they are
-// applied: namespace, CRDs, RBAC, Secrets and ConfigMap, Service,
+// applied: namespace, CRDs (Skein's, then the Gateway API's when asked for), RBAC, Secrets and ConfigMap, Service,
 // Deployment (and its disruption budget), webhook configuration. The webhook comes last so that it is
 // never registered before the controller that serves it exists. Missing
 // trust material is generated (see Config).
@@ -26,10 +27,15 @@ func Objects(cfg Config) ([]runtime.Object, error) {
 	if cfg.Webhook, err = cfg.Webhook.complete(cfg.Namespace, now); err != nil {
 		return nil, err
 	}
-	crds, err := crdObjects(cfg.CRDs)
+	crds, err := crdObjects(cfg.CRDs, partOfLabels())
 	if err != nil {
 		return nil, err
 	}
+	gatewayCRDs, err := crdObjects(cfg.GatewayAPICRDs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading the Gateway API CRDs: %w", err)
+	}
+	crds = append(crds, gatewayCRDs...)
 	objs := []runtime.Object{namespace(cfg)}
 	objs = append(objs, crds...)
 	objs = append(objs, rbacObjects(cfg)...)

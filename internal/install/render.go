@@ -24,9 +24,11 @@ func Render(cfg Config) ([]byte, error) {
 // first, so that no pod creation waits on a controller being removed), for
 // `kubectl delete --ignore-not-found -f -`. It renders the issuer Secret
 // whatever the identity mode (deleting the namespace removes it anyway), so
-// it needs no trust anchor.
+// it needs no trust anchor. It never renders the Gateway API CRDs:
+// deleting them would delete every route in the cluster, whoever made it.
 func RenderUninstall(cfg Config) ([]byte, error) {
 	cfg.IdentityMode, cfg.Identity = IdentityGenerate, IdentityMaterial{}
+	cfg.GatewayAPICRDs = nil
 	objs, err := Objects(cfg)
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/skeinmesh/skein/config"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/install"
 	"github.com/skeinmesh/skein/internal/pki"
@@ -124,6 +125,53 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 	}
 }
 
+// TestGatewayAPICRDsOnlyWhenAsked: the Gateway API CRDs are rendered
+// after Skein's own when given, as the module ships them (its bundle
+// version annotation kept, no Skein label: they are the cluster's), and
+// never by uninstall.
+func TestGatewayAPICRDsOnlyWhenAsked(t *testing.T) {
+	gatewayCRDs, err := config.GatewayAPICRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := install.Render(install.Config{CRDs: [][]byte{[]byte(crd)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range parse(t, without) {
+		if o.GetKind() == "CustomResourceDefinition" && strings.HasSuffix(o.GetName(), ".gateway.networking.k8s.io") {
+			t.Errorf("rendered %s without being asked", o.GetName())
+		}
+	}
+	cfg := install.Config{CRDs: [][]byte{[]byte(crd)}, GatewayAPICRDs: gatewayCRDs}
+	with, err := install.Render(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := parse(t, with)
+	got := strings.Join(kindNames(objs)[:4], "\n")
+	want := "Namespace skein\nCustomResourceDefinition workloads.skein.io\nCustomResourceDefinition grpcroutes.gateway.networking.k8s.io\nCustomResourceDefinition httproutes.gateway.networking.k8s.io"
+	if got != want {
+		t.Errorf("objects start:\n%s\nwant:\n%s", got, want)
+	}
+	httpRoutes := find(t, objs, "CustomResourceDefinition", "httproutes.gateway.networking.k8s.io")
+	if v := httpRoutes.GetAnnotations()["gateway.networking.k8s.io/bundle-version"]; v != "v1.6.3" {
+		t.Errorf("bundle-version annotation = %q, want v1.6.3", v)
+	}
+	if _, labelled := httpRoutes.GetLabels()["app.kubernetes.io/part-of"]; labelled {
+		t.Error("the Gateway API CRD is labelled as Skein's")
+	}
+	uninstall, err := install.RenderUninstall(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range parse(t, uninstall) {
+		if strings.HasSuffix(o.GetName(), ".gateway.networking.k8s.io") {
+			t.Errorf("uninstall deletes %s", o.GetName())
+		}
+	}
+}
+
 // With more than one controller, a disruption budget keeps all but one up
 // through a drain; with one there is no budget, which would block drains.
 func TestDisruptionBudgetOnlyWithSeveralReplicas(t *testing.T) {
@@ -198,6 +246,8 @@ func TestControllerRolesAreExactlyWhatItUses(t *testing.T) {
 		"ClusterRole /services list", "ClusterRole /services watch",
 		"ClusterRole authentication.k8s.io/tokenreviews create",
 		"ClusterRole discovery.k8s.io/endpointslices list", "ClusterRole discovery.k8s.io/endpointslices watch",
+		"ClusterRole gateway.networking.k8s.io/grpcroutes list", "ClusterRole gateway.networking.k8s.io/grpcroutes watch",
+		"ClusterRole gateway.networking.k8s.io/httproutes list", "ClusterRole gateway.networking.k8s.io/httproutes watch",
 		"ClusterRole skein.io/workloads list", "ClusterRole skein.io/workloads watch",
 		"Role /secrets get skein-identity-issuer", "Role /secrets watch skein-identity-issuer",
 	}

@@ -28,6 +28,9 @@ type Checker struct {
 	// CRDs are the names of the CRDs that must be established after the
 	// install (install.CRDNames); none skips the check.
 	CRDs []string
+	// GatewayAPIVersion is the Gateway API bundle `skein install
+	// --gateway-api-crds` renders, named in hints; "" names none.
+	GatewayAPIVersion string
 	// Admin probes the controller's /ready; nil means through the API
 	// server's service proxy (ServiceProxyProber).
 	Admin AdminProber

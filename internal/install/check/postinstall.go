@@ -16,7 +16,8 @@ import (
 	"github.com/skeinmesh/skein/internal/install"
 )
 
-// PostInstall checks a running installation: its namespace, CRDs, trust
+// PostInstall checks a running installation: its namespace, CRDs (and
+// the Gateway API's, which only warn when missing), trust
 // material, webhook configuration, and that the controller is up and
 // answers. A missing namespace stops the checks there.
 func (c *Checker) PostInstall(ctx context.Context) []Result {
@@ -27,6 +28,9 @@ func (c *Checker) PostInstall(ctx context.Context) []Result {
 	results := []Result{ns}
 	if len(c.CRDs) > 0 && c.Dynamic != nil {
 		results = append(results, c.checkCRDs(ctx))
+	}
+	if c.Dynamic != nil {
+		results = append(results, c.checkGatewayAPI(ctx))
 	}
 	results = append(results, c.checkTrust(ctx)...)
 	results = append(results, c.checkWebhook(ctx))

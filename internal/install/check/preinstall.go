@@ -29,6 +29,10 @@ func (c *Checker) PreInstall(ctx context.Context) []Result {
 	results := version
 	results = append(results, c.checkPermissions(ctx)...)
 	results = append(results, c.checkNoNamespace(ctx))
+	if c.Dynamic != nil {
+		// Whether to add --gateway-api-crds to the install.
+		results = append(results, c.checkGatewayAPI(ctx))
+	}
 	return results
 }
 

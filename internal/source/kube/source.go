@@ -1,8 +1,9 @@
 // Package kube feeds the model from a Kubernetes cluster through client-go
-// informers: Services, EndpointSlices (discovery/v1), Pods, and the mesh's
+// informers: Services, EndpointSlices (discovery/v1), Pods, the mesh's
 // Workloads (skein.io/v1alpha1: VMs and other machines outside the
-// cluster, whose addresses join the services that select them). It only
-// reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
+// cluster, whose addresses join the services that select them) and the
+// Gateway API's HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1),
+// the last two from when their CRDs are served. It only reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
 // is all an identity needs.
 package kube
 
@@ -19,12 +20,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
@@ -42,10 +45,11 @@ type Source struct {
 	log       *slog.Logger
 	resync    time.Duration
 	namespace string
-	// workloadsRetry is how often to look for the Workload resource when
-	// the cluster did not serve it at start.
-	workloadsRetry time.Duration
-	synced         chan struct{}
+	gateway   gatewayclient.Interface // nil: routes are not read
+	// optionalRetry is how often to look for a resource (Workloads,
+	// routes) that the cluster did not serve at start.
+	optionalRetry time.Duration
+	synced        chan struct{}
 
 	mu        sync.Mutex
 	workloads map[string]int // namespace/name -> instances written
@@ -62,6 +66,13 @@ func WithResync(d time.Duration) Option { return func(s *Source) { s.resync = d 
 // too, if the cluster serves them (the CRDs are installed).
 func WithWorkloads(client dynamic.Interface) Option { return func(s *Source) { s.dynamic = client } }
 
+// WithGatewayAPI makes the source read Gateway API HTTPRoutes and
+// GRPCRoutes (gateway.networking.k8s.io/v1) through client, each once the
+// cluster serves it (the CRDs are installed).
+func WithGatewayAPI(client gatewayclient.Interface) Option {
+	return func(s *Source) { s.gateway = client }
+}
+
 // WithNamespace limits the source to one namespace (default: all).
 func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns } }
 
@@ -74,7 +85,7 @@ func New(client kubernetes.Interface, m *model.Model, log *slog.Logger, opts ...
 		synced:    make(chan struct{}),
 		workloads: map[string]int{},
 
-		workloadsRetry: 30 * time.Second,
+		optionalRetry: 30 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -110,21 +121,23 @@ func (s *Source) Run(ctx context.Context) error {
 	defer factory.Shutdown()
 	var late sync.WaitGroup
 	defer late.Wait()
-	if s.dynamic != nil {
-		if err := servesWorkloads(s.client.Discovery()); err == nil {
-			hasSynced, shutdown, err := s.startWorkloads(ctx)
-			if err != nil {
-				return err
-			}
-			defer shutdown()
-			synced = append(synced, hasSynced)
-		} else {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // on an early return too: the late starters stop first
+	for _, r := range s.optionalResources() {
+		if err := serves(s.client.Discovery(), r.resource); err != nil {
 			// The CRDs may come later (installed after the controller, or
-			// the mesh upgraded): the model is complete without Workloads
-			// until then.
-			s.log.Warn("not reading Workloads yet: the cluster does not serve them (are Skein's CRDs installed?); looking again every "+s.workloadsRetry.String(), "err", err)
-			late.Go(func() { s.startWorkloadsOnceServed(ctx) })
+			// the mesh upgraded): the model is complete without them
+			// until then. Said once; the look again is quiet.
+			s.log.Warn("not reading "+r.what+" yet: the cluster does not serve them ("+r.hint+"); looking again every "+s.optionalRetry.String(), "err", err)
+			late.Go(func() { s.startOnceServed(ctx, r) })
+			continue
 		}
+		hasSynced, shutdown, err := r.start(ctx)
+		if err != nil {
+			return err
+		}
+		defer shutdown()
+		synced = append(synced, hasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return nil // ctx is done
@@ -133,6 +146,30 @@ func (s *Source) Run(ctx context.Context) error {
 	s.log.Info("informers synced")
 	<-ctx.Done()
 	return nil
+}
+
+// optionalResource is a kind the cluster serves only when its CRDs are
+// installed.
+type optionalResource struct {
+	what     string // in logs: "Workloads", "HTTPRoutes"
+	hint     string // in logs: which CRDs to install
+	resource schema.GroupVersionResource
+	// start starts the kind's informer until ctx is done; shutdown waits
+	// for it to stop.
+	start func(ctx context.Context) (hasSynced cache.InformerSynced, shutdown func(), err error)
+}
+
+// optionalResources are the kinds this source was asked to read that may
+// not be served.
+func (s *Source) optionalResources() []optionalResource {
+	var out []optionalResource
+	if s.dynamic != nil {
+		out = append(out, optionalResource{what: "Workloads", hint: "are Skein's CRDs installed?", resource: WorkloadsResource, start: s.startWorkloads})
+	}
+	if s.gateway != nil {
+		out = append(out, s.routeResources()...)
+	}
+	return out
 }
 
 // startWorkloads starts the informer of the mesh's Workloads until ctx is
@@ -147,10 +184,10 @@ func (s *Source) startWorkloads(ctx context.Context) (hasSynced cache.InformerSy
 	return reg.HasSynced, factory.Shutdown, nil
 }
 
-// startWorkloadsOnceServed asks the API server every workloadsRetry
-// whether it serves Workloads yet, and starts their informer when it does.
-func (s *Source) startWorkloadsOnceServed(ctx context.Context) {
-	ticker := time.NewTicker(s.workloadsRetry)
+// startOnceServed asks the API server every optionalRetry whether it
+// serves r yet, and starts its informer when it does.
+func (s *Source) startOnceServed(ctx context.Context, r optionalResource) {
+	ticker := time.NewTicker(s.optionalRetry)
 	defer ticker.Stop()
 	for {
 		select {
@@ -158,15 +195,15 @@ func (s *Source) startWorkloadsOnceServed(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
-		if servesWorkloads(s.client.Discovery()) != nil {
+		if serves(s.client.Discovery(), r.resource) != nil {
 			continue
 		}
-		_, shutdown, err := s.startWorkloads(ctx)
+		_, shutdown, err := r.start(ctx)
 		if err != nil {
-			s.log.Error("not reading Workloads", "err", err)
+			s.log.Error("not reading "+r.what, "err", err)
 			return
 		}
-		s.log.Info("reading Workloads: the cluster serves them now")
+		s.log.Info("reading " + r.what + ": the cluster serves them now")
 		<-ctx.Done()
 		shutdown()
 		return
@@ -220,15 +257,15 @@ func (s *Source) setSlice(es *discoveryv1.EndpointSlice) {
 	s.model.SetEndpointSlice(out)
 }
 
-// servesWorkloads reports, as an error, why the API server does not serve
-// the Workload resource.
-func servesWorkloads(d discovery.DiscoveryInterface) error {
-	resources, err := d.ServerResourcesForGroupVersion(WorkloadsResource.GroupVersion().String())
+// serves reports, as an error, why the API server does not serve a
+// resource.
+func serves(d discovery.DiscoveryInterface, resource schema.GroupVersionResource) error {
+	resources, err := d.ServerResourcesForGroupVersion(resource.GroupVersion().String())
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == WorkloadsResource.Resource }) {
-		return fmt.Errorf("%s has no resource %q", WorkloadsResource.GroupVersion(), WorkloadsResource.Resource)
+	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == resource.Resource }) {
+		return fmt.Errorf("%s has no resource %q", resource.GroupVersion(), resource.Resource)
 	}
 	return nil
 }

@@ -327,7 +327,7 @@ func startWithWorkloadsServed(t *testing.T, served *atomic.Bool, workloads ...ru
 		map[schema.GroupVersionResource]string{WorkloadsResource: "WorkloadList"}, workloads...)
 	m := model.New()
 	s := New(client, m, slog.New(slog.DiscardHandler), WithWorkloads(dyn))
-	s.workloadsRetry = 10 * time.Millisecond
+	s.optionalRetry = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
