@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/skeinmesh/skein/config"
 	controlleridentity "github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
@@ -339,6 +340,57 @@ func TestKubernetes(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		window := k.callsOver(clients[0], 10*time.Second)
 		k.requireSpread(window, podNames(greeters), 0.25)
+	})
+
+	t.Run("AGRPCRouteAppliedWithKubectlSteersTheCalls", func(t *testing.T) {
+		k := k.with(t)
+		// The controllers started without the Gateway API CRDs; they read
+		// routes once the CRDs are there (they look every 30 s).
+		crds, err := config.GatewayAPICRDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.kubectl(bytes.Join(crds, []byte("\n---\n")), "apply", "-f", "-")
+		canary := greeters[0].Name
+		k.kubectl(nil, "-n", shopNamespace, "label", "pod", canary, "canary=true")
+		route := `apiVersion: v1
+kind: Service
+metadata: {name: greeter-canary, namespace: shop}
+spec:
+  selector: {app: greeter, canary: "true"}
+  ports: [{name: grpc, port: 8080, targetPort: grpc}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: greeter-canary, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: greeter, port: 8080}]
+  rules:
+  - backendRefs: [{name: greeter-canary, port: 8080}]
+`
+		start := time.Now()
+		k.kubectl([]byte(route), "apply", "-f", "-")
+		k.waitFor("every call to go to the canary", 90*time.Second, func() error {
+			w := k.callsOver(clients[0], 2*time.Second)
+			if len(w.Calls) != 1 || w.Calls[canary] == 0 {
+				return fmt.Errorf("calls %v", w.Calls)
+			}
+			return nil
+		})
+		t.Logf("the route steered the calls %v after kubectl apply", time.Since(start).Round(time.Second))
+		window := k.callsOver(clients[0], 5*time.Second)
+		t.Logf("with the route: %v", window.Calls)
+		if len(window.Calls) != 1 || window.Calls[canary] < 100 || window.Failures > 0 {
+			t.Errorf("with a GRPCRoute to greeter-canary, calls went %v (%d failed), want all to %s", window.Calls, window.Failures, canary)
+		}
+		// Deleting the route sends the calls over every replica again.
+		k.kubectl(nil, "-n", shopNamespace, "delete", "grpcroute", "greeter-canary")
+		k.waitFor("the calls to spread again", 60*time.Second, func() error {
+			if w := k.callsOver(clients[0], 2*time.Second); len(w.Calls) < 3 {
+				return fmt.Errorf("calls %v", w.Calls)
+			}
+			return nil
+		})
 	})
 
 	t.Run("AMachineOutsideTheClusterJoinsAsAWorkload", func(t *testing.T) {
