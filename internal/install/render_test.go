@@ -198,6 +198,10 @@ func TestControllerRolesAreExactlyWhatItUses(t *testing.T) {
 		"ClusterRole /services list", "ClusterRole /services watch",
 		"ClusterRole authentication.k8s.io/tokenreviews create",
 		"ClusterRole discovery.k8s.io/endpointslices list", "ClusterRole discovery.k8s.io/endpointslices watch",
+		"ClusterRole policy.skein.io/authorizationpolicies list", "ClusterRole policy.skein.io/authorizationpolicies watch",
+		"ClusterRole policy.skein.io/meshtlsauthentications list", "ClusterRole policy.skein.io/meshtlsauthentications watch",
+		"ClusterRole policy.skein.io/networkauthentications list", "ClusterRole policy.skein.io/networkauthentications watch",
+		"ClusterRole policy.skein.io/servers list", "ClusterRole policy.skein.io/servers watch",
 		"ClusterRole skein.io/workloads list", "ClusterRole skein.io/workloads watch",
 		"Role /secrets get skein-identity-issuer", "Role /secrets watch skein-identity-issuer",
 	}
