@@ -21,8 +21,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/admin"
+	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
@@ -73,6 +75,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	pol.Start(ctx, m)
+	inb := inbound.NewServer(inbound.Config{DefaultPolicy: authz.DefaultPolicy(cfg.DefaultInboundPolicy), ClusterNetworks: cfg.ClusterNetworks}, log, cfg.MaxDestinationStreamsPerPeer)
+	inb.Start(ctx, m)
+	pol.SetInbound(inb)
 
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
