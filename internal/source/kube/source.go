@@ -1,7 +1,9 @@
 // Package kube feeds the model from a Kubernetes cluster through client-go
-// informers: Services, EndpointSlices (discovery/v1), Pods, and the mesh's
-// Workloads (skein.io/v1alpha1: VMs and other machines outside the
-// cluster, whose addresses join the services that select them). It only
+// informers: Services, EndpointSlices (discovery/v1), Pods, Namespaces
+// (their skein.io/ annotations), the mesh's Workloads (skein.io/v1alpha1:
+// VMs and other machines outside the cluster, whose addresses join the
+// services that select them) and its authorization policy
+// (policy.skein.io/v1alpha1). It only
 // reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
 // is all an identity needs.
 package kube
@@ -19,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -98,6 +101,14 @@ func (s *Source) Run(ctx context.Context) error {
 		{factory.Core().V1().Pods().Informer(), events(s.setPod, s.model.DeleteInstance)},
 		{factory.Discovery().V1().EndpointSlices().Informer(), events(s.setSlice, s.model.DeleteEndpointSlice)},
 	}
+	if s.namespace == "" {
+		// Namespaces are cluster-scoped: read them (their
+		// skein.io/default-inbound-policy) only when watching them all.
+		handlers = append(handlers, struct {
+			informer cache.SharedIndexInformer
+			handler  cache.ResourceEventHandler
+		}{factory.Core().V1().Namespaces().Informer(), events(s.setNamespace, func(_, name string) { s.model.DeleteNamespace(name) })})
+	}
 	var synced []cache.InformerSynced
 	for _, h := range handlers {
 		reg, err := h.informer.AddEventHandler(h.handler)
@@ -110,9 +121,9 @@ func (s *Source) Run(ctx context.Context) error {
 	defer factory.Shutdown()
 	var late sync.WaitGroup
 	defer late.Wait()
-	if s.dynamic != nil {
-		if err := servesWorkloads(s.client.Discovery()); err == nil {
-			hasSynced, shutdown, err := s.startWorkloads(ctx)
+	for _, kind := range s.dynamicKinds() {
+		if err := servesResource(s.client.Discovery(), kind.resource); err == nil {
+			hasSynced, shutdown, err := s.startDynamic(ctx, kind)
 			if err != nil {
 				return err
 			}
@@ -120,10 +131,10 @@ func (s *Source) Run(ctx context.Context) error {
 			synced = append(synced, hasSynced)
 		} else {
 			// The CRDs may come later (installed after the controller, or
-			// the mesh upgraded): the model is complete without Workloads
+			// the mesh upgraded): the model is complete without them
 			// until then.
-			s.log.Warn("not reading Workloads yet: the cluster does not serve them (are Skein's CRDs installed?); looking again every "+s.workloadsRetry.String(), "err", err)
-			late.Go(func() { s.startWorkloadsOnceServed(ctx) })
+			s.log.Warn("not reading "+kind.resource.Resource+" yet: the cluster does not serve them (are Skein's CRDs installed?); looking again every "+s.workloadsRetry.String(), "err", err)
+			late.Go(func() { s.startDynamicOnceServed(ctx, kind) })
 		}
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
@@ -135,11 +146,32 @@ func (s *Source) Run(ctx context.Context) error {
 	return nil
 }
 
-// startWorkloads starts the informer of the mesh's Workloads until ctx is
-// done; shutdown waits for it to stop.
-func (s *Source) startWorkloads(ctx context.Context) (hasSynced cache.InformerSynced, shutdown func(), err error) {
+// dynamicKind is a custom resource read through the dynamic client.
+type dynamicKind struct {
+	resource schema.GroupVersionResource
+	handler  cache.ResourceEventHandler
+}
+
+// dynamicKinds are the mesh's own resources the source reads: Workloads
+// and the policy.skein.io kinds. None without a dynamic client.
+func (s *Source) dynamicKinds() []dynamicKind {
+	if s.dynamic == nil {
+		return nil
+	}
+	return []dynamicKind{
+		{WorkloadsResource, events(s.setWorkload, s.deleteWorkload)},
+		{ServersResource, events(setPolicy(s, (*model.Writer).SetServer), s.model.DeleteServer)},
+		{AuthorizationPoliciesResource, events(setPolicy(s, (*model.Writer).SetAuthorizationPolicy), s.model.DeleteAuthorizationPolicy)},
+		{MeshTLSAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetMeshTLSAuthentication), s.model.DeleteMeshTLSAuthentication)},
+		{NetworkAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetNetworkAuthentication), s.model.DeleteNetworkAuthentication)},
+	}
+}
+
+// startDynamic starts the informer of one kind until ctx is done; shutdown
+// waits for it to stop.
+func (s *Source) startDynamic(ctx context.Context, kind dynamicKind) (hasSynced cache.InformerSynced, shutdown func(), err error) {
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
-	reg, err := factory.ForResource(WorkloadsResource).Informer().AddEventHandler(events(s.setWorkload, s.deleteWorkload))
+	reg, err := factory.ForResource(kind.resource).Informer().AddEventHandler(kind.handler)
 	if err != nil {
 		return nil, nil, fmt.Errorf("registering informer handler: %w", err)
 	}
@@ -147,9 +179,9 @@ func (s *Source) startWorkloads(ctx context.Context) (hasSynced cache.InformerSy
 	return reg.HasSynced, factory.Shutdown, nil
 }
 
-// startWorkloadsOnceServed asks the API server every workloadsRetry
-// whether it serves Workloads yet, and starts their informer when it does.
-func (s *Source) startWorkloadsOnceServed(ctx context.Context) {
+// startDynamicOnceServed asks the API server every workloadsRetry whether
+// it serves kind yet, and starts its informer when it does.
+func (s *Source) startDynamicOnceServed(ctx context.Context, kind dynamicKind) {
 	ticker := time.NewTicker(s.workloadsRetry)
 	defer ticker.Stop()
 	for {
@@ -158,15 +190,15 @@ func (s *Source) startWorkloadsOnceServed(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
-		if servesWorkloads(s.client.Discovery()) != nil {
+		if servesResource(s.client.Discovery(), kind.resource) != nil {
 			continue
 		}
-		_, shutdown, err := s.startWorkloads(ctx)
+		_, shutdown, err := s.startDynamic(ctx, kind)
 		if err != nil {
-			s.log.Error("not reading Workloads", "err", err)
+			s.log.Error("not reading "+kind.resource.Resource, "err", err)
 			return
 		}
-		s.log.Info("reading Workloads: the cluster serves them now")
+		s.log.Info("reading " + kind.resource.Resource + ": the cluster serves them now")
 		<-ctx.Done()
 		shutdown()
 		return
@@ -220,15 +252,15 @@ func (s *Source) setSlice(es *discoveryv1.EndpointSlice) {
 	s.model.SetEndpointSlice(out)
 }
 
-// servesWorkloads reports, as an error, why the API server does not serve
-// the Workload resource.
-func servesWorkloads(d discovery.DiscoveryInterface) error {
-	resources, err := d.ServerResourcesForGroupVersion(WorkloadsResource.GroupVersion().String())
+// servesResource reports, as an error, why the API server does not serve
+// resource.
+func servesResource(d discovery.DiscoveryInterface, resource schema.GroupVersionResource) error {
+	resources, err := d.ServerResourcesForGroupVersion(resource.GroupVersion().String())
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == WorkloadsResource.Resource }) {
-		return fmt.Errorf("%s has no resource %q", WorkloadsResource.GroupVersion(), WorkloadsResource.Resource)
+	if !slices.ContainsFunc(resources.APIResources, func(r metav1.APIResource) bool { return r.Name == resource.Resource }) {
+		return fmt.Errorf("%s has no resource %q", resource.GroupVersion(), resource.Resource)
 	}
 	return nil
 }
