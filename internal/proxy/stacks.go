@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/skeinmesh/skein/internal/authz"
 	"log/slog"
 	"time"
 
@@ -37,6 +38,10 @@ type stackConfig struct {
 	// routes is the controller's outbound policy; nil without a
 	// controller (the route layer then passes requests untouched).
 	routes routes.Lookup
+	// authz is the controller's inbound (authorization) policy of this
+	// workload's ports; nil without a controller. It fails closed: a port
+	// whose policy never arrived is an error, answered as deny.
+	authz authz.Lookup
 }
 
 // outboundStack is the journey of a request the workload sends out.
