@@ -106,6 +106,9 @@ type Compiled struct {
 	Version uint64
 	// Errors lists every invalid object, in a stable order.
 	Errors []*policy.Error
+	// Inputs are what was compiled (for `skein authz simulate`, which
+	// compiles them again with proposed objects merged in).
+	Inputs model.InboundInputs
 
 	cfg         Config
 	trustDomain string
@@ -130,7 +133,7 @@ type portKey struct {
 // Update compiles in.
 func (c *Compiler) Update(in model.InboundInputs) *Compiled {
 	out := &Compiled{
-		Version: in.Version, cfg: c.cfg, trustDomain: in.TrustDomain, shadow: c.shadow,
+		Version: in.Version, Inputs: in, cfg: c.cfg, trustDomain: in.TrustDomain, shadow: c.shadow,
 		instances:  map[instanceKey]*model.Instance{},
 		namespaces: map[string]model.Namespace{},
 		servers:    map[string][]*policyv1.Server{},
