@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveMetricsAPI(ctx, apiLns, cfg, m, log); err != nil {
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, inb, log); err != nil {
 				errc <- err
 			}
 		}()
