@@ -65,6 +65,10 @@ func WithResync(d time.Duration) Option { return func(s *Source) { s.resync = d 
 // too, if the cluster serves them (the CRDs are installed).
 func WithWorkloads(client dynamic.Interface) Option { return func(s *Source) { s.dynamic = client } }
 
+// WithCRDRetry sets how often the source asks whether the API server
+// serves a custom resource it does not serve yet (default 30s).
+func WithCRDRetry(d time.Duration) Option { return func(s *Source) { s.workloadsRetry = d } }
+
 // WithNamespace limits the source to one namespace (default: all).
 func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns } }
 
