@@ -3,7 +3,6 @@ package inbound
 import (
 	"slices"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -84,22 +83,19 @@ func (c *Compiled) build(inst *model.Instance, port uint16) *authz.Inbound {
 		in.Default = authz.Deny
 	}
 	in.RateLimit = c.rateLimit(srv)
-	for _, p := range c.policies {
-		if p.namespace != srv.Namespace {
-			continue
-		}
+	for _, p := range c.policies[srv.Namespace] {
 		t := p.target
 		if (t.Group == policyv1.Group && t.Kind == policyv1.ServerKind && t.Name == srv.Name) || (t.Group == "" && t.Kind == "Namespace") {
 			in.Authorizations = append(in.Authorizations, p.authz)
 		}
 	}
-	for _, r := range c.routes {
-		if r.namespace != srv.Namespace || !slices.Contains(r.servers, srv.Name) {
+	for _, r := range c.routes[srv.Namespace] {
+		if !slices.Contains(r.servers, srv.Name) {
 			continue
 		}
 		route := authz.Route{Name: r.name, Matches: r.matches}
-		for _, p := range c.policies {
-			if p.namespace == r.namespace && p.target.Group == "gateway.networking.k8s.io" && p.target.Kind == r.kind && r.namespace+"/"+p.target.Name == r.name {
+		for _, p := range c.policies[r.namespace] {
+			if p.target.Group == "gateway.networking.k8s.io" && p.target.Kind == r.kind && r.namespace+"/"+p.target.Name == r.name {
 				route.Authorizations = append(route.Authorizations, p.authz)
 			}
 		}
@@ -115,8 +111,7 @@ func (c *Compiled) serversOf(inst *model.Instance, port uint16) []*policyv1.Serv
 		if !serverPort(s, inst, port) {
 			continue
 		}
-		selector, err := metav1.LabelSelectorAsSelector(&s.Spec.PodSelector)
-		if err == nil && selector.Matches(labels.Set(inst.Labels)) {
+		if c.selectors[s].Matches(labels.Set(inst.Labels)) {
 			out = append(out, s)
 		}
 	}

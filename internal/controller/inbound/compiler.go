@@ -115,9 +115,11 @@ type Compiled struct {
 	instances   map[instanceKey]*model.Instance
 	namespaces  map[string]model.Namespace
 	servers     map[string][]*policyv1.Server // by namespace, oldest first
-	policies    []*compiledPolicy
-	routes      []*compiledRoute
-	shadow      *shadowLog
+	selectors   map[*policyv1.Server]labels.Selector
+	// policies and routes by namespace (routes in precedence order).
+	policies map[string][]*compiledPolicy
+	routes   map[string][]*compiledRoute
+	shadow   *shadowLog
 
 	mu      sync.Mutex
 	inbound map[portKey]*authz.Inbound
@@ -137,6 +139,9 @@ func (c *Compiler) Update(in model.InboundInputs) *Compiled {
 		instances:  map[instanceKey]*model.Instance{},
 		namespaces: map[string]model.Namespace{},
 		servers:    map[string][]*policyv1.Server{},
+		selectors:  map[*policyv1.Server]labels.Selector{},
+		policies:   map[string][]*compiledPolicy{},
+		routes:     map[string][]*compiledRoute{},
 		inbound:    map[portKey]*authz.Inbound{},
 	}
 	for i := range in.Instances {
@@ -273,7 +278,7 @@ func (c *Compiler) authorizationPolicies(in model.InboundInputs, out *Compiled) 
 		compiled, errs := c.authorizationPolicy(in.TrustDomain, p)
 		out.Errors = append(out.Errors, errs...)
 		if cp, ok := keepLast(c.lastPolicies, seen, id, compiled, len(errs) > 0); ok {
-			out.policies = append(out.policies, cp)
+			out.policies[cp.namespace] = append(out.policies[cp.namespace], cp)
 		}
 	}
 	forget(c.lastPolicies, seen)
@@ -341,12 +346,21 @@ func joinMeshTLS(a, b *authz.MeshTLS) *authz.MeshTLS {
 
 func (c *Compiler) servers(in model.InboundInputs, out *Compiled) {
 	seen := map[string]bool{}
+	byNS := map[string][]*model.Instance{}
+	for key, inst := range out.instances {
+		byNS[key.namespace] = append(byNS[key.namespace], inst)
+	}
 	for _, s := range in.Servers {
 		id := s.Namespace + "/" + s.Name
-		errs := validateServer(s, in.Instances)
+		errs := validateServer(s, byNS[s.Namespace])
 		out.Errors = append(out.Errors, errs...)
 		if srv, ok := keepLast(c.lastServers, seen, id, s, len(errs) > 0); ok {
-			out.servers[s.Namespace] = append(out.servers[s.Namespace], srv)
+			selector, err := metav1.LabelSelectorAsSelector(&srv.Spec.PodSelector)
+			if err != nil {
+				continue // Validate refused it: a last good Server has none
+			}
+			out.servers[srv.Namespace] = append(out.servers[srv.Namespace], srv)
+			out.selectors[srv] = selector
 		}
 	}
 	forget(c.lastServers, seen)
@@ -358,8 +372,8 @@ func (c *Compiler) servers(in model.InboundInputs, out *Compiled) {
 }
 
 // validateServer checks a Server on its own and, for a port given by name,
-// that the pods it selects have that port.
-func validateServer(s *policyv1.Server, instances []model.Instance) []*policy.Error {
+// that the pods it selects (of instances, its namespace's) have that port.
+func validateServer(s *policyv1.Server, instances []*model.Instance) []*policy.Error {
 	if err := s.Validate(); err != nil {
 		return objectError(policyv1.ServerKind, s.Namespace, s.Name, err)
 	}
@@ -369,7 +383,7 @@ func validateServer(s *policyv1.Server, instances []model.Instance) []*policy.Er
 	selector, _ := metav1.LabelSelectorAsSelector(&s.Spec.PodSelector)
 	selected, named := 0, 0
 	for _, inst := range instances {
-		if inst.Namespace != s.Namespace || !selector.Matches(labels.Set(inst.Labels)) {
+		if !selector.Matches(labels.Set(inst.Labels)) {
 			continue
 		}
 		selected++
@@ -395,7 +409,7 @@ func (c *Compiler) routes(in model.InboundInputs, out *Compiled) {
 		out.Errors = append(out.Errors, errs...)
 		r := &compiledRoute{namespace: namespace, name: namespace + "/" + name, kind: kind, created: created, servers: parents, matches: matches}
 		if cr, ok := keepLast(c.lastRoutes, seen, id, r, len(errs) > 0); ok {
-			out.routes = append(out.routes, cr)
+			out.routes[cr.namespace] = append(out.routes[cr.namespace], cr)
 		}
 	}
 	for _, r := range in.GRPCRoutes {
@@ -408,12 +422,14 @@ func (c *Compiler) routes(in model.InboundInputs, out *Compiled) {
 	}
 	forget(c.lastRoutes, seen)
 	// GRPCRoutes first (they match gRPC requests only), then the oldest.
-	slices.SortStableFunc(out.routes, func(a, b *compiledRoute) int {
-		if a.kind != b.kind {
-			return strings.Compare(a.kind, b.kind) // "GRPCRoute" < "HTTPRoute"
-		}
-		return cmp.Or(a.created.Compare(b.created), strings.Compare(a.name, b.name))
-	})
+	for _, list := range out.routes {
+		slices.SortStableFunc(list, func(a, b *compiledRoute) int {
+			if a.kind != b.kind {
+				return strings.Compare(a.kind, b.kind) // "GRPCRoute" < "HTTPRoute"
+			}
+			return cmp.Or(a.created.Compare(b.created), strings.Compare(a.name, b.name))
+		})
+	}
 }
 
 // shadowLog logs each set of Servers that select the same port once.

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -123,10 +122,7 @@ func (c *Compiled) Servers(namespace, workload string) []ServerView {
 func (c *Compiled) serverView(s *policyv1.Server) (ServerView, *model.Instance) {
 	v := ServerView{Namespace: s.Namespace, Name: s.Name, Port: s.Spec.Port.String(), Protocol: s.Spec.ProxyProtocol,
 		AccessPolicy: cmp.Or(s.Spec.AccessPolicy, string(authz.Deny)), Workloads: []string{}, RateLimit: c.rateLimit(s)}
-	selector, err := metav1.LabelSelectorAsSelector(&s.Spec.PodSelector)
-	if err != nil {
-		return v, nil
-	}
+	selector := c.selectors[s]
 	var first *model.Instance
 	for _, inst := range c.sortedInstances(s.Namespace) {
 		if !selector.Matches(labels.Set(inst.Labels)) {
