@@ -206,7 +206,7 @@ func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Log
 	if ns == "" || pod == "" {
 		log.Error("the proxy's -labels name no namespace= and pod=: the controller cannot send this workload's inbound policy, so inbound traffic is denied")
 	}
-	return authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Log: log})
+	return authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"], Log: log})
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

@@ -34,8 +34,13 @@ type InboundRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// The pod, or the Workload instance ("<workload>-<i>").
-	Pod           string `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
-	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Pod  string `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// The workload (the proxy's -labels workload=). Used only when the
+	// controller knows no instance named pod and the workload is a Workload
+	// (outside Kubernetes), whose instances share one policy: `skein up`
+	// numbers the instances it publishes among the ready ones only.
+	Workload      string `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -89,6 +94,13 @@ func (x *InboundRequest) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *InboundRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
 }
 
 // InboundPolicy mirrors internal/authz.Inbound; internal/authz/authzpb
@@ -2013,11 +2025,12 @@ var File_proto_policy_policy_proto protoreflect.FileDescriptor
 
 const file_proto_policy_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/policy/policy.proto\x12\x15skein.policy.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"T\n" +
+	"\x19proto/policy/policy.proto\x12\x15skein.policy.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"p\n" +
 	"\x0eInboundRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
 	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x12\n" +
-	"\x04port\x18\x03 \x01(\rR\x04port\"\xae\x03\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1a\n" +
+	"\bworkload\x18\x04 \x01(\tR\bworkload\"\xae\x03\n" +
 	"\rInboundPolicy\x12\x16\n" +
 	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x16\n" +

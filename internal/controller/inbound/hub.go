@@ -28,7 +28,7 @@ type hub struct {
 	mu       sync.Mutex
 	compiled *Compiled
 	reported map[string]bool
-	topics   map[portKey]*topic
+	topics   map[topicKey]*topic
 }
 
 type topic struct {
@@ -45,7 +45,7 @@ type update struct {
 }
 
 func newHub(log *slog.Logger, compiler *Compiler) *hub {
-	return &hub{log: log, compiler: compiler, ready: make(chan struct{}), reported: map[string]bool{}, topics: map[portKey]*topic{}}
+	return &hub{log: log, compiler: compiler, ready: make(chan struct{}), reported: map[string]bool{}, topics: map[topicKey]*topic{}}
 }
 
 func (h *hub) update(in model.InboundInputs) {
@@ -71,10 +71,22 @@ func (h *hub) update(in model.InboundInputs) {
 }
 
 // policyOf is the policy of key in h.compiled. Called with h.mu held.
-func (h *hub) policyOf(key portKey) (*policypb.InboundPolicy, model.Instance) {
-	in, _ := h.compiled.Inbound(key.namespace, key.name, key.port)
-	inst, _ := h.compiled.Instance(key.namespace, key.name)
+func (h *hub) policyOf(key topicKey) (*policypb.InboundPolicy, model.Instance) {
+	inst, ok := h.compiled.Instance(key.namespace, key.name)
+	if !ok && key.workload != "" {
+		inst, ok = h.compiled.ExternalInstanceOf(key.namespace, key.workload)
+	}
+	if !ok {
+		return authzpb.ToProto(nil), model.Instance{}
+	}
+	in, _ := h.compiled.Inbound(inst.Namespace, inst.Name, key.port)
 	return authzpb.ToProto(in), inst
+}
+
+// topicKey is what a stream asked for.
+type topicKey struct {
+	portKey
+	workload string
 }
 
 // Current returns the last compilation (nil before the first).
@@ -104,7 +116,7 @@ func (h *hub) logErrors(errs []*policy.Error) {
 
 // watch registers a listener of key after the first compilation; its slot
 // holds the current policy at once.
-func (h *hub) watch(ctx context.Context, key portKey) (<-chan update, func(), error) {
+func (h *hub) watch(ctx context.Context, key topicKey) (<-chan update, func(), error) {
 	select {
 	case <-h.ready:
 	case <-ctx.Done():

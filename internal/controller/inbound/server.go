@@ -67,7 +67,7 @@ func (s *Server) WatchInbound(req *policypb.InboundRequest, stream grpc.ServerSt
 		return status.Errorf(codes.ResourceExhausted, "too many open policy streams from this client: at most %d per peer", s.streams.Max())
 	}
 	defer release()
-	updates, unwatch, err := s.hub.watch(ctx, portKey{instanceKey{ns, pod}, uint16(port)})
+	updates, unwatch, err := s.hub.watch(ctx, topicKey{portKey{instanceKey{ns, pod}, uint16(port)}, req.GetWorkload()})
 	if err != nil {
 		return status.FromContextError(err).Err()
 	}

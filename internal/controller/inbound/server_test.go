@@ -141,3 +141,36 @@ func TestWatchInboundOnlyForItsOwnWorkload(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchInboundFindsAWorkloadReplicaByWorkload: skein up numbers the
+// Workload instances it publishes among the ready ones, so replica 2 may
+// be published as "web-0"; its proxy, asking for web-2 of workload web,
+// gets the Workload's policy. A pod (not a Workload instance) gets no such
+// fallback: an unknown pod is unknown.
+func TestWatchInboundFindsAWorkloadReplicaByWorkload(t *testing.T) {
+	m := model.New(model.WithTrustDomain(td))
+	w := m.Writer("test")
+	vm := webInstance()
+	vm.External = true
+	w.SetInstance(vm)
+	client := dialAs(t, Serve(t, m, Config{DefaultPolicy: authz.Deny}), webID)
+	recv := func(pod string) *policypb.InboundPolicy {
+		t.Helper()
+		stream, err := client.WatchInbound(t.Context(), &policypb.InboundRequest{Namespace: "demo", Pod: pod, Workload: "web", Port: 8080})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	if p := recv("web-2"); !p.GetExists() || p.GetDefaultPolicy() != "deny" {
+		t.Fatalf("web-2 of Workload web = %v, want the Workload's policy", p)
+	}
+	w.SetInstance(webInstance()) // the same instance, now a pod
+	if p := recv("web-3"); p.GetExists() {
+		t.Fatalf("an unknown pod of workload web = %v, want exists false", p)
+	}
+}

@@ -195,6 +195,18 @@ func (c *Compiled) InstanceOf(namespace, workload string) (model.Instance, bool)
 	return model.Instance{}, false
 }
 
+// ExternalInstanceOf returns an instance of the Workload (an external
+// workload, not pods) named workload in namespace; its instances share one
+// policy.
+func (c *Compiled) ExternalInstanceOf(namespace, workload string) (model.Instance, bool) {
+	for _, inst := range c.sortedInstances(namespace) {
+		if inst.Workload == workload && inst.External {
+			return *inst, true
+		}
+	}
+	return model.Instance{}, false
+}
+
 // Recompile compiles the inputs of c again, with extra objects merged in
 // (an object of the same kind, namespace and name replaces the live one),
 // as `skein authz simulate` proposes them. It does not touch the live

@@ -49,7 +49,11 @@ type Options struct {
 	// namespace= and pod=); the controller checks them against the
 	// proxy's certificate.
 	Namespace, Pod string
-	Log            *slog.Logger
+	// Workload (-labels workload=) lets the controller answer for a
+	// Workload instance it numbers differently (skein up publishes only
+	// ready instances).
+	Workload string
+	Log      *slog.Logger
 	// MaxPorts bounds the ports watched at once (default 64, or the
 	// application's ports when fewer are known); past it the least
 	// recently looked-up port is dropped.
@@ -229,7 +233,7 @@ func (c *Client) run(ctx context.Context, w *watch) {
 func (c *Client) stream(ctx context.Context, w *watch) (received bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.client.WatchInbound(ctx, &policypb.InboundRequest{Namespace: c.opts.Namespace, Pod: c.opts.Pod, Port: uint32(w.port)}, grpc.WaitForReady(true))
+	stream, err := c.client.WatchInbound(ctx, &policypb.InboundRequest{Namespace: c.opts.Namespace, Pod: c.opts.Pod, Workload: c.opts.Workload, Port: uint32(w.port)}, grpc.WaitForReady(true))
 	if err != nil {
 		return false, fmt.Errorf("opening inbound policy stream: %w", err)
 	}
