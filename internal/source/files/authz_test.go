@@ -45,6 +45,13 @@ spec:
   requiredAuthenticationRefs:
   - {group: policy.skein.io, kind: MeshTLSAuthentication, name: front}
   - {group: policy.skein.io, kind: NetworkAuthentication, name: lan}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-admin, namespace: demo}
+spec:
+  parentRefs: [{group: policy.skein.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /admin}}]}]
 `
 
 // TestLoadReadsAuthorizationPolicy: the policy kinds, a Namespace's
@@ -81,6 +88,7 @@ func TestLoadRefusesBadAuthorizationPolicy(t *testing.T) {
 		{"empty identities", "identityRefs: [{kind: ServiceAccount, name: front}]", "identities: []", `(MeshTLSAuthentication demo/front): spec.identities: is empty`},
 		{"port name", "port: http", "port: grpc", `(Server demo/web-http): spec.port: none of the 2 pods spec.podSelector selects has a port named "grpc"`},
 		{"namespace annotation", "default-inbound-policy: all-authenticated", "default-inbound-policy: everyone", `(Namespace demo): metadata.annotations[skein.io/default-inbound-policy]: "everyone" is not a default policy`},
+		{"inbound route match", "value: /admin}", "value: admin}", `(HTTPRoute demo/web-admin): spec.rules[0].matches[0].path.value: "admin" does not start with /`},
 		{"unknown field", "proxyProtocol: HTTP/1", "protocol: HTTP/1", `(Server demo/web-http): spec.protocol: unknown field`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

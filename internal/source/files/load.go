@@ -336,8 +336,16 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 	for _, o := range services {
 		errs = append(errs, checkTargetPortNames(o, workloads)...)
 	}
-	errs = append(errs, checkRoutes(routes, snap.Services)...)
-	errs = append(errs, checkInbound(snap, seen)...)
+	routeErrs := checkRoutes(routes, snap.Services)
+	errs = append(errs, routeErrs...)
+	reported := map[string]bool{}
+	for _, e := range routeErrs {
+		var me *ManifestError
+		if errors.As(e, &me) {
+			reported[me.Kind+" "+me.Namespace+"/"+me.Name+": "+me.Field+": "+me.Err.Error()] = true
+		}
+	}
+	errs = append(errs, checkInbound(snap, seen, reported)...)
 	return snap, errs
 }
 
@@ -360,7 +368,7 @@ func skeinAnnotations(m *metav1.ObjectMeta) map[string]string {
 // workload annotations as the controller's inbound compiler will, against
 // the rest of the directory (an AuthorizationPolicy naming a
 // MeshTLSAuthentication that is not there is an error here).
-func checkInbound(snap model.Snapshot, byID map[string]*object) []error {
+func checkInbound(snap model.Snapshot, byID map[string]*object, reported map[string]bool) []error {
 	in := model.InboundInputs{
 		TrustDomain: "cluster.local", Instances: snap.Instances, Namespaces: snap.Namespaces,
 		Servers: snap.Servers, AuthorizationPolicies: snap.AuthorizationPolicies,
@@ -381,8 +389,10 @@ func checkInbound(snap model.Snapshot, byID map[string]*object) []error {
 			errs = append(errs, e)
 			continue
 		}
-		if e.Kind == "HTTPRoute" || e.Kind == "GRPCRoute" {
-			continue // checkRoutes reported the route's matches already
+		// A route with a Service and a Server parent may have had its
+		// matches reported by checkRoutes already.
+		if (e.Kind == "HTTPRoute" || e.Kind == "GRPCRoute") && reported[e.Error()] {
+			continue
 		}
 		errs = append(errs, o.fail(e.Field, errors.New(e.Problem)))
 	}
