@@ -40,7 +40,10 @@ func authzController(t *testing.T) string {
 	w.SetAuthorizationPolicy(&policyv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web-front"}, Spec: policyv1.AuthorizationPolicySpec{
 		TargetRef:                  policyv1.LocalRef{Group: policyv1.Group, Kind: "Server", Name: "web-http"},
 		RequiredAuthenticationRefs: []policyv1.NamespacedRef{{Kind: "ServiceAccount", Name: "front"}}}})
-	inb := inbound.NewServer(inbound.Config{}, nil, 0)
+	inb, err := inbound.NewServer(inbound.Config{}, nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	inb.Start(ctx, m)

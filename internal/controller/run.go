@@ -75,7 +75,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	pol.Start(ctx, m)
-	inb := inbound.NewServer(inbound.Config{DefaultPolicy: authz.DefaultPolicy(cfg.DefaultInboundPolicy), ClusterNetworks: cfg.ClusterNetworks}, log, cfg.MaxDestinationStreamsPerPeer)
+	inb, err := inbound.NewServer(inbound.Config{DefaultPolicy: authz.DefaultPolicy(cfg.DefaultInboundPolicy), ClusterNetworks: cfg.ClusterNetworks}, log, reg, cfg.MaxDestinationStreamsPerPeer)
+	if err != nil {
+		return err
+	}
 	inb.Start(ctx, m)
 	pol.SetInbound(inb)
 

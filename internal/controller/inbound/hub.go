@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/skeinmesh/skein/internal/authz/authzpb"
@@ -24,6 +25,7 @@ type hub struct {
 	log      *slog.Logger
 	compiler *Compiler
 	ready    chan struct{}
+	invalid  prometheus.Gauge // objects invalid now; nil: not counted
 
 	mu       sync.Mutex
 	compiled *Compiled
@@ -112,6 +114,13 @@ func (h *hub) logErrors(errs []*policy.Error) {
 		}
 	}
 	h.reported = now
+	if h.invalid != nil {
+		objects := map[string]bool{}
+		for _, e := range errs {
+			objects[e.Kind+" "+e.Namespace+"/"+e.Name] = true
+		}
+		h.invalid.Set(float64(len(objects)))
+	}
 }
 
 // watch registers a listener of key after the first compilation; its slot

@@ -62,7 +62,10 @@ func Serve(t *testing.T, m *model.Model, cfg Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inb := NewServer(cfg, slog.New(slog.DiscardHandler), 0)
+	inb, err := NewServer(cfg, slog.New(slog.DiscardHandler), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	inb.Start(ctx, m)
 	pol.SetInbound(inb)
 	creds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{selfSigned(t, "spiffe://example.org/ns/skein/sa/skein-controller")}, ClientAuth: tls.RequireAnyClientCert})

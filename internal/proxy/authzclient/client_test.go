@@ -56,7 +56,10 @@ func controller(t *testing.T, m *model.Model) (addr string, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inb := inbound.NewServer(inbound.Config{}, slog.New(slog.DiscardHandler), 0)
+	inb, err := inbound.NewServer(inbound.Config{}, slog.New(slog.DiscardHandler), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	inb.Start(ctx, m)
 	pol.SetInbound(inb)
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
