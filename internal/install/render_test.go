@@ -198,6 +198,8 @@ func TestControllerRolesAreExactlyWhatItUses(t *testing.T) {
 		"ClusterRole /services list", "ClusterRole /services watch",
 		"ClusterRole authentication.k8s.io/tokenreviews create",
 		"ClusterRole discovery.k8s.io/endpointslices list", "ClusterRole discovery.k8s.io/endpointslices watch",
+		"ClusterRole gateway.networking.k8s.io/grpcroutes list", "ClusterRole gateway.networking.k8s.io/grpcroutes watch",
+		"ClusterRole gateway.networking.k8s.io/httproutes list", "ClusterRole gateway.networking.k8s.io/httproutes watch",
 		"ClusterRole policy.skein.io/authorizationpolicies list", "ClusterRole policy.skein.io/authorizationpolicies watch",
 		"ClusterRole policy.skein.io/meshtlsauthentications list", "ClusterRole policy.skein.io/meshtlsauthentications watch",
 		"ClusterRole policy.skein.io/networkauthentications list", "ClusterRole policy.skein.io/networkauthentications watch",

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
@@ -19,7 +20,15 @@ var (
 	NetworkAuthenticationsResource = policyv1.GroupVersion.WithResource(policyv1.NetworkAuthenticationResource)
 )
 
-// setPolicy converts an unstructured policy.skein.io object and writes it.
+// The Gateway API routes the source reads (their CRDs are the Gateway API
+// project's, installed apart).
+var (
+	HTTPRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("httproutes")
+	GRPCRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("grpcroutes")
+)
+
+// setPolicy converts an unstructured policy.skein.io object (or a Gateway
+// API route) and writes it.
 // Validation is the inbound compiler's (it names the field and keeps the
 // last good version); an object that does not even convert is left out
 // with a warning, and its previous version, if any, stays.

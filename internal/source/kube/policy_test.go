@@ -32,7 +32,7 @@ func toUnstructured(t *testing.T, obj any, kind string) *unstructured.Unstructur
 }
 
 // TestPolicyKindsNamespacesAndPodAnnotations: the policy.skein.io objects,
-// a namespace's default-policy annotation and a pod's annotation and
+// an HTTPRoute, a namespace's default-policy annotation and a pod's annotation and
 // probes reach the model's inbound inputs, and a deleted Server leaves.
 func TestPolicyKindsNamespacesAndPodAnnotations(t *testing.T) {
 	client := fake.NewClientset()
@@ -42,6 +42,8 @@ func TestPolicyKindsNamespacesAndPodAnnotations(t *testing.T) {
 		{Name: policyv1.AuthorizationPolicyResource, Namespaced: true, Kind: policyv1.AuthorizationPolicyKind},
 		{Name: policyv1.MeshTLSAuthenticationResource, Namespaced: true, Kind: policyv1.MeshTLSAuthenticationKind},
 		{Name: policyv1.NetworkAuthenticationResource, Namespaced: true, Kind: policyv1.NetworkAuthenticationKind},
+	}}, {GroupVersion: HTTPRoutesResource.GroupVersion().String(), APIResources: []metav1.APIResource{
+		{Name: "httproutes", Namespaced: true, Kind: "HTTPRoute"}, {Name: "grpcroutes", Namespaced: true, Kind: "GRPCRoute"},
 	}}}
 	p := pod("web-5d9f-a", "10.0.0.1", true)
 	p.Annotations = map[string]string{policyv1.DefaultPolicyAnnotation: "deny"}
@@ -53,10 +55,16 @@ func TestPolicyKindsNamespacesAndPodAnnotations(t *testing.T) {
 	}
 	srv := &policyv1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web-http"}, Spec: policyv1.ServerSpec{Port: intstr.FromString("http")}}
 	net := &policyv1.NetworkAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "lan"}, Spec: policyv1.NetworkAuthenticationSpec{Networks: []policyv1.Network{{Cidr: "10.0.0.0/8"}}}}
+	route := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]any{"namespace": "demo", "name": "web-admin"},
+		"spec": map[string]any{"parentRefs": []any{map[string]any{"group": "policy.skein.io", "kind": "Server", "name": "web-http"}}},
+	}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		WorkloadsResource: "WorkloadList", ServersResource: "ServerList", AuthorizationPoliciesResource: "AuthorizationPolicyList",
 		MeshTLSAuthenticationsResource: "MeshTLSAuthenticationList", NetworkAuthenticationsResource: "NetworkAuthenticationList",
-	}, toUnstructured(t, srv, policyv1.ServerKind), toUnstructured(t, net, policyv1.NetworkAuthenticationKind))
+		HTTPRoutesResource: "HTTPRouteList", GRPCRoutesResource: "GRPCRouteList",
+	}, toUnstructured(t, srv, policyv1.ServerKind), toUnstructured(t, net, policyv1.NetworkAuthenticationKind), route)
 
 	m := model.New()
 	s := New(client, m, slog.New(slog.DiscardHandler), WithWorkloads(dyn))
@@ -81,7 +89,7 @@ func TestPolicyKindsNamespacesAndPodAnnotations(t *testing.T) {
 		}
 	}
 	until("the Server, the NetworkAuthentication, the namespace and the pod's annotation and probe", func(in model.InboundInputs) bool {
-		return len(in.Servers) == 1 && len(in.NetworkAuthentications) == 1 && in.NetworkAuthentications[0].Spec.Networks[0].Cidr == "10.0.0.0/8" &&
+		return len(in.Servers) == 1 && len(in.NetworkAuthentications) == 1 && len(in.HTTPRoutes) == 1 && in.HTTPRoutes[0].Name == "web-admin" && in.NetworkAuthentications[0].Spec.Networks[0].Cidr == "10.0.0.0/8" &&
 			len(in.Namespaces) == 1 && in.Namespaces[0].Annotations[policyv1.DefaultPolicyAnnotation] == "audit" && len(in.Namespaces[0].Annotations) == 1 &&
 			len(in.Instances) == 1 && in.Instances[0].DefaultInboundPolicy == "deny" &&
 			len(in.Instances[0].ProbePaths) == 1 && in.Instances[0].ProbePaths[0] == (model.ProbePath{Port: 8080, Path: "/ready"})

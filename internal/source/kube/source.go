@@ -2,8 +2,8 @@
 // informers: Services, EndpointSlices (discovery/v1), Pods, Namespaces
 // (their skein.io/ annotations), the mesh's Workloads (skein.io/v1alpha1:
 // VMs and other machines outside the cluster, whose addresses join the
-// services that select them) and its authorization policy
-// (policy.skein.io/v1alpha1). It only
+// services that select them), its authorization policy
+// (policy.skein.io/v1alpha1) and Gateway API HTTPRoutes and GRPCRoutes. It only
 // reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
 // is all an identity needs.
 package kube
@@ -156,8 +156,9 @@ type dynamicKind struct {
 	handler  cache.ResourceEventHandler
 }
 
-// dynamicKinds are the mesh's own resources the source reads: Workloads
-// and the policy.skein.io kinds. None without a dynamic client.
+// dynamicKinds are the custom resources the source reads: Workloads, the
+// policy.skein.io kinds and Gateway API HTTPRoutes and GRPCRoutes (routes
+// of Services and of Servers). None without a dynamic client.
 func (s *Source) dynamicKinds() []dynamicKind {
 	if s.dynamic == nil {
 		return nil
@@ -168,6 +169,8 @@ func (s *Source) dynamicKinds() []dynamicKind {
 		{AuthorizationPoliciesResource, events(setPolicy(s, (*model.Writer).SetAuthorizationPolicy), s.model.DeleteAuthorizationPolicy)},
 		{MeshTLSAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetMeshTLSAuthentication), s.model.DeleteMeshTLSAuthentication)},
 		{NetworkAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetNetworkAuthentication), s.model.DeleteNetworkAuthentication)},
+		{HTTPRoutesResource, events(setPolicy(s, (*model.Writer).SetHTTPRoute), s.model.DeleteHTTPRoute)},
+		{GRPCRoutesResource, events(setPolicy(s, (*model.Writer).SetGRPCRoute), s.model.DeleteGRPCRoute)},
 	}
 }
 
