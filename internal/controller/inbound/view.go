@@ -30,7 +30,31 @@ type ServerView struct {
 	// their own.
 	Authorizations []AuthorizationView `json:"authorizations"`
 	Routes         []RouteView         `json:"routes,omitempty"`
-	RateLimit      *authz.RateLimit    `json:"rate_limit,omitempty"`
+	RateLimit      *RateLimitView      `json:"rate_limit,omitempty"`
+}
+
+// RateLimitView is a Server's rate limit in requests per second (0: none).
+type RateLimitView struct {
+	Total       float64                 `json:"total"`
+	PerIdentity float64                 `json:"per_identity"`
+	Overrides   []RateLimitOverrideView `json:"overrides,omitempty"`
+}
+
+// RateLimitOverrideView is a limit of its own for the identities listed.
+type RateLimitOverrideView struct {
+	RequestsPerSecond float64  `json:"requests_per_second"`
+	Identities        []string `json:"identities"`
+}
+
+func rateLimitView(rl *authz.RateLimit) *RateLimitView {
+	if rl == nil {
+		return nil
+	}
+	v := &RateLimitView{Total: rl.Total, PerIdentity: rl.PerIdentity}
+	for _, o := range rl.Overrides {
+		v.Overrides = append(v.Overrides, RateLimitOverrideView{RequestsPerSecond: o.RequestsPerSecond, Identities: o.Identities})
+	}
+	return v
 }
 
 // AuthorizationView is one AuthorizationPolicy and who it lets in.
@@ -121,7 +145,7 @@ func (c *Compiled) Servers(namespace, workload string) []ServerView {
 // one instance it selects (nil for none).
 func (c *Compiled) serverView(s *policyv1.Server) (ServerView, *model.Instance) {
 	v := ServerView{Namespace: s.Namespace, Name: s.Name, Port: s.Spec.Port.String(), Protocol: s.Spec.ProxyProtocol,
-		AccessPolicy: cmp.Or(s.Spec.AccessPolicy, string(authz.Deny)), Workloads: []string{}, RateLimit: c.rateLimit(s)}
+		AccessPolicy: cmp.Or(s.Spec.AccessPolicy, string(authz.Deny)), Workloads: []string{}, RateLimit: rateLimitView(c.rateLimit(s))}
 	selector := c.selectors[s]
 	var first *model.Instance
 	for _, inst := range c.sortedInstances(s.Namespace) {
