@@ -337,7 +337,9 @@ func (k *kube) checkControllerPermissions(t *testing.T) {
 		{"get", "", "secrets", controlNamespace, install.JoinTokenKeySecretName, false},
 		{"list", "", "secrets", controlNamespace, "", false},
 		{"get", "", "serviceaccounts", shopNamespace, "client", false},
-		{"list", "gateway.networking.k8s.io", "httproutes", "", "", false},
+		{"list", "gateway.networking.k8s.io", "httproutes", "", "", true}, // routes of Services and Servers
+		{"watch", "policy.skein.io", "authorizationpolicies", "", "", true},
+		{"create", "policy.skein.io", "servers", shopNamespace, "", false},
 		{"create", "", "pods", shopNamespace, "", false},
 	} {
 		review, err := k.c.Client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{
