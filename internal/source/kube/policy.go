@@ -23,8 +23,8 @@ var (
 // The Gateway API routes the source reads (their CRDs are the Gateway API
 // project's, installed apart).
 var (
-	HTTPRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("httproutes")
-	GRPCRoutesResource = gatewayv1.SchemeGroupVersion.WithResource("grpcroutes")
+	HTTPRoutesResource = gatewayv1.GroupVersion.WithResource("httproutes")
+	GRPCRoutesResource = gatewayv1.GroupVersion.WithResource("grpcroutes")
 )
 
 // setPolicy converts an unstructured policy.skein.io object (or a Gateway

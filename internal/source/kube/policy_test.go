@@ -58,7 +58,7 @@ func TestPolicyKindsNamespacesAndPodAnnotations(t *testing.T) {
 	route := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
 		"metadata": map[string]any{"namespace": "demo", "name": "web-admin"},
-		"spec": map[string]any{"parentRefs": []any{map[string]any{"group": "policy.skein.io", "kind": "Server", "name": "web-http"}}},
+		"spec":     map[string]any{"parentRefs": []any{map[string]any{"group": "policy.skein.io", "kind": "Server", "name": "web-http"}}},
 	}}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		WorkloadsResource: "WorkloadList", ServersResource: "ServerList", AuthorizationPoliciesResource: "AuthorizationPolicyList",
