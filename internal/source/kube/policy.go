@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
@@ -23,8 +24,8 @@ var (
 // The Gateway API routes the source reads (their CRDs are the Gateway API
 // project's, installed apart).
 var (
-	HTTPRoutesResource = gatewayv1.GroupVersion.WithResource("httproutes")
-	GRPCRoutesResource = gatewayv1.GroupVersion.WithResource("grpcroutes")
+	HTTPRoutesResource = schema.GroupVersionResource{Group: gatewayv1.GroupVersion.Group, Version: gatewayv1.GroupVersion.Version, Resource: "httproutes"}
+	GRPCRoutesResource = schema.GroupVersionResource{Group: gatewayv1.GroupVersion.Group, Version: gatewayv1.GroupVersion.Version, Resource: "grpcroutes"}
 )
 
 // setPolicy converts an unstructured policy.skein.io object (or a Gateway
