@@ -341,6 +341,8 @@ func (k *kube) checkControllerPermissions(t *testing.T) {
 		{"watch", "gateway.networking.k8s.io", "grpcroutes", "", "", true},
 		{"update", "gateway.networking.k8s.io", "httproutes", shopNamespace, "", false}, // it writes no route
 		{"list", "gateway.networking.k8s.io", "gateways", "", "", false},
+		{"watch", "policy.skein.io", "authorizationpolicies", "", "", true},
+		{"create", "policy.skein.io", "servers", shopNamespace, "", false},
 		{"create", "", "pods", shopNamespace, "", false},
 	} {
 		review, err := k.c.Client.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), &authorizationv1.SubjectAccessReview{

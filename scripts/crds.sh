@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates the CustomResourceDefinitions in config/crd/ and the DeepCopy
-# methods (api/v1alpha1/zz_generated.deepcopy.go) from the Go types in
-# api/v1alpha1 with a pinned controller-gen. `scripts/crds.sh check` instead
+# methods (zz_generated.deepcopy.go beside the types) from the Go types in
+# api/v1alpha1 (skein.io) and api/policy/v1alpha1 (policy.skein.io) with a
+# pinned controller-gen. `scripts/crds.sh check` instead
 # generates into a temporary directory and fails if the committed files
 # differ (stale or edited by hand).
 #
@@ -14,7 +15,9 @@ cd "$(dirname "$0")/.."
 CONTROLLER_GEN_VERSION=v0.23.0
 TOOLS="$HOME/.cache/skein/tools"
 CRD_DIR=config/crd
-DEEPCOPY=api/v1alpha1/zz_generated.deepcopy.go
+# The API packages; each gets its own zz_generated.deepcopy.go.
+API_PACKAGES=(api/v1alpha1 api/policy/v1alpha1)
+DEEPCOPY=zz_generated.deepcopy.go
 
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 	export PATH=/usr/local/go/bin:$PATH
@@ -31,40 +34,47 @@ ensure_controller_gen() {
 	echo "$dir/controller-gen"
 }
 
-# generate CRD_OUT DEEPCOPY_OUT: writes the CRDs into the directory CRD_OUT
-# and the DeepCopy methods to the file DEEPCOPY_OUT.
+# generate CRD_OUT DEEPCOPY_ROOT: writes the CRDs into the directory CRD_OUT
+# and each package's DeepCopy methods to DEEPCOPY_ROOT/<package>/.
 generate() {
-	local crd_out=$1 deepcopy_out=$2 gen tmp
+	local crd_out=$1 deepcopy_root=$2 gen tmp pkg
 	gen=$(ensure_controller_gen)
 	tmp=$(mktemp -d)
 	# controller-gen writes the deepcopy file beside the types; generate into
-	# a copy of the package so that `check` leaves the tree alone.
-	mkdir -p "$tmp/api/v1alpha1"
-	cp api/v1alpha1/*.go "$tmp/api/v1alpha1/"
-	rm -f "$tmp/$DEEPCOPY"
+	# a copy of the packages so that `check` leaves the tree alone.
+	for pkg in "${API_PACKAGES[@]}"; do
+		mkdir -p "$tmp/$pkg"
+		cp "$pkg"/*.go "$tmp/$pkg/"
+		rm -f "$tmp/$pkg/$DEEPCOPY"
+	done
 	cp go.mod go.sum "$tmp/"
 	(cd "$tmp" && "$gen" object paths=./api/... crd paths=./api/... output:crd:dir="$tmp/crd")
 	mkdir -p "$crd_out"
 	rm -f "$crd_out"/*.yaml
 	cp "$tmp"/crd/*.yaml "$crd_out/"
-	cp "$tmp/$DEEPCOPY" "$deepcopy_out"
+	for pkg in "${API_PACKAGES[@]}"; do
+		mkdir -p "$deepcopy_root/$pkg"
+		cp "$tmp/$pkg/$DEEPCOPY" "$deepcopy_root/$pkg/$DEEPCOPY"
+	done
 	rm -rf "$tmp"
 }
 
 case "${1:-generate}" in
 generate)
-	generate "$CRD_DIR" "$DEEPCOPY"
-	echo "crds: generated $(ls "$CRD_DIR"/*.yaml | wc -l) CRDs and $DEEPCOPY"
+	generate "$CRD_DIR" .
+	echo "crds: generated $(ls "$CRD_DIR"/*.yaml | wc -l) CRDs and ${#API_PACKAGES[@]} $DEEPCOPY files"
 	;;
 check)
 	out=$(mktemp -d)
 	trap 'rm -rf "$out"' EXIT
-	generate "$out/crd" "$out/deepcopy.go"
+	generate "$out/crd" "$out/deepcopy"
 	stale=0
 	diff -ru "$CRD_DIR" "$out/crd" || stale=1
-	diff -u "$DEEPCOPY" "$out/deepcopy.go" || stale=1
+	for pkg in "${API_PACKAGES[@]}"; do
+		diff -u "$pkg/$DEEPCOPY" "$out/deepcopy/$pkg/$DEEPCOPY" || stale=1
+	done
 	if [ "$stale" != 0 ]; then
-		echo "crds-check: $CRD_DIR or $DEEPCOPY is stale or was edited by hand; run 'make crds' and commit the result" >&2
+		echo "crds-check: $CRD_DIR or a $DEEPCOPY is stale or was edited by hand; run 'make crds' and commit the result" >&2
 		exit 1
 	fi
 	echo "crds-check: CRDs and deepcopy are up to date"

@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/skeinmesh/skein/internal/controller"
@@ -68,6 +70,19 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 	fs.StringVar(&cfg.WebhookCertDir, "webhook-cert-dir", "", "directory with the injector's tls.crt and tls.key (re-read at every handshake)")
 	fs.StringVar(&cfg.ProxyImage, "proxy-image", "", "image of the proxies the injector adds (default: the injector's)")
 	fs.StringVar(&cfg.ProxyControllerAddr, "proxy-controller-addr", "", "address the injected proxies dial to reach the controller, host:port (required with -webhook-addr), e.g. skein-controller.skein.svc.cluster.local:8086")
+	fs.StringVar(&cfg.DefaultInboundPolicy, "default-inbound-policy", cfg.DefaultInboundPolicy, "authorization policy of ports no Server selects, unless the pod or namespace annotation skein.io/default-inbound-policy says otherwise: all-unauthenticated, all-authenticated, cluster-authenticated, cluster-unauthenticated, deny or audit")
+	fs.Func("cluster-networks", "comma-separated CIDRs of the cluster-* default policies (default "+prefixList(cfg.ClusterNetworks)+")", func(s string) error {
+		var nets []netip.Prefix
+		for part := range strings.SplitSeq(s, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(part))
+			if err != nil {
+				return err
+			}
+			nets = append(nets, p.Masked())
+		}
+		cfg.ClusterNetworks = nets
+		return nil
+	})
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return cfg, 0, err
@@ -80,4 +95,12 @@ func parseConfig(args []string) (controller.Config, slog.Level, error) {
 		return cfg, 0, fmt.Errorf("-log-level: %w", err)
 	}
 	return cfg, lvl, cfg.Validate()
+}
+
+func prefixList(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,7 +108,20 @@ func newMetricsClient(api string) (*metricsClient, error) {
 }
 
 func (c *metricsClient) get(ctx context.Context, path string, params url.Values, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path+"?"+params.Encode(), nil)
+	return c.do(ctx, http.MethodGet, path, params, nil, v)
+}
+
+// do sends one request (body, if any, as YAML) and decodes the JSON answer
+// into v.
+func (c *metricsClient) do(ctx context.Context, method, path string, params url.Values, body []byte, v any) error {
+	var reqBody io.Reader
+	if body != nil {
+		reqBody = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path+"?"+params.Encode(), reqBody)
+	if body != nil && err == nil {
+		req.Header.Set("Content-Type", "application/yaml")
+	}
 	if err != nil {
 		return fmt.Errorf("metrics API request %s: %w", path, err)
 	}
@@ -123,7 +137,7 @@ func (c *metricsClient) get(ctx context.Context, path string, params url.Values,
 		return fmt.Errorf("cannot reach the controller's metrics API at %s: %w", c.where, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("reading the metrics API's answer to %s: %w", path, err)
 	}
@@ -131,12 +145,12 @@ func (c *metricsClient) get(ctx context.Context, path string, params url.Values,
 		var e struct {
 			Error string `json:"error"`
 		}
-		if json.Unmarshal(body, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(body))
+		if json.Unmarshal(answer, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(answer))
 		}
 		return fmt.Errorf("metrics API at %s: %s (HTTP %d)", c.where, e.Error, resp.StatusCode)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := json.Unmarshal(answer, v); err != nil {
 		return fmt.Errorf("decoding the metrics API's answer to %s: %w", path, err)
 	}
 	return nil

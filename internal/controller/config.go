@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
+	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/inbound"
 )
 
 // Config is everything the controller needs.
@@ -91,7 +95,14 @@ type Config struct {
 	// this controller: its Service in the namespace it was installed in.
 	// Required with WebhookAddr.
 	ProxyControllerAddr string
-	Log                 *slog.Logger
+	// DefaultInboundPolicy is the authorization policy of ports no Server
+	// selects, unless the pod or its namespace says otherwise
+	// (skein.io/default-inbound-policy); all-unauthenticated by default.
+	DefaultInboundPolicy string
+	// ClusterNetworks are the networks of the cluster-* default policies;
+	// inbound.DefaultClusterNetworks by default.
+	ClusterNetworks []netip.Prefix
+	Log             *slog.Logger
 }
 
 // DefaultMaxStreamsPerConnection is above the destination streams one
@@ -125,6 +136,8 @@ func Default() Config {
 
 		MaxStreamsPerConnection:      DefaultMaxStreamsPerConnection,
 		MaxDestinationStreamsPerPeer: destination.DefaultMaxStreamsPerPeer,
+		DefaultInboundPolicy:         string(authz.AllUnauthenticated),
+		ClusterNetworks:              inbound.DefaultClusterNetworks,
 	}
 }
 
@@ -171,6 +184,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDestinationStreamsPerPeer < 1 {
 		errs = append(errs, fmt.Errorf("max-destination-streams-per-peer: must be at least 1, got %d", c.MaxDestinationStreamsPerPeer))
+	}
+	if err := policyv1.ValidateDefaultPolicy("default-inbound-policy", c.DefaultInboundPolicy); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.APISocket != "" || c.APIAddr != "") && c.PrometheusURL == "" {
 		errs = append(errs, errors.New("prometheus-url: required to serve the metrics API (api-socket, api-addr)"))

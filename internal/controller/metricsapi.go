@@ -10,6 +10,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+
+	"github.com/skeinmesh/skein/internal/controller/authzapi"
+	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/metricsapi"
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -59,14 +64,21 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 }
 
 // serveMetricsAPI serves the metrics API on lns until ctx ends.
-func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, log *slog.Logger) error {
-	h := metricsapi.NewHandler(metricsapi.Config{
+// The authorization API (skein authz) is served beside it.
+func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/", metricsapi.NewHandler(metricsapi.Config{
 		PrometheusURL:  cfg.PrometheusURL,
 		Inventory:      modelInventory{m},
 		MirrorExamples: examples,
 		Log:            log,
-	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	}))
+	az := authzapi.Config{Policy: inb, Log: log}
+	if client, err := api.NewClient(api.Config{Address: cfg.PrometheusURL}); err == nil {
+		az.Prometheus = promv1.NewAPI(client)
+	}
+	authzapi.Register(mux, az)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()

@@ -20,8 +20,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/admin"
+	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/controller/destination"
 	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/mirrordiff"
 	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/meshid"
@@ -73,6 +75,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	pol.Start(ctx, m)
+	inb, err := inbound.NewServer(inbound.Config{DefaultPolicy: authz.DefaultPolicy(cfg.DefaultInboundPolicy), ClusterNetworks: cfg.ClusterNetworks}, log, reg, cfg.MaxDestinationStreamsPerPeer)
+	if err != nil {
+		return err
+	}
+	inb.Start(ctx, m)
+	pol.SetInbound(inb)
 
 	var lc net.ListenConfig
 	grpcLn, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
@@ -124,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, log); err != nil {
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, inb, log); err != nil {
 				errc <- err
 			}
 		}()

@@ -6,6 +6,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 )
 
 // Names of the objects Skein installs. `skein check` and the controller
@@ -64,6 +66,10 @@ type Config struct {
 	TrustDomain     string
 	Replicas        int32 // controller replicas; it is stateless, several may run
 	LogLevel        string
+	// DefaultInboundPolicy is the controller's -default-inbound-policy:
+	// the authorization policy of ports no Server selects, unless a pod or
+	// namespace annotation says otherwise.
+	DefaultInboundPolicy string
 
 	IdentityMode IdentityMode
 	// Identity is the mesh's trust material. Empty fields are generated at
@@ -97,6 +103,8 @@ func Default() Config {
 		Replicas:        1,
 		LogLevel:        "info",
 		IdentityMode:    IdentityGenerate,
+
+		DefaultInboundPolicy: "all-unauthenticated",
 	}
 }
 
@@ -109,6 +117,7 @@ func (c Config) withDefaults() Config {
 	}{
 		{&c.Namespace, d.Namespace}, {&c.ControllerImage, d.ControllerImage}, {&c.ProxyImage, d.ProxyImage},
 		{&c.ImagePullPolicy, d.ImagePullPolicy}, {&c.TrustDomain, d.TrustDomain}, {&c.LogLevel, d.LogLevel},
+		{&c.DefaultInboundPolicy, d.DefaultInboundPolicy},
 	} {
 		if *f.field == "" {
 			*f.field = f.def
@@ -143,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
 		errs = append(errs, fmt.Errorf("trust-domain: %q: %w", c.TrustDomain, err))
+	}
+	if err := policyv1.ValidateDefaultPolicy("default-inbound-policy", c.DefaultInboundPolicy); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Replicas < 1 {
 		errs = append(errs, fmt.Errorf("replicas: %d, want at least 1", c.Replicas))

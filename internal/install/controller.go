@@ -42,6 +42,7 @@ func controllerArgs(cfg Config) []string {
 		"-webhook-cert-dir", webhookCertDir,
 		"-proxy-controller-addr", ControllerAddr(cfg.Namespace),
 		"-log-level", cfg.LogLevel,
+		"-default-inbound-policy", cfg.DefaultInboundPolicy,
 	}
 }
 

@@ -11,8 +11,8 @@ var watchOnly = []string{"list", "watch"}
 
 // rbacObjects are the controller's ServiceAccount and what it may do, no
 // more than it uses: its informers list and watch services, pods,
-// endpoint slices, Workloads and Gateway API HTTPRoutes and GRPCRoutes
-// (the model) and namespaces (the injector); the identity service creates TokenReviews; and it reads and
+// endpoint slices, Workloads, policy.skein.io resources and Gateway API HTTPRoutes and
+// GRPCRoutes (the model) and namespaces (the injector); the identity service creates TokenReviews; and it reads and
 // watches only its own issuer Secret. It writes nothing, and reads no
 // other Secret.
 func rbacObjects(cfg Config) []runtime.Object {
@@ -24,6 +24,7 @@ func rbacObjects(cfg Config) []runtime.Object {
 			{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: watchOnly},
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: watchOnly},
 			{APIGroups: []string{"skein.io"}, Resources: []string{"workloads"}, Verbs: watchOnly},
+			{APIGroups: []string{"policy.skein.io"}, Resources: []string{"servers", "authorizationpolicies", "meshtlsauthentications", "networkauthentications"}, Verbs: watchOnly},
 			{APIGroups: []string{"gateway.networking.k8s.io"}, Resources: []string{"httproutes", "grpcroutes"}, Verbs: watchOnly},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		},

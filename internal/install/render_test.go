@@ -248,6 +248,10 @@ func TestControllerRolesAreExactlyWhatItUses(t *testing.T) {
 		"ClusterRole discovery.k8s.io/endpointslices list", "ClusterRole discovery.k8s.io/endpointslices watch",
 		"ClusterRole gateway.networking.k8s.io/grpcroutes list", "ClusterRole gateway.networking.k8s.io/grpcroutes watch",
 		"ClusterRole gateway.networking.k8s.io/httproutes list", "ClusterRole gateway.networking.k8s.io/httproutes watch",
+		"ClusterRole policy.skein.io/authorizationpolicies list", "ClusterRole policy.skein.io/authorizationpolicies watch",
+		"ClusterRole policy.skein.io/meshtlsauthentications list", "ClusterRole policy.skein.io/meshtlsauthentications watch",
+		"ClusterRole policy.skein.io/networkauthentications list", "ClusterRole policy.skein.io/networkauthentications watch",
+		"ClusterRole policy.skein.io/servers list", "ClusterRole policy.skein.io/servers watch",
 		"ClusterRole skein.io/workloads list", "ClusterRole skein.io/workloads watch",
 		"Role /secrets get skein-identity-issuer", "Role /secrets watch skein-identity-issuer",
 	}

@@ -197,6 +197,9 @@ func (m *Mesh) allocateVIPs(p *plan) {
 	}
 }
 
+// localMeshNetwork holds every host skein up makes (internal/netns).
+const localMeshNetwork = "198.18.0.0/16"
+
 // startController runs the controller in a host of its own.
 func (m *Mesh) startController(ctx context.Context) error {
 	h, err := m.net.AddHost(ctx, "skein-controller")
@@ -212,6 +215,9 @@ func (m *Mesh) startController(ctx context.Context) error {
 		"-grpc-addr", fmt.Sprintf("0.0.0.0:%d", controllerGRPCPort),
 		"-admin-addr", fmt.Sprintf("0.0.0.0:%d", controllerAdminPort),
 		"-api-socket", m.path(APISocketFile),
+		// The cluster-* default policies' networks: the usual private
+		// ranges and the local mesh's own hosts.
+		"-cluster-networks", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10," + localMeshNetwork,
 	}
 	if m.prometheus != nil {
 		args = append(args, "-prometheus-url", fmt.Sprintf("http://%s:%d", m.prometheus.IP, prometheusPort))

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -23,7 +24,10 @@ type plan struct {
 	// httpRoutes and grpcRoutes are passed to the controller as they are.
 	httpRoutes []*gatewayv1.HTTPRoute
 	grpcRoutes []*gatewayv1.GRPCRoute
-	ignored    []files.Ignored // documents read and left out
+	// authz are the Namespaces and policy.skein.io objects, also passed
+	// on as they are (they name workloads by label, not by address).
+	authz   []runtime.Object
+	ignored []files.Ignored // documents read and left out
 }
 
 // readPlan reads and validates the manifests at path: everything the
@@ -81,7 +85,23 @@ func readPlan(path string) (*plan, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &plan{services: m.Services, workloads: m.Workloads, httpRoutes: m.HTTPRoutes, grpcRoutes: m.GRPCRoutes, ignored: m.Ignored}, nil
+	p := &plan{services: m.Services, workloads: m.Workloads, httpRoutes: m.HTTPRoutes, grpcRoutes: m.GRPCRoutes, ignored: m.Ignored}
+	for _, o := range m.Namespaces {
+		p.authz = append(p.authz, o)
+	}
+	for _, o := range m.Servers {
+		p.authz = append(p.authz, o)
+	}
+	for _, o := range m.MeshTLSAuthentications {
+		p.authz = append(p.authz, o)
+	}
+	for _, o := range m.NetworkAuthentications {
+		p.authz = append(p.authz, o)
+	}
+	for _, o := range m.AuthorizationPolicies {
+		p.authz = append(p.authz, o)
+	}
+	return p, nil
 }
 
 // maxHostBase leaves room for "-NN" in a host name of at most 32 characters.

@@ -156,5 +156,14 @@ func (m *Mesh) writeControllerManifests() error {
 		}
 		docs = append(docs, string(b))
 	}
+	// So do namespaces and authorization policy objects: the decoder set
+	// their apiVersion and kind.
+	for _, o := range m.plan.authz {
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, string(b))
+	}
 	return writeFileAtomic(m.path(controllerDir, "mesh.yaml"), []byte(strings.Join(docs, "---\n")), 0o644)
 }

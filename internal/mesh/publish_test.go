@@ -68,3 +68,61 @@ spec:
 		t.Errorf("HTTPRoute = %+v", r)
 	}
 }
+
+// TestControllerManifestsCarryAuthorizationPolicy: Namespaces (with their
+// default-policy annotation) and the policy.skein.io objects of skein up's
+// manifests reach the controller's directory, which loads.
+func TestControllerManifestsCarryAuthorizationPolicy(t *testing.T) {
+	src := t.TempDir()
+	manifest := `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, annotations: {skein.io/default-inbound-policy: all-authenticated}}
+---
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {command: [web], ports: [{name: http, containerPort: 8080}]}
+---
+apiVersion: policy.skein.io/v1alpha1
+kind: Server
+metadata: {name: web-http, namespace: shop}
+spec: {podSelector: {matchLabels: {app: web}}, port: http}
+---
+apiVersion: policy.skein.io/v1alpha1
+kind: NetworkAuthentication
+metadata: {name: lan, namespace: shop}
+spec: {networks: [{cidr: 198.18.0.0/16}]}
+---
+apiVersion: policy.skein.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: lan, namespace: shop}
+spec:
+  targetRef: {group: policy.skein.io, kind: Server, name: web-http}
+  requiredAuthenticationRefs: [{group: policy.skein.io, kind: NetworkAuthentication, name: lan}]
+`
+	if err := os.WriteFile(filepath.Join(src, "shop.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := readPlan(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, controllerDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mesh{plan: p, vips: map[string]netip.Addr{}}
+	m.cfg.StateDir = state
+	if err := m.writeControllerManifests(); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := files.Load(filepath.Join(state, controllerDir))
+	if err != nil {
+		t.Fatalf("the controller's directory does not load: %v", err)
+	}
+	if len(snap.Servers) != 1 || len(snap.NetworkAuthentications) != 1 || len(snap.AuthorizationPolicies) != 1 ||
+		len(snap.Namespaces) != 1 || snap.Namespaces[0].Annotations["skein.io/default-inbound-policy"] != "all-authenticated" {
+		t.Fatalf("controller gets %+v", snap)
+	}
+}

@@ -371,6 +371,8 @@ func TestInstanceEqualSeesEveryField(t *testing.T) {
 			(*v)["changed"] = "yes"
 		case *map[string]uint16:
 			(*v)["changed"] = 1
+		case *[]ProbePath:
+			*v = append(slices.Clone(*v), ProbePath{Port: 1, Path: "/changed"})
 		default:
 			t.Fatalf("field %s has a type this test cannot change: teach it, and Instance.equal", typ.Field(i).Name)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 )
 
 // The types below are what sources write into the model. The model keeps
@@ -68,14 +70,21 @@ type Instance struct {
 	// instances even when the service has EndpointSlices, since
 	// Kubernetes' slices list pods only.
 	External bool
+	// DefaultInboundPolicy is the instance's skein.io/default-inbound-policy
+	// annotation (pod or Workload); empty when unset.
+	DefaultInboundPolicy string
+	// ProbePaths are its HTTP GET probes (kubelet's readiness, liveness and
+	// startup probes; a Workload's readinessProbe): the inbound policy keeps
+	// them authorized.
+	ProbePaths []ProbePath
 }
 
 // equal reports whether i and o say the same.
 func (i Instance) equal(o Instance) bool {
 	return i.Namespace == o.Namespace && i.Name == o.Name && i.Workload == o.Workload &&
 		i.ServiceAccount == o.ServiceAccount && i.IP == o.IP && i.Ready == o.Ready &&
-		i.Meshed == o.Meshed && i.External == o.External &&
-		maps.Equal(i.Labels, o.Labels) && maps.Equal(i.Ports, o.Ports)
+		i.Meshed == o.Meshed && i.External == o.External && i.DefaultInboundPolicy == o.DefaultInboundPolicy &&
+		maps.Equal(i.Labels, o.Labels) && maps.Equal(i.Ports, o.Ports) && slices.Equal(i.ProbePaths, o.ProbePaths)
 }
 
 // EndpointSlice is an explicit endpoint list for one service, as Kubernetes
@@ -116,6 +125,13 @@ type Snapshot struct {
 	// Service (GAMMA).
 	HTTPRoutes []*gatewayv1.HTTPRoute
 	GRPCRoutes []*gatewayv1.GRPCRoute
+	// The policy.skein.io objects as read, and namespaces with their
+	// annotations; internal/controller/inbound validates and compiles them.
+	Servers                []*policyv1.Server
+	AuthorizationPolicies  []*policyv1.AuthorizationPolicy
+	MeshTLSAuthentications []*policyv1.MeshTLSAuthentication
+	NetworkAuthentications []*policyv1.NetworkAuthentication
+	Namespaces             []Namespace
 }
 
 // OpaquePortsAnnotation lists ports (and ranges) that carry opaque TCP.

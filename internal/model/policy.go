@@ -143,6 +143,7 @@ func setRoute[T gatewayv1.HTTPRoute | gatewayv1.GRPCRoute](layers map[objKey]byS
 	before, after := setLayer(layers, key, source, r)
 	if before != after {
 		c.policy = true
+		c.inbound = true
 	}
 }
 

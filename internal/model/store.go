@@ -43,6 +43,10 @@ type Model struct {
 	policyListeners map[chan struct{}]struct{}
 	policyVersion   uint64
 
+	// inbound holds the policy.skein.io objects and namespaces, and the
+	// WatchInboundInputs calls.
+	inbound inboundStore
+
 	activeWatches atomic.Int64
 	// versions numbers the sets handed out (see EndpointSet.Version).
 	versions uint64
@@ -74,6 +78,7 @@ func New(opts ...Option) *Model {
 		httpRoutes:      map[objKey]bySource[gatewayv1.HTTPRoute]{},
 		grpcRoutes:      map[objKey]bySource[gatewayv1.GRPCRoute]{},
 		policyListeners: map[chan struct{}]struct{}{},
+		inbound:         newInboundStore(),
 		servicesByNS:    map[string]map[objKey]*Service{},
 		servicesByIP:    map[netip.Addr]map[objKey]struct{}{},
 		instancesByNS:   map[string]map[objKey]*instance{},

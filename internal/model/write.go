@@ -55,6 +55,11 @@ func (w *Writer) Replace(snap Snapshot) {
 		}
 		replaceRoutes(m.httpRoutes, w.source, snap.HTTPRoutes, c)
 		replaceRoutes(m.grpcRoutes, w.source, snap.GRPCRoutes, c)
+		replacePolicyObjects(m.inbound.servers, w.source, snap.Servers, c)
+		replacePolicyObjects(m.inbound.authzs, w.source, snap.AuthorizationPolicies, c)
+		replacePolicyObjects(m.inbound.meshTLS, w.source, snap.MeshTLSAuthentications, c)
+		replacePolicyObjects(m.inbound.networks, w.source, snap.NetworkAuthentications, c)
+		m.replaceNamespaces(w.source, snap.Namespaces, c)
 		for i := range snap.Services {
 			s := snap.Services[i]
 			m.setService(w.source, keyOf(s.Namespace, s.Name), &s, c)
@@ -155,6 +160,9 @@ type changes struct {
 	// policy is set when a Service or a route changed: the policy
 	// compiler's inputs.
 	policy bool
+	// inbound is set when anything the inbound policy reads changed: an
+	// instance, a namespace, a policy.skein.io object or a route.
+	inbound bool
 }
 
 func (c *changes) service(k objKey) { c.services[k] = struct{}{} }
@@ -175,6 +183,9 @@ func (m *Model) write(apply func(*changes)) {
 	m.publish(c)
 	if c.policy {
 		m.publishPolicy()
+	}
+	if c.inbound {
+		m.publishInbound()
 	}
 }
 
@@ -219,6 +230,7 @@ func (m *Model) setInstance(source string, key objKey, in *instance, c *changes)
 	if before == after {
 		return
 	}
+	c.inbound = true
 	for _, i := range []*instance{before, after} {
 		if i == nil {
 			continue

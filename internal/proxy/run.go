@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skeinmesh/skein/internal/authz"
 	"log/slog"
 	"net"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/internal/admin"
+	"github.com/skeinmesh/skein/internal/proxy/authzclient"
 	"github.com/skeinmesh/skein/internal/proxy/destclient"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/inbound"
@@ -83,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
 	}
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors}
+		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log)}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	authorizer := newAuthorizer(stacks)
 	if authorizer != nil {
@@ -207,6 +209,21 @@ func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.
 		return nil // no controller, no policy: the route layer is left out
 	}
 	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log})
+}
+
+// startAuthz is the inbound policy of the workload's own ports: from the
+// controller, for the instance its -labels name (namespace=, pod=), or none
+// without a controller. Labels that name no instance leave every port
+// without an answer, which the authorization layer denies: logged here.
+func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) authz.Lookup {
+	if cp.conn == nil {
+		return nil
+	}
+	ns, pod := cfg.Labels["namespace"], cfg.Labels["pod"]
+	if ns == "" || pod == "" {
+		log.Error("the proxy's -labels name no namespace= and pod=: the controller cannot send this workload's inbound policy, so inbound traffic is denied")
+	}
+	return authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"], Log: log})
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

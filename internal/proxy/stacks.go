@@ -43,9 +43,11 @@ type stackConfig struct {
 	routes routes.Lookup
 	// mirrors sends the copies of mirrored requests; nil mirrors nothing.
 	mirrors *mirror.Mirrorer
-	// authz is the controller's inbound policy of the workload's ports;
-	// nil without a controller (the authorization layer is then left
-	// out, and every inbound request and connection goes through).
+	// authz is the controller's inbound (authorization) policy of this
+	// workload's ports; nil without a controller (the authorization layer
+	// is then left out, and every inbound request and connection goes
+	// through). It fails closed: a port whose policy never arrived is an
+	// error, answered as deny.
 	authz authz.Lookup
 }
 

@@ -5,6 +5,7 @@
 package source
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -111,6 +113,14 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			ports[p.Name] = uint16(p.ContainerPort)
 		}
 	}
+	var probes []model.ProbePath
+	if p := w.Spec.ReadinessProbe; p != nil && p.HTTPGet != nil {
+		port := uint16(p.HTTPGet.Port.IntValue())
+		if name := p.HTTPGet.Port.StrVal; name != "" {
+			port = ports[name]
+		}
+		probes = []model.ProbePath{{Port: port, Path: cmp.Or(p.HTTPGet.Path, "/")}}
+	}
 	instances := make([]model.Instance, 0, len(w.Spec.Addresses))
 	for i, text := range w.Spec.Addresses {
 		addr := netip.MustParseAddr(text) // Validate checked it
@@ -125,6 +135,9 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			Ready:          true,
 			Meshed:         w.Spec.Injected(),
 			External:       true,
+			ProbePaths:     probes,
+
+			DefaultInboundPolicy: w.Annotations[policyv1.DefaultPolicyAnnotation],
 		})
 	}
 	return instances, nil

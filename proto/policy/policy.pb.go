@@ -1,6 +1,8 @@
 // The policy service: the outbound policy of a destination (one Service
 // port) as the controller compiled it from Gateway API HTTPRoutes and
-// GRPCRoutes and the Service's skein.io/ annotations. The messages mirror
+// GRPCRoutes and the Service's skein.io/ annotations, and the inbound
+// (authorization) policy of a workload port from policy.skein.io
+// resources. The messages mirror
 // the Go types of internal/routes; internal/routes/routespb converts both
 // ways.
 
@@ -28,6 +30,538 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type InboundRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The pod, or the Workload instance ("<workload>-<i>").
+	Pod  string `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// The workload (the proxy's -labels workload=). Used only when the
+	// controller knows no instance named pod and the workload is a Workload
+	// (outside Kubernetes), whose instances share one policy: `skein up`
+	// numbers the instances it publishes among the ready ones only.
+	Workload      string `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InboundRequest) Reset() {
+	*x = InboundRequest{}
+	mi := &file_proto_policy_policy_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundRequest) ProtoMessage() {}
+
+func (x *InboundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundRequest.ProtoReflect.Descriptor instead.
+func (*InboundRequest) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *InboundRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *InboundRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *InboundRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *InboundRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+// InboundPolicy mirrors internal/authz.Inbound; internal/authz/authzpb
+// converts both ways.
+type InboundPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the controller knows no such instance: the proxy denies.
+	Exists bool   `protobuf:"varint,1,opt,name=exists,proto3" json:"exists,omitempty"`
+	Port   uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// "namespace/name" of the Server; empty when none selects the port.
+	Server   string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Protocol string `protobuf:"bytes,4,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// A default policy name (all-unauthenticated, deny, audit, ...).
+	DefaultPolicy   string           `protobuf:"bytes,5,opt,name=default_policy,json=defaultPolicy,proto3" json:"default_policy,omitempty"`
+	Authorizations  []*Authorization `protobuf:"bytes,6,rep,name=authorizations,proto3" json:"authorizations,omitempty"`
+	Routes          []*InboundRoute  `protobuf:"bytes,7,rep,name=routes,proto3" json:"routes,omitempty"`
+	ClusterNetworks []string         `protobuf:"bytes,8,rep,name=cluster_networks,json=clusterNetworks,proto3" json:"cluster_networks,omitempty"`
+	RateLimit       *RateLimit       `protobuf:"bytes,9,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
+	ProbePaths      []string         `protobuf:"bytes,10,rep,name=probe_paths,json=probePaths,proto3" json:"probe_paths,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *InboundPolicy) Reset() {
+	*x = InboundPolicy{}
+	mi := &file_proto_policy_policy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundPolicy) ProtoMessage() {}
+
+func (x *InboundPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundPolicy.ProtoReflect.Descriptor instead.
+func (*InboundPolicy) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InboundPolicy) GetExists() bool {
+	if x != nil {
+		return x.Exists
+	}
+	return false
+}
+
+func (x *InboundPolicy) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *InboundPolicy) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *InboundPolicy) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *InboundPolicy) GetDefaultPolicy() string {
+	if x != nil {
+		return x.DefaultPolicy
+	}
+	return ""
+}
+
+func (x *InboundPolicy) GetAuthorizations() []*Authorization {
+	if x != nil {
+		return x.Authorizations
+	}
+	return nil
+}
+
+func (x *InboundPolicy) GetRoutes() []*InboundRoute {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *InboundPolicy) GetClusterNetworks() []string {
+	if x != nil {
+		return x.ClusterNetworks
+	}
+	return nil
+}
+
+func (x *InboundPolicy) GetRateLimit() *RateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+func (x *InboundPolicy) GetProbePaths() []string {
+	if x != nil {
+		return x.ProbePaths
+	}
+	return nil
+}
+
+type Authorization struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "namespace/name" of the AuthorizationPolicy.
+	Name     string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Networks []*Network `protobuf:"bytes,2,rep,name=networks,proto3" json:"networks,omitempty"`
+	// Unset: no mesh-TLS requirement.
+	MeshTls       *MeshTLS `protobuf:"bytes,3,opt,name=mesh_tls,json=meshTls,proto3" json:"mesh_tls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Authorization) Reset() {
+	*x = Authorization{}
+	mi := &file_proto_policy_policy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Authorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Authorization) ProtoMessage() {}
+
+func (x *Authorization) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
+func (*Authorization) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Authorization) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Authorization) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *Authorization) GetMeshTls() *MeshTLS {
+	if x != nil {
+		return x.MeshTls
+	}
+	return nil
+}
+
+type Network struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cidr          string                 `protobuf:"bytes,1,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	Except        []string               `protobuf:"bytes,2,rep,name=except,proto3" json:"except,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_proto_policy_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Network) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *Network) GetExcept() []string {
+	if x != nil {
+		return x.Except
+	}
+	return nil
+}
+
+type MeshTLS struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identities    []string               `protobuf:"bytes,1,rep,name=identities,proto3" json:"identities,omitempty"`
+	Prefixes      []string               `protobuf:"bytes,2,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshTLS) Reset() {
+	*x = MeshTLS{}
+	mi := &file_proto_policy_policy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshTLS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshTLS) ProtoMessage() {}
+
+func (x *MeshTLS) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshTLS.ProtoReflect.Descriptor instead.
+func (*MeshTLS) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MeshTLS) GetIdentities() []string {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
+func (x *MeshTLS) GetPrefixes() []string {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+type InboundRoute struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Matches        []*Match               `protobuf:"bytes,2,rep,name=matches,proto3" json:"matches,omitempty"`
+	Authorizations []*Authorization       `protobuf:"bytes,3,rep,name=authorizations,proto3" json:"authorizations,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *InboundRoute) Reset() {
+	*x = InboundRoute{}
+	mi := &file_proto_policy_policy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InboundRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InboundRoute) ProtoMessage() {}
+
+func (x *InboundRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InboundRoute.ProtoReflect.Descriptor instead.
+func (*InboundRoute) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *InboundRoute) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InboundRoute) GetMatches() []*Match {
+	if x != nil {
+		return x.Matches
+	}
+	return nil
+}
+
+func (x *InboundRoute) GetAuthorizations() []*Authorization {
+	if x != nil {
+		return x.Authorizations
+	}
+	return nil
+}
+
+type RateLimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Total         float64                `protobuf:"fixed64,1,opt,name=total,proto3" json:"total,omitempty"`
+	PerIdentity   float64                `protobuf:"fixed64,2,opt,name=per_identity,json=perIdentity,proto3" json:"per_identity,omitempty"`
+	Overrides     []*RateLimitOverride   `protobuf:"bytes,3,rep,name=overrides,proto3" json:"overrides,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_proto_policy_policy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RateLimit) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *RateLimit) GetPerIdentity() float64 {
+	if x != nil {
+		return x.PerIdentity
+	}
+	return 0
+}
+
+func (x *RateLimit) GetOverrides() []*RateLimitOverride {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
+type RateLimitOverride struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	RequestsPerSecond float64                `protobuf:"fixed64,1,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	Identities        []string               `protobuf:"bytes,2,rep,name=identities,proto3" json:"identities,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RateLimitOverride) Reset() {
+	*x = RateLimitOverride{}
+	mi := &file_proto_policy_policy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitOverride) ProtoMessage() {}
+
+func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_policy_policy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitOverride.ProtoReflect.Descriptor instead.
+func (*RateLimitOverride) Descriptor() ([]byte, []int) {
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RateLimitOverride) GetRequestsPerSecond() float64 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *RateLimitOverride) GetIdentities() []string {
+	if x != nil {
+		return x.Identities
+	}
+	return nil
+}
+
 type OutboundRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The destination as the proxy resolves it: an authority
@@ -41,7 +575,7 @@ type OutboundRequest struct {
 
 func (x *OutboundRequest) Reset() {
 	*x = OutboundRequest{}
-	mi := &file_proto_policy_policy_proto_msgTypes[0]
+	mi := &file_proto_policy_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +587,7 @@ func (x *OutboundRequest) String() string {
 func (*OutboundRequest) ProtoMessage() {}
 
 func (x *OutboundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[0]
+	mi := &file_proto_policy_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +600,7 @@ func (x *OutboundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboundRequest.ProtoReflect.Descriptor instead.
 func (*OutboundRequest) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{0}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OutboundRequest) GetTarget() string {
@@ -103,7 +637,7 @@ type OutboundPolicy struct {
 
 func (x *OutboundPolicy) Reset() {
 	*x = OutboundPolicy{}
-	mi := &file_proto_policy_policy_proto_msgTypes[1]
+	mi := &file_proto_policy_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +649,7 @@ func (x *OutboundPolicy) String() string {
 func (*OutboundPolicy) ProtoMessage() {}
 
 func (x *OutboundPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[1]
+	mi := &file_proto_policy_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +662,7 @@ func (x *OutboundPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboundPolicy.ProtoReflect.Descriptor instead.
 func (*OutboundPolicy) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{1}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OutboundPolicy) GetExists() bool {
@@ -186,7 +720,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_proto_policy_policy_proto_msgTypes[2]
+	mi := &file_proto_policy_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +732,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[2]
+	mi := &file_proto_policy_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +745,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{2}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Route) GetKind() string {
@@ -268,7 +802,7 @@ type Rule struct {
 
 func (x *Rule) Reset() {
 	*x = Rule{}
-	mi := &file_proto_policy_policy_proto_msgTypes[3]
+	mi := &file_proto_policy_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +814,7 @@ func (x *Rule) String() string {
 func (*Rule) ProtoMessage() {}
 
 func (x *Rule) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[3]
+	mi := &file_proto_policy_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +827,7 @@ func (x *Rule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rule.ProtoReflect.Descriptor instead.
 func (*Rule) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{3}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Rule) GetMatches() []*Match {
@@ -393,7 +927,7 @@ type Match struct {
 
 func (x *Match) Reset() {
 	*x = Match{}
-	mi := &file_proto_policy_policy_proto_msgTypes[4]
+	mi := &file_proto_policy_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +939,7 @@ func (x *Match) String() string {
 func (*Match) ProtoMessage() {}
 
 func (x *Match) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[4]
+	mi := &file_proto_policy_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +952,7 @@ func (x *Match) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Match.ProtoReflect.Descriptor instead.
 func (*Match) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{4}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Match) GetPath() *PathMatch {
@@ -464,7 +998,7 @@ type PathMatch struct {
 
 func (x *PathMatch) Reset() {
 	*x = PathMatch{}
-	mi := &file_proto_policy_policy_proto_msgTypes[5]
+	mi := &file_proto_policy_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +1010,7 @@ func (x *PathMatch) String() string {
 func (*PathMatch) ProtoMessage() {}
 
 func (x *PathMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[5]
+	mi := &file_proto_policy_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +1023,7 @@ func (x *PathMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathMatch.ProtoReflect.Descriptor instead.
 func (*PathMatch) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{5}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PathMatch) GetType() string {
@@ -525,7 +1059,7 @@ type ValueMatch struct {
 
 func (x *ValueMatch) Reset() {
 	*x = ValueMatch{}
-	mi := &file_proto_policy_policy_proto_msgTypes[6]
+	mi := &file_proto_policy_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +1071,7 @@ func (x *ValueMatch) String() string {
 func (*ValueMatch) ProtoMessage() {}
 
 func (x *ValueMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[6]
+	mi := &file_proto_policy_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +1084,7 @@ func (x *ValueMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueMatch.ProtoReflect.Descriptor instead.
 func (*ValueMatch) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{6}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValueMatch) GetName() string {
@@ -585,7 +1119,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_proto_policy_policy_proto_msgTypes[7]
+	mi := &file_proto_policy_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +1131,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[7]
+	mi := &file_proto_policy_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +1144,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{7}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -644,7 +1178,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_proto_policy_policy_proto_msgTypes[8]
+	mi := &file_proto_policy_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +1190,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[8]
+	mi := &file_proto_policy_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +1203,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{8}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Header) GetName() string {
@@ -699,7 +1233,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_proto_policy_policy_proto_msgTypes[9]
+	mi := &file_proto_policy_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -711,7 +1245,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[9]
+	mi := &file_proto_policy_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -724,7 +1258,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{9}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Redirect) GetScheme() string {
@@ -772,7 +1306,7 @@ type Rewrite struct {
 
 func (x *Rewrite) Reset() {
 	*x = Rewrite{}
-	mi := &file_proto_policy_policy_proto_msgTypes[10]
+	mi := &file_proto_policy_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +1318,7 @@ func (x *Rewrite) String() string {
 func (*Rewrite) ProtoMessage() {}
 
 func (x *Rewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[10]
+	mi := &file_proto_policy_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +1331,7 @@ func (x *Rewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rewrite.ProtoReflect.Descriptor instead.
 func (*Rewrite) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{10}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Rewrite) GetHostname() string {
@@ -826,7 +1360,7 @@ type PathRewrite struct {
 
 func (x *PathRewrite) Reset() {
 	*x = PathRewrite{}
-	mi := &file_proto_policy_policy_proto_msgTypes[11]
+	mi := &file_proto_policy_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1372,7 @@ func (x *PathRewrite) String() string {
 func (*PathRewrite) ProtoMessage() {}
 
 func (x *PathRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[11]
+	mi := &file_proto_policy_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1385,7 @@ func (x *PathRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathRewrite.ProtoReflect.Descriptor instead.
 func (*PathRewrite) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{11}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PathRewrite) GetFull() string {
@@ -889,7 +1423,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_proto_policy_policy_proto_msgTypes[12]
+	mi := &file_proto_policy_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1435,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[12]
+	mi := &file_proto_policy_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1448,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{12}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Backend) GetAuthority() string {
@@ -958,7 +1492,7 @@ type Mirror struct {
 
 func (x *Mirror) Reset() {
 	*x = Mirror{}
-	mi := &file_proto_policy_policy_proto_msgTypes[13]
+	mi := &file_proto_policy_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1504,7 @@ func (x *Mirror) String() string {
 func (*Mirror) ProtoMessage() {}
 
 func (x *Mirror) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[13]
+	mi := &file_proto_policy_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1517,7 @@ func (x *Mirror) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mirror.ProtoReflect.Descriptor instead.
 func (*Mirror) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{13}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Mirror) GetBackend() *Backend {
@@ -1019,7 +1553,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_proto_policy_policy_proto_msgTypes[14]
+	mi := &file_proto_policy_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1565,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[14]
+	mi := &file_proto_policy_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1578,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{14}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -1085,7 +1619,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_proto_policy_policy_proto_msgTypes[15]
+	mi := &file_proto_policy_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1631,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[15]
+	mi := &file_proto_policy_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1644,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{15}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -1144,7 +1678,7 @@ type Retry struct {
 
 func (x *Retry) Reset() {
 	*x = Retry{}
-	mi := &file_proto_policy_policy_proto_msgTypes[16]
+	mi := &file_proto_policy_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1690,7 @@ func (x *Retry) String() string {
 func (*Retry) ProtoMessage() {}
 
 func (x *Retry) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[16]
+	mi := &file_proto_policy_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1703,7 @@ func (x *Retry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retry.ProtoReflect.Descriptor instead.
 func (*Retry) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{16}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Retry) GetLimit() uint32 {
@@ -1246,7 +1780,7 @@ type Budget struct {
 
 func (x *Budget) Reset() {
 	*x = Budget{}
-	mi := &file_proto_policy_policy_proto_msgTypes[17]
+	mi := &file_proto_policy_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1792,7 @@ func (x *Budget) String() string {
 func (*Budget) ProtoMessage() {}
 
 func (x *Budget) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[17]
+	mi := &file_proto_policy_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1805,7 @@ func (x *Budget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Budget.ProtoReflect.Descriptor instead.
 func (*Budget) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{17}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Budget) GetRatio() float64 {
@@ -1313,7 +1847,7 @@ type Breaker struct {
 
 func (x *Breaker) Reset() {
 	*x = Breaker{}
-	mi := &file_proto_policy_policy_proto_msgTypes[18]
+	mi := &file_proto_policy_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1859,7 @@ func (x *Breaker) String() string {
 func (*Breaker) ProtoMessage() {}
 
 func (x *Breaker) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[18]
+	mi := &file_proto_policy_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1872,7 @@ func (x *Breaker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Breaker.ProtoReflect.Descriptor instead.
 func (*Breaker) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{18}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Breaker) GetConsecutive() uint32 {
@@ -1424,7 +1958,7 @@ type Fault struct {
 
 func (x *Fault) Reset() {
 	*x = Fault{}
-	mi := &file_proto_policy_policy_proto_msgTypes[19]
+	mi := &file_proto_policy_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1970,7 @@ func (x *Fault) String() string {
 func (*Fault) ProtoMessage() {}
 
 func (x *Fault) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_policy_policy_proto_msgTypes[19]
+	mi := &file_proto_policy_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1983,7 @@ func (x *Fault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fault.ProtoReflect.Descriptor instead.
 func (*Fault) Descriptor() ([]byte, []int) {
-	return file_proto_policy_policy_proto_rawDescGZIP(), []int{19}
+	return file_proto_policy_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Fault) GetAbortPercent() float64 {
@@ -1491,7 +2025,51 @@ var File_proto_policy_policy_proto protoreflect.FileDescriptor
 
 const file_proto_policy_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x19proto/policy/policy.proto\x12\x15skein.policy.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"F\n" +
+	"\x19proto/policy/policy.proto\x12\x15skein.policy.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"p\n" +
+	"\x0eInboundRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1a\n" +
+	"\bworkload\x18\x04 \x01(\tR\bworkload\"\xae\x03\n" +
+	"\rInboundPolicy\x12\x16\n" +
+	"\x06exists\x18\x01 \x01(\bR\x06exists\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x1a\n" +
+	"\bprotocol\x18\x04 \x01(\tR\bprotocol\x12%\n" +
+	"\x0edefault_policy\x18\x05 \x01(\tR\rdefaultPolicy\x12L\n" +
+	"\x0eauthorizations\x18\x06 \x03(\v2$.skein.policy.v1alpha1.AuthorizationR\x0eauthorizations\x12;\n" +
+	"\x06routes\x18\a \x03(\v2#.skein.policy.v1alpha1.InboundRouteR\x06routes\x12)\n" +
+	"\x10cluster_networks\x18\b \x03(\tR\x0fclusterNetworks\x12?\n" +
+	"\n" +
+	"rate_limit\x18\t \x01(\v2 .skein.policy.v1alpha1.RateLimitR\trateLimit\x12\x1f\n" +
+	"\vprobe_paths\x18\n" +
+	" \x03(\tR\n" +
+	"probePaths\"\x9a\x01\n" +
+	"\rAuthorization\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12:\n" +
+	"\bnetworks\x18\x02 \x03(\v2\x1e.skein.policy.v1alpha1.NetworkR\bnetworks\x129\n" +
+	"\bmesh_tls\x18\x03 \x01(\v2\x1e.skein.policy.v1alpha1.MeshTLSR\ameshTls\"5\n" +
+	"\aNetwork\x12\x12\n" +
+	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x12\x16\n" +
+	"\x06except\x18\x02 \x03(\tR\x06except\"E\n" +
+	"\aMeshTLS\x12\x1e\n" +
+	"\n" +
+	"identities\x18\x01 \x03(\tR\n" +
+	"identities\x12\x1a\n" +
+	"\bprefixes\x18\x02 \x03(\tR\bprefixes\"\xa8\x01\n" +
+	"\fInboundRoute\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
+	"\amatches\x18\x02 \x03(\v2\x1c.skein.policy.v1alpha1.MatchR\amatches\x12L\n" +
+	"\x0eauthorizations\x18\x03 \x03(\v2$.skein.policy.v1alpha1.AuthorizationR\x0eauthorizations\"\x8c\x01\n" +
+	"\tRateLimit\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x01R\x05total\x12!\n" +
+	"\fper_identity\x18\x02 \x01(\x01R\vperIdentity\x12F\n" +
+	"\toverrides\x18\x03 \x03(\v2(.skein.policy.v1alpha1.RateLimitOverrideR\toverrides\"c\n" +
+	"\x11RateLimitOverride\x12.\n" +
+	"\x13requests_per_second\x18\x01 \x01(\x01R\x11requestsPerSecond\x12\x1e\n" +
+	"\n" +
+	"identities\x18\x02 \x03(\tR\n" +
+	"identities\"F\n" +
 	"\x0fOutboundRequest\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\"\xfc\x01\n" +
@@ -1609,9 +2187,10 @@ const file_proto_policy_policy_proto_rawDesc = "" +
 	"\n" +
 	"abort_grpc\x18\x03 \x01(\rR\tabortGrpc\x12#\n" +
 	"\rdelay_percent\x18\x04 \x01(\x01R\fdelayPercent\x12/\n" +
-	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay2j\n" +
+	"\x05delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05delay2\xc9\x01\n" +
 	"\x06Policy\x12`\n" +
-	"\rWatchOutbound\x12&.skein.policy.v1alpha1.OutboundRequest\x1a%.skein.policy.v1alpha1.OutboundPolicy0\x01B)Z'github.com/skeinmesh/skein/proto/policyb\x06proto3"
+	"\rWatchOutbound\x12&.skein.policy.v1alpha1.OutboundRequest\x1a%.skein.policy.v1alpha1.OutboundPolicy0\x01\x12]\n" +
+	"\fWatchInbound\x12%.skein.policy.v1alpha1.InboundRequest\x1a$.skein.policy.v1alpha1.InboundPolicy0\x01B)Z'github.com/skeinmesh/skein/proto/policyb\x06proto3"
 
 var (
 	file_proto_policy_policy_proto_rawDescOnce sync.Once
@@ -1625,75 +2204,93 @@ func file_proto_policy_policy_proto_rawDescGZIP() []byte {
 	return file_proto_policy_policy_proto_rawDescData
 }
 
-var file_proto_policy_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_proto_policy_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_proto_policy_policy_proto_goTypes = []any{
-	(*OutboundRequest)(nil),     // 0: skein.policy.v1alpha1.OutboundRequest
-	(*OutboundPolicy)(nil),      // 1: skein.policy.v1alpha1.OutboundPolicy
-	(*Route)(nil),               // 2: skein.policy.v1alpha1.Route
-	(*Rule)(nil),                // 3: skein.policy.v1alpha1.Rule
-	(*Match)(nil),               // 4: skein.policy.v1alpha1.Match
-	(*PathMatch)(nil),           // 5: skein.policy.v1alpha1.PathMatch
-	(*ValueMatch)(nil),          // 6: skein.policy.v1alpha1.ValueMatch
-	(*HeaderModifier)(nil),      // 7: skein.policy.v1alpha1.HeaderModifier
-	(*Header)(nil),              // 8: skein.policy.v1alpha1.Header
-	(*Redirect)(nil),            // 9: skein.policy.v1alpha1.Redirect
-	(*Rewrite)(nil),             // 10: skein.policy.v1alpha1.Rewrite
-	(*PathRewrite)(nil),         // 11: skein.policy.v1alpha1.PathRewrite
-	(*Backend)(nil),             // 12: skein.policy.v1alpha1.Backend
-	(*Mirror)(nil),              // 13: skein.policy.v1alpha1.Mirror
-	(*Timeouts)(nil),            // 14: skein.policy.v1alpha1.Timeouts
-	(*StatusRange)(nil),         // 15: skein.policy.v1alpha1.StatusRange
-	(*Retry)(nil),               // 16: skein.policy.v1alpha1.Retry
-	(*Budget)(nil),              // 17: skein.policy.v1alpha1.Budget
-	(*Breaker)(nil),             // 18: skein.policy.v1alpha1.Breaker
-	(*Fault)(nil),               // 19: skein.policy.v1alpha1.Fault
-	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
+	(*InboundRequest)(nil),      // 0: skein.policy.v1alpha1.InboundRequest
+	(*InboundPolicy)(nil),       // 1: skein.policy.v1alpha1.InboundPolicy
+	(*Authorization)(nil),       // 2: skein.policy.v1alpha1.Authorization
+	(*Network)(nil),             // 3: skein.policy.v1alpha1.Network
+	(*MeshTLS)(nil),             // 4: skein.policy.v1alpha1.MeshTLS
+	(*InboundRoute)(nil),        // 5: skein.policy.v1alpha1.InboundRoute
+	(*RateLimit)(nil),           // 6: skein.policy.v1alpha1.RateLimit
+	(*RateLimitOverride)(nil),   // 7: skein.policy.v1alpha1.RateLimitOverride
+	(*OutboundRequest)(nil),     // 8: skein.policy.v1alpha1.OutboundRequest
+	(*OutboundPolicy)(nil),      // 9: skein.policy.v1alpha1.OutboundPolicy
+	(*Route)(nil),               // 10: skein.policy.v1alpha1.Route
+	(*Rule)(nil),                // 11: skein.policy.v1alpha1.Rule
+	(*Match)(nil),               // 12: skein.policy.v1alpha1.Match
+	(*PathMatch)(nil),           // 13: skein.policy.v1alpha1.PathMatch
+	(*ValueMatch)(nil),          // 14: skein.policy.v1alpha1.ValueMatch
+	(*HeaderModifier)(nil),      // 15: skein.policy.v1alpha1.HeaderModifier
+	(*Header)(nil),              // 16: skein.policy.v1alpha1.Header
+	(*Redirect)(nil),            // 17: skein.policy.v1alpha1.Redirect
+	(*Rewrite)(nil),             // 18: skein.policy.v1alpha1.Rewrite
+	(*PathRewrite)(nil),         // 19: skein.policy.v1alpha1.PathRewrite
+	(*Backend)(nil),             // 20: skein.policy.v1alpha1.Backend
+	(*Mirror)(nil),              // 21: skein.policy.v1alpha1.Mirror
+	(*Timeouts)(nil),            // 22: skein.policy.v1alpha1.Timeouts
+	(*StatusRange)(nil),         // 23: skein.policy.v1alpha1.StatusRange
+	(*Retry)(nil),               // 24: skein.policy.v1alpha1.Retry
+	(*Budget)(nil),              // 25: skein.policy.v1alpha1.Budget
+	(*Breaker)(nil),             // 26: skein.policy.v1alpha1.Breaker
+	(*Fault)(nil),               // 27: skein.policy.v1alpha1.Fault
+	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
 }
 var file_proto_policy_policy_proto_depIdxs = []int32{
-	2,  // 0: skein.policy.v1alpha1.OutboundPolicy.routes:type_name -> skein.policy.v1alpha1.Route
-	3,  // 1: skein.policy.v1alpha1.OutboundPolicy.defaults:type_name -> skein.policy.v1alpha1.Rule
-	17, // 2: skein.policy.v1alpha1.OutboundPolicy.budget:type_name -> skein.policy.v1alpha1.Budget
-	3,  // 3: skein.policy.v1alpha1.Route.rules:type_name -> skein.policy.v1alpha1.Rule
-	4,  // 4: skein.policy.v1alpha1.Rule.matches:type_name -> skein.policy.v1alpha1.Match
-	7,  // 5: skein.policy.v1alpha1.Rule.request_headers:type_name -> skein.policy.v1alpha1.HeaderModifier
-	7,  // 6: skein.policy.v1alpha1.Rule.response_headers:type_name -> skein.policy.v1alpha1.HeaderModifier
-	9,  // 7: skein.policy.v1alpha1.Rule.redirect:type_name -> skein.policy.v1alpha1.Redirect
-	10, // 8: skein.policy.v1alpha1.Rule.rewrite:type_name -> skein.policy.v1alpha1.Rewrite
-	13, // 9: skein.policy.v1alpha1.Rule.mirrors:type_name -> skein.policy.v1alpha1.Mirror
-	12, // 10: skein.policy.v1alpha1.Rule.backends:type_name -> skein.policy.v1alpha1.Backend
-	14, // 11: skein.policy.v1alpha1.Rule.timeouts:type_name -> skein.policy.v1alpha1.Timeouts
-	16, // 12: skein.policy.v1alpha1.Rule.retry:type_name -> skein.policy.v1alpha1.Retry
-	18, // 13: skein.policy.v1alpha1.Rule.breaker:type_name -> skein.policy.v1alpha1.Breaker
-	19, // 14: skein.policy.v1alpha1.Rule.fault:type_name -> skein.policy.v1alpha1.Fault
-	5,  // 15: skein.policy.v1alpha1.Match.path:type_name -> skein.policy.v1alpha1.PathMatch
-	6,  // 16: skein.policy.v1alpha1.Match.headers:type_name -> skein.policy.v1alpha1.ValueMatch
-	6,  // 17: skein.policy.v1alpha1.Match.query_params:type_name -> skein.policy.v1alpha1.ValueMatch
-	8,  // 18: skein.policy.v1alpha1.HeaderModifier.set:type_name -> skein.policy.v1alpha1.Header
-	8,  // 19: skein.policy.v1alpha1.HeaderModifier.add:type_name -> skein.policy.v1alpha1.Header
-	11, // 20: skein.policy.v1alpha1.Redirect.path:type_name -> skein.policy.v1alpha1.PathRewrite
-	11, // 21: skein.policy.v1alpha1.Rewrite.path:type_name -> skein.policy.v1alpha1.PathRewrite
-	12, // 22: skein.policy.v1alpha1.Mirror.backend:type_name -> skein.policy.v1alpha1.Backend
-	20, // 23: skein.policy.v1alpha1.Timeouts.request:type_name -> google.protobuf.Duration
-	20, // 24: skein.policy.v1alpha1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	20, // 25: skein.policy.v1alpha1.Timeouts.response_header:type_name -> google.protobuf.Duration
-	20, // 26: skein.policy.v1alpha1.Timeouts.idle:type_name -> google.protobuf.Duration
-	15, // 27: skein.policy.v1alpha1.Retry.http:type_name -> skein.policy.v1alpha1.StatusRange
-	20, // 28: skein.policy.v1alpha1.Retry.per_try:type_name -> google.protobuf.Duration
-	20, // 29: skein.policy.v1alpha1.Retry.backoff_base:type_name -> google.protobuf.Duration
-	20, // 30: skein.policy.v1alpha1.Retry.backoff_max:type_name -> google.protobuf.Duration
-	20, // 31: skein.policy.v1alpha1.Budget.ttl:type_name -> google.protobuf.Duration
-	20, // 32: skein.policy.v1alpha1.Breaker.window:type_name -> google.protobuf.Duration
-	20, // 33: skein.policy.v1alpha1.Breaker.min_penalty:type_name -> google.protobuf.Duration
-	20, // 34: skein.policy.v1alpha1.Breaker.max_penalty:type_name -> google.protobuf.Duration
-	15, // 35: skein.policy.v1alpha1.Breaker.failure_http:type_name -> skein.policy.v1alpha1.StatusRange
-	20, // 36: skein.policy.v1alpha1.Fault.delay:type_name -> google.protobuf.Duration
-	0,  // 37: skein.policy.v1alpha1.Policy.WatchOutbound:input_type -> skein.policy.v1alpha1.OutboundRequest
-	1,  // 38: skein.policy.v1alpha1.Policy.WatchOutbound:output_type -> skein.policy.v1alpha1.OutboundPolicy
-	38, // [38:39] is the sub-list for method output_type
-	37, // [37:38] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	2,  // 0: skein.policy.v1alpha1.InboundPolicy.authorizations:type_name -> skein.policy.v1alpha1.Authorization
+	5,  // 1: skein.policy.v1alpha1.InboundPolicy.routes:type_name -> skein.policy.v1alpha1.InboundRoute
+	6,  // 2: skein.policy.v1alpha1.InboundPolicy.rate_limit:type_name -> skein.policy.v1alpha1.RateLimit
+	3,  // 3: skein.policy.v1alpha1.Authorization.networks:type_name -> skein.policy.v1alpha1.Network
+	4,  // 4: skein.policy.v1alpha1.Authorization.mesh_tls:type_name -> skein.policy.v1alpha1.MeshTLS
+	12, // 5: skein.policy.v1alpha1.InboundRoute.matches:type_name -> skein.policy.v1alpha1.Match
+	2,  // 6: skein.policy.v1alpha1.InboundRoute.authorizations:type_name -> skein.policy.v1alpha1.Authorization
+	7,  // 7: skein.policy.v1alpha1.RateLimit.overrides:type_name -> skein.policy.v1alpha1.RateLimitOverride
+	10, // 8: skein.policy.v1alpha1.OutboundPolicy.routes:type_name -> skein.policy.v1alpha1.Route
+	11, // 9: skein.policy.v1alpha1.OutboundPolicy.defaults:type_name -> skein.policy.v1alpha1.Rule
+	25, // 10: skein.policy.v1alpha1.OutboundPolicy.budget:type_name -> skein.policy.v1alpha1.Budget
+	11, // 11: skein.policy.v1alpha1.Route.rules:type_name -> skein.policy.v1alpha1.Rule
+	12, // 12: skein.policy.v1alpha1.Rule.matches:type_name -> skein.policy.v1alpha1.Match
+	15, // 13: skein.policy.v1alpha1.Rule.request_headers:type_name -> skein.policy.v1alpha1.HeaderModifier
+	15, // 14: skein.policy.v1alpha1.Rule.response_headers:type_name -> skein.policy.v1alpha1.HeaderModifier
+	17, // 15: skein.policy.v1alpha1.Rule.redirect:type_name -> skein.policy.v1alpha1.Redirect
+	18, // 16: skein.policy.v1alpha1.Rule.rewrite:type_name -> skein.policy.v1alpha1.Rewrite
+	21, // 17: skein.policy.v1alpha1.Rule.mirrors:type_name -> skein.policy.v1alpha1.Mirror
+	20, // 18: skein.policy.v1alpha1.Rule.backends:type_name -> skein.policy.v1alpha1.Backend
+	22, // 19: skein.policy.v1alpha1.Rule.timeouts:type_name -> skein.policy.v1alpha1.Timeouts
+	24, // 20: skein.policy.v1alpha1.Rule.retry:type_name -> skein.policy.v1alpha1.Retry
+	26, // 21: skein.policy.v1alpha1.Rule.breaker:type_name -> skein.policy.v1alpha1.Breaker
+	27, // 22: skein.policy.v1alpha1.Rule.fault:type_name -> skein.policy.v1alpha1.Fault
+	13, // 23: skein.policy.v1alpha1.Match.path:type_name -> skein.policy.v1alpha1.PathMatch
+	14, // 24: skein.policy.v1alpha1.Match.headers:type_name -> skein.policy.v1alpha1.ValueMatch
+	14, // 25: skein.policy.v1alpha1.Match.query_params:type_name -> skein.policy.v1alpha1.ValueMatch
+	16, // 26: skein.policy.v1alpha1.HeaderModifier.set:type_name -> skein.policy.v1alpha1.Header
+	16, // 27: skein.policy.v1alpha1.HeaderModifier.add:type_name -> skein.policy.v1alpha1.Header
+	19, // 28: skein.policy.v1alpha1.Redirect.path:type_name -> skein.policy.v1alpha1.PathRewrite
+	19, // 29: skein.policy.v1alpha1.Rewrite.path:type_name -> skein.policy.v1alpha1.PathRewrite
+	20, // 30: skein.policy.v1alpha1.Mirror.backend:type_name -> skein.policy.v1alpha1.Backend
+	28, // 31: skein.policy.v1alpha1.Timeouts.request:type_name -> google.protobuf.Duration
+	28, // 32: skein.policy.v1alpha1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	28, // 33: skein.policy.v1alpha1.Timeouts.response_header:type_name -> google.protobuf.Duration
+	28, // 34: skein.policy.v1alpha1.Timeouts.idle:type_name -> google.protobuf.Duration
+	23, // 35: skein.policy.v1alpha1.Retry.http:type_name -> skein.policy.v1alpha1.StatusRange
+	28, // 36: skein.policy.v1alpha1.Retry.per_try:type_name -> google.protobuf.Duration
+	28, // 37: skein.policy.v1alpha1.Retry.backoff_base:type_name -> google.protobuf.Duration
+	28, // 38: skein.policy.v1alpha1.Retry.backoff_max:type_name -> google.protobuf.Duration
+	28, // 39: skein.policy.v1alpha1.Budget.ttl:type_name -> google.protobuf.Duration
+	28, // 40: skein.policy.v1alpha1.Breaker.window:type_name -> google.protobuf.Duration
+	28, // 41: skein.policy.v1alpha1.Breaker.min_penalty:type_name -> google.protobuf.Duration
+	28, // 42: skein.policy.v1alpha1.Breaker.max_penalty:type_name -> google.protobuf.Duration
+	23, // 43: skein.policy.v1alpha1.Breaker.failure_http:type_name -> skein.policy.v1alpha1.StatusRange
+	28, // 44: skein.policy.v1alpha1.Fault.delay:type_name -> google.protobuf.Duration
+	8,  // 45: skein.policy.v1alpha1.Policy.WatchOutbound:input_type -> skein.policy.v1alpha1.OutboundRequest
+	0,  // 46: skein.policy.v1alpha1.Policy.WatchInbound:input_type -> skein.policy.v1alpha1.InboundRequest
+	9,  // 47: skein.policy.v1alpha1.Policy.WatchOutbound:output_type -> skein.policy.v1alpha1.OutboundPolicy
+	1,  // 48: skein.policy.v1alpha1.Policy.WatchInbound:output_type -> skein.policy.v1alpha1.InboundPolicy
+	47, // [47:49] is the sub-list for method output_type
+	45, // [45:47] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_proto_policy_policy_proto_init() }
@@ -1707,7 +2304,7 @@ func file_proto_policy_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_policy_policy_proto_rawDesc), len(file_proto_policy_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

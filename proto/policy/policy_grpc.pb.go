@@ -1,6 +1,8 @@
 // The policy service: the outbound policy of a destination (one Service
 // port) as the controller compiled it from Gateway API HTTPRoutes and
-// GRPCRoutes and the Service's skein.io/ annotations. The messages mirror
+// GRPCRoutes and the Service's skein.io/ annotations, and the inbound
+// (authorization) policy of a workload port from policy.skein.io
+// resources. The messages mirror
 // the Go types of internal/routes; internal/routes/routespb converts both
 // ways.
 
@@ -26,6 +28,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Policy_WatchOutbound_FullMethodName = "/skein.policy.v1alpha1.Policy/WatchOutbound"
+	Policy_WatchInbound_FullMethodName  = "/skein.policy.v1alpha1.Policy/WatchInbound"
 )
 
 // PolicyClient is the client API for Policy service.
@@ -36,6 +39,12 @@ type PolicyClient interface {
 	// client cancels: the full policy first, then the full policy again on
 	// every change (a route, a Service or its annotations).
 	WatchOutbound(ctx context.Context, in *OutboundRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OutboundPolicy], error)
+	// WatchInbound streams the inbound (authorization) policy of one port of
+	// the asking proxy's own workload instance: the full policy first, then
+	// again on every change. The controller answers PERMISSION_DENIED when
+	// the client certificate's namespace and service account are not the
+	// instance's.
+	WatchInbound(ctx context.Context, in *InboundRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InboundPolicy], error)
 }
 
 type policyClient struct {
@@ -65,6 +74,25 @@ func (c *policyClient) WatchOutbound(ctx context.Context, in *OutboundRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Policy_WatchOutboundClient = grpc.ServerStreamingClient[OutboundPolicy]
 
+func (c *policyClient) WatchInbound(ctx context.Context, in *InboundRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[InboundPolicy], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Policy_ServiceDesc.Streams[1], Policy_WatchInbound_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[InboundRequest, InboundPolicy]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Policy_WatchInboundClient = grpc.ServerStreamingClient[InboundPolicy]
+
 // PolicyServer is the server API for Policy service.
 // All implementations must embed UnimplementedPolicyServer
 // for forward compatibility.
@@ -73,6 +101,12 @@ type PolicyServer interface {
 	// client cancels: the full policy first, then the full policy again on
 	// every change (a route, a Service or its annotations).
 	WatchOutbound(*OutboundRequest, grpc.ServerStreamingServer[OutboundPolicy]) error
+	// WatchInbound streams the inbound (authorization) policy of one port of
+	// the asking proxy's own workload instance: the full policy first, then
+	// again on every change. The controller answers PERMISSION_DENIED when
+	// the client certificate's namespace and service account are not the
+	// instance's.
+	WatchInbound(*InboundRequest, grpc.ServerStreamingServer[InboundPolicy]) error
 	mustEmbedUnimplementedPolicyServer()
 }
 
@@ -85,6 +119,9 @@ type UnimplementedPolicyServer struct{}
 
 func (UnimplementedPolicyServer) WatchOutbound(*OutboundRequest, grpc.ServerStreamingServer[OutboundPolicy]) error {
 	return status.Error(codes.Unimplemented, "method WatchOutbound not implemented")
+}
+func (UnimplementedPolicyServer) WatchInbound(*InboundRequest, grpc.ServerStreamingServer[InboundPolicy]) error {
+	return status.Error(codes.Unimplemented, "method WatchInbound not implemented")
 }
 func (UnimplementedPolicyServer) mustEmbedUnimplementedPolicyServer() {}
 func (UnimplementedPolicyServer) testEmbeddedByValue()                {}
@@ -118,6 +155,17 @@ func _Policy_WatchOutbound_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Policy_WatchOutboundServer = grpc.ServerStreamingServer[OutboundPolicy]
 
+func _Policy_WatchInbound_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(InboundRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PolicyServer).WatchInbound(m, &grpc.GenericServerStream[InboundRequest, InboundPolicy]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Policy_WatchInboundServer = grpc.ServerStreamingServer[InboundPolicy]
+
 // Policy_ServiceDesc is the grpc.ServiceDesc for Policy service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -129,6 +177,11 @@ var Policy_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchOutbound",
 			Handler:       _Policy_WatchOutbound_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchInbound",
+			Handler:       _Policy_WatchInbound_Handler,
 			ServerStreams: true,
 		},
 	},

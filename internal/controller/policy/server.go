@@ -25,6 +25,7 @@ type Server struct {
 	policypb.UnimplementedPolicyServer
 
 	hub     *hub
+	inbound InboundService
 	log     *slog.Logger
 	metrics *serverMetrics
 	streams *peerstreams.Limit
@@ -52,6 +53,25 @@ func (s *Server) Start(ctx context.Context, in Inputs) { in.WatchPolicyInputs(ct
 
 // Register adds the Policy service to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) { policypb.RegisterPolicyServer(g, s) }
+
+// InboundService answers WatchInbound: internal/controller/inbound, which
+// shares this gRPC service.
+type InboundService interface {
+	WatchInbound(*policypb.InboundRequest, grpc.ServerStreamingServer[policypb.InboundPolicy]) error
+}
+
+// SetInbound makes in answer WatchInbound; call it before Register. Without
+// it WatchInbound answers UNIMPLEMENTED.
+func (s *Server) SetInbound(in InboundService) { s.inbound = in }
+
+// WatchInbound implements policypb.PolicyServer by handing the stream to
+// the inbound service.
+func (s *Server) WatchInbound(req *policypb.InboundRequest, stream grpc.ServerStreamingServer[policypb.InboundPolicy]) error {
+	if s.inbound == nil {
+		return status.Error(codes.Unimplemented, "this controller serves no inbound policy")
+	}
+	return s.inbound.WatchInbound(req, stream)
+}
 
 // WatchOutbound implements policypb.PolicyServer.
 func (s *Server) WatchOutbound(req *policypb.OutboundRequest, stream grpc.ServerStreamingServer[policypb.OutboundPolicy]) error {

@@ -87,13 +87,7 @@ func ruleToProto(r *routes.Rule, serviceBreaker *routes.Breaker) *policypb.Rule 
 			Idle:           dur(r.Timeouts.Idle),
 		},
 	}
-	for _, m := range r.Matches {
-		pm := &policypb.Match{Method: m.Method, Headers: valuesToProto(m.Headers), QueryParams: valuesToProto(m.QueryParams)}
-		if m.Path != nil {
-			pm.Path = &policypb.PathMatch{Type: string(m.Path.Type), Value: m.Path.Value, Regex: regexString(m.Path.Regex)}
-		}
-		out.Matches = append(out.Matches, pm)
-	}
+	out.Matches = MatchesToProto(r.Matches)
 	if rd := r.Redirect; rd != nil {
 		out.Redirect = &policypb.Redirect{Scheme: rd.Scheme, Hostname: rd.Hostname, Port: uint32(rd.Port), Path: pathRewriteToProto(rd.Path), StatusCode: uint32(rd.StatusCode)}
 	}
@@ -130,28 +124,9 @@ func ruleToProto(r *routes.Rule, serviceBreaker *routes.Breaker) *policypb.Rule 
 
 func ruleFromProto(m *policypb.Rule, serviceBreaker *routes.Breaker) (routes.Rule, error) {
 	var out routes.Rule
-	for i, pm := range m.GetMatches() {
-		match := routes.Match{Method: pm.GetMethod()}
-		var err error
-		if p := pm.GetPath(); p != nil {
-			match.Path = &routes.PathMatch{Type: routes.PathMatchType(p.GetType()), Value: p.GetValue()}
-			switch match.Path.Type {
-			case routes.PathExact, routes.PathPrefix:
-			case routes.PathRegex:
-				if match.Path.Regex, err = compile(p.GetRegex()); err != nil {
-					return out, fmt.Errorf("match %d: path: %w", i, err)
-				}
-			default:
-				return out, fmt.Errorf("match %d: path match type %q unknown", i, p.GetType())
-			}
-		}
-		if match.Headers, err = valuesFromProto(pm.GetHeaders()); err != nil {
-			return out, fmt.Errorf("match %d: header: %w", i, err)
-		}
-		if match.QueryParams, err = valuesFromProto(pm.GetQueryParams()); err != nil {
-			return out, fmt.Errorf("match %d: query parameter: %w", i, err)
-		}
-		out.Matches = append(out.Matches, match)
+	var err error
+	if out.Matches, err = MatchesFromProto(m.GetMatches()); err != nil {
+		return out, err
 	}
 	out.RequestHeaders = headersFromProto(m.GetRequestHeaders())
 	out.ResponseHeaders = headersFromProto(m.GetResponseHeaders())
@@ -319,4 +294,48 @@ func intsFromProto(xs []uint32) []int {
 		out = append(out, int(x))
 	}
 	return out
+}
+
+// MatchesToProto converts route matches (shared with the inbound policy's
+// per-route authorization, internal/authz/authzpb).
+func MatchesToProto(ms []routes.Match) []*policypb.Match {
+	var out []*policypb.Match
+	for _, m := range ms {
+		pm := &policypb.Match{Method: m.Method, Headers: valuesToProto(m.Headers), QueryParams: valuesToProto(m.QueryParams)}
+		if m.Path != nil {
+			pm.Path = &policypb.PathMatch{Type: string(m.Path.Type), Value: m.Path.Value, Regex: regexString(m.Path.Regex)}
+		}
+		out = append(out, pm)
+	}
+	return out
+}
+
+// MatchesFromProto converts matches back, compiling their regular
+// expressions.
+func MatchesFromProto(ms []*policypb.Match) ([]routes.Match, error) {
+	var out []routes.Match
+	for i, pm := range ms {
+		match := routes.Match{Method: pm.GetMethod()}
+		var err error
+		if p := pm.GetPath(); p != nil {
+			match.Path = &routes.PathMatch{Type: routes.PathMatchType(p.GetType()), Value: p.GetValue()}
+			switch match.Path.Type {
+			case routes.PathExact, routes.PathPrefix:
+			case routes.PathRegex:
+				if match.Path.Regex, err = compile(p.GetRegex()); err != nil {
+					return nil, fmt.Errorf("match %d: path: %w", i, err)
+				}
+			default:
+				return nil, fmt.Errorf("match %d: path match type %q unknown", i, p.GetType())
+			}
+		}
+		if match.Headers, err = valuesFromProto(pm.GetHeaders()); err != nil {
+			return nil, fmt.Errorf("match %d: header: %w", i, err)
+		}
+		if match.QueryParams, err = valuesFromProto(pm.GetQueryParams()); err != nil {
+			return nil, fmt.Errorf("match %d: query parameter: %w", i, err)
+		}
+		out = append(out, match)
+	}
+	return out, nil
 }

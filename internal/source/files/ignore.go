@@ -13,18 +13,16 @@ import (
 
 // ignoredKinds are the kinds a manifest set written for Kubernetes
 // usually holds that mean nothing to the model and whose absence changes
-// nothing a user could rely on: namespaces are made by naming them in
-// metadata.namespace, and a Workload's identity comes from its
+// nothing a user could rely on: a Workload's identity comes from its
 // spec.serviceAccountName whether or not the ServiceAccount object exists.
+// (A v1 Namespace is read: its skein.io/ annotations, such as
+// skein.io/default-inbound-policy, apply to its workloads; namespaces need
+// no object otherwise.)
 // Such documents are decoded strictly (a typo is still an error), then left
 // out with a note. Kinds that configure something (ConfigMap, Secret,
-// NetworkPolicy, RBAC, the mesh's policy kinds) are not here: leaving them
+// NetworkPolicy, RBAC) are not here: leaving them
 // out would be silently wrong, so they are refused.
 var ignoredKinds = map[string]ignoredKind{
-	"v1 Namespace": {
-		reason:    "namespaces need no object here: naming one in metadata.namespace is enough",
-		newObject: func() *ignoredObject { o := &corev1.Namespace{}; return &ignoredObject{o, &o.ObjectMeta, false} },
-	},
 	"v1 ServiceAccount": {
 		reason:    "a Workload's identity comes from its spec.serviceAccountName; the object itself is not needed",
 		newObject: func() *ignoredObject { o := &corev1.ServiceAccount{}; return &ignoredObject{o, &o.ObjectMeta, true} },

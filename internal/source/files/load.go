@@ -11,13 +11,18 @@ import (
 	"slices"
 	"strings"
 
+	"log/slog"
+	"maps"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/policy"
 	"github.com/skeinmesh/skein/internal/model"
 	"github.com/skeinmesh/skein/internal/source"
@@ -38,7 +43,10 @@ type ManifestError struct {
 func (e *ManifestError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: document %d", e.File, e.Document)
-	if e.Kind != "" || e.Name != "" {
+	switch {
+	case e.Namespace == "" && e.Name != "": // a cluster-scoped kind
+		fmt.Fprintf(&b, " (%s %s)", e.Kind, e.Name)
+	case e.Kind != "" || e.Name != "":
 		fmt.Fprintf(&b, " (%s %s/%s)", e.Kind, e.Namespace, e.Name)
 	}
 	if e.Field != "" {
@@ -61,7 +69,13 @@ type object struct {
 	workload   *v1alpha1.Workload
 	httpRoute  *gatewayv1.HTTPRoute
 	grpcRoute  *gatewayv1.GRPCRoute
-	ignored    *ignoredObject // a kind that is read and checked, then left out
+	namespace  *corev1.Namespace
+	// One of the policy.skein.io kinds, validated by the inbound compiler.
+	server   *policyv1.Server
+	authzPol *policyv1.AuthorizationPolicy
+	meshTLS  *policyv1.MeshTLSAuthentication
+	network  *policyv1.NetworkAuthentication
+	ignored  *ignoredObject // a kind that is read and checked, then left out
 }
 
 func (o *object) fail(field string, err error) *ManifestError {
@@ -195,6 +209,21 @@ func decodeDocument(path string, index int, doc []byte) (*object, error) {
 	case kind == gatewayv1.GroupVersion.String()+" GRPCRoute":
 		obj.grpcRoute = &gatewayv1.GRPCRoute{}
 		obj.meta, into = &obj.grpcRoute.ObjectMeta, obj.grpcRoute
+	case kind == "v1 Namespace":
+		obj.namespace = &corev1.Namespace{}
+		obj.meta, into = &obj.namespace.ObjectMeta, obj.namespace
+	case tm.APIVersion == policyv1.GroupVersion.String() && tm.Kind == policyv1.ServerKind:
+		obj.server = &policyv1.Server{}
+		obj.meta, into = &obj.server.ObjectMeta, obj.server
+	case tm.APIVersion == policyv1.GroupVersion.String() && tm.Kind == policyv1.AuthorizationPolicyKind:
+		obj.authzPol = &policyv1.AuthorizationPolicy{}
+		obj.meta, into = &obj.authzPol.ObjectMeta, obj.authzPol
+	case tm.APIVersion == policyv1.GroupVersion.String() && tm.Kind == policyv1.MeshTLSAuthenticationKind:
+		obj.meshTLS = &policyv1.MeshTLSAuthentication{}
+		obj.meta, into = &obj.meshTLS.ObjectMeta, obj.meshTLS
+	case tm.APIVersion == policyv1.GroupVersion.String() && tm.Kind == policyv1.NetworkAuthenticationKind:
+		obj.network = &policyv1.NetworkAuthentication{}
+		obj.meta, into = &obj.network.ObjectMeta, obj.network
 	case ignoredKinds[kind].newObject != nil:
 		// Decoded strictly all the same: a typo in it is still a typo.
 		obj.ignored = ignoredKinds[kind].newObject()
@@ -203,11 +232,11 @@ func decodeDocument(path string, index int, doc []byte) (*object, error) {
 		return nil, fail("kind", fmt.Errorf("%s is not run here: describe the process as a %s %s (spec.command, spec.replicas)",
 			kind, v1alpha1.GroupVersion, v1alpha1.WorkloadKind))
 	default:
-		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, %s %s, %s HTTPRoute and GRPCRoute; ignored: %s)",
-			tm.Kind, tm.APIVersion, v1alpha1.GroupVersion, v1alpha1.WorkloadKind, gatewayv1.GroupVersion, strings.Join(ignoredKindNames(), ", ")))
+		return nil, fail("kind", fmt.Errorf("unknown kind %q of apiVersion %q (known: v1 Service, v1 Namespace, %s %s, %s HTTPRoute and GRPCRoute, %s Server, AuthorizationPolicy, MeshTLSAuthentication and NetworkAuthentication; ignored: %s)",
+			tm.Kind, tm.APIVersion, v1alpha1.GroupVersion, v1alpha1.WorkloadKind, gatewayv1.GroupVersion, policyv1.GroupVersion, strings.Join(ignoredKindNames(), ", ")))
 	}
 	field, err := decodeStrict(data, into)
-	if obj.meta.Namespace == "" && (obj.ignored == nil || obj.ignored.namespaced) {
+	if obj.meta.Namespace == "" && obj.namespace == nil && (obj.ignored == nil || obj.ignored.namespaced) {
 		obj.meta.Namespace = "default"
 	}
 	if err != nil {
@@ -261,7 +290,9 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 			continue
 		}
 		id := o.kind + " " + o.meta.Namespace + "/" + o.meta.Name
-		if first, dup := seen[id]; dup {
+		if first, dup := seen[id]; dup && o.namespace != nil && maps.Equal(skeinAnnotations(first.meta), skeinAnnotations(o.meta)) {
+			continue // every file of a set may start with the same Namespace
+		} else if dup {
 			errs = append(errs, o.fail("metadata.name", fmt.Errorf("%s is also defined in %s document %d", id, first.file, first.document)))
 			continue
 		}
@@ -290,13 +321,93 @@ func snapshot(objects []*object) (model.Snapshot, []error) {
 		case o.grpcRoute != nil:
 			snap.GRPCRoutes = append(snap.GRPCRoutes, o.grpcRoute)
 			routes = append(routes, o)
+		case o.namespace != nil:
+			snap.Namespaces = append(snap.Namespaces, model.Namespace{Name: o.meta.Name, Annotations: skeinAnnotations(o.meta)})
+		case o.server != nil:
+			snap.Servers = append(snap.Servers, o.server)
+		case o.authzPol != nil:
+			snap.AuthorizationPolicies = append(snap.AuthorizationPolicies, o.authzPol)
+		case o.meshTLS != nil:
+			snap.MeshTLSAuthentications = append(snap.MeshTLSAuthentications, o.meshTLS)
+		case o.network != nil:
+			snap.NetworkAuthentications = append(snap.NetworkAuthentications, o.network)
 		}
 	}
 	for _, o := range services {
 		errs = append(errs, checkTargetPortNames(o, workloads)...)
 	}
-	errs = append(errs, checkRoutes(routes, snap.Services)...)
+	routeErrs := checkRoutes(routes, snap.Services)
+	errs = append(errs, routeErrs...)
+	reported := map[string]bool{}
+	for _, e := range routeErrs {
+		var me *ManifestError
+		if errors.As(e, &me) {
+			reported[me.Kind+" "+me.Namespace+"/"+me.Name+": "+me.Field+": "+me.Err.Error()] = true
+		}
+	}
+	errs = append(errs, checkInbound(snap, seen, reported)...)
 	return snap, errs
+}
+
+// skeinAnnotations are an object's skein.io/ annotations: the ones the
+// model keeps.
+func skeinAnnotations(m *metav1.ObjectMeta) map[string]string {
+	var out map[string]string
+	for k, v := range m.Annotations {
+		if strings.HasPrefix(k, "skein.io/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// checkInbound validates the authorization policy objects, namespace and
+// workload annotations as the controller's inbound compiler will, against
+// the rest of the directory (an AuthorizationPolicy naming a
+// MeshTLSAuthentication that is not there is an error here).
+func checkInbound(snap model.Snapshot, byID map[string]*object, reported map[string]bool) []error {
+	in := model.InboundInputs{
+		TrustDomain: "cluster.local", Instances: snap.Instances, Namespaces: snap.Namespaces,
+		Servers: snap.Servers, AuthorizationPolicies: snap.AuthorizationPolicies,
+		MeshTLSAuthentications: snap.MeshTLSAuthentications, NetworkAuthentications: snap.NetworkAuthentications,
+		HTTPRoutes: snap.HTTPRoutes, GRPCRoutes: snap.GRPCRoutes,
+	}
+	var errs []error
+	for _, e := range inbound.NewCompiler(inbound.Config{}, slog.New(slog.DiscardHandler)).Update(in).Errors {
+		kind := e.Kind
+		if kind == "Pod" {
+			kind = v1alpha1.WorkloadKind
+		}
+		o := byID[kind+" "+e.Namespace+"/"+e.Name]
+		if o == nil && kind == v1alpha1.WorkloadKind {
+			o = workloadOfInstance(byID, e.Namespace, e.Name)
+		}
+		if o == nil {
+			errs = append(errs, e)
+			continue
+		}
+		// A route with a Service and a Server parent may have had its
+		// matches reported by checkRoutes already.
+		if (e.Kind == "HTTPRoute" || e.Kind == "GRPCRoute") && reported[e.Error()] {
+			continue
+		}
+		errs = append(errs, o.fail(e.Field, errors.New(e.Problem)))
+	}
+	return errs
+}
+
+// workloadOfInstance finds the Workload an instance ("<workload>-<i>")
+// belongs to.
+func workloadOfInstance(byID map[string]*object, namespace, instance string) *object {
+	for _, o := range byID {
+		if o.workload != nil && o.meta.Namespace == namespace && strings.HasPrefix(instance, o.meta.Name+"-") {
+			return o
+		}
+	}
+	return nil
 }
 
 // checkRoutes validates the routes as the controller's policy compiler

@@ -142,7 +142,8 @@ func TestLoadMissingDirectory(t *testing.T) {
 
 // TestLoadLeavesOutNamespacesAndServiceAccounts: a set written for
 // Kubernetes, each file starting with the same Namespace, loads; the
-// Namespace and ServiceAccount documents are left out and listed.
+// Namespace is read once (its skein.io/ annotations) and the
+// ServiceAccount documents are left out and listed.
 func TestLoadLeavesOutNamespacesAndServiceAccounts(t *testing.T) {
 	dir := t.TempDir()
 	const ns = "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {skein.io/inject: enabled}}\n---\n"
@@ -152,16 +153,14 @@ func TestLoadLeavesOutNamespacesAndServiceAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Services) != 1 || len(snap.Instances) != 2 {
-		t.Errorf("got %d services, %d instances; want 1, 2", len(snap.Services), len(snap.Instances))
+	if len(snap.Services) != 1 || len(snap.Instances) != 2 || len(snap.Namespaces) != 1 || snap.Namespaces[0].Name != "demo" {
+		t.Errorf("got %d services, %d instances, namespaces %+v; want 1, 2, demo", len(snap.Services), len(snap.Instances), snap.Namespaces)
 	}
 	var got []string
 	for _, i := range ignored {
 		got = append(got, strings.TrimPrefix(i.String(), dir+"/"))
 	}
 	want := []string{
-		"a.yaml: document 1 (v1 Namespace demo) ignored: namespaces need no object here: naming one in metadata.namespace is enough",
-		"b.yaml: document 1 (v1 Namespace demo) ignored: namespaces need no object here: naming one in metadata.namespace is enough",
 		"b.yaml: document 2 (v1 ServiceAccount demo/web) ignored: a Workload's identity comes from its spec.serviceAccountName; the object itself is not needed",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {

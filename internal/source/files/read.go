@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/api/v1alpha1"
 )
 
@@ -18,6 +19,14 @@ type Manifests struct {
 	// the controller's policy compiler validates them).
 	HTTPRoutes []*gatewayv1.HTTPRoute
 	GRPCRoutes []*gatewayv1.GRPCRoute
+	// Namespaces (for their skein.io/ annotations) and the policy.skein.io
+	// objects, validated as the controller's inbound compiler validates
+	// them; each has its TypeMeta set.
+	Namespaces             []*corev1.Namespace
+	Servers                []*policyv1.Server
+	AuthorizationPolicies  []*policyv1.AuthorizationPolicy
+	MeshTLSAuthentications []*policyv1.MeshTLSAuthentication
+	NetworkAuthentications []*policyv1.NetworkAuthentication
 	// Ignored are the documents left out: kinds that mean nothing here.
 	Ignored []Ignored
 	// Origin says where each object was defined, for messages about it,
@@ -54,7 +63,11 @@ func Read(path string) (*Manifests, error) {
 		if o.ignored != nil {
 			continue
 		}
-		m.Origin[Key(o.kind, o.meta.Namespace, o.meta.Name)] = Origin{File: o.file, Document: o.document}
+		key := Key(o.kind, o.meta.Namespace, o.meta.Name)
+		if _, dup := m.Origin[key]; dup {
+			continue // a Namespace repeated at the top of several files
+		}
+		m.Origin[key] = Origin{File: o.file, Document: o.document}
 		switch {
 		case o.service != nil:
 			m.Services = append(m.Services, o.service)
@@ -64,6 +77,16 @@ func Read(path string) (*Manifests, error) {
 			m.HTTPRoutes = append(m.HTTPRoutes, o.httpRoute)
 		case o.grpcRoute != nil:
 			m.GRPCRoutes = append(m.GRPCRoutes, o.grpcRoute)
+		case o.namespace != nil:
+			m.Namespaces = append(m.Namespaces, o.namespace)
+		case o.server != nil:
+			m.Servers = append(m.Servers, o.server)
+		case o.authzPol != nil:
+			m.AuthorizationPolicies = append(m.AuthorizationPolicies, o.authzPol)
+		case o.meshTLS != nil:
+			m.MeshTLSAuthentications = append(m.MeshTLSAuthentications, o.meshTLS)
+		case o.network != nil:
+			m.NetworkAuthentications = append(m.NetworkAuthentications, o.network)
 		}
 	}
 	return m, nil

@@ -1,7 +1,9 @@
 // Package files feeds the model from a directory of YAML manifests (v1
 // Services, skein.io/v1alpha1 Workloads, gateway.networking.k8s.io/v1
-// HTTPRoutes and GRPCRoutes; Namespaces and ServiceAccounts are read and
-// left out) and follows changes to it. This is
+// HTTPRoutes and GRPCRoutes, policy.skein.io/v1alpha1 Servers,
+// AuthorizationPolicies, MeshTLSAuthentications and
+// NetworkAuthentications, v1 Namespaces for their skein.io/ annotations;
+// ServiceAccounts are read and left out) and follows changes to it. This is
 // where the truth comes from for the local mesh and for VMs. A directory is
 // applied whole or not at all: an edit that breaks it is logged and the
 // last good state stays.

@@ -1,12 +1,15 @@
 package kube
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -28,7 +31,36 @@ func podInstance(p *corev1.Pod) model.Instance {
 		Ports:          namedPorts(p),
 		Ready:          podReady(p),
 		Meshed:         hasProxy(p),
+		ProbePaths:     probePaths(p),
+
+		DefaultInboundPolicy: p.Annotations[policyv1.DefaultPolicyAnnotation],
 	}
+}
+
+// probePaths lists the kubelet's HTTP GET probes (readiness, liveness,
+// startup) of the pod's application containers, ports resolved by name.
+func probePaths(p *corev1.Pod) []model.ProbePath {
+	ports := namedPorts(p)
+	var out []model.ProbePath
+	for _, c := range p.Spec.Containers {
+		for _, probe := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+			if probe == nil || probe.HTTPGet == nil {
+				continue
+			}
+			port := probe.HTTPGet.Port.IntValue()
+			if name := probe.HTTPGet.Port.StrVal; name != "" {
+				port = int(ports[name])
+			}
+			if port < 1 || port > 65535 {
+				continue
+			}
+			pp := model.ProbePath{Port: uint16(port), Path: cmp.Or(probe.HTTPGet.Path, "/")}
+			if !slices.Contains(out, pp) {
+				out = append(out, pp)
+			}
+		}
+	}
+	return out
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -1,10 +1,12 @@
 // Package kube feeds the model from a Kubernetes cluster through client-go
-// informers: Services, EndpointSlices (discovery/v1), Pods, the mesh's
-// Workloads (skein.io/v1alpha1: VMs and other machines outside the
-// cluster, whose addresses join the services that select them) and the
-// Gateway API's HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1),
-// the last two from when their CRDs are served. It only reads. ServiceAccounts are not watched: a pod's spec.serviceAccountName
-// is all an identity needs.
+// informers: Services, EndpointSlices (discovery/v1), Pods, Namespaces
+// (their skein.io/ annotations), the mesh's Workloads (skein.io/v1alpha1:
+// VMs and other machines outside the cluster, whose addresses join the
+// services that select them), its authorization policy
+// (policy.skein.io/v1alpha1) and the Gateway API's HTTPRoutes and
+// GRPCRoutes (gateway.networking.k8s.io/v1), the custom resources from when
+// their CRDs are served. It only reads. ServiceAccounts are not watched: a
+// pod's spec.serviceAccountName is all an identity needs.
 package kube
 
 import (
@@ -73,6 +75,10 @@ func WithGatewayAPI(client gatewayclient.Interface) Option {
 	return func(s *Source) { s.gateway = client }
 }
 
+// WithCRDRetry sets how often the source asks whether the API server
+// serves a custom resource it does not serve yet (default 30s).
+func WithCRDRetry(d time.Duration) Option { return func(s *Source) { s.optionalRetry = d } }
+
 // WithNamespace limits the source to one namespace (default: all).
 func WithNamespace(ns string) Option { return func(s *Source) { s.namespace = ns } }
 
@@ -108,6 +114,14 @@ func (s *Source) Run(ctx context.Context) error {
 		{factory.Core().V1().Services().Informer(), events(s.setService, s.model.DeleteService)},
 		{factory.Core().V1().Pods().Informer(), events(s.setPod, s.model.DeleteInstance)},
 		{factory.Discovery().V1().EndpointSlices().Informer(), events(s.setSlice, s.model.DeleteEndpointSlice)},
+	}
+	if s.namespace == "" {
+		// Namespaces are cluster-scoped: read them (their
+		// skein.io/default-inbound-policy) only when watching them all.
+		handlers = append(handlers, struct {
+			informer cache.SharedIndexInformer
+			handler  cache.ResourceEventHandler
+		}{factory.Core().V1().Namespaces().Informer(), events(s.setNamespace, func(_, name string) { s.model.DeleteNamespace(name) })})
 	}
 	var synced []cache.InformerSynced
 	for _, h := range handlers {
@@ -164,7 +178,20 @@ type optionalResource struct {
 func (s *Source) optionalResources() []optionalResource {
 	var out []optionalResource
 	if s.dynamic != nil {
-		out = append(out, optionalResource{what: "Workloads", hint: "are Skein's CRDs installed?", resource: WorkloadsResource, start: s.startWorkloads})
+		const hint = "are Skein's CRDs installed?"
+		for _, k := range []struct {
+			what     string
+			resource schema.GroupVersionResource
+			handler  cache.ResourceEventHandler
+		}{
+			{"Workloads", WorkloadsResource, events(s.setWorkload, s.deleteWorkload)},
+			{"Servers", ServersResource, events(setPolicy(s, (*model.Writer).SetServer), s.model.DeleteServer)},
+			{"AuthorizationPolicies", AuthorizationPoliciesResource, events(setPolicy(s, (*model.Writer).SetAuthorizationPolicy), s.model.DeleteAuthorizationPolicy)},
+			{"MeshTLSAuthentications", MeshTLSAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetMeshTLSAuthentication), s.model.DeleteMeshTLSAuthentication)},
+			{"NetworkAuthentications", NetworkAuthenticationsResource, events(setPolicy(s, (*model.Writer).SetNetworkAuthentication), s.model.DeleteNetworkAuthentication)},
+		} {
+			out = append(out, optionalResource{what: k.what, hint: hint, resource: k.resource, start: s.dynamicStarter(k.resource, k.handler)})
+		}
 	}
 	if s.gateway != nil {
 		out = append(out, s.routeResources()...)
@@ -172,16 +199,18 @@ func (s *Source) optionalResources() []optionalResource {
 	return out
 }
 
-// startWorkloads starts the informer of the mesh's Workloads until ctx is
-// done; shutdown waits for it to stop.
-func (s *Source) startWorkloads(ctx context.Context) (hasSynced cache.InformerSynced, shutdown func(), err error) {
-	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
-	reg, err := factory.ForResource(WorkloadsResource).Informer().AddEventHandler(events(s.setWorkload, s.deleteWorkload))
-	if err != nil {
-		return nil, nil, fmt.Errorf("registering informer handler: %w", err)
+// dynamicStarter starts the informer of a custom resource read through the
+// dynamic client until ctx is done; shutdown waits for it to stop.
+func (s *Source) dynamicStarter(resource schema.GroupVersionResource, handler cache.ResourceEventHandler) func(ctx context.Context) (cache.InformerSynced, func(), error) {
+	return func(ctx context.Context) (cache.InformerSynced, func(), error) {
+		factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.dynamic, s.resync, s.namespace, nil)
+		reg, err := factory.ForResource(resource).Informer().AddEventHandler(handler)
+		if err != nil {
+			return nil, nil, fmt.Errorf("registering informer handler: %w", err)
+		}
+		factory.Start(ctx.Done())
+		return reg.HasSynced, factory.Shutdown, nil
 	}
-	factory.Start(ctx.Done())
-	return reg.HasSynced, factory.Shutdown, nil
 }
 
 // startOnceServed asks the API server every optionalRetry whether it
