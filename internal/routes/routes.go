@@ -10,9 +10,17 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"time"
 )
+
+// ErrNotAnswered is what a Lookup returns (wrapped) when the controller
+// has not answered for a destination in time: the route layer then goes on
+// as without a policy (no routes, the defaults), and the resolve layer
+// fails closed if discovery has not answered either. Routes shape traffic;
+// authorization is the inbound proxy's, which fails closed on its own.
+var ErrNotAnswered = errors.New("the controller has not sent the destination's policy yet")
 
 // Lookup is what the proxy's route layer needs from the policy client.
 type Lookup interface {

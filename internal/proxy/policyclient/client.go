@@ -30,13 +30,13 @@ import (
 // ErrNotAnswered is returned (wrapped) by Policy when the controller has
 // not answered for a destination within the first-answer wait: the caller
 // goes on as without a policy, and a later lookup finds the answer once it
-// came.
-var ErrNotAnswered = errors.New("the controller has not sent the destination's policy yet")
+// came. It is routes.ErrNotAnswered, which the route layer looks for.
+var ErrNotAnswered = routes.ErrNotAnswered
 
 // Defaults of Options.
 const (
 	DefaultMaxDestinations = 1000
-	DefaultWaitFirst       = time.Second
+	DefaultWaitFirst       = 500 * time.Millisecond
 	DefaultMinBackoff      = 100 * time.Millisecond
 	DefaultMaxBackoff      = 2 * time.Second
 )

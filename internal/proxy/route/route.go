@@ -9,6 +9,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -103,6 +104,12 @@ func (r *router) policy(ctx context.Context, req *stack.Request) (*routes.Policy
 			continue
 		}
 		p, err := r.lookup.Policy(ctx, key)
+		if errors.Is(err, routes.ErrNotAnswered) {
+			// The controller is away or slow: the defaults, and no second
+			// wait for the other key.
+			r.log.Debug("no outbound policy yet; going on without routes", "dst", key)
+			return nil, "", nil
+		}
 		if err != nil {
 			return nil, key, fmt.Errorf("outbound policy of %s: %w", key, err)
 		}
