@@ -177,3 +177,35 @@ func getBody(c *http.Client, url string, header ...string) (int, string, error) 
 	}
 	return resp.StatusCode, b.String(), nil
 }
+
+// logsMentionIn reports whether one line of the mesh process name's log
+// holds every one of words.
+func (m *upMesh) logsMentionIn(t *testing.T, name string, words ...string) bool {
+	t.Helper()
+line:
+	for _, l := range m.logLines(t, name, "") {
+		for _, w := range words {
+			if !strings.Contains(l, w) {
+				continue line
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
