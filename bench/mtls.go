@@ -24,11 +24,16 @@ const (
 // identityOf is the SPIFFE ID of the workload in host h: the server runs
 // the fortio workload, the load host the load workload.
 func (tb *testbed) identityOf(h *netns.Host) string {
-	sa := "load"
+	return fmt.Sprintf("spiffe://%s/ns/bench/sa/%s", benchTrustDomain, tb.workloadOf(h))
+}
+
+// workloadOf is the name of h's Workload in manifests (and its service
+// account).
+func (tb *testbed) workloadOf(h *netns.Host) string {
 	if h == tb.server {
-		sa = "fortio"
+		return "fortio"
 	}
-	return fmt.Sprintf("spiffe://%s/ns/bench/sa/%s", benchTrustDomain, sa)
+	return "load"
 }
 
 // deploySkeinMTLS is deploySkein with the proxies' destinations and

@@ -136,7 +136,11 @@ func injectProxy(ctx context.Context, tb *testbed, h *netns.Host, discovery []st
 		return nil, fmt.Errorf("skein-init in %s: %w\n%s", h.Name, err, out)
 	}
 	args := append(discovery,
-		"-labels", "namespace=bench,pod="+h.Name,
+		// The workload's instance as the controller knows it, so that its
+		// inbound policy (all-unauthenticated) is found: a proxy whose
+		// instance the controller does not know denies every inbound
+		// request (fail closed).
+		"-labels", "namespace=bench,workload="+tb.workloadOf(h)+",pod="+tb.workloadOf(h)+"-0",
 		// Nothing is in flight when a scenario is taken down: waiting out
 		// the 5 s drain delay made every Skein run 10 s longer than a peer's.
 		"-drain-delay", "0s",

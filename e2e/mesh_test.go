@@ -197,9 +197,14 @@ func (m *mesh) launchProxy(name string, h *netns.Host, mode string, proxyArgs ..
 		// Transparent sockets need CAP_NET_ADMIN.
 		user.AmbientCaps = []string{"net_admin", "net_raw"}
 	}
+	// The instance as the controller names it: a host "echo-0" is
+	// instance 0 of Workload echo, a host "strict" that of Workload strict
+	// (whose instance is strict-0: the workload= label lets the controller
+	// find its inbound policy all the same).
+	workload := strings.TrimRight(strings.TrimRight(h.Name, "0123456789"), "-")
 	args := append([]string{
 		"-mode", mode,
-		"-labels", "namespace=test,pod=" + h.Name,
+		"-labels", "namespace=test,workload=" + workload + ",pod=" + h.Name,
 		"-shutdown-grace", "5s",
 		"-drain-delay", "1s",
 		"-log-level", "debug",
