@@ -393,6 +393,57 @@ spec:
 		})
 	})
 
+	t.Run("AuthorizationPolicyAppliedWithKubectlIsEnforced", func(t *testing.T) {
+		k := k.with(t)
+		policy := func(caller string) []byte {
+			return []byte(`apiVersion: policy.skein.io/v1alpha1
+kind: Server
+metadata: {name: greeter-grpc, namespace: shop}
+spec: {podSelector: {matchLabels: {app: greeter}}, port: grpc, accessPolicy: deny}
+---
+apiVersion: policy.skein.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: callers, namespace: shop}
+spec: {identityRefs: [{kind: ServiceAccount, name: ` + caller + `}]}
+---
+apiVersion: policy.skein.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: greeter-callers, namespace: shop}
+spec:
+  targetRef: {group: policy.skein.io, kind: Server, name: greeter-grpc}
+  requiredAuthenticationRefs: [{group: policy.skein.io, kind: MeshTLSAuthentication, name: callers}]
+`)
+		}
+		// A Server denying all but the client's service account: the
+		// client's calls go on, none failing.
+		k.kubectl(policy("client"), "apply", "-f", "-")
+		time.Sleep(3 * time.Second)
+		window := k.callsOver(clients[0], 5*time.Second)
+		t.Logf("Server deny + the client's service account allowed: %v, %d failed", window.Calls, window.Failures)
+		if window.Failures > 0 || len(window.Calls) == 0 {
+			t.Errorf("with the client's identity allowed, calls %v and %d failures, want calls and none failing", window.Calls, window.Failures)
+		}
+		// Allowing another service account instead denies the client.
+		start := time.Now()
+		k.kubectl(policy("nobody"), "apply", "-f", "-")
+		k.waitFor("the client's calls to be denied", 30*time.Second, func() error {
+			if w := k.callsOver(clients[0], 3*time.Second); len(w.Calls) > 0 || w.Failures == 0 {
+				return fmt.Errorf("calls %v, %d failed", w.Calls, w.Failures)
+			}
+			return nil
+		})
+		t.Logf("denied %v after kubectl apply", time.Since(start).Round(100*time.Millisecond))
+		// Removing the policy objects brings back the default
+		// (all-unauthenticated): the calls succeed again.
+		k.kubectl(nil, "-n", shopNamespace, "delete", "server/greeter-grpc", "meshtlsauthentication/callers", "authorizationpolicy/greeter-callers")
+		k.waitFor("the client's calls to succeed again", 30*time.Second, func() error {
+			if w := k.callsOver(clients[0], 3*time.Second); len(w.Calls) == 0 || w.Failures > 0 {
+				return fmt.Errorf("calls %v, %d failed", w.Calls, w.Failures)
+			}
+			return nil
+		})
+	})
+
 	t.Run("AMachineOutsideTheClusterJoinsAsAWorkload", func(t *testing.T) {
 		k := k.with(t)
 		k.testVirtualMachine(t, network, clients[0])

@@ -155,10 +155,17 @@ func TestRoutesSplitTimeoutsAndBadRoutesInSkeinUp(t *testing.T) {
 		return func() (int, string, error) { return getBody(c, webURL, header...) }
 	}
 
-	// The route is in force once v2 answers at all (both replicas ready,
-	// the proxy has the policy).
-	if !waitFor(60*time.Second, func() bool { _, b, _ := get()(); return b == "web-v2-0" }) {
-		t.Fatal("web-v2 never answered through the split")
+	// The route is in force once v2 answers at all (the proxy has the
+	// policy), and both replicas serve once v1 has answered too (skein up
+	// returns before every replica is ready).
+	seen := map[string]bool{}
+	if !waitFor(60*time.Second, func() bool {
+		if code, b, _ := get()(); code == 200 {
+			seen[b] = true
+		}
+		return seen["web-v1-0"] && seen["web-v2-0"]
+	}) {
+		t.Fatalf("web-v1 and web-v2 never both answered through the split: %v", seen)
 	}
 
 	t.Run("split 90/10 over 2,000 requests", func(t *testing.T) {
