@@ -322,6 +322,13 @@ func startAuthzProxy(t *testing.T) *authzProxy {
 	p.proxyPort, p.httpPort, p.grpcPort, p.opaquePort, p.tunnelPort = addrs[0], addrs[1], addrs[2], addrs[3], addrs[4]
 	az := authorize.New(p.policies, p.reg, log)
 	go az.Run(ctx)
+	// Run watches the policies from a goroutine of its own: a change the
+	// test makes before that watch is registered would reach no one.
+	for registered := false; !registered; time.Sleep(time.Millisecond) {
+		p.policies.mu.Lock()
+		registered = len(p.policies.watchers) > 0
+		p.policies.mu.Unlock()
+	}
 	cfg := stackConfig{metrics: p.reg, tunnelIdleTimeout: time.Hour, log: log, authz: p.policies}
 	// The last hop: the application's witness for the port dialled.
 	toWeb, toGRPC, toTunnel := newFixedUpstream(t, webAddr), newFixedUpstream(t, grpcAddr), newFixedUpstream(t, tunnelAddr)
