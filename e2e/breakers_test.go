@@ -46,11 +46,13 @@ spec:
 }
 
 // breakersManifest: eject (a consecutive-failure breaker, 5 failures, 4 s
-// first penalty), shared (route /a/ has a breaker of its own; its failing
+// first penalty; its failing replica fails /fail only, so that the warm-up
+// on /id, which may reach it before the others are ready, leaves it with no
+// failures to count), shared (route /a/ has a breaker of its own; its failing
 // replica fails /a/ only) and fastfail (breakers off; the failing replica
 // answers at once while the healthy ones take 30 ms; requests marked
 // x-retry: on are retried).
-var breakersManifest = pool("eject", `skein.io/breaker-consecutive: "5", skein.io/breaker-min-penalty: 4s, skein.io/breaker-max-penalty: 1m, skein.io/breaker-jitter: "0.05"`, "0s", "/") +
+var breakersManifest = pool("eject", `skein.io/breaker-consecutive: "5", skein.io/breaker-min-penalty: 4s, skein.io/breaker-max-penalty: 1m, skein.io/breaker-jitter: "0.05"`, "0s", "/fail") +
 	pool("shared", "", "0s", "/a/") + `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -119,11 +121,12 @@ func TestBreakersInSkeinUp(t *testing.T) {
 	}
 
 	t.Run("a failing replica is ejected after 5 failures and probed once after the penalty", func(t *testing.T) {
-		// Every request the failing replica gets fails, so the number it
-		// got is its run of consecutive failures: the 5th ejects it.
-		got := func() int { return len(m.logLines(t, "eject-bad-0", "request /")) }
+		// Every /fail request the failing replica gets fails (the healthy
+		// ones answer 404, no failure), so the number it got is its run of
+		// consecutive failures: the 5th ejects it.
+		got := func() int { return len(m.logLines(t, "eject-bad-0", "request /fail")) }
 		call := func() {
-			if _, _, err := getBody(c, "http://eject.breakers.svc.cluster.local:8080/id"); err != nil {
+			if _, _, err := getBody(c, "http://eject.breakers.svc.cluster.local:8080/fail"); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(5 * time.Millisecond)
