@@ -2,6 +2,7 @@ package grafana
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -86,14 +87,44 @@ func TestDashboardsAreWellFormed(t *testing.T) {
 				refs[tg.RefID] = true
 			}
 		}
+		checkLayout(t, d.File, allPanels(raw.Panels))
 		for _, p := range allPanels(raw.Panels) {
 			if p["type"] == "row" {
 				continue
+			}
+			if !knownPanelTypes[p["type"].(string)] {
+				t.Errorf("%s: panel %q has type %v, not one Grafana 10/11 ships", d.File, p["title"], p["type"])
 			}
 			if ds, _ := p["datasource"].(map[string]any); ds["uid"] != "${datasource}" || ds["type"] != "prometheus" {
 				t.Errorf("%s: panel %q reads datasource %v, want the ${datasource} variable", d.File, p["title"], p["datasource"])
 			}
 		}
+	}
+}
+
+var knownPanelTypes = map[string]bool{"timeseries": true, "stat": true, "table": true, "text": true, "gauge": true, "bargauge": true}
+
+// checkLayout: every panel sits in Grafana's 24-column grid and none
+// overlaps another.
+func checkLayout(t *testing.T, file string, panels []map[string]any) {
+	t.Helper()
+	type rect struct{ x, y, w, h int }
+	var placed []rect
+	var titles []string
+	for _, p := range panels {
+		g, _ := p["gridPos"].(map[string]any)
+		num := func(k string) int { f, _ := g[k].(float64); return int(f) }
+		r := rect{num("x"), num("y"), num("w"), num("h")}
+		if r.w <= 0 || r.h <= 0 || r.x < 0 || r.y < 0 || r.x+r.w > 24 {
+			t.Errorf("%s: panel %q at %+v is outside the 24-column grid", file, p["title"], r)
+		}
+		for i, o := range placed {
+			if r.x < o.x+o.w && o.x < r.x+r.w && r.y < o.y+o.h && o.y < r.y+r.h {
+				t.Errorf("%s: panel %q at %+v overlaps %q at %+v", file, p["title"], r, titles[i], o)
+			}
+		}
+		placed = append(placed, r)
+		titles = append(titles, fmt.Sprint(p["title"]))
 	}
 }
 
