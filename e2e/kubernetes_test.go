@@ -136,7 +136,7 @@ func TestKubernetes(t *testing.T) {
 	start := time.Now()
 	// Two controllers, as for availability: each serves the webhook and the
 	// identity and destination services on its own.
-	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--namespace", controlNamespace, "--trust-domain", kubeTrustDomain, "--replicas", "2")
+	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--namespace", controlNamespace, "--trust-domain", kubeTrustDomain, "--replicas", "2", "--grafana-dashboards")
 	k.kubectl([]byte(out), "apply", "-f", "-")
 	k.waitFor("skein check to pass", 90*time.Second, func() error {
 		_, err := k.check()
@@ -154,6 +154,30 @@ func TestKubernetes(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein check output lacks %q:\n%s", want, out)
 			}
+		}
+	})
+
+	// kubectl apply (client-side, keeping a last-applied copy) took the
+	// dashboards whole, labelled for Grafana's sidecar.
+	t.Run("GrafanaDashboardsAreAConfigMapForTheSidecar", func(t *testing.T) {
+		k := k.with(t)
+		cm, err := k.c.Client.CoreV1().ConfigMaps(controlNamespace).Get(t.Context(), install.GrafanaDashboardsConfigMapName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Labels[install.GrafanaDashboardLabel] != "1" {
+			t.Errorf("labels %v, want %s: \"1\"", cm.Labels, install.GrafanaDashboardLabel)
+		}
+		var keys []string
+		for key, data := range cm.Data {
+			keys = append(keys, key)
+			if !json.Valid([]byte(data)) {
+				t.Errorf("key %s is not JSON", key)
+			}
+		}
+		slices.Sort(keys)
+		if want := []string{"control-plane.json", "mesh.json", "routes.json", "workload.json"}; !slices.Equal(keys, want) {
+			t.Errorf("keys %v, want %v", keys, want)
 		}
 	})
 

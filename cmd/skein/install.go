@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/skeinmesh/skein/config"
+	"github.com/skeinmesh/skein/config/grafana"
 	"github.com/skeinmesh/skein/internal/install"
 )
 
@@ -19,6 +20,7 @@ type installFlags struct {
 	trustAnchor string
 	mode        string
 	gatewayAPI  bool
+	grafana     bool
 }
 
 func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
@@ -37,6 +39,7 @@ func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
 	flags.StringVar(&f.mode, "identity", string(d.IdentityMode), "generate: render a new issuer Secret; external: the issuer Secret is kept by cert-manager or you")
 	flags.StringVar(&f.identityDir, "identity-dir", "", "use the trust material in this directory (`skein identity generate --out`) instead of making new")
 	flags.StringVar(&f.trustAnchor, "trust-anchor", "", "PEM file with the trust anchor(s) of an external issuer (required with --identity external)")
+	flags.BoolVar(&f.grafana, "grafana-dashboards", false, "also render Skein's Grafana dashboards (mesh, workload, routes, control plane) as the ConfigMap skein-grafana-dashboards, labelled grafana_dashboard: \"1\" for Grafana's dashboard sidecar")
 	flags.BoolVar(&f.gatewayAPI, "gateway-api-crds", false, "also render the Gateway API's HTTPRoute and GRPCRoute CRDs (standard channel, the version this skein was built with); leave it off when the cluster has them already")
 }
 
@@ -67,6 +70,16 @@ func (f *installFlags) config() (install.Config, error) {
 			return cfg, fmt.Errorf("reading the embedded Gateway API CRDs: %w", err)
 		}
 	}
+	if f.grafana {
+		dashboards, err := grafana.Dashboards()
+		if err != nil {
+			return cfg, fmt.Errorf("reading the embedded Grafana dashboards: %w", err)
+		}
+		cfg.GrafanaDashboards = map[string][]byte{}
+		for _, d := range dashboards {
+			cfg.GrafanaDashboards[d.File] = d.JSON
+		}
+	}
 	return cfg, nil
 }
 
@@ -86,6 +99,9 @@ it (skein identity generate --out DIR) to render the same trust again.
 Routes (HTTPRoute, GRPCRoute) need the Gateway API CRDs in the cluster. Skein
 works with the ones already there (skein check says which version) and renders
 its own copy only with --gateway-api-crds; skein uninstall never deletes them.
+
+--grafana-dashboards adds Skein's Grafana dashboards as a ConfigMap for
+Grafana's dashboard sidecar (label grafana_dashboard: "1").
 See docs/install.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -90,6 +90,12 @@ type Config struct {
 	// meshes and gateways ship the same CRDs), so they are not labelled as
 	// Skein's and `skein uninstall` never deletes them.
 	GatewayAPICRDs [][]byte
+	// GrafanaDashboards are Grafana dashboards by file name (package
+	// config/grafana), rendered only when set (`skein install
+	// --grafana-dashboards`) as the ConfigMap skein-grafana-dashboards
+	// labelled grafana_dashboard: "1", which Grafana's dashboard sidecar
+	// loads.
+	GrafanaDashboards map[string][]byte
 }
 
 // Default returns the usual installation.

@@ -10,7 +10,8 @@ import (
 )
 
 // Objects returns every object of the installation in the order they are
-// applied: namespace, CRDs (Skein's, then the Gateway API's when asked for), RBAC, Secrets and ConfigMap, Service,
+// applied: namespace, CRDs (Skein's, then the Gateway API's when asked for), RBAC, Secrets and ConfigMaps (the
+// Grafana dashboards' too, when asked for), Service,
 // Deployment (and its disruption budget), webhook configuration. The webhook comes last so that it is
 // never registered before the controller that serves it exists. Missing
 // trust material is generated (see Config).
@@ -40,6 +41,13 @@ func Objects(cfg Config) ([]runtime.Object, error) {
 	objs = append(objs, crds...)
 	objs = append(objs, rbacObjects(cfg)...)
 	objs = append(objs, trustObjects(cfg)...)
+	if len(cfg.GrafanaDashboards) > 0 {
+		dashboards, err := grafanaDashboards(cfg)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, dashboards)
+	}
 	objs = append(objs, controllerObjects(cfg)...)
 	objs = append(objs, webhookConfiguration(cfg))
 	return objs, nil

@@ -3,7 +3,9 @@ package install_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skeinmesh/skein/config"
+	"github.com/skeinmesh/skein/config/grafana"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/install"
 	"github.com/skeinmesh/skein/internal/pki"
@@ -169,6 +172,63 @@ func TestGatewayAPICRDsOnlyWhenAsked(t *testing.T) {
 		if strings.HasSuffix(o.GetName(), ".gateway.networking.k8s.io") {
 			t.Errorf("uninstall deletes %s", o.GetName())
 		}
+	}
+}
+
+// TestGrafanaDashboardsOnlyWhenAsked: --grafana-dashboards renders the
+// shipped dashboards as one ConfigMap labelled for Grafana's sidecar, each
+// file a key holding the same dashboard, small enough for kubectl apply's
+// last-applied annotation (256 KiB); without it there is none.
+func TestGrafanaDashboardsOnlyWhenAsked(t *testing.T) {
+	without, err := install.Render(install.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range parse(t, without) {
+		if o.GetName() == install.GrafanaDashboardsConfigMapName {
+			t.Error("rendered the Grafana dashboards without being asked")
+		}
+	}
+	dashboards, err := grafana.Dashboards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, d := range dashboards {
+		files[d.File] = d.JSON
+	}
+	with, err := install.Render(install.Config{Namespace: "mesh", GrafanaDashboards: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := find(t, parse(t, with), "ConfigMap", install.GrafanaDashboardsConfigMapName)
+	if cm.GetNamespace() != "mesh" || cm.GetLabels()[install.GrafanaDashboardLabel] != "1" || cm.GetLabels()["app.kubernetes.io/part-of"] != "skein" {
+		t.Errorf("ConfigMap %s/%s labels %v: want namespace mesh, grafana_dashboard: \"1\", part-of skein", cm.GetNamespace(), cm.GetName(), cm.GetLabels())
+	}
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	if len(data) != len(files) {
+		t.Errorf("%d keys, want one per dashboard (%d)", len(data), len(files))
+	}
+	size := 0
+	for name, orig := range files {
+		var want, got any
+		if err := json.Unmarshal(orig, &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(data[name]), &got); err != nil {
+			t.Errorf("key %s: %v", name, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("key %s is not the dashboard %s", name, name)
+		}
+		size += len(data[name])
+	}
+	if size > 128<<10 {
+		t.Errorf("dashboards take %d bytes: kubectl apply's last-applied copy would pass the 256 KiB annotation limit", size)
+	}
+	if _, err := install.Render(install.Config{GrafanaDashboards: map[string][]byte{"bad.json": []byte("{")}}); err == nil || !strings.Contains(err.Error(), "bad.json") {
+		t.Errorf("a dashboard that is not JSON: %v, want an error naming it", err)
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"time"
 )
 
-// prometheusConfig scrapes every proxy listed in targets.json. The proxies'
-// own labels (namespace, workload, pod) are kept as they are.
+// prometheusConfig scrapes every proxy listed in targets.json, and the
+// controller's admin port (its own metrics: streams, certificates, policy;
+// what the Grafana control-plane dashboard shows). The proxies' own labels
+// (namespace, workload, pod) are kept as they are.
 const prometheusConfig = `global:
   scrape_interval: 5s
   evaluation_interval: 5s
@@ -20,6 +22,9 @@ scrape_configs:
   file_sd_configs:
   - files: [%q]
     refresh_interval: 5s
+- job_name: skein-controller
+  static_configs:
+  - targets: [%q]
 `
 
 // prometheusWanted says whether a prometheus binary is there to run.
@@ -39,7 +44,8 @@ func (m *Mesh) startPrometheus(ctx context.Context) error {
 		return err
 	}
 	config := m.path(prometheusDir, "prometheus.yml")
-	if err := writeFileAtomic(config, fmt.Appendf(nil, prometheusConfig, targets), 0o644); err != nil {
+	if err := writeFileAtomic(config, fmt.Appendf(nil, prometheusConfig, targets,
+		net.JoinHostPort(m.controller.IP.String(), fmt.Sprint(controllerAdminPort))), 0o644); err != nil {
 		return err
 	}
 	bin, _ := exec.LookPath("prometheus")

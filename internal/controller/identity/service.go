@@ -124,6 +124,8 @@ func (s *Service) Register(srv grpc.ServiceRegistrar) {
 // Certify checks the request and, if the token proves the identity asked
 // for, signs the CSR's key for it.
 func (s *Service) Certify(ctx context.Context, req *identitypb.CertifyRequest) (*identitypb.CertifyResponse, error) {
+	start := time.Now()
+	defer func() { s.metrics.duration.Observe(time.Since(start).Seconds()) }()
 	if !s.limiter.allow(ctx) {
 		s.metrics.refused.WithLabelValues(codes.ResourceExhausted.String()).Inc()
 		s.cfg.Log.Debug("certificate request refused: rate limit", "peer", clientip.FromContext(ctx))

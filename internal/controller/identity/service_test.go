@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -425,5 +426,55 @@ func TestOldControllerIDIsAWorkloadTheProxyDoesNotTrustAsController(t *testing.T
 	}
 	if want := `unexpected ID "` + old.String() + `"`; !strings.Contains(err.Error(), want) {
 		t.Fatalf("handshake error %q, want it to say %s", err, want)
+	}
+}
+
+// TestCertifyCountsAndTimesEveryAnswer: an issued certificate and a
+// refusal are each counted and each timed in
+// identity_certify_duration_seconds (the control-plane dashboard's Certify
+// latency).
+func TestCertifyCountsAndTimesEveryAnswer(t *testing.T) {
+	ctrl := identitytest.Start(t, identitytest.Options{})
+	id := ctrl.WorkloadID("demo", "web")
+	reg := prometheus.NewRegistry()
+	svc, err := identity.NewService(identity.Config{
+		TrustDomain: ctrl.TrustDomain, Issuers: ctrl.Source, Tokens: acceptAnything(id), Log: ctrl.Log, Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Certify(context.Background(), &identitypb.CertifyRequest{
+		Identity: id.String(), Token: []byte("anything"), CertificateSigningRequest: newCSR(t, id),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	controller := meshid.Controller(ctrl.TrustDomain)
+	if _, err := svc.Certify(context.Background(), &identitypb.CertifyRequest{
+		Identity: controller.String(), Token: []byte("anything"), CertificateSigningRequest: newCSR(t, controller),
+	}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("certifying the controller's identity: %v, want PermissionDenied", err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetHistogram() != nil:
+				got[f.GetName()+" count"] = float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				got[f.GetName()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{
+		"identity_certificates_issued_total":      1,
+		"identity_certificates_refused_total":     1,
+		"identity_certify_duration_seconds count": 2,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("metrics %v, want %v", got, want)
 	}
 }
