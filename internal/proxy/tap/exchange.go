@@ -28,9 +28,9 @@ type exchange struct {
 	method, scheme, authority, path string
 	header                          stack.Header
 
-	reqBody  *capture // nil without a body prefix to capture
-	respBody *capture
-	slot     bool // holds one of maxCaptures
+	reqBody   *capture // nil without a body prefix to capture
+	respBody  *capture
+	slot      bool // holds one of maxCaptures
 	reqBytes  atomic.Uint64
 	respBytes atomic.Uint64
 
