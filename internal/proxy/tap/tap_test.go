@@ -325,6 +325,7 @@ func TestBodiesAreCapturedRedactedAndLeftAlone(t *testing.T) {
 	withBodies := mustOpen(t, tp, &tappb.ObserveRequest{BodyBytes: 60, RedactJsonFields: []string{"Password", "token"},
 		RedactPatterns: []string{`\d{4}-\d{4}-\d{4}-\d{4}`}})
 	without := mustOpen(t, tp, &tappb.ObserveRequest{})
+	small := mustOpen(t, tp, &tappb.ObserveRequest{BodyBytes: 8})
 	h := tp.Layer("outbound")(a)
 	got := send(t, h, outboundConn, "POST", "/api/vote", nil, reqBody)
 
@@ -358,6 +359,10 @@ func TestBodiesAreCapturedRedactedAndLeftAlone(t *testing.T) {
 		t.Errorf("whole body %q (truncated %t)", rq2.BodyPrefix, rq2.BodyTruncated)
 	}
 
+	// Each session gets its own share of the prefix.
+	if rq := drain(small)[0].GetRequest(); string(rq.BodyPrefix) != `{"user":` || !rq.BodyTruncated {
+		t.Errorf("a session asking 8 bytes got %q (truncated %t)", rq.BodyPrefix, rq.BodyTruncated)
+	}
 	// A session that asked for no body gets no body byte.
 	for _, ev := range drain(without) {
 		if len(ev.GetRequest().GetBodyPrefix()) > 0 || len(ev.GetEnd().GetResponseBodyPrefix()) > 0 {
