@@ -3,22 +3,16 @@ package tap
 import (
 	"errors"
 	"log/slog"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	tappb "github.com/skeinmesh/skein/proto/tap"
 )
-
-// droppedFlushInterval: drops not yet told (no event followed them) are
-// sent on their own, as an event of no kind, this often.
-const droppedFlushInterval = time.Second
 
 // Server is the Tap gRPC service over a Tap. It serves only a client whose
 // verified certificate names ClientID: the TLS handshake should already
@@ -46,40 +40,20 @@ func (s *Server) Observe(req *tappb.ObserveRequest, stream grpc.ServerStreamingS
 	if err != nil {
 		return err
 	}
-	sess, err := s.tap.open(req)
-	if errors.Is(err, errTooManySessions) {
-		return status.Error(codes.ResourceExhausted, err.Error())
-	}
-	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	defer s.tap.close(sess)
 	f := req.GetFilter()
 	s.log.Info("tap session opened", "client", client, "direction", f.GetDirection(), "method", f.GetMethod(),
 		"path_prefix", f.GetPathPrefix(), "authority", f.GetAuthority(), "route", f.GetRoute(),
 		"peer_identity", f.GetPeerIdentity(), "peer_addresses", len(f.GetPeerAddresses()),
-		"rate", sess.limit.rate, "body_bytes", sess.bodyBytes)
-	defer s.log.Info("tap session closed", "client", client)
-
-	flush := time.NewTicker(droppedFlushInterval)
-	defer flush.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev := <-sess.events:
-			ev.Dropped = sess.dropped.Swap(0)
-			if err := stream.Send(ev); err != nil {
-				return err
-			}
-		case <-flush.C:
-			if n := sess.dropped.Swap(0); n > 0 {
-				if err := stream.Send(&tappb.Event{Time: timestamppb.New(s.tap.now()), Dropped: n}); err != nil {
-					return err
-				}
-			}
-		}
+		"max_events_per_second", req.MaxEventsPerSecond, "body_bytes", req.BodyBytes)
+	err = s.tap.Observe(ctx, req, stream.Send)
+	s.log.Info("tap session closed", "client", client, "err", err)
+	switch {
+	case errors.Is(err, errTooManySessions):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrBadRequest):
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	return err
 }
 
 // authorize returns the caller's verified identity when it is the one

@@ -12,12 +12,15 @@
 package tap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/skeinmesh/skein/internal/proxy/redact"
 	tappb "github.com/skeinmesh/skein/proto/tap"
@@ -90,12 +93,53 @@ func New(cfg Config) *Tap {
 // errTooManySessions is returned by open past MaxSessions.
 var errTooManySessions = errors.New("too many tap sessions on this proxy")
 
+// ErrBadRequest is what Observe's error is (errors.Is) when the request
+// asks what no session can be (an unknown direction, a pattern that does
+// not compile, lists past their bounds).
+var ErrBadRequest = errors.New("bad tap request")
+
+// droppedFlushInterval: drops not yet told (no event followed them) are
+// sent on their own, as an event of no kind, this often.
+const droppedFlushInterval = time.Second
+
+// Observe opens a session for req and hands its events to send, each with
+// the events dropped since the one before, until ctx ends (nil) or send
+// fails (its error). Drops no event follows are sent on their own, as an
+// event of no kind, within a second. send may block: traffic does not
+// wait for it, events queue (boundedly) or are dropped.
+func (t *Tap) Observe(ctx context.Context, req *tappb.ObserveRequest, send func(*tappb.Event) error) error {
+	sess, err := t.open(req)
+	if err != nil {
+		return err
+	}
+	defer t.close(sess)
+	flush := time.NewTicker(droppedFlushInterval)
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-sess.events:
+			ev.Dropped = sess.dropped.Swap(0)
+			if err := send(ev); err != nil {
+				return err
+			}
+		case <-flush.C:
+			if n := sess.dropped.Swap(0); n > 0 {
+				if err := send(&tappb.Event{Time: timestamppb.New(t.now()), Dropped: n}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
 // open starts a session for req; its events arrive on the session's
 // channel until close.
 func (t *Tap) open(req *tappb.ObserveRequest) (*session, error) {
 	s, err := newSession(req, t.now)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
