@@ -395,3 +395,37 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		t.Errorf("session %d was opened, past the cap", MaxSessions+1)
 	}
 }
+
+// A followed request keeps what the engines frame a body by: NoBody stays
+// NoBody, a body of known length keeps its Len.
+func TestTappedBodiesKeepTheirFraming(t *testing.T) {
+	tp, _ := newTestTap()
+	mustOpen(t, tp, &tappb.ObserveRequest{BodyBytes: 16})
+	var sawNoBody, sawLen bool
+	h := tp.Layer("outbound")(stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.Body == stack.NoBody {
+			sawNoBody = true
+			return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+		}
+		l, ok := req.Body.(interface{ Len() int })
+		sawLen = ok && l.Len() == 5
+		io.Copy(io.Discard, req.Body)
+		return &stack.Response{Status: 200, Body: stack.BytesBody([]byte("hello"), nil)}, nil
+	}))
+	get := &stack.Request{Method: "GET", Path: "/", Body: stack.NoBody, Conn: outboundConn}
+	if _, err := h.Serve(context.Background(), get); err != nil {
+		t.Fatal(err)
+	}
+	req := &stack.Request{Method: "POST", Path: "/", Body: stack.BytesBody([]byte("hello"), nil), Conn: outboundConn}
+	resp, err := h.Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := resp.Body.(interface{ Len() int }); !ok || l.Len() != 5 {
+		t.Error("the response body lost its Len")
+	}
+	io.Copy(io.Discard, resp.Body)
+	if !sawNoBody || !sawLen {
+		t.Errorf("below the tap: NoBody kept %t, Len kept %t", sawNoBody, sawLen)
+	}
+}
