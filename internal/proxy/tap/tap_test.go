@@ -66,7 +66,7 @@ func (a *app) Serve(_ context.Context, req *stack.Request) (*stack.Response, err
 var (
 	outboundConn = &stack.ConnInfo{Direction: "outbound", Client: netip.MustParseAddrPort("127.0.0.1:40000"),
 		OrigDst: netip.MustParseAddrPort("10.96.0.10:8080")}
-	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("10.0.0.9:50000"),
+	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("[::ffff:10.0.0.9]:50000"),
 		OrigDst: netip.MustParseAddrPort("10.0.0.5:8080"), ClientID: "spiffe://cluster.local/ns/demo/sa/web"}
 )
 
@@ -175,6 +175,13 @@ func TestEventsOfOneExchange(t *testing.T) {
 	}
 	if end.GrpcStatus != 7 || end.Status != 200 || end.RequestBytes != 5 || end.ResponseBytes != 7 || end.Error != "" {
 		t.Errorf("end %v", end)
+	}
+	// Inbound: the client's address as IPv4, and this proxy's labels on
+	// the destination.
+	send(t, tp.Layer("inbound")(&app{}), inboundConn, "GET", "/", nil, nil)
+	if in := drain(s); len(in) != 3 || in[0].Source.Address != "10.0.0.9:50000" || in[0].Source.Identity != inboundConn.ClientID ||
+		in[0].Destination.Identity != tp.identity || in[0].Destination.Labels["workload"] != "voting" {
+		t.Errorf("inbound events %v", in)
 	}
 	// A second request gets another stream.
 	send(t, h, outboundConn, "GET", "/", nil, nil)
