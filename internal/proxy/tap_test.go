@@ -316,4 +316,51 @@ func TestTapBodyPrefixThroughTheProxyIsRedactedAndTheBodyUntouched(t *testing.T)
 	}
 }
 
+// A controller that opens a tap and never reads it: gRPC's flow control
+// stops the proxy's sends, its queue fills, and the requests go on.
+func TestTapReaderThatNeverReadsHoldsUpNoRequest(t *testing.T) {
+	f := newTapFixture(t)
+	controllerCert := identitytest.IssueLeaf(t, f.ctrl.Dir, meshid.Controller(f.ctrl.TrustDomain), identitytest.NewKey(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := f.observe(t, ctx, &controllerCert, &tappb.ObserveRequest{MaxEventsPerSecond: tap.MaxEventsPerSecond,
+		RedactHeaders: []string{strings.Repeat("x", 1000)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One event read: the session is open. Then none.
+	opened := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-opened:
+				return
+			case <-time.After(20 * time.Millisecond):
+				f.send("/", nil)
+			}
+		}
+	}()
+	_, err = stream.Recv()
+	close(opened)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// 3,000 events of over 4 KB: far past gRPC's flow-control windows.
+		for range 1000 {
+			if f.send("/", stack.Header{{Name: "x-pad", Value: strings.Repeat("p", 4000)}}) != 204 {
+				t.Error("a request failed")
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // a bound to fail rather than hang, not a timing assertion
+		t.Fatal("requests were held up by a tap reader that does not read")
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
