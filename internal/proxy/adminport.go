@@ -25,6 +25,7 @@ const adminSniffTimeout = 5 * time.Second
 type tapService struct {
 	tls    *tls.Config
 	server *tap.Server
+	client string // the only identity served, for the log
 }
 
 // serveAdminPort serves the admin port until ctx ends. Each connection's

@@ -131,6 +131,7 @@ func (cp *controlPlane) tapService(cfg Config, taps *tap.Tap, log *slog.Logger) 
 	return tapService{
 		tls:    cp.identity.ServerTLSFor(controller, []string{"h2"}),
 		server: tap.NewServer(taps, controller.String(), log),
+		client: controller.String(),
 	}
 }
 

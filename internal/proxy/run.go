@@ -133,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var draining atomic.Bool
 	adminDone := make(chan error, 1)
+	tapSvc := cp.tapService(cfg, taps, log)
 	go func() {
 		adminDone <- serveAdminPort(connCtx, lns.admin, admin.Config{
 			Metrics:     reg.Handler(),
@@ -149,11 +150,11 @@ func Run(ctx context.Context, cfg Config) error {
 			},
 			Shutdown: stopServing,
 			Handlers: cp.adminHandlers(),
-		}, cp.tapService(cfg, taps, log), log)
+		}, tapSvc, log)
 	}()
 	log.Info("proxy serving",
 		"outbound", lns.outbound.Addr().String(), "inbound", lns.inbound.Addr().String(),
-		"admin", lns.admin.Addr().String(), "mode", cfg.Mode)
+		"admin", lns.admin.Addr().String(), "mode", cfg.Mode, "tap_served_to", tapSvc.client)
 
 	<-serveCtx.Done()
 	draining.Store(true)

@@ -363,4 +363,37 @@ func TestTapReaderThatNeverReadsHoldsUpNoRequest(t *testing.T) {
 	}
 }
 
+// A proxy without an identity serves no tap: a ClientHello on its admin
+// port is closed, while the admin HTTP server answers as before.
+func TestProxyWithoutIdentityServesNoTap(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &identitytest.Logs{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	served := make(chan error, 1)
+	go func() {
+		served <- serveAdminPort(ctx, ln, admin.Config{Log: quietLog()}, (&controlPlane{}).tapService(Config{}, tap.New(tap.Config{}), log), log)
+	}()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/live")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /live: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err == nil {
+		c.Close()
+		t.Fatal("a proxy without an identity finished a TLS handshake on its admin port")
+	}
+	if !logs.Contains("serves no tap") {
+		t.Error("the closed ClientHello was not logged")
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
