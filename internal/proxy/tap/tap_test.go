@@ -473,3 +473,40 @@ func TestTappedBodiesKeepTheirFraming(t *testing.T) {
 		t.Errorf("below the tap: NoBody kept %t, Len kept %t", sawNoBody, sawLen)
 	}
 }
+
+// Drops no event follows are still told: within a second, an event of no
+// kind carries them.
+func TestDropsNoEventFollowsAreSentOnTheirOwn(t *testing.T) {
+	tp, _ := newTestTap()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan *tappb.Event, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- tp.Observe(ctx, &tappb.ObserveRequest{MaxEventsPerSecond: 1}, func(ev *tappb.Event) error {
+			got <- ev
+			return nil
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for tp.sessions.Load() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	h := tp.Layer("outbound")(&app{})
+	for range 5 {
+		send(t, h, outboundConn, "GET", "/", nil, nil)
+	}
+	// The fake clock stands still: one event in its second, 14 dropped.
+	first := <-got
+	if first.GetRequest() == nil || first.Dropped != 0 {
+		t.Fatalf("first event %v", first)
+	}
+	flushed := <-got
+	if flushed.Kind != nil || flushed.Dropped != 14 || flushed.Time == nil {
+		t.Errorf("flushed %v, want an event of no kind with 14 dropped", flushed)
+	}
+}
