@@ -268,20 +268,6 @@ func (s *tapStream) next(t *testing.T, n int) []tap.Event {
 	return out
 }
 
-// readAll reads events until the stream ends.
-func (s *tapStream) readAll(t *testing.T) []tap.Event {
-	t.Helper()
-	var out []tap.Event
-	for s.lines.Scan() {
-		var e tap.Event
-		if err := json.Unmarshal(s.lines.Bytes(), &e); err != nil {
-			t.Fatalf("line %q: %v", s.lines.Text(), err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // waitFor waits for one value on c, failing after a generous while.
 func waitFor(t *testing.T, c <-chan struct{}, what string) {
 	t.Helper()

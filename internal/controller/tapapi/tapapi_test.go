@@ -111,10 +111,8 @@ func TestTapResolvesResourcesToMeshedPods(t *testing.T) {
 		{"", "ns/demo", []string{"db-0", "web-0", "web-1"}},
 	} {
 		s := openTap(t, srv, query(tap.ParamNamespace, tc.ns, tap.ParamResource, tc.resource))
-		var got []string
 		for _, name := range tc.want {
 			waitFor(t, proxies[name].opened, tc.resource+" tapping "+name)
-			got = append(got, name)
 		}
 		s.close()
 		for _, name := range tc.want {
