@@ -25,7 +25,7 @@ var (
 			Body: `{"choice":"a"}`},
 		{Kind: tap.KindResponse, Time: tapTime, Proxy: "demo/web-0", Stream: 1, Direction: "inbound", Source: tapClient, Dest: tapWeb, Status: 200, LatencyMs: 1.5},
 		{Kind: tap.KindEnd, Time: tapTime, Proxy: "demo/web-0", Stream: 1, Direction: "inbound", Source: tapClient, Dest: tapWeb, Status: 200, DurationMs: 2.25, ResponseBytes: 12, GRPCStatus: grpcCode(0)},
-		{Kind: tap.KindRequest, Time: tapTime, Proxy: "demo/web-0", Stream: 2, Direction: "inbound", Source: tapClient, Dest: tapWeb, Method: "POST", Path: "/api/vote"},
+		{Kind: tap.KindRequest, Time: tapTime, Proxy: "demo/web-0", Stream: 2, Direction: "inbound", Source: tapClient, Dest: tapWeb, Method: "POST", Path: "/api/vote?choice=b"},
 		{Kind: tap.KindResponse, Time: tapTime, Proxy: "demo/web-0", Stream: 2, Direction: "inbound", Source: tapClient, Dest: tapWeb, Status: 503, LatencyMs: 40},
 		{Kind: tap.KindEnd, Time: tapTime, Proxy: "demo/web-0", Stream: 2, Direction: "inbound", Source: tapClient, Dest: tapWeb, Status: 503, DurationMs: 41},
 		{Kind: tap.KindDropped, Time: tapTime, Proxy: "demo/web-0", Dropped: 5},
@@ -67,7 +67,7 @@ func TestTapOutput(t *testing.T) {
 	want := `req id=demo/web-0:1 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true :method=POST :authority=web.demo:8080 :path=/api/vote x-user="ann" body="{\"choice\":\"a\"}"
 rsp id=demo/web-0:1 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true :status=200 latency=1.5ms x-user=-
 end id=demo/web-0:1 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true grpc-status=OK duration=2.2ms response-length=12B
-req id=demo/web-0:2 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true :method=POST :authority= :path=/api/vote x-user=-
+req id=demo/web-0:2 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true :method=POST :authority= :path=/api/vote?choice=b x-user=-
 rsp id=demo/web-0:2 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true :status=503 latency=40ms x-user=-
 end id=demo/web-0:2 proxy=in src=10.0.0.9:41000 dst=10.0.0.1:8080 tls=true duration=41ms response-length=0B
 dropped proxy=demo/web-0 count=5

@@ -101,7 +101,8 @@ func (t *topTable) add(e tap.Event) {
 			t.untracked++
 			return
 		}
-		t.pending[pk] = pendingReq{key: topKey{source: resourceOf(e.Source), dest: resourceOf(e.Dest), method: e.Method, path: e.Path, route: e.Route}}
+		path, _, _ := strings.Cut(e.Path, "?") // a path, not each query
+		t.pending[pk] = pendingReq{key: topKey{source: resourceOf(e.Source), dest: resourceOf(e.Dest), method: e.Method, path: path, route: e.Route}}
 	case tap.KindResponse:
 		if p, ok := t.pending[pk]; ok {
 			p.latencyMs, p.responded = e.LatencyMs, true
