@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	tappb "github.com/skeinmesh/skein/proto/tap"
 )
@@ -38,6 +39,7 @@ type exchange struct {
 	source, dest *tappb.Peer
 	status       int
 	grpcHeader   string // grpc-status of a trailers-only answer
+	proxyError   string // why the proxy answered itself, as it told the client
 	ended        sync.Once
 }
 
@@ -58,7 +60,11 @@ func (t *Tap) newExchange(direction string, req *stack.Request, sessions []*sess
 			t.captures.Add(-1)
 		}
 	}
-	req.Body = &requestBody{Body: req.Body, x: x}
+	if req.Body != nil && req.Body != stack.NoBody {
+		// NoBody stays itself: the layers and engines below frame a
+		// request without a body by it.
+		req.Body = withLen(req.Body, &requestBody{Body: req.Body, x: x})
+	}
 	return x
 }
 
@@ -87,6 +93,7 @@ func (x *exchange) answered(req *stack.Request, resp *stack.Response, err error)
 	}
 	x.status = resp.Status
 	x.grpcHeader = resp.Header.Get("grpc-status")
+	x.proxyError = resp.Header.Get(proxyerror.Header)
 	latency := since(x.tap.now, x.start)
 	for _, s := range matched {
 		s.emit(x.responseEvent(s, resp.Header, latency))
@@ -95,7 +102,7 @@ func (x *exchange) answered(req *stack.Request, resp *stack.Response, err error)
 		x.end(nil, nil)
 		return resp, nil
 	}
-	resp.Body = &responseBody{Body: resp.Body, x: x}
+	resp.Body = withLen(resp.Body, &responseBody{Body: resp.Body, x: x})
 	return resp, nil
 }
 
@@ -117,6 +124,9 @@ func (x *exchange) end(trailers stack.Header, err error) {
 			end := &tappb.End{
 				GrpcStatus: grpc, Duration: durationpb.New(duration), Status: uint32(x.status),
 				RequestBytes: x.reqBytes.Load(), ResponseBytes: x.respBytes.Load(), Error: reason(err),
+			}
+			if end.Error == "" {
+				end.Error = x.proxyError
 			}
 			ev.Kind = &tappb.Event_End{End: end}
 			if s.bodyBytes > 0 {
@@ -249,6 +259,26 @@ func (b *responseBody) Close() error {
 	b.x.end(nil, errNotReadToEnd) // does nothing after the end
 	return b.Body.Close()
 }
+
+// lenBody is a body that knows what is left of it (stack.BytesBody): the
+// engines send such a small body with its head, framed by its length.
+type lenBody interface{ Len() int }
+
+// withLen returns wrapper, which reads through inner, with inner's Len
+// when inner has one, so that the tap changes no body's framing.
+func withLen(inner, wrapper stack.Body) stack.Body {
+	if l, ok := inner.(lenBody); ok {
+		return lenWrapper{Body: wrapper, len: l}
+	}
+	return wrapper
+}
+
+type lenWrapper struct {
+	stack.Body
+	len lenBody
+}
+
+func (w lenWrapper) Len() int { return w.len.Len() }
 
 // capture keeps the first limit bytes written to it, and how many there
 // were; safe for a writer and readers on other goroutines.

@@ -3,7 +3,9 @@ package tap
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	tappb "github.com/skeinmesh/skein/proto/tap"
 )
@@ -66,7 +69,7 @@ func (a *app) Serve(_ context.Context, req *stack.Request) (*stack.Response, err
 var (
 	outboundConn = &stack.ConnInfo{Direction: "outbound", Client: netip.MustParseAddrPort("127.0.0.1:40000"),
 		OrigDst: netip.MustParseAddrPort("10.96.0.10:8080")}
-	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("10.0.0.9:50000"),
+	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("[::ffff:10.0.0.9]:50000"),
 		OrigDst: netip.MustParseAddrPort("10.0.0.5:8080"), ClientID: "spiffe://cluster.local/ns/demo/sa/web"}
 )
 
@@ -176,12 +179,53 @@ func TestEventsOfOneExchange(t *testing.T) {
 	if end.GrpcStatus != 7 || end.Status != 200 || end.RequestBytes != 5 || end.ResponseBytes != 7 || end.Error != "" {
 		t.Errorf("end %v", end)
 	}
+	// Inbound: the client's address as IPv4, and this proxy's labels on
+	// the destination.
+	send(t, tp.Layer("inbound")(&app{}), inboundConn, "GET", "/", nil, nil)
+	if in := drain(s); len(in) != 3 || in[0].Source.Address != "10.0.0.9:50000" || in[0].Source.Identity != inboundConn.ClientID ||
+		in[0].Destination.Identity != tp.identity || in[0].Destination.Labels["workload"] != "voting" {
+		t.Errorf("inbound events %v", in)
+	}
 	// A second request gets another stream.
 	send(t, h, outboundConn, "GET", "/", nil, nil)
 	if evs2 := drain(s); len(evs2) != 3 || evs2[0].Stream == evs[0].Stream {
 		t.Errorf("second request: %v", evs2)
 	}
 }
+
+// An answer the proxy made itself ends with its reason, as the errors
+// layer told the client; a body cut short ends with why.
+func TestEndSaysWhyTheExchangeFailed(t *testing.T) {
+	tp, _ := newTestTap()
+	s := mustOpen(t, tp, &tappb.ObserveRequest{})
+	h := tp.Layer("outbound")(proxyerror.Layer(slog.New(slog.DiscardHandler))(stack.HandlerFunc(
+		func(context.Context, *stack.Request) (*stack.Response, error) { return nil, stack.ErrNoEndpoints })))
+	send(t, h, outboundConn, "GET", "/", nil, nil)
+	if evs := drain(s); len(evs) != 3 || evs[2].GetEnd().Status != 503 || evs[2].GetEnd().Error != stack.ErrNoEndpoints.Error() {
+		t.Errorf("events %v", evs)
+	}
+	cut := tp.Layer("outbound")(stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		return &stack.Response{Status: 200, Body: &failingBody{}}, nil
+	}))
+	resp, _ := cut.Serve(context.Background(), &stack.Request{Method: "GET", Path: "/", Body: stack.NoBody, Conn: outboundConn})
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if evs := drain(s); len(evs) != 3 || evs[2].GetEnd().Error != "stream reset" || evs[2].GetEnd().ResponseBytes != 2 {
+		t.Errorf("events %v", evs)
+	}
+}
+
+type failingBody struct{ read bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.read {
+		b.read = true
+		return copy(p, "ab"), nil
+	}
+	return 0, errors.New("stream reset")
+}
+func (b *failingBody) Trailers() stack.Header { return nil }
+func (b *failingBody) Close() error           { return nil }
 
 func TestFiltersExcludeWhatTheyShould(t *testing.T) {
 	a := &app{route: "demo/vote", serverID: "spiffe://cluster.local/ns/demo/sa/web",
@@ -393,5 +437,39 @@ func TestBadRequestsAreRefused(t *testing.T) {
 	}
 	if _, err := tp.open(&tappb.ObserveRequest{}); err == nil {
 		t.Errorf("session %d was opened, past the cap", MaxSessions+1)
+	}
+}
+
+// A followed request keeps what the engines frame a body by: NoBody stays
+// NoBody, a body of known length keeps its Len.
+func TestTappedBodiesKeepTheirFraming(t *testing.T) {
+	tp, _ := newTestTap()
+	mustOpen(t, tp, &tappb.ObserveRequest{BodyBytes: 16})
+	var sawNoBody, sawLen bool
+	h := tp.Layer("outbound")(stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.Body == stack.NoBody {
+			sawNoBody = true
+			return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+		}
+		l, ok := req.Body.(interface{ Len() int })
+		sawLen = ok && l.Len() == 5
+		io.Copy(io.Discard, req.Body)
+		return &stack.Response{Status: 200, Body: stack.BytesBody([]byte("hello"), nil)}, nil
+	}))
+	get := &stack.Request{Method: "GET", Path: "/", Body: stack.NoBody, Conn: outboundConn}
+	if _, err := h.Serve(context.Background(), get); err != nil {
+		t.Fatal(err)
+	}
+	req := &stack.Request{Method: "POST", Path: "/", Body: stack.BytesBody([]byte("hello"), nil), Conn: outboundConn}
+	resp, err := h.Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := resp.Body.(interface{ Len() int }); !ok || l.Len() != 5 {
+		t.Error("the response body lost its Len")
+	}
+	io.Copy(io.Discard, resp.Body)
+	if !sawNoBody || !sawLen {
+		t.Errorf("below the tap: NoBody kept %t, Len kept %t", sawNoBody, sawLen)
 	}
 }
