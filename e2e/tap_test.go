@@ -271,11 +271,17 @@ func TestTap(t *testing.T) {
 
 	t.Run("without the opt-in no body byte appears", func(t *testing.T) {
 		r := startSkein(t, "tap", "deploy/witness", "-n", "demo", "-o", "json", "--api", api)
-		time.Sleep(3 * time.Second) // the witness has no traffic of its own to wait for
+		// The witness has no traffic of its own that would show the tap is
+		// open: it POSTs until one of its POSTs is seen to its end.
 		sent, _ := witnessBody(99)
-		post, _ := http.NewRequest("POST", webURL+"/api/vote?witness-post=99", strings.NewReader(sent))
-		mustDo(t, witness, post, 0)
-		r.waitEvents(t, "the witness's POST", func(e tap.Event) bool { return e.Kind == tap.KindEnd })
+		r.waitUntil(t, "a witness POST tapped to its end", func(events []tap.Event) bool {
+			if req := findRequest(events, "witness-post=99"); req != nil && findKind(events, req, tap.KindEnd) != nil {
+				return true
+			}
+			post, _ := http.NewRequest("POST", webURL+"/api/vote?witness-post=99", strings.NewReader(sent))
+			mustDo(t, witness, post, 0)
+			return false
+		})
 		r.stop()
 		if out := r.out.String(); strings.Contains(out, "witness-body") || strings.Contains(out, `"body"`) {
 			t.Errorf("body bytes in the tap of a workload that did not opt in:\n%s", out)

@@ -3,9 +3,10 @@
 // workloads, opens each proxy's Tap.Observe over mTLS with the
 // controller's own certificate (checking each proxy's identity), and
 // merges their streams into one NDJSON stream of tap.Event until the
-// client leaves, following proxies that join or leave the resource. Bodies are asked for only from proxies whose workload or
-// namespace opted in with annotations. Every session is logged with who
-// asked and what.
+// client leaves, following proxies that join or leave the resource.
+// Bodies are asked for only from proxies whose workload or namespace
+// opted in with annotations. Every session is logged with who asked and
+// what.
 package tapapi
 
 import (
