@@ -16,6 +16,7 @@ import (
 	"github.com/skeinmesh/skein/internal/controller/authzapi"
 	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/metricsapi"
+	"github.com/skeinmesh/skein/internal/controller/web"
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -64,10 +65,12 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 }
 
 // serveMetricsAPI serves the metrics API on lns until ctx ends.
-// The authorization API (skein authz) is served beside it.
+// The authorization API (skein authz) and the dashboard (skein dashboard)
+// are served beside it.
 func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/", metricsapi.NewHandler(metricsapi.Config{
+	mux.Handle("/", web.Handler())
+	mux.Handle("/api/", metricsapi.NewHandler(metricsapi.Config{
 		PrometheusURL:  cfg.PrometheusURL,
 		Inventory:      modelInventory{m},
 		MirrorExamples: examples,

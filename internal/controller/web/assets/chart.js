@@ -1,0 +1,74 @@
+// lineChart draws time series as an inline SVG: a y axis with round
+// ticks, time labels, a grid, one path per series (broken where a point
+// has no value) and a legend. Colours come from the stylesheet (classes).
+
+import {h, s} from './dom.js';
+
+const W = 640, H = 220;
+const PAD = {left: 52, right: 16, top: 12, bottom: 28};
+
+// niceMax rounds a maximum up to 1, 2, 2.5 or 5 times a power of ten.
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+function clock(t) {
+  const d = new Date(t * 1000);
+  return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+}
+
+function tickLabel(v, unit, percent) {
+  if (percent) return (v * 100).toFixed(0) + '%';
+  const text = v >= 100 || v === 0 ? v.toFixed(0) : v >= 10 ? v.toFixed(0) : v.toFixed(v >= 1 ? 1 : 2);
+  return text;
+}
+
+// lineChart({id, unit, percent, series: [{name, cls, points: [[t, v|null]]}]})
+export function lineChart({id, unit, percent, series}) {
+  const all = series.flatMap((sr) => sr.points);
+  const ts = all.map((p) => p[0]);
+  const t0 = Math.min(...ts), t1 = Math.max(...ts);
+  const values = all.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
+  const yMax = percent ? 1 : niceMax(Math.max(0, ...values) * 1.1);
+  const yMin = percent ? Math.min(0.8, Math.floor(Math.min(1, ...values) * 10) / 10) : 0;
+  const x = (t) => PAD.left + (t1 > t0 ? (t - t0) / (t1 - t0) : 0) * (W - PAD.left - PAD.right);
+  const y = (v) => PAD.top + (1 - (v - yMin) / (yMax - yMin || 1)) * (H - PAD.top - PAD.bottom);
+
+  const svg = s('svg', {id, class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': series.map((sr) => sr.name).join(', ')});
+  const ticks = 4;
+  for (let i = 0; i <= ticks; i++) {
+    const v = yMin + (yMax - yMin) * i / ticks;
+    svg.append(s('line', {class: 'grid', x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v)}),
+      s('text', {class: 'tick', x: PAD.left - 8, y: y(v) + 4, 'text-anchor': 'end'}, tickLabel(v, unit, percent)));
+  }
+  if (t1 > t0) {
+    const n = 5;
+    for (let i = 0; i <= n; i++) {
+      const t = t0 + (t1 - t0) * i / n;
+      svg.append(s('text', {class: 'tick', x: x(t), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === n ? 'end' : 'middle'}, clock(t)));
+    }
+  }
+  svg.append(s('line', {class: 'axis', x1: PAD.left, x2: W - PAD.right, y1: H - PAD.bottom, y2: H - PAD.bottom}));
+  let drawn = 0;
+  for (const sr of series) {
+    let d = '', open = false, n = 0;
+    for (const [t, v] of sr.points) {
+      if (v === null || v === undefined) { open = false; continue; }
+      const clamped = Math.max(yMin, Math.min(yMax, v));
+      d += `${open ? 'L' : 'M'}${x(t).toFixed(1)},${y(clamped).toFixed(1)}`;
+      open = true;
+      n++;
+    }
+    if (!d) continue;
+    drawn += n;
+    svg.append(s('path', {class: 'series ' + sr.cls, d, 'data-points': n, fill: 'none'}));
+  }
+  const legend = h('div', {class: 'legend'}, series.map((sr) => h('span', {class: 'key ' + sr.cls}, sr.name)),
+    h('span', {class: 'muted unit'}, percent ? '' : unit));
+  const box = h('div', {class: 'chart-box'}, legend, svg);
+  if (!drawn) box.append(h('p', {class: 'chart-empty muted'}, 'No traffic in this range.'));
+  return box;
+}
