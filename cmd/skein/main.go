@@ -34,6 +34,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newEdgesCommand())
 	root.AddCommand(newRoutesCommand())
 	root.AddCommand(newDiffCommand())
+	root.AddCommand(newDashboardCommand())
 	root.AddCommand(newAuthzCommand())
 	root.AddCommand(newUpCommand(), newDownCommand(), newLogsCommand(), newDemoCommand())
 	root.AddCommand(newInstallCommand(), newUninstallCommand())
