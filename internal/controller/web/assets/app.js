@@ -46,7 +46,7 @@ async function render() {
     a.classList.toggle('active', v === route.name || (route.name === 'workload' && v === '') ||
       (route.name === 'routes' && v === 'services'));
   }
-  const ns = route.params.get('namespace') || '';
+  const ns = namespaceOf(route);
   const since = route.params.get('since') || '1m';
   syncControls(ns, since);
   if (!view) {
@@ -76,6 +76,12 @@ async function render() {
   }
 }
 
+// namespaceOf is the namespace a route shows: its parameter, or the
+// workload's own.
+function namespaceOf(route) {
+  return route.params.get('namespace') || (route.name === 'workload' ? route.args[0] : '') || '';
+}
+
 function syncControls(ns, since) {
   const nsSelect = document.getElementById('namespace');
   if (![...nsSelect.options].some((o) => o.value === ns)) nsSelect.append(h('option', {value: ns}, ns));
@@ -91,7 +97,7 @@ async function loadNamespaces() {
     const select = document.getElementById('namespace');
     const have = new Set([...select.options].map((o) => o.value));
     for (const row of stat.rows) if (!have.has(row.name)) select.append(h('option', {value: row.name}, row.name));
-    select.value = parseHash().params.get('namespace') || '';
+    select.value = namespaceOf(parseHash());
   } catch {
     // The overview shows the error; the selector keeps "all".
   }

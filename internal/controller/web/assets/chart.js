@@ -4,15 +4,16 @@
 
 import {h, s} from './dom.js';
 
-const W = 640, H = 220;
+const H = 220;
 const PAD = {left: 52, right: 16, top: 12, bottom: 28};
 
-// niceMax rounds a maximum up to 1, 2, 2.5 or 5 times a power of ten.
-function niceMax(v) {
-  if (!(v > 0)) return 1;
+// niceScale rounds a maximum up to 1, 2, 2.5, 5 or 10 times a power of
+// ten, with a number of ticks that gives round steps.
+function niceScale(v) {
+  if (!(v > 0)) return {max: 1, ticks: 4};
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p * 1.0000001) return {max: m * p, ticks: m === 2 ? 4 : 5};
+  return {max: 10 * p, ticks: 5};
 }
 
 function clock(t) {
@@ -26,19 +27,31 @@ function tickLabel(v, unit, percent) {
   return text;
 }
 
-// lineChart({id, unit, percent, series: [{name, cls, points: [[t, v|null]]}]})
-export function lineChart({id, unit, percent, series}) {
+// lineChart({id, unit, percent, wide, series: [{name, cls, points: [[t, v|null]]}]})
+// draws in a viewBox about as wide as its card (wide: two columns), so its
+// text keeps its size.
+export function lineChart({id, unit, percent, wide, series}) {
+  const W = wide ? 1240 : 600;
   const all = series.flatMap((sr) => sr.points);
   const ts = all.map((p) => p[0]);
   const t0 = Math.min(...ts), t1 = Math.max(...ts);
   const values = all.map((p) => p[1]).filter((v) => v !== null && v !== undefined);
-  const yMax = percent ? 1 : niceMax(Math.max(0, ...values) * 1.1);
-  const yMin = percent ? Math.min(0.8, Math.floor(Math.min(1, ...values) * 10) / 10) : 0;
+  let yMin = 0, scale;
+  if (percent) {
+    // From the lowest tenth the values reach (at most 80%) to 100%, in
+    // steps of 5%, 10% or 20%.
+    const tenths = Math.min(10, Math.max(2, Math.ceil((1 - Math.min(1, ...values)) * 10 - 1e-9)));
+    if (tenths > 5) scale = {max: 1, ticks: 5};
+    else { yMin = 1 - tenths / 10; scale = {max: 1, ticks: tenths <= 2 ? tenths * 2 : tenths}; }
+  } else {
+    scale = niceScale(Math.max(0, ...values) * 1.1);
+  }
+  const yMax = scale.max;
   const x = (t) => PAD.left + (t1 > t0 ? (t - t0) / (t1 - t0) : 0) * (W - PAD.left - PAD.right);
   const y = (v) => PAD.top + (1 - (v - yMin) / (yMax - yMin || 1)) * (H - PAD.top - PAD.bottom);
 
   const svg = s('svg', {id, class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': series.map((sr) => sr.name).join(', ')});
-  const ticks = 4;
+  const ticks = scale.ticks;
   for (let i = 0; i <= ticks; i++) {
     const v = yMin + (yMax - yMin) * i / ticks;
     svg.append(s('line', {class: 'grid', x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v)}),

@@ -4,7 +4,7 @@
 import {h, s, href, table, card, getJSON, successCell, numLink, fmtRPS} from './dom.js';
 import {tlsBadge, pageHead} from './views.js';
 
-const NODE_W = 168, NODE_H = 46, COL_GAP = 120, ROW_GAP = 28, MARGIN = 24;
+const NODE_W = 168, NODE_H = 46, COL_GAP = 170, ROW_GAP = 28, MARGIN = 24;
 
 // layers puts each node one column right of its furthest caller (cycles
 // are cut after as many rounds as there are nodes).
@@ -22,6 +22,13 @@ function layers(nodes, edges) {
     if (!moved) break;
   }
   return layer;
+}
+
+// bezierAt is the point at t of the cubic Bézier curve p0 p1 p2 p3.
+function bezierAt(t, p0, p1, p2, p3) {
+  const u = 1 - t;
+  const w = [u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t];
+  return [0, 1].map((i) => w[0] * p0[i] + w[1] * p1[i] + w[2] * p2[i] + w[3] * p3[i]);
 }
 
 export function edgeGraph(rows, since) {
@@ -44,9 +51,9 @@ export function edgeGraph(rows, since) {
 
   const svg = s('svg', {class: 'edge-graph', viewBox: `0 0 ${width} ${height}`, width, height, role: 'img', 'aria-label': 'who calls whom'},
     s('defs', {},
-      s('marker', {id: 'arrow-ok', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
+      s('marker', {id: 'arrow-ok', viewBox: '0 0 10 10', refX: 9, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 11, markerHeight: 11, orient: 'auto-start-reverse'},
         s('path', {d: 'M0,0L10,5L0,10z', class: 'arrow ok'})),
-      s('marker', {id: 'arrow-warn', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse'},
+      s('marker', {id: 'arrow-warn', viewBox: '0 0 10 10', refX: 9, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 11, markerHeight: 11, orient: 'auto-start-reverse'},
         s('path', {d: 'M0,0L10,5L0,10z', class: 'arrow warn'}))));
   for (const e of edges) {
     const a = pos.get(e.src), b = pos.get(e.dst);
@@ -57,7 +64,9 @@ export function edgeGraph(rows, since) {
       : `M${a.x + NODE_W / 2},${a.y + NODE_H} C${a.x + NODE_W / 2},${a.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H + 60} ${b.x + NODE_W / 2},${b.y + NODE_H + 2}`;
     const ok = e.row.tls === 'true';
     const widthPx = 1.5 + 3 * Math.sqrt(e.row.rps / maxRPS);
-    const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
+    // The label sits past the middle, where fanned-out edges have parted.
+    const [mx, my] = x2 > x1 ? bezierAt(0.62, [x1, y1], [x1 + bend, y1], [x2 - bend, y2], [x2, y2])
+      : [(a.x + b.x + NODE_W) / 2, Math.max(a.y, b.y) + NODE_H + 45];
     const label = `${ok ? 'mTLS' : e.row.tls === 'no_identity' ? 'no identity' : 'plaintext'} · ${fmtRPS(e.row.rps, e.row.success_rate)} rps`;
     const labelW = label.length * 6.4 + 14;
     svg.append(s('a', {href: href('/tap', {namespace: e.row.src_namespace, resource: `deploy/${e.row.src_workload}`, to: `deploy/${e.row.dst_workload}`})},

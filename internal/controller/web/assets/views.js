@@ -123,7 +123,7 @@ export async function workload({args, params, since, signal}) {
       series: [{name: 'RPS', cls: 's-rps', points: at((p) => p.rps)}]})),
     card('Success rate', 'share of responses classified success', lineChart({id: 'chart-success', unit: '%', percent: true,
       series: [{name: 'success', cls: 's-success', points: at((p) => p.success_rate)}]})),
-    card('Latency', 'p50, p95 and p99 in milliseconds', lineChart({id: 'chart-latency', unit: 'ms',
+    card('Latency', 'p50, p95 and p99 in milliseconds', lineChart({id: 'chart-latency', unit: 'ms', wide: true,
       series: [
         {name: 'p50', cls: 's-p50', points: at((p) => p.latency_ms_p50)},
         {name: 'p95', cls: 's-p95', points: at((p) => p.latency_ms_p95)},
