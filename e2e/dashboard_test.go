@@ -387,4 +387,3 @@ func colourCounts(img image.Image) (distinct, commonest int) {
 	}
 	return len(counts), commonest
 }
-
