@@ -15,6 +15,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/destclient"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
+	"github.com/skeinmesh/skein/internal/proxy/tap"
 	identitypb "github.com/skeinmesh/skein/proto/identity"
 )
 
@@ -117,6 +118,20 @@ func (cp *controlPlane) adminHandlers() map[string]http.Handler {
 		return nil
 	}
 	return map[string]http.Handler{"/identity": cp.identity.StatusHandler()}
+}
+
+// tapService is the tap the admin port serves: over mTLS with the current
+// mesh certificate, to the controller's identity only (the one the proxy
+// requires of the controller when it dials it); none without an identity.
+func (cp *controlPlane) tapService(cfg Config, taps *tap.Tap, log *slog.Logger) tapService {
+	if cp.identity == nil {
+		return tapService{}
+	}
+	controller := cfg.controllerID()
+	return tapService{
+		tls:    cp.identity.ServerTLSFor(controller, []string{"h2"}),
+		server: tap.NewServer(taps, controller.String(), log),
+	}
 }
 
 // peerID names the verified client of a mesh connection.

@@ -22,6 +22,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/policyclient"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/tap"
 	"github.com/skeinmesh/skein/internal/routes"
 	mirrorpb "github.com/skeinmesh/skein/proto/mirror"
 )
@@ -84,8 +85,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cp.conn != nil {
 		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
 	}
+	taps := tap.New(tap.Config{Identity: cfg.Identity, Labels: cfg.Labels})
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log)}
+		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log), tap: taps}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	authorizer := newAuthorizer(stacks)
 	if authorizer != nil {
@@ -132,7 +134,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var draining atomic.Bool
 	adminDone := make(chan error, 1)
 	go func() {
-		adminDone <- admin.Serve(connCtx, lns.admin, admin.Config{
+		adminDone <- serveAdminPort(connCtx, lns.admin, admin.Config{
 			Metrics:     reg.Handler(),
 			MetricsFrom: cfg.MetricsAllowCIDRs,
 			Log:         log,
@@ -147,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 			},
 			Shutdown: stopServing,
 			Handlers: cp.adminHandlers(),
-		})
+		}, cp.tapService(cfg, taps, log), log)
 	}()
 	log.Info("proxy serving",
 		"outbound", lns.outbound.Addr().String(), "inbound", lns.inbound.Addr().String(),

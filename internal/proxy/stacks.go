@@ -17,6 +17,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/retry"
 	"github.com/skeinmesh/skein/internal/proxy/route"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/tap"
 	"github.com/skeinmesh/skein/internal/proxy/timeout"
 	"github.com/skeinmesh/skein/internal/proxy/tunnel"
 	"github.com/skeinmesh/skein/internal/routes"
@@ -49,6 +50,9 @@ type stackConfig struct {
 	// through). It fails closed: a port whose policy never arrived is an
 	// error, answered as deny.
 	authz authz.Lookup
+	// tap turns requests into events for open tap sessions; nil leaves
+	// the tap layer out.
+	tap *tap.Tap
 }
 
 // newAuthorizer is the inbound authorization the stack and the inbound
@@ -74,8 +78,14 @@ func outboundLayers(out *outbound.Upstream, connect stack.Handler, cfg stackConf
 	layers := []stack.Layer{
 		// metrics: request_total, response_total, response_latency_ms, as
 		// the client saw them (the proxy's own answers included).
-		// (tap goes beside metrics: it reads the same request and answer.)
 		metrics.Layer(cfg.metrics, metrics.DirectionOutbound),
+	}
+	if cfg.tap != nil {
+		// tap, beside metrics: the request and answer the client saw,
+		// for open tap sessions only (none open: one atomic load).
+		layers = append(layers, cfg.tap.Layer(metrics.DirectionOutbound))
+	}
+	layers = append(layers,
 		// errors: a failure below becomes 502/503/504 or gRPC UNAVAILABLE.
 		proxyerror.Layer(cfg.log),
 		// (rate limits go here: before any work is done for a request.)
@@ -84,7 +94,7 @@ func outboundLayers(out *outbound.Upstream, connect stack.Handler, cfg stackConf
 		// injection, redirect, header modifiers, rewrite, the weighted
 		// backend; names route_name for the metrics above.
 		route.Layer(cfg.routes, cfg.log),
-	}
+	)
 	if cfg.mirrors != nil {
 		// mirror: a copy of the share of requests the rule asks goes to
 		// each mirror backend on a path of its own, resolved, balanced and
@@ -130,12 +140,18 @@ func inboundStack(ctx context.Context, in *inbound.Upstream, cfg stackConfig, az
 // is nil without inbound policy.
 func inboundLayers(cfg stackConfig, az *authorize.Authorizer) []stack.Layer {
 	journey := []stack.Layer{
-		// metrics, as the client saw them (tap goes beside).
+		// metrics, as the client saw them.
 		metrics.Layer(cfg.metrics, metrics.DirectionInbound),
+	}
+	if cfg.tap != nil {
+		// tap, beside metrics.
+		journey = append(journey, cfg.tap.Layer(metrics.DirectionInbound))
+	}
+	journey = append(journey,
 		// errors: a failure below becomes 403/404/502/503/504 or its gRPC
 		// status, the reason told only to meshed peers.
 		proxyerror.Layer(cfg.log),
-	}
+	)
 	if az != nil {
 		// authorize: the port's policy decides who may call which route
 		// (403 / PERMISSION_DENIED; 404 when the Server's routes match

@@ -13,6 +13,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/tap"
 )
 
 // staticResolver answers from a fixed map; unknown keys do not exist.
@@ -42,12 +43,16 @@ func TestOutboundLayersAllocationBudget(t *testing.T) {
 		name   string
 		grpc   bool
 		budget float64
+		taps   *tap.Tap
 	}{
-		{"HTTP GET", false, layerAllocsHTTP},
-		{"gRPC unary", true, layerAllocsGRPC},
+		{"HTTP GET", false, layerAllocsHTTP, nil},
+		{"gRPC unary", true, layerAllocsGRPC, nil},
+		// With no tap session open the tap layer allocates nothing.
+		{"HTTP GET, tap idle", false, layerAllocsHTTP, tap.New(tap.Config{})},
+		{"gRPC unary, tap idle", true, layerAllocsGRPC, tap.New(tap.Config{})},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			send := layeredRequest(t, c.grpc)
+			send := layeredRequestTapped(t, c.grpc, c.taps)
 			send()
 			allocs := testing.AllocsPerRun(1000, send)
 			t.Logf("%s: %v allocations per request in the layers", c.name, allocs)
@@ -81,7 +86,11 @@ func BenchmarkOutboundLayersGRPC(b *testing.B) {
 // layeredRequest returns a function that sends one request through the
 // outbound layers to a terminal that answers from memory and allocates
 // nothing.
-func layeredRequest(t testing.TB, grpc bool) func() {
+func layeredRequest(t testing.TB, grpc bool) func() { return layeredRequestTapped(t, grpc, nil) }
+
+// layeredRequestTapped is layeredRequest with the tap layer of taps in
+// the stack, as Run assembles it; nil leaves it out.
+func layeredRequestTapped(t testing.TB, grpc bool, taps *tap.Tap) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	const name = "echo.test.svc.cluster.local:8080"
@@ -92,7 +101,7 @@ func layeredRequest(t testing.TB, grpc bool) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, log: quiet}
+	cfg := stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, log: quiet, tap: taps}
 	grpcHeader := stack.Header{{Name: "content-type", Value: "application/grpc"}}
 	trailers := stack.Header{{Name: "grpc-status", Value: "0"}}
 	hello, world := []byte("0000hello"), []byte("0000world")

@@ -43,6 +43,15 @@ func (l *Local) ServerTLS(nextProtos []string) *tls.Config {
 	return tls13(cfg, nextProtos)
 }
 
+// ServerTLSFor is the config of a server only clientID may use (the
+// proxy's tap, served to the controller): the current certificate, and a
+// client certificate required that chains to the trust anchors and names
+// exactly clientID; anyone else fails the handshake.
+func (l *Local) ServerTLSFor(clientID spiffeid.ID, nextProtos []string) *tls.Config {
+	cfg := tlsconfig.MTLSServerConfig(svidSource{l}, l.bundle, tlsconfig.AuthorizeID(clientID))
+	return tls13(cfg, nextProtos)
+}
+
 // ClientTLS is the config for outbound mesh connections to a server that
 // must be exactly serverID.
 func (l *Local) ClientTLS(serverID spiffeid.ID, nextProtos []string) *tls.Config {

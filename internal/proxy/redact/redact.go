@@ -1,7 +1,9 @@
-// Package redact hides the values of header fields that carry
-// credentials (Authorization, Cookie, ...) before a header leaves the
-// proxy for a person to read: tap events and mirroring's mismatch
-// examples. It does not decide what is shown, only what is hidden.
+// Package redact hides what must not leave the proxy for a person to read:
+// the values of header fields that carry credentials (Authorization,
+// Cookie, ...) in tap events and mirroring's mismatch examples, and, in
+// tap's opt-in body prefixes, the values of chosen JSON fields and the
+// matches of chosen patterns. It does not decide what is shown, only what
+// is hidden.
 package redact
 
 import "strings"
@@ -26,6 +28,34 @@ func Hidden(name string) bool {
 // Value returns value, or Redacted when the field name is hidden.
 func Value(name, value string) string {
 	if Hidden(name) {
+		return Redacted
+	}
+	return value
+}
+
+// Headers hides the credential fields and, on top of them, fields a
+// caller names (a tap session's redact_headers). The zero value hides the
+// credential fields only.
+type Headers struct {
+	extra map[string]bool // lower case
+}
+
+// NewHeaders hides the credential fields and the fields named in extra
+// (any case).
+func NewHeaders(extra []string) Headers {
+	if len(extra) == 0 {
+		return Headers{}
+	}
+	h := Headers{extra: make(map[string]bool, len(extra))}
+	for _, name := range extra {
+		h.extra[strings.ToLower(name)] = true
+	}
+	return h
+}
+
+// Value returns value, or Redacted when the field name is hidden.
+func (h Headers) Value(name, value string) string {
+	if Hidden(name) || h.extra[strings.ToLower(name)] {
 		return Redacted
 	}
 	return value
