@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +13,15 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/controller/authzapi"
+	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/metricsapi"
+	"github.com/skeinmesh/skein/internal/controller/tapapi"
 	"github.com/skeinmesh/skein/internal/controller/web"
+	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -66,8 +71,9 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 
 // serveMetricsAPI serves the metrics API on lns until ctx ends.
 // The authorization API (skein authz) and the dashboard (skein dashboard)
-// are served beside it.
-func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, log *slog.Logger) error {
+// are served beside it. So is the tap API, which calls the proxies with
+// the controller's own certificate from ids.
+func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, ids *identity.Service, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler())
 	mux.Handle("/api/", metricsapi.NewHandler(metricsapi.Config{
@@ -81,7 +87,20 @@ func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *mod
 		az.Prometheus = promv1.NewAPI(client)
 	}
 	authzapi.Register(mux, az)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	self := meshid.Controller(spiffeid.RequireTrustDomainFromString(cfg.TrustDomain))
+	tapapi.Register(mux, tapapi.Config{
+		Model: m,
+		TLS: func(proxyID string) (*tls.Config, error) {
+			id, err := spiffeid.FromString(proxyID)
+			if err != nil {
+				return nil, fmt.Errorf("proxy identity %q: %w", proxyID, err)
+			}
+			return ids.ClientTLS(self, id), nil
+		},
+		Log: log,
+	})
+	// No WriteTimeout: tap answers stream until the client leaves.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ConnContext: tapapi.ConnContext}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()

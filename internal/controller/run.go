@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, inb, log); err != nil {
+			if err := serveMetricsAPI(ctx, apiLns, cfg, m, mirrorExamples, inb, idService, log); err != nil {
 				errc <- err
 			}
 		}()

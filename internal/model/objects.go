@@ -77,6 +77,9 @@ type Instance struct {
 	// startup probes; a Workload's readinessProbe): the inbound policy keeps
 	// them authorized.
 	ProbePaths []ProbePath
+	// Annotations are the instance's skein.io/ annotations (pod or
+	// Workload): the tap API reads its opt-in to bodies from them.
+	Annotations map[string]string
 }
 
 // equal reports whether i and o say the same.
@@ -84,7 +87,7 @@ func (i Instance) equal(o Instance) bool {
 	return i.Namespace == o.Namespace && i.Name == o.Name && i.Workload == o.Workload &&
 		i.ServiceAccount == o.ServiceAccount && i.IP == o.IP && i.Ready == o.Ready &&
 		i.Meshed == o.Meshed && i.External == o.External && i.DefaultInboundPolicy == o.DefaultInboundPolicy &&
-		maps.Equal(i.Labels, o.Labels) && maps.Equal(i.Ports, o.Ports) && slices.Equal(i.ProbePaths, o.ProbePaths)
+		maps.Equal(i.Labels, o.Labels) && maps.Equal(i.Ports, o.Ports) && maps.Equal(i.Annotations, o.Annotations) && slices.Equal(i.ProbePaths, o.ProbePaths)
 }
 
 // EndpointSlice is an explicit endpoint list for one service, as Kubernetes

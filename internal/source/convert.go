@@ -138,6 +138,7 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			ProbePaths:     probes,
 
 			DefaultInboundPolicy: w.Annotations[policyv1.DefaultPolicyAnnotation],
+			Annotations:          skeinAnnotations(w.Annotations),
 		})
 	}
 	return instances, nil

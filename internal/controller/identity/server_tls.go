@@ -3,11 +3,14 @@ package identity
 import (
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/skeinmesh/skein/internal/pki"
 )
@@ -19,7 +22,7 @@ import (
 // before it has one): one that is sent must be a mesh certificate, and
 // MeshPeer tells the other APIs who the client is.
 func (s *Service) ServerTLS(id spiffeid.ID) *tls.Config {
-	sc := &servingCert{service: s, id: id}
+	sc := s.ownCert(id)
 	return &tls.Config{
 		MinVersion:            tls.VersionTLS13,
 		GetCertificate:        sc.get,
@@ -27,6 +30,54 @@ func (s *Service) ServerTLS(id spiffeid.ID) *tls.Config {
 		ClientAuth:            tls.RequestClientCert,
 		VerifyPeerCertificate: s.verifyMeshClient,
 	}
+}
+
+// ClientTLS returns the TLS config the controller calls a proxy with (tap):
+// it presents the controller's certificate for self, the one ServerTLS
+// serves, and accepts only a server certificate that chains to the trust
+// anchors of the issuer in effect and names server.
+func (s *Service) ClientTLS(self, server spiffeid.ID) *tls.Config {
+	sc := s.ownCert(self)
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{"h2"},
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return sc.get(nil)
+		},
+		// The chain and the SPIFFE ID are checked below: the server's
+		// certificate names no DNS name.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+			issuer := s.cfg.Issuers.Issuer()
+			if issuer == nil {
+				return errNoIssuer
+			}
+			bundle := x509bundle.FromX509Authorities(s.cfg.TrustDomain, issuer.TrustAnchors())
+			id, _, err := x509svid.ParseAndVerify(rawCerts, bundle)
+			if err != nil {
+				return fmt.Errorf("server certificate: %w", err)
+			}
+			if id != server {
+				return fmt.Errorf("server certificate names %s, want %s", id, server)
+			}
+			return nil
+		},
+	}
+}
+
+// ownCert is the controller's certificate for id, made at its first use.
+func (s *Service) ownCert(id spiffeid.ID) *servingCert {
+	s.ownCertsMu.Lock()
+	defer s.ownCertsMu.Unlock()
+	if sc := s.ownCerts[id]; sc != nil {
+		return sc
+	}
+	if s.ownCerts == nil {
+		s.ownCerts = map[spiffeid.ID]*servingCert{}
+	}
+	sc := &servingCert{service: s, id: id}
+	s.ownCerts[id] = sc
+	return sc
 }
 
 // servingCert is the controller's own certificate, reissued when stale.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,12 @@ type Service struct {
 	cfg     Config
 	metrics *metrics
 	limiter *peerLimiter
+
+	// ownCerts are the controller's own certificates, by identity: one key
+	// and certificate serve the gRPC port (ServerTLS) and the controller's
+	// calls to the proxies (ClientTLS).
+	ownCertsMu sync.Mutex
+	ownCerts   map[spiffeid.ID]*servingCert
 }
 
 // NewService validates cfg and returns the service, ready to register on a

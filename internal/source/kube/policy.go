@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,14 +34,5 @@ func setPolicy[T any](s *Source, set func(*model.Writer, *T)) func(*unstructured
 }
 
 func (s *Source) setNamespace(ns *corev1.Namespace) {
-	var ann map[string]string
-	for k, v := range ns.Annotations {
-		if strings.HasPrefix(k, "skein.io/") {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[k] = v
-		}
-	}
-	s.model.SetNamespace(model.Namespace{Name: ns.Name, Annotations: ann})
+	s.model.SetNamespace(model.Namespace{Name: ns.Name, Annotations: skeinAnnotations(ns.Annotations)})
 }
