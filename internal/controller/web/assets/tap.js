@@ -5,7 +5,7 @@
 import {h, href, card, fmtLatency, fmtBytes, fmtPercent, health} from './dom.js';
 import {pageHead} from './views.js';
 
-const MAX_TAP_ROWS = 100; // rows kept on screen, newest first
+const MAX_TAP_ROWS = 50; // rows kept on screen, newest first
 const MAX_TOP_ROWS = 500; // paths tracked by top; quieter ones are dropped
 const MAX_LINE = 1 << 20; // a longer line is not an event of ours
 
@@ -82,15 +82,35 @@ async function stream(params, signal, onEvent, onStatus) {
   }
 }
 
+// peerName is what the tap knows of a peer: its workload (or pod, or
+// service), else the service account of its verified identity, else its
+// address without the port.
 function peerName(p) {
   if (!p) return '-';
-  return p.workload || p.pod || p.service || p.address || '-';
+  if (p.workload || p.pod || p.service) return p.workload || p.pod || p.service;
+  const sa = /\/sa\/([^/]+)$/.exec(p.identity || '');
+  if (sa) return 'sa/' + sa[1];
+  return (p.address || '-').replace(/^\[::ffff:([\d.]+)\]/, '$1').replace(/:\d+$/, '');
 }
 
 function peerLink(p) {
   const name = peerName(p);
-  if (!p || !p.workload || !p.namespace) return h('span', {class: 'muted'}, name);
-  return h('a', {href: href(`/workload/${p.namespace}/${p.workload}`, {})}, name);
+  const title = p ? [p.identity, p.address].filter(Boolean).join('\n') : '';
+  if (!p || !p.workload || !p.namespace) return h('span', {class: 'muted', title}, name);
+  return h('a', {href: href(`/workload/${p.namespace}/${p.workload}`, {}), title}, name);
+}
+
+// stopper is an AbortSignal that ends with the view or with its Stop
+// button, which it returns beside it.
+function stopper(signal, status) {
+  const stop = new AbortController();
+  signal.addEventListener('abort', () => stop.abort());
+  const button = h('button', {type: 'button', class: 'stop', onclick: () => {
+    stop.abort();
+    button.disabled = true;
+    status.set('ended', 'Stopped. Press Start to tap again.');
+  }}, 'Stop');
+  return {signal: stop.signal, button};
 }
 
 // succeeded is Linkerd's classification: not a 5xx, gRPC status OK if any,
@@ -174,11 +194,12 @@ export async function tapView({params, ns, signal}) {
     view.append(card('Requests', null, h('p', {class: 'empty'}, 'Choose what to tap and press Start.')));
     return view;
   }
-  view.append(card('Requests', null, h('div', {class: 'tap-meta'}, status.el, counts),
+  const stop = stopper(signal, status);
+  view.append(card('Requests', null, h('div', {class: 'tap-meta'}, status.el, h('div', {class: 'actions'}, counts, stop.button)),
     h('div', {class: 'table-wrap'}, h('table', {id: 'tap-table'},
       h('thead', {}, h('tr', {}, heads.map((t) => h('th', {class: t === 'Latency' || t === 'Bytes' ? 'n' : ''}, t)))), body))));
   const showCounts = () => counts.replaceChildren(`${requests.events} events · ${requests.dropped} dropped by the proxies' cap`);
-  stream(params, signal, (ev) => {
+  stream(params, stop.signal, (ev) => {
     const r = requests.add(ev);
     if (r) render(r);
     showCounts();
@@ -192,15 +213,16 @@ export async function topView({params, ns, signal}) {
   const status = statusLine();
   const body = h('div', {class: 'table-wrap'});
   const view = h('div', {class: 'view', id: 'top'},
-    pageHead('Live top', 'The busiest paths since you pressed Start, computed in the browser from the tap stream.'),
+    pageHead('Live top', 'The busiest paths (query strings left out) since you pressed Start, computed in the browser from the tap stream.'),
     card('Filters', null, filterForm('top', params, ns)));
   if (!params.get('resource')) {
     view.append(card('Paths', null, h('p', {class: 'empty'}, 'Choose what to watch and press Start.')));
     return view;
   }
-  view.append(card('Paths', null, h('div', {class: 'tap-meta'}, status.el), body));
+  const stop = stopper(signal, status);
+  view.append(card('Paths', null, h('div', {class: 'tap-meta'}, status.el, stop.button), body));
   const count = (r) => {
-    const name = r.route || r.path || '';
+    const name = r.route || (r.path || '').split('?')[0];
     const key = [peerName(r.source), peerName(r.destination), r.method, name].join('|');
     let p = paths.get(key);
     if (!p) {
@@ -239,7 +261,7 @@ export async function topView({params, ns, signal}) {
   draw();
   const timer = setInterval(draw, 1000);
   signal.addEventListener('abort', () => clearInterval(timer));
-  stream(params, signal, (ev) => {
+  stream(params, stop.signal, (ev) => {
     const r = requests.add(ev);
     if (r && ev.kind === 'end') count(r);
   }, (state, text) => status.set(state, text));
