@@ -1,6 +1,6 @@
 // Package web is the controller's dashboard: one page and the plain
-// JavaScript modules and stylesheet it loads, built into the binary with
-// go:embed and served beside the metrics API. There is no front-end build
+// JavaScript modules and stylesheet it loads, embedded in the binary and
+// served beside the metrics API. There is no front-end build
 // step: the files under assets/ are what the browser runs. The page reads
 // only the metrics API (/api/v1/stat, edges, routes, timeseries, tap), so
 // its numbers are the CLI's.
