@@ -169,7 +169,14 @@ func TestDashboardInABrowser(t *testing.T) {
 			t.Fatalf("no tap rows within 5 s (status: %q): %v", status, err)
 		}
 		t.Logf("first tap row %v after opening the page", time.Since(start).Round(time.Millisecond))
-		time.Sleep(2 * time.Second) // a screenful
+		// A row opens to the request's identities, headers and bodies.
+		detailCtx, cancelDetail := context.WithTimeout(tab, 10*time.Second)
+		defer cancelDetail()
+		if err := chromedp.Do(detailCtx, chromedp.Click(`#tap-table tbody tr.tap-row td.path`), chromedp.WaitVisible(`#tap-table tr.tap-details`)); err != nil {
+			t.Errorf("a tap row did not open to its details: %v", err)
+		} else if text, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#tap-table tr.tap-details').innerText`)); !strings.Contains(text, "spiffe://") {
+			t.Errorf("a tap row's details name no verified identity:\n%s", text)
+		}
 		shoot("tap")
 		navigate(t, tab, base+"#/top?namespace=demo&resource=deploy/web", "#top-table")
 		waitCtx2, cancel2 := context.WithTimeout(tab, 10*time.Second)

@@ -142,16 +142,42 @@ class Requests {
       this.byKey.set(key, r);
       if (this.byKey.size > MAX_TAP_ROWS * 4) this.byKey.delete(this.byKey.keys().next().value);
     }
-    if (ev.kind === 'request') Object.assign(r, {method: ev.method, authority: ev.authority, path: ev.path, route: ev.route});
-    if (ev.kind === 'response') Object.assign(r, {status: ev.status, grpcStatus: ev.grpcStatus, latencyMs: ev.latencyMs});
+    if (ev.kind === 'request') {
+      Object.assign(r, {method: ev.method, authority: ev.authority, path: ev.path, route: ev.route,
+        requestHeaders: ev.headers, requestBody: ev.body, requestBodyTruncated: ev.bodyTruncated});
+    }
+    if (ev.kind === 'response') {
+      Object.assign(r, {status: ev.status, grpcStatus: ev.grpcStatus, latencyMs: ev.latencyMs, responseHeaders: ev.headers});
+    }
     if (ev.kind === 'end') {
-      Object.assign(r, {durationMs: ev.durationMs, responseBytes: ev.responseBytes, requestBytes: ev.requestBytes, ended: true});
+      Object.assign(r, {durationMs: ev.durationMs, responseBytes: ev.responseBytes, requestBytes: ev.requestBytes, ended: true,
+        responseBody: ev.body, responseBodyTruncated: ev.bodyTruncated});
       if (ev.grpcStatus !== undefined) r.grpcStatus = ev.grpcStatus;
       if (ev.error) r.error = ev.error;
     }
     if (ev.error) r.error = ev.error;
     return r;
   }
+}
+
+// details is what a tap row opens to: both identities, the headers (the
+// proxy has already redacted the listed ones) and, where the workload
+// opted in, the body prefixes.
+function details(r) {
+  const headers = (list) => list && list.length
+    ? h('dl', {class: 'headers'}, list.flatMap((hd) => [h('dt', {}, hd.name), h('dd', {class: hd.value === '[REDACTED]' ? 'redacted' : ''}, hd.value)]))
+    : h('p', {class: 'muted'}, 'none');
+  const bodyBlock = (text, truncated) => text
+    ? h('pre', {class: 'body'}, text, truncated ? h('span', {class: 'muted'}, '\n… (prefix only)') : null)
+    : h('p', {class: 'muted'}, 'not captured (bodies are opt-in per workload)');
+  const part = (title, ...content) => h('div', {class: 'detail'}, h('h3', {}, title), ...content);
+  return h('div', {class: 'detail-grid'},
+    part('Source', h('p', {class: 'mono'}, r.source?.identity || 'no verified identity'), h('p', {class: 'mono muted'}, r.source?.address || '')),
+    part('Destination', h('p', {class: 'mono'}, r.destination?.identity || 'no verified identity'), h('p', {class: 'mono muted'}, r.destination?.address || '')),
+    part('Request headers', headers(r.requestHeaders)),
+    part('Response headers', headers(r.responseHeaders)),
+    part('Request body', bodyBlock(r.requestBody, r.requestBodyTruncated)),
+    part('Response body', bodyBlock(r.responseBody, r.responseBodyTruncated)));
 }
 
 function statusLine() {
@@ -170,7 +196,8 @@ export async function tapView({params, ns, signal}) {
   const heads = ['Time', 'Dir', 'From', 'To', 'Method', 'Path', 'Route', 'Status', 'Latency', 'Bytes'];
   const rows = new Map(); // key -> tr
   const render = (r) => {
-    const tr = h('tr', {class: 'tap-row', 'data-key': r.key},
+    const tr = h('tr', {class: 'tap-row' + (r.open ? ' open' : ''), 'data-key': r.key, title: 'Show identities, headers and bodies',
+      onclick: (e) => { if (!e.target.closest('a')) { r.open = !r.open; render(r); } }},
       h('td', {class: 'mono muted'}, new Date(r.time).toLocaleTimeString([], {hour12: false})),
       h('td', {}, h('span', {class: 'dir'}, r.direction === 'outbound' ? 'out' : 'in')),
       h('td', {}, peerLink(r.source)), h('td', {}, peerLink(r.destination)),
@@ -179,10 +206,23 @@ export async function tapView({params, ns, signal}) {
       h('td', {class: 'n'}, r.latencyMs !== undefined ? fmtLatency(r.latencyMs) : ''),
       h('td', {class: 'n muted'}, r.ended ? fmtBytes(r.responseBytes || 0) : ''));
     const old = rows.get(r.key);
-    if (old) old.replaceWith(tr); else body.prepend(tr);
+    if (old) {
+      old.details?.remove();
+      old.replaceWith(tr);
+    } else {
+      body.prepend(tr);
+    }
+    if (r.open) {
+      tr.details = h('tr', {class: 'tap-details'}, h('td', {colspan: heads.length}, details(r)));
+      tr.after(tr.details);
+    }
+    tr.open = r.open;
     rows.set(r.key, tr);
-    while (rows.size > MAX_TAP_ROWS) {
-      const [k, el] = rows.entries().next().value;
+    // Drop the oldest rows, keeping the ones opened (a few at most: each
+    // is a click).
+    for (const [k, el] of rows) {
+      if (rows.size <= MAX_TAP_ROWS) break;
+      if (el.open) continue;
       el.remove();
       rows.delete(k);
     }
