@@ -13,6 +13,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/outbound"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
+	"github.com/skeinmesh/skein/internal/proxy/tap"
 )
 
 // Budgets of the whole proxied request path, allocations per request
@@ -51,7 +52,11 @@ func TestProxiedRequestAllocationBudget(t *testing.T) {
 
 // proxiedRequest returns a function that sends one request through an
 // outbound proxy on loopback to a backend, both served by the engines.
-func proxiedRequest(t testing.TB, major int) func() {
+func proxiedRequest(t testing.TB, major int) func() { return proxiedRequestTapped(t, major, nil) }
+
+// proxiedRequestTapped is proxiedRequest with the proxy's tap layer fed by
+// taps; nil leaves it out.
+func proxiedRequestTapped(t testing.TB, major int, taps *tap.Tap) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	eng := testEngines()
@@ -70,7 +75,7 @@ func proxiedRequest(t testing.TB, major int) func() {
 	out := outbound.New(ctx, staticResolver{name: {{Addr: backend, Labels: map[string]string{"service": "echo"}}}},
 		balance.DefaultOptions(), nil, quietLog())
 	reg, _ := metrics.New(nil)
-	proxy := serveEngines(t, outboundStack(out, stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, engines: eng, log: quietLog()}))
+	proxy := serveEngines(t, outboundStack(out, stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, engines: eng, log: quietLog(), tap: taps}))
 	client := eng.For(major)(func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", proxy.String())

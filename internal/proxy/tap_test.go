@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -36,6 +37,9 @@ type tapFixture struct {
 	adminAddr string
 	logs      *identitytest.Logs
 	send      func(path string, header stack.Header) int
+	// post sends body over HTTP/2 and returns the body of the answer.
+	post   func(path string, body []byte) []byte
+	appGot chan []byte // the bodies the application received
 }
 
 func newTapFixture(t *testing.T) *tapFixture {
@@ -45,12 +49,22 @@ func newTapFixture(t *testing.T) *tapFixture {
 	proxyID := ctrl.WorkloadID("demo", "vote-bot")
 	local := ctrl.RunLocal(t, proxyID)
 	logs := &identitytest.Logs{}
+	appGot := make(chan []byte, 10)
 	log := slog.New(slog.NewTextHandler(logs, nil))
 
+	// The application echoes a body it is sent, and keeps it.
 	backend := serveEngines(t, stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
-		io.Copy(io.Discard, req.Body)
+		body, err := io.ReadAll(req.Body)
 		req.Body.Close()
-		return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+		if err != nil {
+			return nil, err
+		}
+		if len(body) == 0 {
+			return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+		}
+		appGot <- body
+		return &stack.Response{Status: 200, Header: stack.Header{{Name: "content-type", Value: "application/json"}},
+			Body: stack.BytesBody(body, nil)}, nil
 	}))
 	const name = "web.demo.svc.cluster.local:8080"
 	out := outbound.New(ctx, staticResolver{name: {{Addr: backend, Labels: map[string]string{"namespace": "demo", "workload": "web"}}}},
@@ -76,11 +90,27 @@ func newTapFixture(t *testing.T) *tapFixture {
 		}
 	})
 
-	return &tapFixture{ctrl: ctrl, adminAddr: ln.Addr().String(), logs: logs, send: func(path string, header stack.Header) int {
-		c := testEngines().For(1)(func(ctx context.Context) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", proxy.String())
-		})
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", proxy.String())
+	}
+	h2 := testEngines().For(2)(dial)
+	t.Cleanup(h2.Close)
+	post := func(path string, body []byte) []byte {
+		resp, err := h2.Serve(ctx, &stack.Request{Method: "POST", Scheme: "http", Authority: name, Path: path, ProtoMajor: 2,
+			Body: stack.BytesBody(body, nil)})
+		if err != nil {
+			t.Fatalf("request through the proxy: %v", err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("answer through the proxy: %v", err)
+		}
+		return got
+	}
+	return &tapFixture{ctrl: ctrl, adminAddr: ln.Addr().String(), logs: logs, post: post, appGot: appGot, send: func(path string, header stack.Header) int {
+		c := testEngines().For(1)(dial)
 		defer c.Close()
 		resp, err := c.Serve(ctx, &stack.Request{Method: "GET", Scheme: "http", Authority: name, Path: path, ProtoMajor: 1,
 			Header: header, Body: stack.NoBody})
@@ -231,6 +261,58 @@ func TestTapServesTheControllerOnlyOverTheAdminPort(t *testing.T) {
 	}
 	if !f.logs.Contains("tap refused") {
 		t.Error("no refusal was logged")
+	}
+}
+
+// Bodies through real engines: the application and the client get the
+// bytes they were sent, the tap a redacted prefix of each.
+func TestTapBodyPrefixThroughTheProxyIsRedactedAndTheBodyUntouched(t *testing.T) {
+	f := newTapFixture(t)
+	controllerCert := identitytest.IssueLeaf(t, f.ctrl.Dir, meshid.Controller(f.ctrl.TrustDomain), identitytest.NewKey(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := f.observe(t, ctx, &controllerCert, &tappb.ObserveRequest{Filter: &tappb.Filter{Method: "POST"},
+		BodyBytes: 64, RedactJsonFields: []string{"password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{"user":"ann","password":"hunter2","votes":[1,2,3],"pad":"` + strings.Repeat("z", 100_000) + `"}`)
+	events := make(chan *tappb.Event, 100)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				close(events)
+				return
+			}
+			events <- ev
+		}
+	}()
+	for {
+		if got := f.post("/api/vote", body); !bytes.Equal(got, body) {
+			t.Fatalf("the client got %d bytes, not the %d it sent echoed", len(got), len(body))
+		}
+		if got := <-f.appGot; !bytes.Equal(got, body) {
+			t.Fatalf("the application got %d bytes, not the %d sent", len(got), len(body))
+		}
+		select {
+		case ev := <-events:
+			rq := ev.GetRequest()
+			want := strings.Replace(string(body[:64]), `"hunter2"`, `"[REDACTED]"`, 1)
+			if string(rq.GetBodyPrefix()) != want || !rq.GetBodyTruncated() {
+				t.Errorf("request body prefix %q (truncated %t), want %q", rq.GetBodyPrefix(), rq.GetBodyTruncated(), want)
+			}
+			<-events // response
+			end := (<-events).GetEnd()
+			if string(end.GetResponseBodyPrefix()) != want ||
+				end.GetRequestBytes() != uint64(len(body)) || end.GetResponseBytes() != uint64(len(body)) {
+				t.Errorf("end %v", end)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no tap event in 30 s")
+		}
 	}
 }
 

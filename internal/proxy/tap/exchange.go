@@ -58,7 +58,11 @@ func (t *Tap) newExchange(direction string, req *stack.Request, sessions []*sess
 			t.captures.Add(-1)
 		}
 	}
-	req.Body = &requestBody{Body: req.Body, x: x}
+	if req.Body != nil && req.Body != stack.NoBody {
+		// NoBody stays itself: the layers and engines below frame a
+		// request without a body by it.
+		req.Body = withLen(req.Body, &requestBody{Body: req.Body, x: x})
+	}
 	return x
 }
 
@@ -95,7 +99,7 @@ func (x *exchange) answered(req *stack.Request, resp *stack.Response, err error)
 		x.end(nil, nil)
 		return resp, nil
 	}
-	resp.Body = &responseBody{Body: resp.Body, x: x}
+	resp.Body = withLen(resp.Body, &responseBody{Body: resp.Body, x: x})
 	return resp, nil
 }
 
@@ -249,6 +253,26 @@ func (b *responseBody) Close() error {
 	b.x.end(nil, errNotReadToEnd) // does nothing after the end
 	return b.Body.Close()
 }
+
+// lenBody is a body that knows what is left of it (stack.BytesBody): the
+// engines send such a small body with its head, framed by its length.
+type lenBody interface{ Len() int }
+
+// withLen returns wrapper, which reads through inner, with inner's Len
+// when inner has one, so that the tap changes no body's framing.
+func withLen(inner, wrapper stack.Body) stack.Body {
+	if l, ok := inner.(lenBody); ok {
+		return lenWrapper{Body: wrapper, len: l}
+	}
+	return wrapper
+}
+
+type lenWrapper struct {
+	stack.Body
+	len lenBody
+}
+
+func (w lenWrapper) Len() int { return w.len.Len() }
 
 // capture keeps the first limit bytes written to it, and how many there
 // were; safe for a writer and readers on other goroutines.

@@ -44,7 +44,9 @@ func (l *layer) Serve(ctx context.Context, req *stack.Request) (*stack.Response,
 // which have room for its events; for those without room it only counts
 // what they would have got.
 func (l *layer) serveTapped(ctx context.Context, req *stack.Request, sessions []*session) (*stack.Response, error) {
-	var followed, starved []*session
+	var followed []*session
+	var starvedBuf [MaxSessions]*session // on the stack: a session at its cap costs no allocation
+	starved := starvedBuf[:0]
 	for _, s := range sessions {
 		if !s.filter.matchArrival(l.direction, req) {
 			continue

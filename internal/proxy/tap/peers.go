@@ -1,6 +1,8 @@
 package tap
 
 import (
+	"net/netip"
+
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	tappb "github.com/skeinmesh/skein/proto/tap"
@@ -14,19 +16,19 @@ import (
 func (t *Tap) peers(direction string, req *stack.Request) (source, dest *tappb.Peer) {
 	ci, ri := req.Conn, &req.Info
 	if direction == metrics.DirectionInbound {
-		source = &tappb.Peer{Address: addrString(ci.Client.String(), ci.Client.IsValid()), Identity: ci.ClientID}
-		dest = &tappb.Peer{Address: addrString(ci.OrigDst.String(), ci.OrigDst.IsValid()), Labels: t.labels}
+		source = &tappb.Peer{Address: addrString(ci.Client), Identity: ci.ClientID}
+		dest = &tappb.Peer{Address: addrString(ci.OrigDst), Labels: t.labels}
 		if ci.ClientID != "" {
 			dest.Identity = t.identity
 		}
 		return source, dest
 	}
-	source = &tappb.Peer{Address: addrString(ci.Client.String(), ci.Client.IsValid()), Labels: t.labels}
+	source = &tappb.Peer{Address: addrString(ci.Client), Labels: t.labels}
 	if ri.ServerID != "" {
 		source.Identity = t.identity
 	}
 	to := outboundPeer(req)
-	dest = &tappb.Peer{Address: addrString(to.String(), to.IsValid()), Identity: ri.ServerID, Labels: destLabels(ri)}
+	dest = &tappb.Peer{Address: addrString(to), Identity: ri.ServerID, Labels: destLabels(ri)}
 	return source, dest
 }
 
@@ -52,9 +54,11 @@ func destLabels(ri *stack.RequestInfo) map[string]string {
 	return out
 }
 
-func addrString(s string, valid bool) string {
-	if !valid {
+// addrString is ap as ip:port, an IPv4 address in its own form (a dual
+// stack listener sees it as ::ffff:a.b.c.d); empty when unknown.
+func addrString(ap netip.AddrPort) string {
+	if !ap.IsValid() {
 		return ""
 	}
-	return s
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }

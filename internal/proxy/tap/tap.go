@@ -38,12 +38,15 @@ const (
 	// MaxSessions is how many sessions a proxy serves at once.
 	MaxSessions = 16
 	// maxCaptures bounds the requests whose bodies are being copied at
-	// once (two prefixes of at most MaxBodyBytes each); past it a tapped
-	// request's events carry no body and say it was truncated.
-	maxCaptures = 256
+	// once (two prefixes of at most MaxBodyBytes each, 8 MiB in all); past
+	// it a tapped request's events carry no body and say it was truncated.
+	maxCaptures = 64
 	// eventBuffer is how many events wait for a slow reader before the
-	// next ones are dropped.
-	eventBuffer = 256
+	// next ones are dropped; a session with bodies queues fewer, so that
+	// its queue holds at most about queuedBodyBytes of them.
+	eventBuffer     = 256
+	minEventBuffer  = 16
+	queuedBodyBytes = 1 << 20
 	// Bounds of the lists in a request.
 	maxPeerAddresses = 4096
 	maxRedactRules   = 64
@@ -215,9 +218,18 @@ func newSession(req *tappb.ObserveRequest, now func() time.Time) (*session, erro
 		bodyBytes: int(min(req.BodyBytes, MaxBodyBytes)),
 		headers:   redact.NewHeaders(req.RedactHeaders),
 		body:      body,
-		events:    make(chan *tappb.Event, eventBuffer),
+		events:    make(chan *tappb.Event, queueLen(int(min(req.BodyBytes, MaxBodyBytes)))),
 		limit:     windowLimit{rate: min(rate, MaxEventsPerSecond), now: now},
 	}, nil
+}
+
+// queueLen is how many events a session queues for its reader, given
+// the body prefix each may carry.
+func queueLen(bodyBytes int) int {
+	if bodyBytes == 0 {
+		return eventBuffer
+	}
+	return min(max(queuedBodyBytes/bodyBytes, minEventBuffer), eventBuffer)
 }
 
 func checkList(name string, l []string) error {

@@ -66,7 +66,7 @@ func (a *app) Serve(_ context.Context, req *stack.Request) (*stack.Response, err
 var (
 	outboundConn = &stack.ConnInfo{Direction: "outbound", Client: netip.MustParseAddrPort("127.0.0.1:40000"),
 		OrigDst: netip.MustParseAddrPort("10.96.0.10:8080")}
-	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("10.0.0.9:50000"),
+	inboundConn = &stack.ConnInfo{Direction: "inbound", Client: netip.MustParseAddrPort("[::ffff:10.0.0.9]:50000"),
 		OrigDst: netip.MustParseAddrPort("10.0.0.5:8080"), ClientID: "spiffe://cluster.local/ns/demo/sa/web"}
 )
 
@@ -175,6 +175,13 @@ func TestEventsOfOneExchange(t *testing.T) {
 	}
 	if end.GrpcStatus != 7 || end.Status != 200 || end.RequestBytes != 5 || end.ResponseBytes != 7 || end.Error != "" {
 		t.Errorf("end %v", end)
+	}
+	// Inbound: the client's address as IPv4, and this proxy's labels on
+	// the destination.
+	send(t, tp.Layer("inbound")(&app{}), inboundConn, "GET", "/", nil, nil)
+	if in := drain(s); len(in) != 3 || in[0].Source.Address != "10.0.0.9:50000" || in[0].Source.Identity != inboundConn.ClientID ||
+		in[0].Destination.Identity != tp.identity || in[0].Destination.Labels["workload"] != "voting" {
+		t.Errorf("inbound events %v", in)
 	}
 	// A second request gets another stream.
 	send(t, h, outboundConn, "GET", "/", nil, nil)
@@ -393,5 +400,39 @@ func TestBadRequestsAreRefused(t *testing.T) {
 	}
 	if _, err := tp.open(&tappb.ObserveRequest{}); err == nil {
 		t.Errorf("session %d was opened, past the cap", MaxSessions+1)
+	}
+}
+
+// A followed request keeps what the engines frame a body by: NoBody stays
+// NoBody, a body of known length keeps its Len.
+func TestTappedBodiesKeepTheirFraming(t *testing.T) {
+	tp, _ := newTestTap()
+	mustOpen(t, tp, &tappb.ObserveRequest{BodyBytes: 16})
+	var sawNoBody, sawLen bool
+	h := tp.Layer("outbound")(stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		if req.Body == stack.NoBody {
+			sawNoBody = true
+			return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+		}
+		l, ok := req.Body.(interface{ Len() int })
+		sawLen = ok && l.Len() == 5
+		io.Copy(io.Discard, req.Body)
+		return &stack.Response{Status: 200, Body: stack.BytesBody([]byte("hello"), nil)}, nil
+	}))
+	get := &stack.Request{Method: "GET", Path: "/", Body: stack.NoBody, Conn: outboundConn}
+	if _, err := h.Serve(context.Background(), get); err != nil {
+		t.Fatal(err)
+	}
+	req := &stack.Request{Method: "POST", Path: "/", Body: stack.BytesBody([]byte("hello"), nil), Conn: outboundConn}
+	resp, err := h.Serve(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := resp.Body.(interface{ Len() int }); !ok || l.Len() != 5 {
+		t.Error("the response body lost its Len")
+	}
+	io.Copy(io.Discard, resp.Body)
+	if !sawNoBody || !sawLen {
+		t.Errorf("below the tap: NoBody kept %t, Len kept %t", sawNoBody, sawLen)
 	}
 }
