@@ -114,6 +114,36 @@ func (c *metricsClient) get(ctx context.Context, path string, params url.Values,
 // do sends one request (body, if any, as YAML) and decodes the JSON answer
 // into v.
 func (c *metricsClient) do(ctx context.Context, method, path string, params url.Values, body []byte, v any) error {
+	resp, err := c.send(ctx, c.http, method, path, params, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the metrics API's answer to %s: %w", path, err)
+	}
+	if err := json.Unmarshal(answer, v); err != nil {
+		return fmt.Errorf("decoding the metrics API's answer to %s: %w", path, err)
+	}
+	return nil
+}
+
+// stream opens a GET whose answer streams until ctx ends (tap): no
+// overall timeout, the caller reads and closes the body.
+func (c *metricsClient) stream(ctx context.Context, path string, params url.Values) (io.ReadCloser, error) {
+	client := *c.http
+	client.Timeout = 0
+	resp, err := c.send(ctx, &client, http.MethodGet, path, params, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// send sends one request and returns the answer if it is a 200; any other
+// status becomes an error with the API's message.
+func (c *metricsClient) send(ctx context.Context, client *http.Client, method, path string, params url.Values, body []byte) (*http.Response, error) {
 	var reqBody io.Reader
 	if body != nil {
 		reqBody = bytes.NewReader(body)
@@ -123,37 +153,31 @@ func (c *metricsClient) do(ctx context.Context, method, path string, params url.
 		req.Header.Set("Content-Type", "application/yaml")
 	}
 	if err != nil {
-		return fmt.Errorf("metrics API request %s: %w", path, err)
+		return nil, fmt.Errorf("metrics API request %s: %w", path, err)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var urlErr *url.Error
 		if errors.As(err, &urlErr) {
 			err = urlErr.Err // the URL is ours, not the user's: say only what failed
 		}
 		if c.socket {
-			return fmt.Errorf("cannot reach the controller's metrics API at %s: is `skein up` running? (%w)", c.where, err)
+			return nil, fmt.Errorf("cannot reach the controller's metrics API at %s: is `skein up` running? (%w)", c.where, err)
 		}
-		return fmt.Errorf("cannot reach the controller's metrics API at %s: %w", c.where, err)
+		return nil, fmt.Errorf("cannot reach the controller's metrics API at %s: %w", c.where, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("reading the metrics API's answer to %s: %w", path, err)
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e struct {
+		Error string `json:"error"`
 	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(answer, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(answer))
-		}
-		return fmt.Errorf("metrics API at %s: %s (HTTP %d)", c.where, e.Error, resp.StatusCode)
+	if json.Unmarshal(answer, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(answer))
 	}
-	if err := json.Unmarshal(answer, v); err != nil {
-		return fmt.Errorf("decoding the metrics API's answer to %s: %w", path, err)
-	}
-	return nil
+	return nil, fmt.Errorf("metrics API at %s: %s (HTTP %d)", c.where, e.Error, resp.StatusCode)
 }
 
 // Formatting of table cells. "-" means no data (no requests in the window).

@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newStatCommand())
 	root.AddCommand(newEdgesCommand())
 	root.AddCommand(newRoutesCommand())
+	root.AddCommand(newTapCommand(), newTopCommand())
 	root.AddCommand(newDiffCommand())
 	root.AddCommand(newDashboardCommand())
 	root.AddCommand(newAuthzCommand())

@@ -2,6 +2,7 @@ package model
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 )
 
@@ -81,4 +82,17 @@ func (m *Model) Service(namespace, name string) (svc Service, ok bool) {
 		return *s, true
 	}
 	return Service{}, false
+}
+
+// InstanceAt is the instance with address ip (the first by namespace and
+// name when several claim it); ok is false when none does.
+func (m *Model) InstanceAt(ip netip.Addr) (in Instance, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if k, found := first(m.instancesByIP[ip.Unmap()]); found {
+		if i := m.instances[k].effective(); i != nil {
+			return i.Instance, true
+		}
+	}
+	return Instance{}, false
 }

@@ -368,7 +368,12 @@ func TestInstanceEqualSeesEveryField(t *testing.T) {
 		case *netip.Addr:
 			*v = ip("10.9.9.9")
 		case *map[string]string:
-			(*v)["changed"] = "yes"
+			m := maps.Clone(*v)
+			if m == nil {
+				m = map[string]string{}
+			}
+			m["changed"] = "yes"
+			*v = m
 		case *map[string]uint16:
 			(*v)["changed"] = 1
 		case *[]ProbePath:

@@ -268,20 +268,6 @@ func (s *tapStream) next(t *testing.T, n int) []tap.Event {
 	return out
 }
 
-// readAll reads events until the stream ends.
-func (s *tapStream) readAll(t *testing.T) []tap.Event {
-	t.Helper()
-	var out []tap.Event
-	for s.lines.Scan() {
-		var e tap.Event
-		if err := json.Unmarshal(s.lines.Bytes(), &e); err != nil {
-			t.Fatalf("line %q: %v", s.lines.Text(), err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // waitFor waits for one value on c, failing after a generous while.
 func waitFor(t *testing.T, c <-chan struct{}, what string) {
 	t.Helper()
@@ -305,7 +291,9 @@ func workloadID(ns, sa string) string { return model.Identity(trustDomain, ns, s
 func requestEvent(stream uint64, dropped uint64, method, path string) *tappb.Event {
 	return &tappb.Event{
 		Stream: stream, Time: timestamppb.Now(), Direction: "inbound", Dropped: dropped,
-		Source:      &tappb.Peer{Address: "10.0.0.9:41000", Identity: workloadID("demo", "client"), Labels: map[string]string{"namespace": "demo", "workload": "client", "pod": "client-0"}},
+		// The source as an inbound event gives it: address and identity;
+		// the controller names its workload from the model.
+		Source:      &tappb.Peer{Address: "127.0.0.4:41000", Identity: workloadID("demo", "db")},
 		Destination: &tappb.Peer{Address: "10.0.0.1:8080", Labels: map[string]string{"namespace": "demo", "workload": "web", "service": "web"}},
 		Kind: &tappb.Event_Request{Request: &tappb.RequestStart{
 			Method: method, Scheme: "http", Authority: "web.demo:8080", Path: path, Route: "demo/votes",

@@ -17,6 +17,7 @@ type Model interface {
 	ServiceInstances(namespace, name string) ([]model.Instance, bool)
 	Service(namespace, name string) (model.Service, bool)
 	NamespaceAnnotations(name string) map[string]string
+	InstanceAt(ip netip.Addr) (model.Instance, bool)
 }
 
 // Annotations a namespace, a pod or a Workload opts in to tapped bodies

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,12 +44,29 @@ func (s *server) observe(ctx context.Context, t Target, req *tappb.ObserveReques
 			return err
 		}
 		for _, e := range convert(t.Name(), ev) {
+			s.name(&e.Source)
+			s.name(&e.Dest)
 			select {
 			case out <- e:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
+	}
+}
+
+// name fills in the workload of a peer the proxy knew only by address
+// (an inbound request's client) from the model.
+func (s *server) name(p *tap.Peer) {
+	if p.Workload != "" || p.Address == "" {
+		return
+	}
+	ap, err := netip.ParseAddrPort(p.Address)
+	if err != nil {
+		return
+	}
+	if in, ok := s.cfg.Model.InstanceAt(ap.Addr()); ok {
+		p.Namespace, p.Workload, p.Pod = in.Namespace, in.Workload, in.Name
 	}
 }
 

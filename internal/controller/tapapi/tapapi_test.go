@@ -62,7 +62,7 @@ func TestTapMergesTheStreamsOfEveryProxy(t *testing.T) {
 	}
 	req := w0[0]
 	if req.Kind != tap.KindRequest || req.Method != "POST" || req.Path != "/api/vote" || req.Stream != 1 || req.Route != "demo/votes" ||
-		req.Source.Identity != workloadID("demo", "client") || req.Source.Workload != "client" || req.Source.Pod != "client-0" ||
+		req.Source.Identity != workloadID("demo", "db") || req.Source.Workload != "db" || req.Source.Pod != "db-0" || req.Source.Namespace != "demo" ||
 		req.Dest.Service != "web" || req.Direction != "inbound" || len(req.Headers) != 2 || req.Headers[1].Value != tap.Redacted {
 		t.Errorf("request event: %+v", req)
 	}
@@ -111,10 +111,8 @@ func TestTapResolvesResourcesToMeshedPods(t *testing.T) {
 		{"", "ns/demo", []string{"db-0", "web-0", "web-1"}},
 	} {
 		s := openTap(t, srv, query(tap.ParamNamespace, tc.ns, tap.ParamResource, tc.resource))
-		var got []string
 		for _, name := range tc.want {
 			waitFor(t, proxies[name].opened, tc.resource+" tapping "+name)
-			got = append(got, name)
 		}
 		s.close()
 		for _, name := range tc.want {
