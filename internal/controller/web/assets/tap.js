@@ -113,12 +113,10 @@ function stopper(signal, status) {
   return {signal: stop.signal, button};
 }
 
-// succeeded is Linkerd's classification: not a 5xx, gRPC status OK if any,
-// no error.
+// succeeded is skein top's classification (cmd/skein/top.go): answered,
+// not a 5xx, gRPC status OK if any, no error.
 function succeeded(r) {
-  if (r.error) return false;
-  if (r.grpcStatus !== undefined && r.grpcStatus !== null) return r.grpcStatus === 0;
-  return r.status > 0 && r.status < 500;
+  return !r.error && r.status > 0 && r.status < 500 && (r.grpcStatus === undefined || r.grpcStatus === null || r.grpcStatus === 0);
 }
 
 function statusBadge(r) {
