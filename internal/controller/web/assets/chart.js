@@ -23,8 +23,7 @@ function clock(t) {
 
 function tickLabel(v, unit, percent) {
   if (percent) return (v * 100).toFixed(0) + '%';
-  const text = v >= 100 || v === 0 ? v.toFixed(0) : v >= 10 ? v.toFixed(0) : v.toFixed(v >= 1 ? 1 : 2);
-  return text;
+  return v >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(v >= 1 ? 1 : 2);
 }
 
 // lineChart({id, unit, percent, wide, series: [{name, cls, points: [[t, v|null]]}]})
@@ -79,8 +78,16 @@ export function lineChart({id, unit, percent, wide, series}) {
     drawn += n;
     svg.append(s('path', {class: 'series ' + sr.cls, d, 'data-points': n, fill: 'none'}));
   }
-  const legend = h('div', {class: 'legend'}, series.map((sr) => h('span', {class: 'key ' + sr.cls}, sr.name)),
-    h('span', {class: 'muted unit'}, percent ? '' : unit));
+  // Each key shows its series' latest value.
+  const latest = (sr) => {
+    for (let i = sr.points.length - 1; i >= 0; i--) {
+      const v = sr.points[i][1];
+      if (v !== null && v !== undefined) return percent ? (v * 100).toFixed(1) + '%' : `${tickLabel(v, unit, false)} ${unit}`;
+    }
+    return '-';
+  };
+  const legend = h('div', {class: 'legend'}, series.map((sr) =>
+    h('span', {class: 'key ' + sr.cls, title: 'latest value'}, sr.name, h('span', {class: 'latest'}, latest(sr)))));
   const box = h('div', {class: 'chart-box'}, legend, svg);
   if (!drawn) box.append(h('p', {class: 'chart-empty muted'}, 'No traffic in this range.'));
   return box;
