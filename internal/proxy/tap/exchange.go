@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	tappb "github.com/skeinmesh/skein/proto/tap"
 )
@@ -38,6 +39,7 @@ type exchange struct {
 	source, dest *tappb.Peer
 	status       int
 	grpcHeader   string // grpc-status of a trailers-only answer
+	proxyError   string // why the proxy answered itself, as it told the client
 	ended        sync.Once
 }
 
@@ -91,6 +93,7 @@ func (x *exchange) answered(req *stack.Request, resp *stack.Response, err error)
 	}
 	x.status = resp.Status
 	x.grpcHeader = resp.Header.Get("grpc-status")
+	x.proxyError = resp.Header.Get(proxyerror.Header)
 	latency := since(x.tap.now, x.start)
 	for _, s := range matched {
 		s.emit(x.responseEvent(s, resp.Header, latency))
@@ -121,6 +124,9 @@ func (x *exchange) end(trailers stack.Header, err error) {
 			end := &tappb.End{
 				GrpcStatus: grpc, Duration: durationpb.New(duration), Status: uint32(x.status),
 				RequestBytes: x.reqBytes.Load(), ResponseBytes: x.respBytes.Load(), Error: reason(err),
+			}
+			if end.Error == "" {
+				end.Error = x.proxyError
 			}
 			ev.Kind = &tappb.Event_End{End: end}
 			if s.bodyBytes > 0 {

@@ -3,7 +3,9 @@ package tap
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
+	"github.com/skeinmesh/skein/internal/proxy/proxyerror"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	tappb "github.com/skeinmesh/skein/proto/tap"
 )
@@ -189,6 +192,40 @@ func TestEventsOfOneExchange(t *testing.T) {
 		t.Errorf("second request: %v", evs2)
 	}
 }
+
+// An answer the proxy made itself ends with its reason, as the errors
+// layer told the client; a body cut short ends with why.
+func TestEndSaysWhyTheExchangeFailed(t *testing.T) {
+	tp, _ := newTestTap()
+	s := mustOpen(t, tp, &tappb.ObserveRequest{})
+	h := tp.Layer("outbound")(proxyerror.Layer(slog.New(slog.DiscardHandler))(stack.HandlerFunc(
+		func(context.Context, *stack.Request) (*stack.Response, error) { return nil, stack.ErrNoEndpoints })))
+	send(t, h, outboundConn, "GET", "/", nil, nil)
+	if evs := drain(s); len(evs) != 3 || evs[2].GetEnd().Status != 503 || evs[2].GetEnd().Error != stack.ErrNoEndpoints.Error() {
+		t.Errorf("events %v", evs)
+	}
+	cut := tp.Layer("outbound")(stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
+		return &stack.Response{Status: 200, Body: &failingBody{}}, nil
+	}))
+	resp, _ := cut.Serve(context.Background(), &stack.Request{Method: "GET", Path: "/", Body: stack.NoBody, Conn: outboundConn})
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if evs := drain(s); len(evs) != 3 || evs[2].GetEnd().Error != "stream reset" || evs[2].GetEnd().ResponseBytes != 2 {
+		t.Errorf("events %v", evs)
+	}
+}
+
+type failingBody struct{ read bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.read {
+		b.read = true
+		return copy(p, "ab"), nil
+	}
+	return 0, errors.New("stream reset")
+}
+func (b *failingBody) Trailers() stack.Header { return nil }
+func (b *failingBody) Close() error           { return nil }
 
 func TestFiltersExcludeWhatTheyShould(t *testing.T) {
 	a := &app{route: "demo/vote", serverID: "spiffe://cluster.local/ns/demo/sa/web",
