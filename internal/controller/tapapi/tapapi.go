@@ -3,20 +3,18 @@
 // workloads, opens each proxy's Tap.Observe over mTLS with the
 // controller's own certificate (checking each proxy's identity), and
 // merges their streams into one NDJSON stream of tap.Event until the
-// client leaves. Bodies are asked for only from proxies whose workload or
+// client leaves, following proxies that join or leave the resource. Bodies are asked for only from proxies whose workload or
 // namespace opted in with annotations. Every session is logged with who
 // asked and what.
 package tapapi
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +27,7 @@ const (
 	DefaultMaxProxies  = 100
 	DefaultMaxSessions = 16
 	DefaultAdminPort   = 4191
+	DefaultResync      = 2 * time.Second
 )
 
 // Config is what the tap API needs.
@@ -45,7 +44,11 @@ type Config struct {
 	// AdminPort is the proxies' admin port, where they serve tap (default
 	// 4191).
 	AdminPort uint16
-	Log       *slog.Logger
+	// Resync is how often a session looks again for the proxies of its
+	// resource, to tap those that joined and stop those that left
+	// (default 2s).
+	Resync time.Duration
+	Log    *slog.Logger
 }
 
 type server struct {
@@ -60,16 +63,13 @@ func Register(mux *http.ServeMux, cfg Config) {
 	cfg.MaxProxies = cmp.Or(cfg.MaxProxies, DefaultMaxProxies)
 	cfg.MaxSessions = cmp.Or(cfg.MaxSessions, DefaultMaxSessions)
 	cfg.AdminPort = cmp.Or(cfg.AdminPort, DefaultAdminPort)
+	cfg.Resync = cmp.Or(cfg.Resync, DefaultResync)
 	s := &server{cfg: cfg, log: cfg.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	mux.HandleFunc("GET "+tap.APIPath, s.serveTap)
 }
-
-// eventBuffer is how many events wait for a slow client; past it the
-// proxies' streams back up and the proxies drop (and count) events.
-const eventBuffer = 256
 
 func (s *server) serveTap(w http.ResponseWriter, r *http.Request) {
 	who := Requester(r)
@@ -102,7 +102,14 @@ func (s *server) serveTap(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	log := s.log.With("session", id)
 	log.Info("tap session started", "who", who, "request", req, "proxies", len(targets), "bodies", bodiesOn(targets))
-	sent, dropped := s.stream(r.Context(), w, targets, filter, req.MaxRPS, log)
+	res, _ := ParseResource(req.Resource)
+	namespace := req.Namespace
+	if res.Kind == KindNamespace {
+		namespace = res.Name
+	}
+	ss := &session{server: s, filter: filter, maxRPS: req.MaxRPS, log: log,
+		resolve: func() ([]Target, error) { return resolveTargets(s.cfg.Model, namespace, res, s.cfg.AdminPort) }}
+	sent, dropped := ss.run(r.Context(), w, targets)
 	log.Info("tap session ended", "who", who, "duration", time.Since(start).Round(time.Millisecond), "events", sent, "dropped", dropped)
 }
 
@@ -143,89 +150,6 @@ func (s *server) plan(req tap.Request) ([]Target, *tappb.Filter, error) {
 
 // maxPeerAddresses bounds the --to filter sent to every proxy.
 const maxPeerAddresses = 1000
-
-// stream taps every target and writes their merged events to w until the
-// client leaves or every proxy's stream has ended. It returns the events
-// written and the drops the proxies reported.
-func (s *server) stream(ctx context.Context, w http.ResponseWriter, targets []Target, filter *tappb.Filter, maxRPS int, log *slog.Logger) (sent, dropped uint64) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan tap.Event, eventBuffer)
-	var wg sync.WaitGroup
-	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if t.OptInError != "" {
-				s.send(ctx, events, tap.Event{Kind: tap.KindError, Time: time.Now(), Proxy: t.Name(), Error: t.OptInError})
-			}
-			err := s.observe(ctx, t, observeRequest(filter, maxRPS, t.Bodies), events)
-			if err != nil && ctx.Err() == nil {
-				log.Warn("tap of a proxy failed", "proxy", t.Name(), "addr", t.Addr.String(), "identity", t.Identity, "err", err)
-				s.send(ctx, events, errorEvent(t.Name(), err))
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	// Every goroutine above ends once ctx does: this function's return
-	// cancels ctx and waits for them.
-	defer func() {
-		cancel()
-		<-done
-	}()
-
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	if flusher != nil {
-		flusher.Flush()
-	}
-	enc := json.NewEncoder(w)
-	write := func(e tap.Event) bool {
-		if err := enc.Encode(e); err != nil {
-			return false // the client left
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		sent++
-		dropped += e.Dropped
-		return true
-	}
-	for {
-		select {
-		case e := <-events:
-			if !write(e) {
-				return sent, dropped
-			}
-		case <-done:
-			for { // what the proxies sent before they ended
-				select {
-				case e := <-events:
-					if !write(e) {
-						return sent, dropped
-					}
-				default:
-					return sent, dropped
-				}
-			}
-		case <-ctx.Done():
-			return sent, dropped
-		}
-	}
-}
-
-func (s *server) send(ctx context.Context, events chan<- tap.Event, e tap.Event) {
-	select {
-	case events <- e:
-	case <-ctx.Done():
-	}
-}
 
 func bodiesOn(targets []Target) int {
 	n := 0

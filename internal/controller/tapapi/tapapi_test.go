@@ -307,3 +307,32 @@ func TestTapBoundsTheSessions(t *testing.T) {
 	s.close()
 	waitFor(t, db.ended, "the first session to end")
 }
+
+func TestTapFollowsProxiesJoiningAndLeaving(t *testing.T) {
+	p := newTestPKI(t)
+	port := freePort(t, "127.0.0.2", "127.0.0.3")
+	web0 := startFakeProxy(t, p, "127.0.0.2", port, workloadID("demo", "web"))
+	web1 := startFakeProxy(t, p, "127.0.0.3", port, workloadID("demo", "web"))
+	m := model.New(model.WithTrustDomain(trustDomain))
+	w := m.Writer("test")
+	w.SetInstance(instance("demo", "web-0", "web", "127.0.0.2", true, nil, nil))
+	srv := tapServer(t, p, m, port, func(c *tapapi.Config) { c.Resync = 20 * time.Millisecond })
+	s := openTap(t, srv, query(tap.ParamNamespace, "demo", tap.ParamResource, "deploy/web"))
+	waitFor(t, web0.opened, "web-0")
+
+	w.SetInstance(instance("demo", "web-1", "web", "127.0.0.3", true, nil, nil))
+	waitFor(t, web1.opened, "web-1, which joined, to be tapped")
+	w.DeleteInstance("demo", "web-0")
+	waitFor(t, web0.ended, "web-0, which left, to be stopped")
+	if len(web1.ended) != 0 {
+		t.Error("web-1's stream ended though it stayed")
+	}
+	// A proxy is tapped once while it stays.
+	w.SetInstance(instance("demo", "web-1", "web", "127.0.0.3", true, nil, map[string]string{"v": "2"}))
+	time.Sleep(10 * 20 * time.Millisecond) // several resyncs (a delay, not a timing assert)
+	s.close()
+	waitFor(t, web1.ended, "web-1's stream to end with the session")
+	if n := len(web1.opened); n != 0 {
+		t.Errorf("web-1 tapped %d more times while it stayed", n)
+	}
+}
