@@ -3,7 +3,7 @@
 # Run as root. Safe to run again.
 set -euo pipefail
 
-packages=(iptables iproute2 util-linux procps tcpdump curl openssl ca-certificates prometheus)
+packages=(iptables iproute2 util-linux procps tcpdump curl openssl ca-certificates prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

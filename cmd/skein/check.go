@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/skeinmesh/skein/config"
@@ -72,13 +73,23 @@ JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hin
 	return cmd
 }
 
-func newChecker(kubeconfig, kubeContext, namespace string) (*check.Checker, error) {
+// loadKubeconfig reads the kubeconfig file (default: $KUBECONFIG, then
+// ~/.kube/config) with kubeContext (default: the current one).
+func loadKubeconfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	restConfig, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
 		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	return restConfig, nil
+}
+
+func newChecker(kubeconfig, kubeContext, namespace string) (*check.Checker, error) {
+	restConfig, err := loadKubeconfig(kubeconfig, kubeContext)
+	if err != nil {
+		return nil, err
 	}
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {

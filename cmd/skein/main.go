@@ -35,6 +35,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newRoutesCommand())
 	root.AddCommand(newTapCommand(), newTopCommand())
 	root.AddCommand(newDiffCommand())
+	root.AddCommand(newDashboardCommand())
 	root.AddCommand(newAuthzCommand())
 	root.AddCommand(newUpCommand(), newDownCommand(), newLogsCommand(), newDemoCommand())
 	root.AddCommand(newInstallCommand(), newUninstallCommand())

@@ -20,6 +20,7 @@ import (
 	"github.com/skeinmesh/skein/internal/controller/inbound"
 	"github.com/skeinmesh/skein/internal/controller/metricsapi"
 	"github.com/skeinmesh/skein/internal/controller/tapapi"
+	"github.com/skeinmesh/skein/internal/controller/web"
 	"github.com/skeinmesh/skein/internal/meshid"
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -69,12 +70,13 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 }
 
 // serveMetricsAPI serves the metrics API on lns until ctx ends.
-// The authorization API (skein authz) is served beside it.
-// So is the tap API, which calls the proxies with the controller's own
-// certificate from ids.
+// The authorization API (skein authz) and the dashboard (skein dashboard)
+// are served beside it. So is the tap API, which calls the proxies with
+// the controller's own certificate from ids.
 func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, ids *identity.Service, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/", metricsapi.NewHandler(metricsapi.Config{
+	mux.Handle("/", web.Handler())
+	mux.Handle("/api/", metricsapi.NewHandler(metricsapi.Config{
 		PrometheusURL:  cfg.PrometheusURL,
 		Inventory:      modelInventory{m},
 		MirrorExamples: examples,

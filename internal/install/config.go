@@ -3,6 +3,7 @@ package install
 import (
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -43,6 +44,12 @@ const (
 	WebhookServicePort = 443  // the Service's, what the API server calls
 )
 
+// APIPort is where the controller serves its metrics API, tap and
+// dashboard when given a Prometheus: on its pod's loopback only (the API
+// has no authentication of its own), reached through a port-forward
+// (skein dashboard --kubernetes).
+const APIPort = 8085
+
 // IdentityMode says where the identity issuer comes from.
 type IdentityMode string
 
@@ -70,6 +77,10 @@ type Config struct {
 	// the authorization policy of ports no Server selects, unless a pod or
 	// namespace annotation says otherwise.
 	DefaultInboundPolicy string
+	// PrometheusURL is the Prometheus that scrapes the proxies. When set,
+	// the controller serves its metrics API (and tap and the dashboard) on
+	// 127.0.0.1:APIPort in its pod; when empty, it serves none.
+	PrometheusURL string
 
 	IdentityMode IdentityMode
 	// Identity is the mesh's trust material. Empty fields are generated at
@@ -164,6 +175,11 @@ func (c Config) Validate() error {
 	}
 	if c.Replicas < 1 {
 		errs = append(errs, fmt.Errorf("replicas: %d, want at least 1", c.Replicas))
+	}
+	if c.PrometheusURL != "" {
+		if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("prometheus-url: %q is not an http(s):// URL", c.PrometheusURL))
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -31,7 +31,7 @@ var ControllerSelector = map[string]string{"app.kubernetes.io/name": ControllerN
 
 // controllerArgs are skein-controller's flags (docs/controller.md).
 func controllerArgs(cfg Config) []string {
-	return []string{
+	args := []string{
 		"-kubernetes",
 		"-identity-secret", cfg.Namespace + "/" + IssuerSecretName,
 		"-join-token-key", path.Join(joinTokenKeyDir, identity.JoinTokenPublicKeyFile),
@@ -44,6 +44,10 @@ func controllerArgs(cfg Config) []string {
 		"-log-level", cfg.LogLevel,
 		"-default-inbound-policy", cfg.DefaultInboundPolicy,
 	}
+	if cfg.PrometheusURL != "" {
+		args = append(args, "-api-addr", fmt.Sprintf("127.0.0.1:%d", APIPort), "-prometheus-url", cfg.PrometheusURL)
+	}
+	return args
 }
 
 func controllerDeployment(cfg Config) *appsv1.Deployment {

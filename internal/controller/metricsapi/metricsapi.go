@@ -70,7 +70,7 @@ type server struct {
 }
 
 // NewHandler serves the metrics API under /api/v1/ (stat, edges, routes,
-// diff).
+// diff, timeseries).
 // Call cfg.Validate first: a configuration that does not validate gives a
 // handler that answers every request with 500 and the reason.
 func NewHandler(cfg Config) http.Handler {
@@ -101,6 +101,7 @@ func NewHandler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/v1/edges", s.serveEdges)
 	mux.HandleFunc("GET /api/v1/routes", s.serveRoutes)
 	mux.HandleFunc("GET /api/v1/diff", s.serveDiff)
+	mux.HandleFunc("GET /api/v1/timeseries", s.serveTimeseries)
 	return mux
 }
 

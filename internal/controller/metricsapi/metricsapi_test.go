@@ -36,7 +36,7 @@ func TestBadRequestsNameTheParameter(t *testing.T) {
 func TestUnreachablePrometheusIs503(t *testing.T) {
 	api := httptest.NewServer(NewHandler(Config{PrometheusURL: "http://" + freeAddr(t)}))
 	t.Cleanup(api.Close)
-	for _, path := range []string{"/api/v1/stat", "/api/v1/edges", "/api/v1/routes?workload=web"} {
+	for _, path := range []string{"/api/v1/stat", "/api/v1/edges", "/api/v1/routes?workload=web", "/api/v1/timeseries?workload=web"} {
 		status, msg := get(t, api.URL+path)
 		if status != http.StatusServiceUnavailable || !strings.Contains(msg, "cannot reach Prometheus") {
 			t.Errorf("%s: got %d %q, want 503 saying Prometheus is unreachable", path, status, msg)

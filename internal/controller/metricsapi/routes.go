@@ -83,18 +83,7 @@ func (s *server) serveRoutes(w http.ResponseWriter, r *http.Request) {
 // routes groups a workload's inbound, or a service's outbound, response
 // series by (route_name, authority).
 func (s *server) routes(ctx context.Context, kind, name string, win window) ([]RouteRow, error) {
-	var ms []matcher
-	if kind == KindWorkload {
-		ms = []matcher{eq("direction", "inbound"), eq("workload", name)}
-		if win.namespace != "" {
-			ms = append(ms, eq("namespace", win.namespace))
-		}
-	} else {
-		ms = []matcher{eq("direction", "outbound"), eq("dst_service", name)}
-		if win.namespace != "" {
-			ms = append(ms, eq("dst_namespace", win.namespace))
-		}
-	}
+	ms := subjectMatchers(kind, name, win.namespace)
 	in := instant{s: s, ts: s.now()}
 	groups, err := in.goldens(ctx, ms, []string{"route_name", "authority"}, win.since)
 	if err != nil {
