@@ -156,12 +156,16 @@ func (in *instance) probe(ctx context.Context) {
 	}
 }
 
-// check runs the readiness probe once, from the hub as a kubelet probes
-// from its node: the probe enters the replica through its proxy's inbound
-// redirect and is authorized like any other unauthenticated client (its
-// path is one of the instance's ProbePaths), so a policy that would deny
-// it shows here as it would on Kubernetes. An HTTP status from 200 to 399
-// passes, as for a kubelet.
+// check runs the readiness probe once. An httpGet probe is sent from the
+// hub as a kubelet probes from its node: it enters the replica through its
+// proxy's inbound redirect and is authorized like any other
+// unauthenticated client (its path is one of the instance's ProbePaths),
+// so a policy that would deny it shows here as it would on Kubernetes; a
+// status from 200 to 399 passes, as for a kubelet. A tcpSocket probe
+// connects from inside the replica's host instead, straight to the
+// application: through the redirect it would reach the proxy, which
+// accepts every connection (a denied one is closed after the accept), so
+// it would say nothing about the application.
 func (in *instance) check(ctx context.Context) error {
 	p := in.spec.Spec.ReadinessProbe
 	if p == nil {
@@ -178,7 +182,7 @@ func (in *instance) check(ctx context.Context) error {
 		}
 		return probeHTTP(ctx, in.mesh.net.DialFromHub, fmt.Sprintf("http://%s%s", net.JoinHostPort(in.host.IP.String(), port), path))
 	case p.TCPSocket != nil:
-		c, err := in.mesh.net.DialFromHub(ctx, "tcp", net.JoinHostPort(in.host.IP.String(), in.portNumber(p.TCPSocket.Port.String())))
+		c, err := in.host.DialContext(ctx, "tcp", net.JoinHostPort(in.host.IP.String(), in.portNumber(p.TCPSocket.Port.String())))
 		if err != nil {
 			return err
 		}
