@@ -256,6 +256,9 @@ func TestProbesPrometheusAndSimulateUnderDenyInSkeinUp(t *testing.T) {
 			if e.Namespace != "guard" || e.Port != 8080 || e.Kind != "http" || e.Proposed.Allowed || e.Count <= 0 {
 				t.Errorf("edge %+v: want guard, port 8080, http, proposed deny, a count", e)
 			}
+			if e.Workload == "store" && (e.Proposed.Server != "guard/store-http" || !strings.Contains(e.Proposed.Reason, "no authorization matched")) {
+				t.Errorf("store edge %+v: want the proposed decision to name Server guard/store-http and that no authorization matched", e)
+			}
 			edges = append(edges, edge{e.Workload, e.ClientID, e.Live.Allowed})
 		}
 		want := []edge{{"api", "", false}, {"store", "spiffe://cluster.local/ns/guard/sa/b", true}}
