@@ -468,6 +468,11 @@ spec:
 		})
 	})
 
+	t.Run("ProbesKeepADenyPodReady", func(t *testing.T) {
+		k := k.with(t)
+		k.testProbesUnderDeny(t)
+	})
+
 	t.Run("AMachineOutsideTheClusterJoinsAsAWorkload", func(t *testing.T) {
 		k := k.with(t)
 		k.testVirtualMachine(t, network, clients[0])

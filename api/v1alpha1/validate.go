@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // FieldError is a problem with one field of a resource.
@@ -66,6 +67,11 @@ func (w *Workload) Validate() error {
 	for i, a := range s.Addresses {
 		if _, err := netip.ParseAddr(a); err != nil {
 			errs = append(errs, fieldError(fmt.Sprintf("spec.addresses[%d]", i), "%q is not an IP address", a))
+		}
+	}
+	for i, a := range s.NotReadyAddresses {
+		if !slices.Contains(s.Addresses, a) {
+			errs = append(errs, fieldError(fmt.Sprintf("spec.notReadyAddresses[%d]", i), "%q is not one of spec.addresses", a))
 		}
 	}
 	return errors.Join(errs...)

@@ -61,6 +61,13 @@ type WorkloadSpec struct {
 	// the manifests it hands the controller; a VM lists its own IP.
 	// +optional
 	Addresses []string `json:"addresses,omitempty"`
+
+	// NotReadyAddresses are those of Addresses whose instance runs but is
+	// not ready: the controller knows it (its identity, its inbound
+	// policy, which its readiness probe must pass) but sends it no
+	// traffic. `skein up` fills it in.
+	// +optional
+	NotReadyAddresses []string `json:"notReadyAddresses,omitempty"`
 }
 
 // EnvVar is one environment variable of the workload's process.

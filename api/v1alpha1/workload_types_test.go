@@ -51,13 +51,14 @@ func TestWorkloadValidate(t *testing.T) {
 		name, yaml string
 		wantField  string // "" means valid
 	}{
-		{"valid", "metadata: {name: web}\nspec: {ports: [{name: http, containerPort: 8080}], readinessProbe: {httpGet: {path: /, port: http}}, addresses: [10.0.0.1, 'fd00::1']}", ""},
+		{"valid", "metadata: {name: web}\nspec: {ports: [{name: http, containerPort: 8080}], readinessProbe: {httpGet: {path: /, port: http}}, addresses: [10.0.0.1, 'fd00::1'], notReadyAddresses: ['fd00::1']}", ""},
 		{"no name", "metadata: {}\nspec: {}", "metadata.name"},
 		{"port out of range", "metadata: {name: web}\nspec: {ports: [{containerPort: 70000}]}", "spec.ports[0].containerPort"},
 		{"port name twice", "metadata: {name: web}\nspec: {ports: [{name: a, containerPort: 1}, {name: a, containerPort: 2}]}", "spec.ports[1].name"},
 		{"probe port name unknown", "metadata: {name: web}\nspec: {ports: [{name: http, containerPort: 80}], readinessProbe: {tcpSocket: {port: htp}}}", "spec.readinessProbe.tcpSocket.port"},
 		{"probe without action", "metadata: {name: web}\nspec: {readinessProbe: {}}", "spec.readinessProbe"},
 		{"bad address", "metadata: {name: web}\nspec: {addresses: [10.0.0.300]}", "spec.addresses[0]"},
+		{"not-ready address of no instance", "metadata: {name: web}\nspec: {addresses: [10.0.0.1], notReadyAddresses: [10.0.0.1, 10.0.0.2]}", "spec.notReadyAddresses[1]"},
 		{"negative replicas", "metadata: {name: web}\nspec: {replicas: -1}", "spec.replicas"},
 		{"env without name", "metadata: {name: web}\nspec: {env: [{value: x}]}", "spec.env[0].name"},
 	}

@@ -52,8 +52,8 @@ func authzController(t *testing.T) string {
 		}
 	}
 	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		metric := "request_total"
-		if !strings.Contains(r.FormValue("query"), metric) {
+		// Allowed HTTP requests (not probes): the only series with samples.
+		if q := r.FormValue("query"); !strings.Contains(q, `inbound_http_authz_allow_total{authz_name!="probe"}`) {
 			w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[]}}`))
 			return
 		}

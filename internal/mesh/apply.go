@@ -1,10 +1,12 @@
 package mesh
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,14 +40,17 @@ func (m *Mesh) startWorkloads(ctx context.Context, ws []*v1alpha1.Workload) erro
 	return errors.Join(errs...)
 }
 
-// addInstance starts replica i of run and records it.
+// addInstance starts replica i of run and records it, keeping the
+// replicas in order (replicas start concurrently): a scale-down stops the
+// last ones, and the controller names the i-th address "<name>-<i>".
 func (m *Mesh) addInstance(ctx context.Context, run *workloadRun, i int) error {
 	in, err := m.startInstance(ctx, run.spec, i)
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	run.instances = append(run.instances, in)
+	at, _ := slices.BinarySearchFunc(run.instances, i, func(in *instance, i int) int { return cmp.Compare(in.index, i) })
+	run.instances = slices.Insert(run.instances, at, in)
 	m.mu.Unlock()
 	return nil
 }

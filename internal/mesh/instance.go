@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 // instance is one replica of a workload: a host, maybe a proxy, the app.
 type instance struct {
 	name  string // pod-like: <workload>-<i>
+	index int    // i
 	host  *netns.Host
 	spec  *v1alpha1.Workload
 	users workloadUsers
@@ -46,7 +48,7 @@ func (m *Mesh) startInstance(ctx context.Context, w *v1alpha1.Workload, i int) (
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{name: name, host: h, spec: w, users: users, mesh: m}
+	in := &instance{name: name, index: i, host: h, spec: w, users: users, mesh: m}
 	if err := m.writeHosts(in); err != nil {
 		return nil, err
 	}
@@ -154,7 +156,16 @@ func (in *instance) probe(ctx context.Context) {
 	}
 }
 
-// check runs the readiness probe once.
+// check runs the readiness probe once. An httpGet probe is sent from the
+// hub as a kubelet probes from its node: it enters the replica through its
+// proxy's inbound redirect and is authorized like any other
+// unauthenticated client (its path is one of the instance's ProbePaths),
+// so a policy that would deny it shows here as it would on Kubernetes; a
+// status from 200 to 399 passes, as for a kubelet. A tcpSocket probe
+// connects from inside the replica's host instead, straight to the
+// application: through the redirect it would reach the proxy, which
+// accepts every connection (a denied one is closed after the accept), so
+// it would say nothing about the application.
 func (in *instance) check(ctx context.Context) error {
 	p := in.spec.Spec.ReadinessProbe
 	if p == nil {
@@ -169,13 +180,31 @@ func (in *instance) check(ctx context.Context) error {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
-		return httpOK(in.host, fmt.Sprintf("http://%s%s", net.JoinHostPort(in.host.IP.String(), port), path))
+		return probeHTTP(ctx, in.mesh.net.DialFromHub, fmt.Sprintf("http://%s%s", net.JoinHostPort(in.host.IP.String(), port), path))
 	case p.TCPSocket != nil:
 		c, err := in.host.DialContext(ctx, "tcp", net.JoinHostPort(in.host.IP.String(), in.portNumber(p.TCPSocket.Port.String())))
 		if err != nil {
 			return err
 		}
 		return c.Close()
+	}
+	return nil
+}
+
+// probeHTTP is one HTTP GET probe over dial, on a connection of its own.
+func probeHTTP(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
 }

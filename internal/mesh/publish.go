@@ -103,8 +103,8 @@ func (m *Mesh) writeHosts(in *instance) error {
 }
 
 // writeControllerManifests tells the controller what runs: the services
-// with their virtual IPs, each workload with the addresses of its ready
-// replicas, and the routes. The caller holds m.mu (or nothing runs yet).
+// with their virtual IPs, each workload with the addresses of its running
+// replicas (the unready ones marked), and the routes. The caller holds m.mu (or nothing runs yet).
 func (m *Mesh) writeControllerManifests() error {
 	var docs []string
 	for _, s := range m.plan.services {
@@ -123,9 +123,14 @@ func (m *Mesh) writeControllerManifests() error {
 		out.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.WorkloadKind}
 		out.Spec.Addresses = nil
 		if r, ok := m.workloads[workloadKey(w)]; ok {
+			// Every running replica, in replica order (so that the
+			// controller's "<name>-<i>" is the replica's POD_NAME); the
+			// unready ones marked, so that their proxies still get their
+			// inbound policy, which the readiness probe must pass.
 			for _, in := range r.instances {
-				if in.ready.Load() {
-					out.Spec.Addresses = append(out.Spec.Addresses, in.host.IP.String())
+				out.Spec.Addresses = append(out.Spec.Addresses, in.host.IP.String())
+				if !in.ready.Load() {
+					out.Spec.NotReadyAddresses = append(out.Spec.NotReadyAddresses, in.host.IP.String())
 				}
 			}
 		}

@@ -1,11 +1,14 @@
 package mesh
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/skeinmesh/skein/internal/netns"
 	"github.com/skeinmesh/skein/internal/source/files"
 )
 
@@ -124,5 +127,51 @@ spec:
 	if len(snap.Servers) != 1 || len(snap.NetworkAuthentications) != 1 || len(snap.AuthorizationPolicies) != 1 ||
 		len(snap.Namespaces) != 1 || snap.Namespaces[0].Annotations["skein.io/default-inbound-policy"] != "all-authenticated" {
 		t.Fatalf("controller gets %+v", snap)
+	}
+}
+
+// TestControllerManifestsListUnreadyReplicas: every running replica
+// reaches the controller, in replica order, the unready ones marked, so
+// that an unready replica's proxy still gets the inbound policy its
+// readiness probe must pass, and takes no traffic.
+func TestControllerManifestsListUnreadyReplicas(t *testing.T) {
+	src := t.TempDir()
+	manifest := `
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: web, namespace: shop}
+spec: {replicas: 2, command: [testapp]}
+`
+	if err := os.WriteFile(filepath.Join(src, "shop.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := readPlan(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	if err := os.Mkdir(filepath.Join(state, controllerDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := p.workloads[0]
+	ready, unready := &instance{name: "web-0", index: 0, host: &netns.Host{IP: netip.MustParseAddr("198.18.0.7")}, spec: w},
+		&instance{name: "web-1", index: 1, host: &netns.Host{IP: netip.MustParseAddr("198.18.0.8")}, spec: w}
+	ready.ready.Store(true)
+	m := &Mesh{plan: p, workloads: map[string]*workloadRun{workloadKey(w): {spec: w, instances: []*instance{ready, unready}}}}
+	m.cfg.StateDir = state
+	if err := m.writeControllerManifests(); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := files.Load(filepath.Join(state, controllerDir))
+	if err != nil {
+		t.Fatalf("the controller's directory does not load: %v", err)
+	}
+	var got []string
+	for _, in := range snap.Instances {
+		got = append(got, fmt.Sprintf("%s %s ready=%v", in.Name, in.IP, in.Ready))
+	}
+	want := []string{"web-0 198.18.0.7 ready=true", "web-1 198.18.0.8 ready=false"}
+	if !slices.Equal(got, want) {
+		t.Errorf("the controller's instances: %q, want %q", got, want)
 	}
 }

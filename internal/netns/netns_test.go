@@ -375,3 +375,20 @@ func TestOwnerOfAKilledUnreapedProcessIsNotAlive(t *testing.T) {
 		t.Error("a killed process that is not reaped yet still counts as alive")
 	}
 }
+
+// TestDialFromHubComesFromTheGateway: what a node's processes (the
+// stand-in kubelet's probes, skein up's readiness checks) send reaches a
+// host from the gateway's address, through the host's eth0.
+func TestDialFromHubComesFromTheGateway(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	b := testenv.AddHost(t, n, "b")
+	serveName(testenv.Listen(t, b, netip.AddrPortFrom(b.IP, 8080).String()), "b")
+	conn, err := n.DialFromHub(t.Context(), "tcp", netip.AddrPortFrom(b.IP, 8080).String())
+	if err != nil {
+		t.Fatalf("dialing b from the hub: %v", err)
+	}
+	defer conn.Close()
+	if _, client := ask(t, conn); netip.MustParseAddrPort(client).Addr() != netns.Gateway {
+		t.Errorf("b saw client %s, want the gateway %s", client, netns.Gateway)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -249,4 +250,20 @@ func (n *Network) RemoveHost(ctx context.Context, name string) error {
 		return fmt.Errorf("removing host %s: %w", name, err)
 	}
 	return nil
+}
+
+// DialFromHub connects from the hub namespace, as a node's own processes
+// (a kubelet's probes) reach its pods: the connection's source is Gateway,
+// and it enters the host through eth0, so the host's PREROUTING rules (a
+// proxy's inbound redirect) apply to it, as they do to any client's. It
+// has net.Dialer.DialContext's signature, to plug into HTTP clients.
+func (n *Network) DialFromHub(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := Enter(n.hub, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }

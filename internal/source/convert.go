@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,9 +101,9 @@ func servicePort(p corev1.ServicePort) (model.ServicePort, *v1alpha1.FieldError)
 }
 
 // WorkloadInstances turns a Workload into one instance per address, named
-// "<name>-<i>", ready (readiness is the business of whoever runs it, which
-// lists only addresses worth sending traffic to) and meshed unless
-// spec.inject is false. It validates the Workload first.
+// "<name>-<i>", ready unless spec.notReadyAddresses lists it (readiness is
+// the business of whoever runs it) and meshed unless spec.inject is false.
+// It validates the Workload first.
 func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 	if err := w.Validate(); err != nil {
 		return nil, err
@@ -132,7 +133,7 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			ServiceAccount: w.Spec.ServiceAccount(),
 			IP:             addr.Unmap(),
 			Ports:          ports,
-			Ready:          true,
+			Ready:          !slices.Contains(w.Spec.NotReadyAddresses, text),
 			Meshed:         w.Spec.Injected(),
 			External:       true,
 			ProbePaths:     probes,

@@ -77,9 +77,10 @@ func TestWorkloadInstances(t *testing.T) {
 	w := &v1alpha1.Workload{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web", Labels: map[string]string{"app": "web"}},
 		Spec: v1alpha1.WorkloadSpec{
-			Ports:     []v1alpha1.WorkloadPort{{Name: "http", ContainerPort: 8080}},
-			Addresses: []string{"10.0.0.1", "10.0.0.2"},
-			Inject:    &noInject,
+			Ports:             []v1alpha1.WorkloadPort{{Name: "http", ContainerPort: 8080}},
+			Addresses:         []string{"10.0.0.1", "10.0.0.2"},
+			NotReadyAddresses: []string{"10.0.0.1"},
+			Inject:            &noInject,
 		},
 	}
 	got, err := WorkloadInstances(w)
@@ -87,7 +88,7 @@ func TestWorkloadInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got[1].Name != "web-1" || got[1].IP != netip.MustParseAddr("10.0.0.2") ||
-		got[1].Ports["http"] != 8080 || got[1].ServiceAccount != "default" || got[1].Meshed || !got[1].Ready || got[1].Workload != "web" {
+		got[1].Ports["http"] != 8080 || got[1].ServiceAccount != "default" || got[1].Meshed || !got[1].Ready || got[1].Workload != "web" || got[0].Ready {
 		t.Fatalf("WorkloadInstances() = %+v", got)
 	}
 }

@@ -132,14 +132,28 @@ func proposedErrors(live, proposed *inbound.Compiled) []string {
 	return out
 }
 
+// edgeQueries are the proxies' authorization decisions an edge is made
+// of: every HTTP request and opaque connection the inbound policy decided,
+// allowed or denied. Not request_total and tcp_open_total: those count
+// the kubelet's probes (allowed as probes, whatever the policy; replayed
+// without their path they would show as denied edges) and count every
+// HTTP connection again as a TCP one, which the policy never decides as
+// opaque.
+var edgeQueries = []struct{ kind, series string }{
+	{"http", `inbound_http_authz_allow_total{authz_name!="probe"}`},
+	{"http", `inbound_http_authz_deny_total`},
+	{"tcp", `inbound_tcp_authz_allow_total`},
+	{"tcp", `inbound_tcp_authz_deny_total`},
+}
+
 // edges reads the inbound edges of the window: HTTP requests and opaque
 // connections by workload, port and client identity.
 func (s *server) edges(ctx context.Context, since string) ([]Edge, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	byKey := map[edgeKey]*Edge{}
-	for _, q := range []struct{ kind, metric string }{{"http", "request_total"}, {"tcp", "tcp_open_total"}} {
-		query := fmt.Sprintf(`sum by (namespace, workload, target_addr, client_id) (increase(%s{direction="inbound"}[%s])) > 0`, q.metric, since)
+	for _, q := range edgeQueries {
+		query := fmt.Sprintf(`sum by (namespace, workload, target_addr, client_id) (increase(%s[%s])) > 0`, q.series, since)
 		v, _, _, err := s.cfg.Prometheus.Query(ctx, query, timeNow())
 		if err != nil {
 			return nil, err

@@ -192,8 +192,11 @@ type process struct {
 	done      chan struct{} // closed when the process has exited
 	err       error         // why it exited; read after done
 	// postStartDone and startupPassed say whether the container has
-	// started in a kubelet's sense (see podWorker.started).
-	postStartDone, startupPassed atomic.Bool
+	// started in a kubelet's sense (see podWorker.started); startupFailed
+	// that its startupProbe gave up and the container was killed.
+	postStartDone, startupPassed, startupFailed atomic.Bool
+	// The probes' state, the pod worker's goroutine's alone.
+	startup, readiness, liveness probeState
 }
 
 func startProcess(cmd *exec.Cmd, c corev1.Container, init bool, logPath string) (*process, error) {

@@ -22,10 +22,13 @@
 // Supported: init containers in order (restartPolicy Always makes a native
 // sidecar: started, awaited until ready, kept running), containers, args,
 // env with $(VAR) references and fieldRefs, runAsUser/runAsGroup with added
-// capabilities, fsGroup on volume files, httpGet and tcpSocket readiness
-// probes. Not supported: restarts of exited containers, resources,
-// liveness/startup probes, exec and gRPC probes (treated as passing),
-// subPaths that name files. For tests only.
+// capabilities, fsGroup on volume files, httpGet and tcpSocket startup,
+// readiness and liveness probes and postStart hooks, sent from the node
+// (the network's hub, the Node's address) as a kubelet sends them, so that
+// they pass through a meshed pod's inbound proxy (see probe.go). Not
+// supported: restarts (a container that exits, or that a liveness or
+// startup probe kills, stays terminated), resources, exec and gRPC probes
+// (treated as passing), subPaths that name files. For tests only.
 package kubelet
 
 import (

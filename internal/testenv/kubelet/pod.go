@@ -22,9 +22,10 @@ import (
 // as opposed to the kubelet shutting down.
 var errPodDeleted = errors.New("pod deleted")
 
-// statusInterval is how often a worker probes its containers and, when
-// something changed, reports the pod's status: faster than a real
-// kubelet's 10 s default probe period, so that tests are quick.
+// statusInterval is how often a worker runs its containers' due probes
+// and, when something changed, reports the pod's status; it is also the
+// period of a probe that sets none: faster than a real kubelet's 10 s
+// default, so that tests are quick.
 const statusInterval = time.Second
 
 // cleanupTimeout bounds removing a pod's host and object after its stop.
@@ -142,19 +143,19 @@ func isSidecar(c corev1.Container) bool {
 }
 
 // waitStarted runs a sidecar's postStart hook and waits until it passes
-// its startupProbe, for at most the probe's failureThreshold periods.
+// its startupProbe, which may fail failureThreshold times in a row (then
+// the sidecar is killed: see started).
 func (w *podWorker) waitStarted(ctx context.Context, p *process) error {
 	if err := w.runPostStart(ctx, p); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(startupWindow(p.spec.StartupProbe))
 	for {
 		if w.started(ctx, p) {
 			w.log.Debug("sidecar started", "container", p.name, "after", time.Since(p.startedAt))
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("startup probe failed for %v (log %s)", startupWindow(p.spec.StartupProbe), p.logPath)
+		if p.startupFailed.Load() {
+			return fmt.Errorf("startup probe failed %d times in a row (log %s)", p.startup.failures, p.logPath)
 		}
 		select {
 		case <-p.done:
