@@ -23,7 +23,7 @@ build-fips:
 # end-to-end tests measure how requests spread over replicas by latency, and
 # another package's load on the same two cores would skew what they see.
 test:
-	$(GO) test -p 1 -count=1 -timeout 20m ./...
+	$(GO) test -p 1 -count=1 -timeout 30m ./...
 
 # Unit tests only: no namespaces, no processes.
 test-short:
