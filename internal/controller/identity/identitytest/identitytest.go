@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -285,25 +286,35 @@ func NewKey(t testing.TB) *ecdsa.PrivateKey {
 // tests use it to present keys the identity service never certifies.
 func IssueLeaf(t testing.TB, dir string, id spiffeid.ID, key crypto.Signer) tls.Certificate {
 	t.Helper()
-	certPEM, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	cert, err := IssueLeafFrom(dir, id, key)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return cert
+}
+
+// IssueLeafFrom is IssueLeaf for code that has no testing.TB: the
+// benchmarks, which tap a proxy as the controller would.
+func IssueLeafFrom(dir string, id spiffeid.ID, key crypto.Signer) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		return tls.Certificate{}, err
 	}
 	keyPEM, err := os.ReadFile(filepath.Join(dir, "tls.key"))
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
 	chain, err := pki.ParseCertificates(certPEM)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, fmt.Errorf("issuer certificate: %w", err)
 	}
 	issuerKey, err := pki.ParsePrivateKey(keyPEM)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, fmt.Errorf("issuer key: %w", err)
 	}
 	serial, err := pki.NewSerial()
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
@@ -312,11 +323,11 @@ func IssueLeaf(t testing.TB, dir string, id spiffeid.ID, key crypto.Signer) tls.
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, chain[0], key.Public(), issuerKey)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, fmt.Errorf("signing: %w", err)
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	for _, c := range chain {
 		cert.Certificate = append(cert.Certificate, c.Raw)
 	}
-	return cert
+	return cert, nil
 }
