@@ -47,7 +47,7 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 		if s.Rate == 0 && s.Scenario != "direct" && s.ThroughputRatio <= 0 {
 			t.Errorf("%s: saturation throughput ratio %v, want a positive ratio to direct", name, s.ThroughputRatio)
 		}
-		wantProxies := map[string]int{"direct": 0, "skein": 2, "skein-mtls": 2}[s.Scenario]
+		wantProxies := map[string]int{"direct": 0, "skein": 2, "skein-mtls": 2, "skein-mtls-tap": 2}[s.Scenario]
 		if _, peer := peerPackages[s.Scenario]; peer {
 			wantProxies = 1
 		}

@@ -65,6 +65,11 @@ var Scenarios = []Scenario{
 		deploy: deploySkeinMTLS,
 	},
 	{
+		Name:   "skein-mtls-tap",
+		About:  "as skein-mtls, with one tap session on the server's proxy matching every request, at its cap (100 events/s)",
+		deploy: deploySkeinMTLSTapped,
+	},
+	{
 		Name:   "haproxy",
 		About:  "one HAProxy hop in the load host (127.0.0.1), to the service VIP",
 		deploy: deployPeer(haproxy),
