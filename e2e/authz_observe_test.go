@@ -202,20 +202,30 @@ func TestProbesPrometheusAndSimulateUnderDenyInSkeinUp(t *testing.T) {
 	})
 
 	t.Run("simulate lists exactly the edges a tighter policy would deny", func(t *testing.T) {
-		// Prometheus has seen both callers' calls go up.
-		if !waitFor(60*time.Second, func() bool {
-			got := m.promQuery(t, `sum by (client_id) (increase(request_total{direction="inbound",namespace="guard",workload="store"}[10m])) > 0`)
-			var ids []string
-			for _, s := range got {
-				ids = append(ids, s.Metric["client_id"])
+		// Prometheus has the decisions simulate replays, each series with
+		// two samples at least (increase() needs them): both callers'
+		// allowed calls to store and the unmeshed client's denied calls
+		// to api. Waiting on request_total alone was not enough: under
+		// CI's load the deny series was one scrape behind.
+		edgesIn := func(query string) []string {
+			var seen []string
+			for _, s := range m.promQuery(t, query) {
+				seen = append(seen, s.Metric["workload"]+" <- "+s.Metric["client_id"])
 			}
-			if slices.Contains(ids, "spiffe://cluster.local/ns/guard/sa/a") && slices.Contains(ids, "spiffe://cluster.local/ns/guard/sa/b") {
+			return seen
+		}
+		var seen []string
+		if !waitFor(60*time.Second, func() bool {
+			seen = append(edgesIn(`sum by (workload, client_id) (increase(inbound_http_authz_allow_total{namespace="guard",authz_name!="probe"}[10m])) > 0`),
+				edgesIn(`sum by (workload, client_id) (increase(inbound_http_authz_deny_total{namespace="guard"}[10m])) > 0`)...)
+			if slices.Contains(seen, "store <- spiffe://cluster.local/ns/guard/sa/a") && slices.Contains(seen, "store <- spiffe://cluster.local/ns/guard/sa/b") &&
+				slices.Contains(seen, "api <- ") {
 				return true
 			}
 			time.Sleep(time.Second)
 			return false
 		}) {
-			t.Fatal("Prometheus never had both callers' requests to store")
+			t.Fatalf("Prometheus never had a's and b's allowed calls to store and the unmeshed client's denied calls to api; it has %q", seen)
 		}
 		proposal := filepath.Join(t.TempDir(), "tighter.yaml")
 		if err := os.WriteFile(proposal, []byte(guardProposal), 0o644); err != nil {
