@@ -89,8 +89,8 @@ type authzKube struct {
 	k       *kube
 	api     corev1.Pod
 	apiHost *netns.Host
-	probes map[string]authzProbe
-	inCIDR string // the plainin pod's address, /32
+	probes  map[string]authzProbe
+	inCIDR  string // the plainin pod's address, /32
 }
 
 // testAuthorization applies authzKubeManifest and authzPolicies with
