@@ -120,7 +120,8 @@ type kube struct {
 // TestKubernetes installs Skein into a real API server with `skein
 // install | kubectl apply`, and checks what a user would: `skein check`,
 // injection by the webhook, identities from service-account tokens,
-// per-request balancing over a Deployment as it scales, a machine outside
+// per-request balancing over a Deployment as it scales, authorization
+// policies applied with kubectl (issue 14's matrix), a machine outside
 // the cluster joining as a Workload, the identity service refusing tokens
 // it should, `skein check` noticing dead controllers, pods created while
 // the webhook is down, and uninstall. The subtests share one cluster and
@@ -471,6 +472,11 @@ spec:
 	t.Run("ProbesKeepADenyPodReady", func(t *testing.T) {
 		k := k.with(t)
 		k.testProbesUnderDeny(t)
+	})
+
+	t.Run("AuthorizationAppliedWithKubectl", func(t *testing.T) {
+		k := k.with(t)
+		k.testAuthorization(t, network)
 	})
 
 	t.Run("AMachineOutsideTheClusterJoinsAsAWorkload", func(t *testing.T) {

@@ -82,7 +82,12 @@ func dialFrom(t *testing.T, h *netns.Host) func(ctx context.Context, network, ad
 // podHTTP is an HTTP/1.1 client inside h (see dialFrom).
 func podHTTP(t *testing.T, h *netns.Host) *http.Client {
 	t.Helper()
-	tr := &http.Transport{DialContext: dialFrom(t, h), MaxIdleConnsPerHost: 16}
+	return dialHTTP(t, dialFrom(t, h))
+}
+
+// dialHTTP is an HTTP client whose connections dial makes.
+func dialHTTP(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
@@ -90,7 +95,13 @@ func podHTTP(t *testing.T, h *netns.Host) *http.Client {
 // podGRPC is a grpc-go connection to target ("name:port") from inside h.
 func podGRPC(t *testing.T, h *netns.Host, target string) *grpc.ClientConn {
 	t.Helper()
-	dial := dialFrom(t, h)
+	return dialGRPC(t, dialFrom(t, h), target)
+}
+
+// dialGRPC is a grpc-go connection to target whose connections dial
+// makes.
+func dialGRPC(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error), target string) *grpc.ClientConn {
+	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }))
