@@ -83,16 +83,28 @@ func isLiteralByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '+' || c == '.'
 }
 
+// object copies an object, member by member.
 func (s *jsonScanner) object(depth int) bool {
-	s.out = append(s.out, '{')
+	return s.list('{', '}', func() bool { return s.member(depth) })
+}
+
+// array copies an array, value by value.
+func (s *jsonScanner) array(depth int) bool {
+	return s.list('[', ']', func() bool { return s.value(depth) })
+}
+
+// list copies what opens with open and closes with close: items separated
+// by commas, each copied by item.
+func (s *jsonScanner) list(open, close byte, item func() bool) bool {
+	s.out = append(s.out, open)
 	s.i++
 	for first := true; ; first = false {
 		s.space()
 		if s.i == len(s.in) {
 			return false
 		}
-		if s.in[s.i] == '}' {
-			s.out = append(s.out, '}')
+		if s.in[s.i] == close {
+			s.out = append(s.out, close)
 			s.i++
 			return true
 		}
@@ -104,7 +116,7 @@ func (s *jsonScanner) object(depth int) bool {
 			s.i++
 			s.space()
 		}
-		if !s.member(depth) {
+		if !item() {
 			return false
 		}
 	}
@@ -143,32 +155,6 @@ func (s *jsonScanner) member(depth int) bool {
 	complete := s.value(depth)
 	s.out = append(s.out[:mark], `"`+Redacted+`"`...)
 	return complete
-}
-
-func (s *jsonScanner) array(depth int) bool {
-	s.out = append(s.out, '[')
-	s.i++
-	for first := true; ; first = false {
-		s.space()
-		if s.i == len(s.in) {
-			return false
-		}
-		if s.in[s.i] == ']' {
-			s.out = append(s.out, ']')
-			s.i++
-			return true
-		}
-		if !first {
-			if s.in[s.i] != ',' {
-				return false
-			}
-			s.out = append(s.out, ',')
-			s.i++
-		}
-		if !s.value(depth) {
-			return false
-		}
-	}
 }
 
 // stringEnd returns the index just past the string that opens at in[i]
