@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/prometheus/common/model"
@@ -55,22 +56,12 @@ func (s *server) serveRoutes(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	resp := RoutesResponse{Namespace: win.namespace, Since: win.since}
-	switch workload, service := q.Get("workload"), q.Get("service"); {
-	case workload != "" && service != "":
-		s.fail(w, r, &paramError{"service", "give either workload or service, not both"})
-		return
-	case workload != "":
-		resp.Kind, resp.Name = KindWorkload, workload
-	case service != "":
-		resp.Kind, resp.Name = KindService, service
-	default:
-		s.fail(w, r, &paramError{"workload", "required (or service)"})
-		return
-	}
-	if err := checkName(resp.Kind, resp.Name); err != nil {
+	kind, name, err := subjectParam(q)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	resp.Kind, resp.Name = kind, name
 	rows, err := s.routes(r.Context(), resp.Kind, resp.Name, win)
 	if err != nil {
 		s.fail(w, r, err)
@@ -164,4 +155,23 @@ func (in instant) retries(ctx context.Context, ms []matcher, labels []string, si
 		}
 	}
 	return out, nil
+}
+
+// subjectParam reads the one workload or service a route or time-series
+// request is about: KindWorkload or KindService and its name.
+func subjectParam(q url.Values) (kind, name string, err error) {
+	switch workload, service := q.Get("workload"), q.Get("service"); {
+	case workload != "" && service != "":
+		return "", "", &paramError{"service", "give either workload or service, not both"}
+	case workload != "":
+		kind, name = KindWorkload, workload
+	case service != "":
+		kind, name = KindService, service
+	default:
+		return "", "", &paramError{"workload", "required (or service)"}
+	}
+	if err := checkName(kind, name); err != nil {
+		return "", "", err
+	}
+	return kind, name, nil
 }

@@ -52,22 +52,12 @@ func (s *server) serveTimeseries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := TimeseriesResponse{Namespace: q.Get("namespace")}
-	switch workload, service := q.Get("workload"), q.Get("service"); {
-	case workload != "" && service != "":
-		s.fail(w, r, &paramError{"service", "give either workload or service, not both"})
-		return
-	case workload != "":
-		resp.Kind, resp.Name = KindWorkload, workload
-	case service != "":
-		resp.Kind, resp.Name = KindService, service
-	default:
-		s.fail(w, r, &paramError{"workload", "required (or service)"})
-		return
-	}
-	if err := checkName(resp.Kind, resp.Name); err != nil {
+	kind, name, err := subjectParam(q)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	resp.Kind, resp.Name = kind, name
 	since, err := durationParam(q.Get("since"), "since", DefaultTimeseriesSince)
 	if err != nil {
 		s.fail(w, r, err)
