@@ -65,7 +65,7 @@ func installedNamespace(ctx context.Context, client kubernetes.Interface, flags 
 func keepInstalledTrust(ctx context.Context, client kubernetes.Interface, cfg *install.Config, stderr io.Writer) error {
 	ns, err := installed.FindNamespace(ctx, client)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (--offline renders without reading the cluster)", err)
 	}
 	namespace := cfg.Namespace
 	if namespace == "" {
@@ -76,7 +76,7 @@ func keepInstalledTrust(ctx context.Context, client kubernetes.Interface, cfg *i
 	}
 	m, err := installed.Read(ctx, client, namespace)
 	if err != nil {
-		return fmt.Errorf("reading the installed mesh: %w", err)
+		return fmt.Errorf("reading the installed mesh (--offline renders without reading the cluster): %w", err)
 	}
 	if m == nil {
 		noteNewTrust(cfg, stderr, "no skein installed in namespace "+namespace)
