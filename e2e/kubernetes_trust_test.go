@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,10 +122,37 @@ func (k *kube) testUpgrade(t *testing.T, client corev1.Pod) {
 	before := k.anchorFingerprint()
 	start := k.clientReport(client)
 	manifests := k.skein("", "upgrade", "--controller-log-level", "debug", "--controller-image", upgradedControllerImage, "--proxy-image", upgradedProxyImage)
+	// The fewest controllers available while they roll: the rollout keeps
+	// the disruption budget's (all but one of two) and more.
+	fewest := make(chan int32, 1)
+	stop := make(chan struct{})
+	stopWatching := sync.OnceFunc(func() { close(stop) })
+	defer stopWatching() // also when a kubectl below ends the test
+	go func() {
+		least := int32(2)
+		for {
+			d, err := k.c.Client.AppsV1().Deployments(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
+			if err == nil && d.Status.AvailableReplicas < least {
+				least = d.Status.AvailableReplicas
+			}
+			select {
+			case <-stop:
+				fewest <- least
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	began := time.Now()
 	k.kubectl([]byte(manifests), "apply", "-f", "-")
 	k.kubectl(nil, "-n", controlNamespace, "rollout", "status", "deployment/"+install.ControllerName, "--timeout=120s")
 	rolled := time.Since(began)
+	stopWatching()
+	if least := <-fewest; least < 1 {
+		t.Errorf("%d controllers available at one point of the rollout, want at least 1 (the disruption budget)", least)
+	} else {
+		t.Logf("at least %d of 2 controllers available throughout the rollout", least)
+	}
 	time.Sleep(5 * time.Second) // calls on the rolled controllers
 	end := k.clientReport(client)
 	calls := 0
