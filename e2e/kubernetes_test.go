@@ -137,7 +137,7 @@ func TestKubernetes(t *testing.T) {
 	start := time.Now()
 	// Two controllers, as for availability: each serves the webhook and the
 	// identity and destination services on its own.
-	out := k.run(nil, filepath.Join(binDir, "skein"), "install", "--namespace", controlNamespace, "--trust-domain", kubeTrustDomain, "--replicas", "2", "--grafana-dashboards")
+	out := k.run(nil, filepath.Join(binDir, "skein"), append([]string{"install"}, installFlags...)...)
 	k.kubectl([]byte(out), "apply", "-f", "-")
 	k.waitFor("skein check to pass", 90*time.Second, func() error {
 		_, err := k.check()
@@ -503,6 +503,22 @@ spec:
 		k.testIdentityService(t)
 	})
 
+	// Day 2: install again, upgrade, inject and check read the installed
+	// mesh; the client calls on at 50 a second throughout.
+	client := k.waitForReadyPods(shopNamespace, "app=client", 1)[0]
+	t.Run("InstallingAgainKeepsEveryProxyWorking", func(t *testing.T) {
+		k.with(t).testInstallAgain(t, client)
+	})
+	t.Run("UpgradeKeepsTheTrustWithNoFailedCall", func(t *testing.T) {
+		k.with(t).testUpgrade(t, client)
+	})
+	t.Run("InjectReadsTheInstalledMesh", func(t *testing.T) {
+		k.with(t).testInjectReadsTheInstalledMesh(t)
+	})
+	t.Run("CheckNamesProxiesOnAnOlderVersion", func(t *testing.T) {
+		k.with(t).testCheckNamesOldProxies(t, client)
+	})
+
 	t.Run("CheckFailsWithTheControllerStopped", func(t *testing.T) {
 		k := k.with(t)
 		// The controllers die; nothing restarts them.
@@ -775,6 +791,8 @@ func (k *kube) startKubelet(network *netns.Network) {
 		install.Default().ControllerImage: filepath.Join(binDir, "skein-controller"),
 		install.Default().ProxyImage:      filepath.Join(binDir, "skein-proxy"),
 		testappImage:                      filepath.Join(binDir, "testapp"),
+		upgradedControllerImage:           filepath.Join(binDir, "skein-controller"),
+		upgradedProxyImage:                filepath.Join(binDir, "skein-proxy"),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

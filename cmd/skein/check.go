@@ -14,6 +14,7 @@ import (
 	"github.com/skeinmesh/skein/config"
 	"github.com/skeinmesh/skein/internal/install"
 	"github.com/skeinmesh/skein/internal/install/check"
+	"github.com/skeinmesh/skein/internal/install/installed"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -45,6 +46,13 @@ JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hin
 			if err != nil {
 				return err
 			}
+			if !pre && !cmd.Flags().Changed("namespace") {
+				// The installed mesh's namespace, from its webhook; when
+				// that cannot be read, the checks say what is missing.
+				if ns, err := installed.FindNamespace(cmd.Context(), checker.Client); err == nil && ns != "" {
+					checker.Namespace = ns
+				}
+			}
 			var results []check.Result
 			if pre {
 				results = checker.PreInstall(cmd.Context())
@@ -68,7 +76,7 @@ JSON fields (-o json): a list of {name, status ("ok"|"warn"|"FAIL"), detail, hin
 	proxyNamespace = cmd.Flags().String("proxy-namespace", "", "with --proxy: only the pods of this namespace (default: all)")
 	kubeconfig = cmd.Flags().String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	kubeContext = cmd.Flags().String("context", "", "kubeconfig context (default: the current one)")
-	namespace = cmd.Flags().String("namespace", install.Default().Namespace, "namespace of the control plane")
+	namespace = cmd.Flags().String("namespace", install.Default().Namespace, "namespace of the control plane (default: the installed mesh's, found from its webhook; else skein)")
 	output = addOutputFlag(cmd)
 	return cmd
 }

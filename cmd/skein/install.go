@@ -21,6 +21,8 @@ type installFlags struct {
 	mode        string
 	gatewayAPI  bool
 	grafana     bool
+	cluster     clusterFlags
+	offline     bool
 }
 
 func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
@@ -29,6 +31,7 @@ func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
 	if !full {
 		return
 	}
+	f.cluster.register(flags)
 	flags.StringVar(&f.cfg.ControllerImage, "controller-image", d.ControllerImage, "skein-controller image")
 	flags.StringVar(&f.cfg.ProxyImage, "proxy-image", d.ProxyImage, "skein-proxy image the injector adds to pods (skein-init runs from it too)")
 	flags.StringVar(&f.cfg.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
@@ -40,6 +43,7 @@ func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
 	flags.StringVar(&f.mode, "identity", string(d.IdentityMode), "generate: render a new issuer Secret; external: the issuer Secret is kept by cert-manager or you")
 	flags.StringVar(&f.identityDir, "identity-dir", "", "use the trust material in this directory (`skein identity generate --out`) instead of making new")
 	flags.StringVar(&f.trustAnchor, "trust-anchor", "", "PEM file with the trust anchor(s) of an external issuer (required with --identity external)")
+	flags.BoolVar(&f.offline, "offline", false, "render without reading the cluster: new trust unless --identity-dir is given (for manifests applied to another cluster later)")
 	flags.BoolVar(&f.grafana, "grafana-dashboards", false, "also render Skein's Grafana dashboards (mesh, workload, routes, control plane) as the ConfigMap skein-grafana-dashboards, labelled grafana_dashboard: \"1\" for Grafana's dashboard sidecar")
 	flags.BoolVar(&f.gatewayAPI, "gateway-api-crds", false, "also render the Gateway API's HTTPRoute and GRPCRoute CRDs (standard channel, the version this skein was built with); leave it off when the cluster has them already")
 }
@@ -94,8 +98,13 @@ Secrets, the controller, the proxy injector's webhook) as YAML:
 
   skein check --pre && skein install | kubectl apply -f - && skein check
 
-Trust material is generated at each run unless --identity-dir is given: keep
-it (skein identity generate --out DIR) to render the same trust again.
+When the cluster (the usual kubeconfig rules, --kubeconfig, --context)
+already has Skein, install keeps the trust it finds: the issuer Secret, trust
+anchors, join-token key and webhook certificate, so that applying again
+leaves every running proxy working. It refuses, saying why, when what it finds
+is inconsistent or when --identity-dir or --trust-anchor give other material.
+With no cluster reachable (or --offline) it generates new trust unless
+--identity-dir is given, and says so on stderr.
 
 Routes (HTTPRoute, GRPCRoute) need the Gateway API CRDs in the cluster. Skein
 works with the ones already there (skein check says which version) and renders
@@ -108,6 +117,13 @@ See docs/install.md.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
 			if err != nil {
+				return err
+			}
+			if f.offline {
+				noteNewTrust(&cfg, cmd.ErrOrStderr(), "--offline")
+			} else if client, err := f.cluster.reach(); err != nil {
+				noteNewTrust(&cfg, cmd.ErrOrStderr(), fmt.Sprintf("no cluster reachable (%v)", err))
+			} else if err := keepInstalledTrust(cmd.Context(), client, &cfg, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			out, err := install.Render(cfg)

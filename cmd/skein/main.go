@@ -38,7 +38,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newDashboardCommand())
 	root.AddCommand(newAuthzCommand())
 	root.AddCommand(newUpCommand(), newDownCommand(), newLogsCommand(), newDemoCommand())
-	root.AddCommand(newInstallCommand(), newUninstallCommand())
+	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newUninstallCommand())
 	root.AddCommand(newCheckCommand())
 	root.AddCommand(newInjectCommand())
 	return root

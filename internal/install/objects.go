@@ -11,7 +11,7 @@ import (
 
 // Objects returns every object of the installation in the order they are
 // applied: namespace, CRDs (Skein's, then the Gateway API's when asked for), RBAC, Secrets and ConfigMaps (the
-// Grafana dashboards' too, when asked for), Service,
+// recorded configuration, skein-config; the Grafana dashboards' too, when asked for), Service,
 // Deployment (and its disruption budget), webhook configuration. The webhook comes last so that it is
 // never registered before the controller that serves it exists. Missing
 // trust material is generated (see Config).
@@ -41,6 +41,11 @@ func Objects(cfg Config) ([]runtime.Object, error) {
 	objs = append(objs, crds...)
 	objs = append(objs, rbacObjects(cfg)...)
 	objs = append(objs, trustObjects(cfg)...)
+	record, err := configObject(cfg)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, record)
 	if len(cfg.GrafanaDashboards) > 0 {
 		dashboards, err := grafanaDashboards(cfg)
 		if err != nil {

@@ -111,6 +111,7 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 		"Secret skein-webhook-tls",
 		"ConfigMap skein-join-token-public-key",
 		"ConfigMap skein-trust-anchors",
+		"ConfigMap skein-config",
 		"Service skein-controller",
 		"Deployment skein-controller",
 		"MutatingWebhookConfiguration skein-proxy-injector",

@@ -87,6 +87,10 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Version is what the skein.io/proxy-version annotation of the pods it
+// injects says: ProxyVersion, else the image's tag.
+func (c *Config) Version() string { return c.proxyVersion() }
+
 func (c *Config) proxyVersion() string {
 	if c.ProxyVersion != "" {
 		return c.ProxyVersion

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -62,7 +63,11 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 			staleTrust.add(pod, "")
 		}
 		if imageErr == nil && proxy.Image != image {
-			otherImage.add(pod, proxy.Image)
+			note := proxyVersion(pod, proxy)
+			if note == imageVersion(image) {
+				note = proxy.Image
+			}
+			otherImage.add(pod, note)
 		}
 		if trouble := c.controllerTrouble(proxy); trouble != "" {
 			otherController.add(pod, trouble)
@@ -130,8 +135,8 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 		results = append(results, ok(imageName))
 	default:
 		results = append(results, warned(imageName,
-			"recreate them to upgrade: "+otherImage.restartHint(),
-			"the injector adds %s; other images: %s", image, otherImage))
+			"roll them onto the controller's version (they keep working meanwhile): "+strings.Join(otherImage.restartHints(), "; "),
+			"the injector adds %s (version %s); proxies on another version or image: %s", image, imageVersion(image), otherImage))
 	}
 	return results
 }
@@ -224,6 +229,22 @@ func (c *Checker) injectedImage(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("deployment %s sets no %s", install.ControllerName, install.ProxyImageEnv)
 }
 
+// proxyVersion is the version of pod's proxy: its skein.io/proxy-version
+// annotation, else its image's tag.
+func proxyVersion(pod *corev1.Pod, proxy *corev1.Container) string {
+	if v := pod.Annotations[inject.AnnotationProxyVersion]; v != "" {
+		return v
+	}
+	return imageVersion(proxy.Image)
+}
+
+// imageVersion is image's tag ("latest" when it has none), as the
+// injector's skein.io/proxy-version annotation says it.
+func imageVersion(image string) string {
+	cfg := inject.Config{ProxyImage: image}
+	return cfg.Version()
+}
+
 // trustsAny reports whether the PEM bundle holds one of anchors.
 func trustsAny(bundlePEM string, anchors []*x509.Certificate) bool {
 	bundle, err := pki.ParseCertificates([]byte(bundlePEM))
@@ -250,12 +271,16 @@ func proxyTrouble(status *corev1.ContainerStatus) string {
 type podList struct {
 	first *corev1.Pod
 	names []string
+	pods  []*corev1.Pod // the first few, as many as names
 	n     int
 }
 
 func (l *podList) add(pod *corev1.Pod, note string) {
 	if l.first == nil {
 		l.first = pod
+	}
+	if len(l.pods) < listed {
+		l.pods = append(l.pods, pod)
 	}
 	l.n++
 	if len(l.names) < listed {
@@ -277,10 +302,23 @@ func (l podList) String() string {
 	return s
 }
 
+// restartHints says how to recreate each listed pod, one command per
+// workload.
+func (l *podList) restartHints() []string {
+	var hints []string
+	for _, pod := range l.pods {
+		if h := restartHint(pod); !slices.Contains(hints, h) {
+			hints = append(hints, h)
+		}
+	}
+	return hints
+}
+
 // restartHint says how to recreate the first pod: through what made it
 // where that can be restarted, else by deleting it.
-func (l *podList) restartHint() string {
-	pod := l.first
+func (l *podList) restartHint() string { return restartHint(l.first) }
+
+func restartHint(pod *corev1.Pod) string {
 	for _, ref := range pod.OwnerReferences {
 		if ref.Controller == nil || !*ref.Controller {
 			continue

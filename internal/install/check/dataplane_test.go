@@ -206,9 +206,13 @@ func TestDataPlaneWarnsOfProxiesOnAnotherImage(t *testing.T) {
 	old := m.inject
 	old.ProxyImage = "ghcr.io/skeinmesh/skein-proxy:v0.9"
 	m.create(m.injected(deploymentPod("shop", "web", "a"), old, ""))
+	mirrored := m.inject
+	mirrored.ProxyImage = "mirror.example:5000/skein-proxy:dev" // the same version from another registry
+	m.create(m.injected(deploymentPod("shop", "api", "a"), mirrored, ""))
 	out := m.check("")
 	requireLines(t, out,
-		"[warn] meshed proxies run the injector's image: the injector adds "+install.Default().ProxyImage+"; other images: shop/web-5d8f9-a (ghcr.io/skeinmesh/skein-proxy:v0.9)\n")
+		"[warn] meshed proxies run the injector's image: the injector adds "+install.Default().ProxyImage+" (version dev); proxies on another version or image: shop/api-5d8f9-a (mirror.example:5000/skein-proxy:dev), shop/web-5d8f9-a (v0.9)\n",
+		"hint: roll them onto the controller's version (they keep working meanwhile): kubectl -n shop rollout restart deployment api; kubectl -n shop rollout restart deployment web\n")
 	if strings.Contains(out, "FAIL") {
 		t.Errorf("another image alone is not a failure:\n%s", out)
 	}
