@@ -2,10 +2,14 @@
 # Builds the binaries of Skein's test cluster (etcd, kube-apiserver,
 # kube-controller-manager, kubectl) from the Go module proxy, at the versions
 # pinned in testcluster/etcd/go.mod and testcluster/kube/go.mod, into a cache
-# keyed by those versions. Tests start them through internal/testenv/cluster.
+# keyed by those versions, and cert-manager's controller (pinned in
+# testcluster/certmanager/go.mod) with its CRDs into a directory of its own.
+# Tests start them through internal/testenv/cluster.
 #
 #   scripts/testcluster.sh build        build what is missing; print the directory
 #   scripts/testcluster.sh dir          print the directory (built or not)
+#   scripts/testcluster.sh certmanager-dir
+#                                       print cert-manager's directory (built or not)
 #   scripts/testcluster.sh pin K8S ETCD rewrite the wrapper modules for other
 #                                       versions, e.g. pin v1.37.2 v3.6.16
 #
@@ -17,6 +21,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 etcd_mod="$root/testcluster/etcd"
 kube_mod="$root/testcluster/kube"
+certmanager_mod="$root/testcluster/certmanager"
+certmanager_module=github.com/cert-manager/cert-manager
 cache="${SKEIN_TESTCLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/skein/testcluster}"
 binaries=(etcd kube-apiserver kube-controller-manager kubectl)
 kube_tools=(
@@ -51,6 +57,40 @@ cache_dir() {
 	echo "$cache/$k8s-$etcd"
 }
 
+certmanager_dir() {
+	local v
+	v="$(required_version "$certmanager_mod" "$certmanager_module")"
+	if [ -z "$v" ]; then
+		log "cannot read the pinned cert-manager version from $certmanager_mod/go.mod"
+		exit 1
+	fi
+	echo "$cache/cert-manager-$v"
+}
+
+# build_certmanager builds cert-manager's controller (the wrapper main in
+# testcluster/certmanager over cert-manager's own controller packages) and
+# copies the release's CRDs (deploy/crds in the module) beside it.
+build_certmanager() {
+	local dir v start src
+	dir="$(certmanager_dir)"
+	[ -x "$dir/cert-manager-controller" ] && [ -d "$dir/crds" ] && return
+	v="$(required_version "$certmanager_mod" "$certmanager_module")"
+	# Global, as tmp in build: the EXIT trap removes what a failure left.
+	ctmp="$(mktemp -d "$cache/.build-cm.XXXXXX")"
+	chmod 755 "$ctmp"
+	trap 'rm -rf "${tmp:-}" "${ctmp:-}"' EXIT
+	start=$SECONDS
+	log "building cert-manager's controller ($v) ..."
+	(cd "$certmanager_mod" && go build -ldflags='-s -w' -o "$ctmp/cert-manager-controller" .)
+	src="$(cd "$certmanager_mod" && go list -m -f '{{.Dir}}' "$certmanager_module")"
+	mkdir -p "$ctmp/crds"
+	cp "$src"/deploy/crds/*.yaml "$ctmp/crds/"
+	chmod -R u+w "$ctmp/crds"
+	log "cert-manager's controller built in $((SECONDS - start))s"
+	rm -rf "$dir"
+	mv "$ctmp" "$dir"
+}
+
 have_all() {
 	local b
 	for b in "${binaries[@]}"; do
@@ -61,7 +101,7 @@ have_all() {
 build() {
 	local dir start
 	dir="$(cache_dir)"
-	if have_all "$dir"; then
+	if have_all "$dir" && [ -x "$(certmanager_dir)/cert-manager-controller" ]; then
 		echo "$dir"
 		return
 	fi
@@ -69,13 +109,14 @@ build() {
 	# Two test processes asking at once: the second waits for the first.
 	exec 9>"$cache/.lock"
 	flock 9
+	build_certmanager
 	if have_all "$dir"; then
 		echo "$dir"
 		return
 	fi
 	# Global, not local: the EXIT trap runs after build has returned.
 	tmp="$(mktemp -d "$cache/.build.XXXXXX")"
-	trap 'rm -rf "$tmp"' EXIT
+	trap 'rm -rf "$tmp" "${ctmp:-}"' EXIT
 
 	start=$SECONDS
 	log "building etcd ($(required_version "$etcd_mod" go.etcd.io/etcd/server/v3)) ..."
@@ -144,6 +185,7 @@ pin_kube() {
 case "${1:-build}" in
 build) build ;;
 dir) cache_dir ;;
+certmanager-dir) certmanager_dir ;;
 pin)
 	[ $# -eq 3 ] || { echo "usage: $0 pin K8S_VERSION ETCD_VERSION" >&2; exit 2; }
 	mkdir -p "$etcd_mod" "$kube_mod"
@@ -152,7 +194,7 @@ pin)
 	cache_dir
 	;;
 *)
-	echo "usage: $0 [build|dir|pin K8S_VERSION ETCD_VERSION]" >&2
+	echo "usage: $0 [build|dir|certmanager-dir|pin K8S_VERSION ETCD_VERSION]" >&2
 	exit 2
 	;;
 esac
