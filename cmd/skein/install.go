@@ -2,13 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
 
-	"github.com/skeinmesh/skein/config"
-	"github.com/skeinmesh/skein/config/grafana"
 	"github.com/skeinmesh/skein/internal/install"
 )
 
@@ -61,36 +61,20 @@ func (f *installFlags) config() (install.Config, error) {
 		}
 		cfg.Identity.TrustAnchorPEM = data
 	}
-	crds, err := config.CRDs()
-	if err != nil {
-		return cfg, fmt.Errorf("reading the embedded CRDs: %w", err)
-	}
-	cfg.CRDs = crds
-	if f.gatewayAPI {
-		if cfg.GatewayAPICRDs, err = config.GatewayAPICRDs(); err != nil {
-			return cfg, fmt.Errorf("reading the embedded Gateway API CRDs: %w", err)
-		}
-	}
-	if f.grafana {
-		dashboards, err := grafana.Dashboards()
-		if err != nil {
-			return cfg, fmt.Errorf("reading the embedded Grafana dashboards: %w", err)
-		}
-		cfg.GrafanaDashboards = map[string][]byte{}
-		for _, d := range dashboards {
-			cfg.GrafanaDashboards[d.File] = d.JSON
-		}
-	}
+	cfg.GatewayAPICRDs = f.gatewayAPI
+	cfg.GrafanaDashboards = f.grafana
 	return cfg, nil
 }
 
 func newInstallCommand() *cobra.Command {
 	var f installFlags
+	var printValues bool
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Print the manifests that install Skein into a cluster",
 		Long: `Prints every object Skein needs (namespace, CRDs, RBAC, identity and webhook
-Secrets, the controller, the proxy injector's webhook) as YAML:
+Secrets, the controller, the proxy injector's webhook) as YAML, rendered from
+Skein's Helm chart (charts/skein, built in) with values from the flags:
 
   skein check --pre && skein install | kubectl apply -f - && skein check
 
@@ -110,6 +94,9 @@ See docs/install.md.`,
 			if err != nil {
 				return err
 			}
+			if printValues {
+				return writeValues(cmd.OutOrStdout(), cfg)
+			}
 			out, err := install.Render(cfg)
 			if err != nil {
 				return err
@@ -119,7 +106,23 @@ See docs/install.md.`,
 		},
 	}
 	f.register(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&printValues, "print-values", false, "print the Helm values of charts/skein this install would render (trust material included, secret: keep it so) instead of the manifests, for helm install -f")
 	return cmd
+}
+
+// writeValues prints the chart's values for cfg, trust material made as
+// install makes it, as YAML for `helm install -f`.
+func writeValues(w io.Writer, cfg install.Config) error {
+	cfg, err := install.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	data, err := yaml.Marshal(install.Values(cfg))
+	if err != nil {
+		return fmt.Errorf("encoding the values: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "# Values of charts/skein, from `skein install --print-values`; they hold private keys.\n# Install with: helm install %s charts/skein -n %s --create-namespace -f THIS_FILE\n%s", install.ReleaseName, cfg.Namespace, data)
+	return err
 }
 
 func newUninstallCommand() *cobra.Command {
@@ -136,11 +139,6 @@ Injected pods keep their proxies until they are restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := f.cfg
-			crds, err := config.CRDs()
-			if err != nil {
-				return fmt.Errorf("reading the embedded CRDs: %w", err)
-			}
-			cfg.CRDs = crds
 			out, err := install.RenderUninstall(cfg)
 			if err != nil {
 				return err
