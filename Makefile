@@ -76,3 +76,10 @@ gateway-api-crds:
 	dir=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && \
 	install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml \
 		$$dir/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml charts/skein/files/gateway-api/
+
+# Lints charts/skein and renders it with the Helm CLI, pinned and built
+# from the module proxy (scripts/helm.sh installs it): the chart must stay
+# installable by Helm itself, not only through skein install's library.
+.PHONY: chart-check
+chart-check:
+	scripts/helm.sh check

@@ -31,9 +31,9 @@ ensure_helm() {
 }
 
 check() {
-	local helm tmp
+	local helm
 	helm=$(ensure_helm)
-	tmp=$(mktemp -d)
+	tmp=$(mktemp -d) # global: the EXIT trap reads it
 	trap 'rm -rf "$tmp"' EXIT
 	# Trust material as a user gives it: files from `skein identity generate`
 	# and the webhook's, passed as values.
