@@ -28,7 +28,7 @@ func TestGatewayAPICRDsAreTheModules(t *testing.T) {
 		t.Errorf("%d files in %s, want the HTTPRoute and GRPCRoute CRDs", len(entries), GatewayAPIDir)
 	}
 	for _, e := range entries {
-		ours, err := fs.ReadFile(crdFiles, GatewayAPIDir + "/" + e.Name())
+		ours, err := fs.ReadFile(crdFiles, GatewayAPIDir+"/"+e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}

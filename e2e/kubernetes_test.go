@@ -575,6 +575,12 @@ spec:
 			t.Errorf("skein check after uninstall (error %v) does not say to install:\n%s", err, out)
 		}
 	})
+
+	// In the cluster Skein just left: the chart through Helm makes what
+	// skein install makes.
+	t.Run("HelmInstallMakesWhatSkeinInstallMakes", func(t *testing.T) {
+		k.with(t).testHelmInstallMatchesSkeinInstall(t)
+	})
 }
 
 // vmWorkload is the Workload of a machine outside the cluster serving
