@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates the CustomResourceDefinitions in config/crd/ and the DeepCopy
+# Generates the CustomResourceDefinitions in charts/skein/crds/ (the chart's, labelled as Skein's) and the DeepCopy
 # methods (zz_generated.deepcopy.go beside the types) from the Go types in
 # api/v1alpha1 (skein.io) and api/policy/v1alpha1 (policy.skein.io) with a
 # pinned controller-gen. `scripts/crds.sh check` instead
