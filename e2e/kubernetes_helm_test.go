@@ -29,8 +29,9 @@ func helmInstallFlags(identityDir string) []string {
 // cluster IPs, kubectl's last-applied copy, Helm's ownership marks). Only
 // the webhook's serving certificate differs: skein install makes it at each
 // run. `skein check` passes after either, and each uninstall removes what
-// it made: after `helm uninstall` only the CRDs (Helm never deletes a
-// chart's crds/) and the namespace (made by --create-namespace) remain.
+// it made but the CRDs (Helm never deletes a chart's crds/; skein uninstall
+// only with --crds) and, after helm uninstall, the namespace (made by
+// --create-namespace).
 func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 	skein := filepath.Join(binDir, "skein")
 	helm := pinnedHelm(t)
@@ -43,9 +44,10 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 	k.kubectl([]byte(manifests), "apply", "-f", "-")
 	k.waitFor("skein check to pass after skein install", 90*time.Second, func() error { _, err := k.check(); return err })
 	byCLI := k.liveObjects(manifests)
-	k.kubectl([]byte(k.run(nil, skein, "uninstall", "--namespace", controlNamespace)), "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
+	// The CRDs too, so that helm install makes them anew.
+	k.uninstall("--crds")
 	if left := k.remaining(manifests); len(left) > 0 {
-		t.Fatalf("skein uninstall left %v", left)
+		t.Fatalf("skein uninstall --crds left %v", left)
 	}
 
 	valuesFile := filepath.Join(dir, "values.yaml")
@@ -86,8 +88,27 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 			t.Errorf("helm uninstall left %s", key)
 		}
 	}
+	// Asked, skein uninstall deletes the CRDs too.
 	k.kubectl(nil, "delete", "namespace", controlNamespace, "--timeout=60s")
-	k.kubectl([]byte(k.run(nil, skein, "uninstall", "--namespace", controlNamespace)), "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
+	k.uninstall("--crds")
+	if left := k.remaining(manifests); len(left) > 0 {
+		t.Errorf("skein uninstall --crds left %v", left)
+	}
+}
+
+// uninstall pipes `skein uninstall args` into kubectl delete and returns
+// what skein said besides the manifests.
+func (k *kube) uninstall(args ...string) string {
+	k.t.Helper()
+	cmd := k.c.Host.Command(k.t.Context(), filepath.Join(binDir, "skein"), append([]string{"uninstall", "--namespace", controlNamespace}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		k.t.Fatalf("skein uninstall: %v\n%s", err, stderr.String())
+	}
+	k.kubectl(out, "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
+	return stderr.String()
 }
 
 // pinnedHelm is the Helm CLI CI pins (scripts/helm.sh builds it once).

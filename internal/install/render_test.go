@@ -185,7 +185,7 @@ func TestGatewayAPICRDsOnlyWhenAsked(t *testing.T) {
 	if _, labelled := httpRoutes.GetLabels()["app.kubernetes.io/part-of"]; labelled {
 		t.Error("the Gateway API CRD is labelled as Skein's")
 	}
-	uninstall, err := install.RenderUninstall(cfg)
+	uninstall, err := install.RenderUninstall(cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +456,7 @@ func TestUninstallRendersTheSameObjectsWebhookFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	// External mode needs a trust anchor to install, not to uninstall.
-	out, err := install.RenderUninstall(install.Config{IdentityMode: install.IdentityExternal})
+	out, err := install.RenderUninstall(install.Config{IdentityMode: install.IdentityExternal}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,6 +469,20 @@ func TestUninstallRendersTheSameObjectsWebhookFirst(t *testing.T) {
 			t.Errorf("uninstall is not install reversed: %v vs %v", inNames, outNames)
 			break
 		}
+	}
+	// Without being asked, the CRDs (and every skein.io resource) stay.
+	kept, err := install.RenderUninstall(install.Config{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, name := range outNames {
+		if !strings.HasPrefix(name, "CustomResourceDefinition ") {
+			want = append(want, name)
+		}
+	}
+	if got := kindNames(parse(t, kept)); !slices.Equal(got, want) {
+		t.Errorf("uninstall without the CRDs: %v, want %v", got, want)
 	}
 }
 
