@@ -58,7 +58,7 @@ proto:
 proto-check:
 	scripts/proto.sh check
 
-# Regenerate the CRDs in config/crd/ and the DeepCopy methods from the Go
+# Regenerate the CRDs in charts/skein/crds/ and the DeepCopy methods from the Go
 # types in api/v1alpha1 with a pinned controller-gen (scripts/crds.sh
 # installs it); crds-check fails when the committed files are stale.
 .PHONY: crds crds-check
@@ -70,9 +70,16 @@ crds-check:
 
 # Copy the Gateway API CRDs Skein reads (HTTPRoute, GRPCRoute, standard
 # channel) from the gateway-api module go.mod requires into
-# config/gateway-api/; config's tests fail when the copy is stale.
+# charts/skein/files/gateway-api/; config's tests fail when the copy is stale.
 .PHONY: gateway-api-crds
 gateway-api-crds:
 	dir=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && \
 	install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml \
-		$$dir/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml config/gateway-api/
+		$$dir/config/crd/standard/gateway.networking.k8s.io_grpcroutes.yaml charts/skein/files/gateway-api/
+
+# Lints charts/skein and renders it with the Helm CLI, pinned and built
+# from the module proxy (scripts/helm.sh installs it): the chart must stay
+# installable by Helm itself, not only through skein install's library.
+.PHONY: chart-check
+chart-check:
+	scripts/helm.sh check

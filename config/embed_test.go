@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ func TestGatewayAPICRDsAreTheModules(t *testing.T) {
 		t.Skipf("cannot find the gateway-api module: %v", err)
 	}
 	moduleDir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
-	entries, err := crdFiles.ReadDir(GatewayAPIDir)
+	entries, err := fs.ReadDir(crdFiles, GatewayAPIDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func TestGatewayAPICRDsAreTheModules(t *testing.T) {
 		t.Errorf("%d files in %s, want the HTTPRoute and GRPCRoute CRDs", len(entries), GatewayAPIDir)
 	}
 	for _, e := range entries {
-		ours, err := crdFiles.ReadFile(GatewayAPIDir + "/" + e.Name())
+		ours, err := fs.ReadFile(crdFiles, GatewayAPIDir+"/"+e.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +37,7 @@ func TestGatewayAPICRDsAreTheModules(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(ours, theirs) {
-			t.Errorf("config/%s/%s differs from the module's %s: run make gateway-api-crds", GatewayAPIDir, e.Name(), moduleDir)
+			t.Errorf("charts/skein/%s/%s differs from the module's %s: run make gateway-api-crds", GatewayAPIDir, e.Name(), moduleDir)
 		}
 	}
 	files, err := GatewayAPICRDs()

@@ -584,18 +584,30 @@ spec:
 
 	t.Run("UninstallRemovesEverything", func(t *testing.T) {
 		k := k.with(t)
-		out := k.run(nil, filepath.Join(binDir, "skein"), "uninstall", "--namespace", controlNamespace)
-		k.kubectl([]byte(out), "delete", "--ignore-not-found", "--timeout=60s", "-f", "-")
-		for _, kind := range []string{"namespace/" + controlNamespace, "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "crd/workloads.skein.io", "clusterrole/" + install.ControllerName} {
+		said := k.uninstall()
+		for _, kind := range []string{"namespace/" + controlNamespace, "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "clusterrole/" + install.ControllerName} {
 			cmd := k.c.Kubectl(t.Context(), "get", kind)
 			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NotFound") {
 				t.Errorf("%s is still there after uninstall (kubectl get: %v)\n%s", kind, err, out)
 			}
 		}
+		// The CRDs stay unless asked for (as with helm uninstall), and it says so.
+		if out, err := k.c.Kubectl(t.Context(), "get", "crd/workloads.skein.io").CombinedOutput(); err != nil {
+			t.Errorf("skein uninstall deleted the CRDs unasked (kubectl get: %v)\n%s", err, out)
+		}
+		if !strings.Contains(said, "workloads.skein.io") || !strings.Contains(said, "skein uninstall --crds") {
+			t.Errorf("skein uninstall does not say it leaves the CRDs: %q", said)
+		}
 		out, err := k.check()
 		if err == nil || !strings.Contains(out, "skein install") {
 			t.Errorf("skein check after uninstall (error %v) does not say to install:\n%s", err, out)
 		}
+	})
+
+	// In the cluster Skein just left: the chart through Helm makes what
+	// skein install makes.
+	t.Run("HelmInstallMakesWhatSkeinInstallMakes", func(t *testing.T) {
+		k.with(t).testHelmInstallMatchesSkeinInstall(t)
 	})
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates the CustomResourceDefinitions in config/crd/ and the DeepCopy
+# Generates the CustomResourceDefinitions in charts/skein/crds/ (the chart's, labelled as Skein's) and the DeepCopy
 # methods (zz_generated.deepcopy.go beside the types) from the Go types in
 # api/v1alpha1 (skein.io) and api/policy/v1alpha1 (policy.skein.io) with a
 # pinned controller-gen. `scripts/crds.sh check` instead
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 CONTROLLER_GEN_VERSION=v0.23.0
 TOOLS="$HOME/.cache/skein/tools"
-CRD_DIR=config/crd
+CRD_DIR=charts/skein/crds
 # The API packages; each gets its own zz_generated.deepcopy.go.
 API_PACKAGES=(api/v1alpha1 api/policy/v1alpha1)
 DEEPCOPY=zz_generated.deepcopy.go
@@ -52,6 +52,9 @@ generate() {
 	mkdir -p "$crd_out"
 	rm -f "$crd_out"/*.yaml
 	cp "$tmp"/crd/*.yaml "$crd_out/"
+	# Helm installs the chart's crds/ as they are (no templating): the label
+	# that marks everything Skein installs is written here.
+	sed -i 's/^metadata:$/metadata:\n  labels:\n    app.kubernetes.io\/part-of: skein/' "$crd_out"/*.yaml
 	for pkg in "${API_PACKAGES[@]}"; do
 		mkdir -p "$deepcopy_root/$pkg"
 		cp "$tmp/$pkg/$DEEPCOPY" "$deepcopy_root/$pkg/$DEEPCOPY"

@@ -2,13 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
 
 	"github.com/skeinmesh/skein/config"
-	"github.com/skeinmesh/skein/config/grafana"
 	"github.com/skeinmesh/skein/internal/install"
 )
 
@@ -65,36 +67,20 @@ func (f *installFlags) config() (install.Config, error) {
 		}
 		cfg.Identity.TrustAnchorPEM = data
 	}
-	crds, err := config.CRDs()
-	if err != nil {
-		return cfg, fmt.Errorf("reading the embedded CRDs: %w", err)
-	}
-	cfg.CRDs = crds
-	if f.gatewayAPI {
-		if cfg.GatewayAPICRDs, err = config.GatewayAPICRDs(); err != nil {
-			return cfg, fmt.Errorf("reading the embedded Gateway API CRDs: %w", err)
-		}
-	}
-	if f.grafana {
-		dashboards, err := grafana.Dashboards()
-		if err != nil {
-			return cfg, fmt.Errorf("reading the embedded Grafana dashboards: %w", err)
-		}
-		cfg.GrafanaDashboards = map[string][]byte{}
-		for _, d := range dashboards {
-			cfg.GrafanaDashboards[d.File] = d.JSON
-		}
-	}
+	cfg.GatewayAPICRDs = f.gatewayAPI
+	cfg.GrafanaDashboards = f.grafana
 	return cfg, nil
 }
 
 func newInstallCommand() *cobra.Command {
 	var f installFlags
+	var printValues bool
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Print the manifests that install Skein into a cluster",
 		Long: `Prints every object Skein needs (namespace, CRDs, RBAC, identity and webhook
-Secrets, the controller, the proxy injector's webhook) as YAML:
+Secrets, the controller, the proxy injector's webhook) as YAML, rendered from
+Skein's Helm chart (charts/skein, built in) with values from the flags:
 
   skein check --pre && skein install | kubectl apply -f - && skein check
 
@@ -126,6 +112,9 @@ See docs/install.md.`,
 			} else if err := keepInstalledTrust(cmd.Context(), client, &cfg, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
+			if printValues {
+				return writeValues(cmd.OutOrStdout(), cfg)
+			}
 			out, err := install.Render(cfg)
 			if err != nil {
 				return err
@@ -135,11 +124,28 @@ See docs/install.md.`,
 		},
 	}
 	f.register(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&printValues, "print-values", false, "print the Helm values of charts/skein this install would render (trust material included, secret: keep it so) instead of the manifests, for helm install -f")
 	return cmd
+}
+
+// writeValues prints the chart's values for cfg, trust material made as
+// install makes it, as YAML for `helm install -f`.
+func writeValues(w io.Writer, cfg install.Config) error {
+	cfg, err := install.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	data, err := yaml.Marshal(install.Values(cfg))
+	if err != nil {
+		return fmt.Errorf("encoding the values: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "# Values of charts/skein, from `skein install --print-values`; they hold private keys.\n# Install with: helm install %s charts/skein -n %s --create-namespace -f THIS_FILE\n%s", install.ReleaseName, cfg.Namespace, data)
+	return err
 }
 
 func newUninstallCommand() *cobra.Command {
 	var f installFlags
+	var crds bool
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Print the manifests to delete Skein from a cluster",
@@ -147,24 +153,40 @@ func newUninstallCommand() *cobra.Command {
 
   skein uninstall | kubectl delete --ignore-not-found -f -
 
-This deletes the CRDs too, and with them every skein.io resource in the cluster.
-Injected pods keep their proxies until they are restarted.`,
+Skein's CRDs are left, as helm uninstall leaves a chart's CRDs: deleting them
+deletes every skein.io resource in the cluster (Workloads, Servers, policies).
+With --crds they are deleted too. Injected pods keep their proxies until they
+are restarted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := f.cfg
-			crds, err := config.CRDs()
-			if err != nil {
-				return fmt.Errorf("reading the embedded CRDs: %w", err)
-			}
-			cfg.CRDs = crds
-			out, err := install.RenderUninstall(cfg)
+			out, err := install.RenderUninstall(f.cfg, crds)
 			if err != nil {
 				return err
 			}
-			_, err = cmd.OutOrStdout().Write(out)
-			return err
+			if _, err := cmd.OutOrStdout().Write(out); err != nil {
+				return err
+			}
+			if !crds {
+				return sayCRDsLeft(cmd.ErrOrStderr())
+			}
+			return nil
 		},
 	}
 	f.register(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&crds, "crds", false, "also delete Skein's CRDs, and with them every skein.io resource in the cluster")
 	return cmd
+}
+
+// sayCRDsLeft tells, beside the manifests, what uninstall leaves.
+func sayCRDsLeft(w io.Writer) error {
+	files, err := config.CRDs()
+	if err != nil {
+		return fmt.Errorf("reading the embedded CRDs: %w", err)
+	}
+	names, err := install.CRDNames(files)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "skein uninstall: leaves Skein's CRDs (%s) and every resource of theirs; to delete them too: skein uninstall --crds | kubectl delete --ignore-not-found -f -\n", strings.Join(names, ", "))
+	return err
 }

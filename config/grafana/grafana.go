@@ -1,21 +1,26 @@
-// Package grafana carries Skein's Grafana dashboards (the JSON files beside
-// this one) into the binaries, for `skein install --grafana-dashboards`, and
+// Package grafana gives Skein's Grafana dashboards (the JSON files in
+// charts/skein/files/grafana, the chart's, which `skein install
+// --grafana-dashboards` renders as a ConfigMap) to the binaries and
 // reads their panels' queries for the tests that run them against a real
 // Prometheus. The JSON files are the source: edit them (or export from
 // Grafana) and keep every query on the metric names of docs/metrics.md.
 package grafana
 
 import (
-	"embed"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"path"
 	"sort"
 	"strings"
+
+	"github.com/skeinmesh/skein/charts"
 )
 
-//go:embed *.json
-var files embed.FS
+// Dir is where the dashboards are in the chart.
+const Dir = "files/grafana"
+
+var files = charts.Skein()
 
 // Dashboard is one dashboard file.
 type Dashboard struct {
@@ -25,18 +30,18 @@ type Dashboard struct {
 
 // Dashboards returns every dashboard, sorted by file name.
 func Dashboards() ([]Dashboard, error) {
-	names, err := fs.Glob(files, "*.json")
+	names, err := fs.Glob(files, Dir+"/*.json")
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(names)
 	out := make([]Dashboard, 0, len(names))
 	for _, name := range names {
-		data, err := files.ReadFile(name)
+		data, err := fs.ReadFile(files, name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Dashboard{File: name, JSON: data})
+		out = append(out, Dashboard{File: path.Base(name), JSON: data})
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -43,6 +44,21 @@ const (
 	WebhookPort        = 8443 // the container's
 	WebhookServicePort = 443  // the Service's, what the API server calls
 )
+
+// ControllerSelector selects the controller's pods.
+var ControllerSelector = map[string]string{"app.kubernetes.io/name": ControllerName}
+
+// AdminProxyPort is how the API server's service proxy names the admin port
+// (…/services/skein-controller:9996/proxy/ready).
+var AdminProxyPort = strconv.Itoa(AdminPort)
+
+// GrafanaDashboardsConfigMapName is the ConfigMap that carries Skein's
+// Grafana dashboards when asked for (`skein install --grafana-dashboards`).
+const GrafanaDashboardsConfigMapName = "skein-grafana-dashboards"
+
+// GrafanaDashboardLabel is the label Grafana's dashboard sidecar (the
+// Grafana Helm chart, kube-prometheus-stack) looks for on ConfigMaps.
+const GrafanaDashboardLabel = "grafana_dashboard"
 
 // APIPort is where the controller serves its metrics API, tap and
 // dashboard when given a Prometheus: on its pod's loopback only (the API
@@ -92,21 +108,17 @@ type Config struct {
 	// at render time when empty.
 	Webhook WebhookTLS
 
-	// CRDs are the mesh's CustomResourceDefinitions, one YAML document
-	// each (see package config). Optional: without them none are rendered.
-	CRDs [][]byte
-	// GatewayAPICRDs are the Gateway API's HTTPRoute and GRPCRoute CRDs
-	// (config.GatewayAPICRDs), rendered only when set (`skein install
-	// --gateway-api-crds`): they belong to the cluster, not to Skein (other
-	// meshes and gateways ship the same CRDs), so they are not labelled as
-	// Skein's and `skein uninstall` never deletes them.
-	GatewayAPICRDs [][]byte
-	// GrafanaDashboards are Grafana dashboards by file name (package
-	// config/grafana), rendered only when set (`skein install
-	// --grafana-dashboards`) as the ConfigMap skein-grafana-dashboards
-	// labelled grafana_dashboard: "1", which Grafana's dashboard sidecar
-	// loads.
-	GrafanaDashboards map[string][]byte
+	// GatewayAPICRDs renders the Gateway API's HTTPRoute and GRPCRoute CRDs
+	// (`skein install --gateway-api-crds`; the chart's
+	// gatewayAPI.installCRDs): they belong to the cluster, not to Skein
+	// (other meshes and gateways ship the same CRDs), so they are not
+	// labelled as Skein's and `skein uninstall` never deletes them.
+	GatewayAPICRDs bool
+	// GrafanaDashboards renders Skein's Grafana dashboards (`skein install
+	// --grafana-dashboards`; the chart's grafana.dashboards) as the
+	// ConfigMap skein-grafana-dashboards labelled grafana_dashboard: "1",
+	// which Grafana's dashboard sidecar loads.
+	GrafanaDashboards bool
 }
 
 // Default returns the usual installation.

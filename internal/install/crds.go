@@ -3,7 +3,6 @@ package install
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -12,9 +11,8 @@ import (
 )
 
 // crdObjects parses the CRD documents (a file may hold several, as
-// controller-gen writes them), adds labels, and returns them sorted by
-// name.
-func crdObjects(files [][]byte, labels map[string]string) ([]runtime.Object, error) {
+// controller-gen writes them) and returns them sorted by name.
+func crdObjects(files [][]byte) ([]runtime.Object, error) {
 	var crds []*unstructured.Unstructured
 	for i, file := range files {
 		for _, doc := range splitYAML(file) {
@@ -25,14 +23,6 @@ func crdObjects(files [][]byte, labels map[string]string) ([]runtime.Object, err
 			if obj.GetAPIVersion() != "apiextensions.k8s.io/v1" || obj.GetKind() != "CustomResourceDefinition" || obj.GetName() == "" {
 				return nil, fmt.Errorf("CRD document %d: %s %s %q is not an apiextensions.k8s.io/v1 CustomResourceDefinition",
 					i, obj.GetAPIVersion(), obj.GetKind(), obj.GetName())
-			}
-			if len(labels) > 0 {
-				all := obj.GetLabels()
-				if all == nil {
-					all = map[string]string{}
-				}
-				maps.Copy(all, labels)
-				obj.SetLabels(all)
 			}
 			crds = append(crds, obj)
 		}
@@ -48,7 +38,7 @@ func crdObjects(files [][]byte, labels map[string]string) ([]runtime.Object, err
 // CRDNames returns the names of the CRDs in files (what `skein check`
 // expects to be established).
 func CRDNames(files [][]byte) ([]string, error) {
-	objs, err := crdObjects(files, nil)
+	objs, err := crdObjects(files)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +82,7 @@ func stripComments(doc []byte) []byte {
 // carry (annotation gateway.networking.k8s.io/bundle-version), "" when
 // they carry none or disagree.
 func BundleVersion(files [][]byte) (string, error) {
-	objs, err := crdObjects(files, nil)
+	objs, err := crdObjects(files)
 	if err != nil {
 		return "", err
 	}

@@ -3,8 +3,6 @@ package install
 import (
 	"encoding/json"
 	"fmt"
-
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Where an installation records the configuration it was rendered with,
@@ -46,7 +44,7 @@ func Record(cfg Config) Recorded {
 		Namespace: cfg.Namespace, ControllerImage: cfg.ControllerImage, ProxyImage: cfg.ProxyImage,
 		ImagePullPolicy: cfg.ImagePullPolicy, TrustDomain: cfg.TrustDomain, Replicas: cfg.Replicas,
 		LogLevel: cfg.LogLevel, DefaultInboundPolicy: cfg.DefaultInboundPolicy, PrometheusURL: cfg.PrometheusURL,
-		IdentityMode: cfg.IdentityMode, GatewayAPICRDs: len(cfg.GatewayAPICRDs) > 0, GrafanaDashboards: len(cfg.GrafanaDashboards) > 0,
+		IdentityMode: cfg.IdentityMode, GatewayAPICRDs: cfg.GatewayAPICRDs, GrafanaDashboards: cfg.GrafanaDashboards,
 		DefaultControllerImage: d.ControllerImage, DefaultProxyImage: d.ProxyImage,
 	}
 }
@@ -82,17 +80,4 @@ func ParseRecorded(data map[string]string) (Recorded, error) {
 		return r, fmt.Errorf("ConfigMap %s: %w", ConfigConfigMapName, err)
 	}
 	return r, nil
-}
-
-// configObject is the ConfigMap that records cfg.
-func configObject(cfg Config) (*corev1.ConfigMap, error) {
-	data, err := json.MarshalIndent(Record(cfg), "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("encoding the recorded configuration: %w", err)
-	}
-	return &corev1.ConfigMap{
-		TypeMeta:   typeMeta("v1", "ConfigMap"),
-		ObjectMeta: objectMeta(cfg, ConfigConfigMapName),
-		Data:       map[string]string{ConfigKey: string(data) + "\n"},
-	}, nil
 }

@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -182,7 +184,7 @@ func Read(ctx context.Context, client kubernetes.Interface, namespace string) (*
 		return nil, nil
 	}
 	switch {
-	case issuerAnchors != nil && configMapAnchors != nil && !bytes.Equal(issuerAnchors, configMapAnchors):
+	case issuerAnchors != nil && configMapAnchors != nil && !sameCertificates(issuerAnchors, configMapAnchors):
 		return nil, fmt.Errorf("the issuer Secret %s/%s trusts anchors %s but the ConfigMap %s holds %s: the installation is inconsistent (an anchor rotation not finished?); make them agree before installing again",
 			namespace, install.IssuerSecretName, Fingerprints(issuerAnchors), install.TrustAnchorsConfigMapName, Fingerprints(configMapAnchors))
 	case issuerAnchors != nil:
@@ -249,4 +251,16 @@ func Fingerprints(pemData []byte) string {
 		out += "sha256:" + hex.EncodeToString(sum[:8])
 	}
 	return out
+}
+
+// sameCertificates reports whether two PEM bundles hold the same
+// certificates in the same order, however their text is laid out (the
+// chart writes a ConfigMap's PEM with its own line ends).
+func sameCertificates(a, b []byte) bool {
+	ca, errA := pki.ParseCertificates(a)
+	cb, errB := pki.ParseCertificates(b)
+	if errA != nil || errB != nil {
+		return bytes.Equal(a, b)
+	}
+	return slices.EqualFunc(ca, cb, func(x, y *x509.Certificate) bool { return x.Equal(y) })
 }
