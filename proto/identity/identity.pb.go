@@ -25,6 +25,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type WatchTrustBundleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTrustBundleRequest) Reset() {
+	*x = WatchTrustBundleRequest{}
+	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTrustBundleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTrustBundleRequest) ProtoMessage() {}
+
+func (x *WatchTrustBundleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTrustBundleRequest.ProtoReflect.Descriptor instead.
+func (*WatchTrustBundleRequest) Descriptor() ([]byte, []int) {
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{0}
+}
+
+type TrustBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every anchor the mesh trusts now (DER each): during an anchor rotation
+	// the old and the new one.
+	TrustAnchors [][]byte `protobuf:"bytes,1,rep,name=trust_anchors,json=trustAnchors,proto3" json:"trust_anchors,omitempty"`
+	// The issuer certificate that signs new workload certificates (DER); a
+	// proxy whose certificate comes from another issuer renews.
+	IssuerCertificate []byte `protobuf:"bytes,2,opt,name=issuer_certificate,json=issuerCertificate,proto3" json:"issuer_certificate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TrustBundle) Reset() {
+	*x = TrustBundle{}
+	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustBundle) ProtoMessage() {}
+
+func (x *TrustBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
+func (*TrustBundle) Descriptor() ([]byte, []int) {
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrustBundle) GetTrustAnchors() [][]byte {
+	if x != nil {
+		return x.TrustAnchors
+	}
+	return nil
+}
+
+func (x *TrustBundle) GetIssuerCertificate() []byte {
+	if x != nil {
+		return x.IssuerCertificate
+	}
+	return nil
+}
+
 type CertifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The SPIFFE ID asked for: spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
@@ -41,7 +133,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	mi := &file_proto_identity_identity_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +145,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	mi := &file_proto_identity_identity_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +158,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_proto_identity_identity_proto_rawDescGZIP(), []int{0}
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CertifyRequest) GetIdentity() string {
@@ -97,13 +189,15 @@ type CertifyResponse struct {
 	// The issuer chain up to, not including, the trust anchor (DER each).
 	IntermediateCertificates [][]byte               `protobuf:"bytes,2,rep,name=intermediate_certificates,json=intermediateCertificates,proto3" json:"intermediate_certificates,omitempty"`
 	ValidUntil               *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Every anchor the mesh trusts now (DER each), as in TrustBundle.
+	TrustAnchors  [][]byte `protobuf:"bytes,4,rep,name=trust_anchors,json=trustAnchors,proto3" json:"trust_anchors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	mi := &file_proto_identity_identity_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +209,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	mi := &file_proto_identity_identity_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +222,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_proto_identity_identity_proto_rawDescGZIP(), []int{1}
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CertifyResponse) GetLeafCertificate() []byte {
@@ -152,22 +246,35 @@ func (x *CertifyResponse) GetValidUntil() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CertifyResponse) GetTrustAnchors() [][]byte {
+	if x != nil {
+		return x.TrustAnchors
+	}
+	return nil
+}
+
 var File_proto_identity_identity_proto protoreflect.FileDescriptor
 
 const file_proto_identity_identity_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n" +
+	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
+	"\x17WatchTrustBundleRequest\"a\n" +
+	"\vTrustBundle\x12#\n" +
+	"\rtrust_anchors\x18\x01 \x03(\fR\ftrustAnchors\x12-\n" +
+	"\x12issuer_certificate\x18\x02 \x01(\fR\x11issuerCertificate\"\x82\x01\n" +
 	"\x0eCertifyRequest\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12>\n" +
-	"\x1bcertificate_signing_request\x18\x03 \x01(\fR\x19certificateSigningRequest\"\xb6\x01\n" +
+	"\x1bcertificate_signing_request\x18\x03 \x01(\fR\x19certificateSigningRequest\"\xdb\x01\n" +
 	"\x0fCertifyResponse\x12)\n" +
 	"\x10leaf_certificate\x18\x01 \x01(\fR\x0fleafCertificate\x12;\n" +
 	"\x19intermediate_certificates\x18\x02 \x03(\fR\x18intermediateCertificates\x12;\n" +
 	"\vvalid_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"validUntil2h\n" +
+	"validUntil\x12#\n" +
+	"\rtrust_anchors\x18\x04 \x03(\fR\ftrustAnchors2\xd6\x01\n" +
 	"\bIdentity\x12\\\n" +
-	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponseB+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
+	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponse\x12l\n" +
+	"\x10WatchTrustBundle\x120.skein.identity.v1alpha1.WatchTrustBundleRequest\x1a$.skein.identity.v1alpha1.TrustBundle0\x01B+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
 
 var (
 	file_proto_identity_identity_proto_rawDescOnce sync.Once
@@ -181,18 +288,22 @@ func file_proto_identity_identity_proto_rawDescGZIP() []byte {
 	return file_proto_identity_identity_proto_rawDescData
 }
 
-var file_proto_identity_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_proto_identity_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_proto_identity_identity_proto_goTypes = []any{
-	(*CertifyRequest)(nil),        // 0: skein.identity.v1alpha1.CertifyRequest
-	(*CertifyResponse)(nil),       // 1: skein.identity.v1alpha1.CertifyResponse
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*WatchTrustBundleRequest)(nil), // 0: skein.identity.v1alpha1.WatchTrustBundleRequest
+	(*TrustBundle)(nil),             // 1: skein.identity.v1alpha1.TrustBundle
+	(*CertifyRequest)(nil),          // 2: skein.identity.v1alpha1.CertifyRequest
+	(*CertifyResponse)(nil),         // 3: skein.identity.v1alpha1.CertifyResponse
+	(*timestamppb.Timestamp)(nil),   // 4: google.protobuf.Timestamp
 }
 var file_proto_identity_identity_proto_depIdxs = []int32{
-	2, // 0: skein.identity.v1alpha1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
-	0, // 1: skein.identity.v1alpha1.Identity.Certify:input_type -> skein.identity.v1alpha1.CertifyRequest
-	1, // 2: skein.identity.v1alpha1.Identity.Certify:output_type -> skein.identity.v1alpha1.CertifyResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	4, // 0: skein.identity.v1alpha1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
+	2, // 1: skein.identity.v1alpha1.Identity.Certify:input_type -> skein.identity.v1alpha1.CertifyRequest
+	0, // 2: skein.identity.v1alpha1.Identity.WatchTrustBundle:input_type -> skein.identity.v1alpha1.WatchTrustBundleRequest
+	3, // 3: skein.identity.v1alpha1.Identity.Certify:output_type -> skein.identity.v1alpha1.CertifyResponse
+	1, // 4: skein.identity.v1alpha1.Identity.WatchTrustBundle:output_type -> skein.identity.v1alpha1.TrustBundle
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -209,7 +320,7 @@ func file_proto_identity_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_identity_identity_proto_rawDesc), len(file_proto_identity_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -180,6 +180,7 @@ func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (
 		LeafCertificate:          leaf.Raw,
 		IntermediateCertificates: rawCerts(issuer.Chain()),
 		ValidUntil:               timestamppb.New(leaf.NotAfter),
+		TrustAnchors:             rawCerts(issuer.TrustAnchors()),
 	}, nil
 }
 
