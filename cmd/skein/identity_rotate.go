@@ -1,0 +1,207 @@
+package main
+
+import (
+	"crypto/x509"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skeinmesh/skein/internal/controller/identity"
+	"github.com/skeinmesh/skein/internal/pki"
+)
+
+func newIdentityRotateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate the trust anchor, step by step, in the controller's issuer directory",
+		Long: `Rotates the mesh's trust anchor without a failed request, in three steps on
+the directory the controller serves (-identity-dir, skein up's state/identity):
+
+  skein identity rotate bundle --dir D --new-anchor-cert new.crt --new-anchor-key new.key
+      ca.crt holds the old and the new anchor; the controller sends it to
+      every proxy at once (wait until every proxy trusts both)
+  skein identity rotate issue  --dir D --new-anchor-cert new.crt --new-anchor-key new.key
+      a new issuer under the new anchor; proxies renew under it within 10 s
+      (wait until every proxy's certificate chains to the new anchor)
+  skein identity rotate drop   --dir D
+      ca.crt keeps only the new anchor; proxies stop trusting the old one
+
+  skein identity rotate status --dir D   which step the directory is at
+
+JSON fields (-o json): step ("bundled"|"issued"|"single"), anchors
+[{fingerprint, subject, not_after, issuer}], issuer {subject, not_after,
+anchor}, dropped [fingerprint].`,
+	}
+	cmd.AddCommand(newRotateBundleCommand(), newRotateIssueCommand(), newRotateDropCommand(), newRotateStatusCommand())
+	return cmd
+}
+
+// rotationStatus is the JSON of `skein identity rotate ... -o json`.
+type rotationStatus struct {
+	Step    string         `json:"step"`
+	Anchors []anchorStatus `json:"anchors"`
+	Issuer  issuerStatus   `json:"issuer"`
+	Dropped []string       `json:"dropped,omitempty"`
+}
+
+type anchorStatus struct {
+	Fingerprint string    `json:"fingerprint"`
+	Subject     string    `json:"subject"`
+	NotAfter    time.Time `json:"not_after"`
+	Issuer      bool      `json:"issuer"` // the issuer chains to it
+}
+
+type issuerStatus struct {
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+	Anchor   string    `json:"anchor"` // fingerprint
+}
+
+func newRotationStatus(st identity.RotationState, dropped []*x509.Certificate) rotationStatus {
+	out := rotationStatus{
+		Issuer: issuerStatus{Subject: st.Issuer.Subject.String(), NotAfter: st.Issuer.NotAfter.UTC(), Anchor: pki.Fingerprint(st.IssuerAnchor)},
+	}
+	for _, a := range st.Anchors {
+		out.Anchors = append(out.Anchors, anchorStatus{Fingerprint: pki.Fingerprint(a), Subject: a.Subject.String(),
+			NotAfter: a.NotAfter.UTC(), Issuer: a == st.IssuerAnchor})
+	}
+	for _, a := range dropped {
+		out.Dropped = append(out.Dropped, pki.Fingerprint(a))
+	}
+	switch {
+	case len(st.Anchors) == 1:
+		out.Step = "single"
+	case st.IssuerAnchor == st.Anchors[len(st.Anchors)-1]:
+		out.Step = "issued"
+	default:
+		out.Step = "bundled"
+	}
+	return out
+}
+
+// nextStep says what to wait for and do after each state.
+var nextStep = map[string]string{
+	"bundled": "next: wait until every proxy trusts the new anchor (its /identity lists both), then: skein identity rotate issue",
+	"issued":  "next: wait until every proxy's certificate chains to the new anchor (renewed within 10 s), then: skein identity rotate drop",
+	"single":  "one anchor: no rotation under way",
+}
+
+func printRotation(cmd *cobra.Command, output string, status rotationStatus) error {
+	return printOutput(cmd.OutOrStdout(), output, status, func(w io.Writer) {
+		fmt.Fprintf(w, "ANCHOR\tSUBJECT\tEXPIRES\tISSUER\n")
+		for _, a := range status.Anchors {
+			mark := "-"
+			if a.Issuer {
+				mark = "yes"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", a.Fingerprint[:16], a.Subject, a.NotAfter.Format(time.RFC3339), mark)
+		}
+		for _, d := range status.Dropped {
+			fmt.Fprintf(w, "dropped %s\n", d[:16])
+		}
+		fmt.Fprintln(w, nextStep[status.Step])
+	})
+}
+
+func newRotateBundleCommand() *cobra.Command {
+	var output *string
+	cfg := identity.BundleConfig{}
+	cmd := &cobra.Command{
+		Use:   "bundle",
+		Short: "Step 1: trust a new anchor beside the old one",
+		Long: `Adds the new anchor to ca.crt in --dir. When neither --new-anchor-cert nor
+--new-anchor-key exists a new anchor is made and written there (keep the key
+offline after the issue step); when both exist that anchor is used.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := identity.BundleAnchor(cfg)
+			if err != nil {
+				return err
+			}
+			return printRotation(cmd, *output, newRotationStatus(st, nil))
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "the controller's issuer directory (required)")
+	cmd.Flags().StringVar(&cfg.NewAnchorCert, "new-anchor-cert", "", "the new anchor's certificate (required; made when absent)")
+	cmd.Flags().StringVar(&cfg.NewAnchorKey, "new-anchor-key", "", "the new anchor's private key (required; made when absent)")
+	cmd.Flags().DurationVar(&cfg.AnchorTTL, "anchor-ttl", identity.DefaultAnchorTTL, "lifetime of a new anchor")
+	output = addOutputFlag(cmd)
+	for _, f := range []string{"dir", "new-anchor-cert", "new-anchor-key"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newRotateIssueCommand() *cobra.Command {
+	var output *string
+	cfg := identity.RotateConfig{}
+	cmd := &cobra.Command{
+		Use:   "issue",
+		Short: "Step 2: a new issuer under the new anchor",
+		Long: `Writes a new issuer signed by the new anchor into --dir; ca.crt is kept (it
+must already hold the new anchor: the bundle step). The controller signs with
+it at once and tells every proxy, which renews within 10 s.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := identity.RotateIssuer(cfg); err != nil {
+				return err
+			}
+			st, err := identity.ReadRotationState(cfg.Dir)
+			if err != nil {
+				return err
+			}
+			return printRotation(cmd, *output, newRotationStatus(st, nil))
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "the controller's issuer directory (required)")
+	cmd.Flags().StringVar(&cfg.AnchorCert, "new-anchor-cert", "", "the new anchor's certificate (required)")
+	cmd.Flags().StringVar(&cfg.AnchorKey, "new-anchor-key", "", "the new anchor's private key (required)")
+	cmd.Flags().DurationVar(&cfg.IssuerTTL, "issuer-ttl", identity.DefaultIssuerTTL, "lifetime of the issuer (cut to the anchor's)")
+	output = addOutputFlag(cmd)
+	for _, f := range []string{"dir", "new-anchor-cert", "new-anchor-key"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newRotateDropCommand() *cobra.Command {
+	var output, dir *string
+	cmd := &cobra.Command{
+		Use:   "drop",
+		Short: "Step 3: stop trusting every anchor but the issuer's",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, dropped, err := identity.DropAnchors(*dir)
+			if err != nil {
+				return err
+			}
+			return printRotation(cmd, *output, newRotationStatus(st, dropped))
+		},
+	}
+	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
+	output = addOutputFlag(cmd)
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newRotateStatusCommand() *cobra.Command {
+	var output, dir *string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Which step of a rotation the issuer directory is at",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := identity.ReadRotationState(*dir)
+			if err != nil {
+				return err
+			}
+			return printRotation(cmd, *output, newRotationStatus(st, nil))
+		},
+	}
+	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
+	output = addOutputFlag(cmd)
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
