@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +60,9 @@ func TestAnchorRotationUnderLoad(t *testing.T) {
 	rotate := func(step string, extra ...string) {
 		t.Helper()
 		args := append([]string{"identity", "rotate", step, "--dir", cp.identityDir}, extra...)
+		if step != "bundle" { // the steps that check the proxies first
+			args = append(args, "--api", "unix:"+cp.apiSocket())
+		}
 		out, err := skein(ctx, args...)
 		if err != nil {
 			t.Fatalf("skein identity rotate %s: %v\n%s", step, err, out)
@@ -91,10 +96,41 @@ func TestAnchorRotationUnderLoad(t *testing.T) {
 	waitProxies("trusts the old and the new anchor", func(ci certInfo) bool {
 		return slices.Contains(ci.TrustAnchors, oldAnchor) && slices.Contains(ci.TrustAnchors, newAnchor)
 	})
-	time.Sleep(2 * time.Second)
+	// The controller's count, which the next step checks, sees them all.
+	if !waitFor(10*time.Second, func() bool {
+		out, err := skein(ctx, "identity", "rotate", "status", "--dir", cp.identityDir, "--api", "unix:"+cp.apiSocket(), "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Proxies struct {
+				Proxies, Unreported int
+				Anchors             []struct {
+					Fingerprint string
+					Trusting    int
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("status -o json: %v\n%s", err, out)
+		}
+		p := st.Proxies
+		return p.Proxies == len(proxies) && p.Unreported == 0 && len(p.Anchors) == 2 &&
+			p.Anchors[0].Trusting == len(proxies) && p.Anchors[1].Fingerprint == newAnchor && p.Anchors[1].Trusting == len(proxies)
+	}) {
+		t.Fatal("the controller never counted every proxy trusting both anchors")
+	}
 
 	// 2. Issue: every proxy renews under the new issuer.
 	rotate("issue", "--new-anchor-cert", newCert, "--new-anchor-key", newKey)
+	// Dropping now would cut off proxies that have not renewed yet (each
+	// waits a random part of 10 s): the controller's count says so.
+	if out, err := skein(ctx, "identity", "rotate", "drop", "--dir", cp.identityDir, "--api", "unix:"+cp.apiSocket()); err == nil ||
+		!strings.Contains(out+err.Error(), "proxies hold a certificate that chains to the issuer's anchor") {
+		t.Fatalf("drop right after issue: %v\n%s; want a refusal naming the proxies still to renew", err, out)
+	} else {
+		t.Logf("drop right after issue refused: %v", err)
+	}
 	newIssuer := issuerKeyID(t, filepath.Join(cp.identityDir, "tls.crt"))
 	waitProxies("holds a certificate of the new issuer", func(ci certInfo) bool { return ci.IssuerKeyID == newIssuer })
 	// A server of the new chain only joins: a new connection from the

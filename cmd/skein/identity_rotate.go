@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,8 @@ type rotationStatus struct {
 	Anchors []anchorStatus `json:"anchors"`
 	Issuer  issuerStatus   `json:"issuer"`
 	Dropped []string       `json:"dropped,omitempty"`
+	// Proxies is what the controller's proxies report, when --api answered.
+	Proxies *identity.TrustSummary `json:"proxies,omitempty"`
 }
 
 type anchorStatus struct {
@@ -101,6 +104,12 @@ func printRotation(cmd *cobra.Command, output string, status rotationStatus) err
 		for _, d := range status.Dropped {
 			fmt.Fprintf(w, "dropped %s\n", d[:16])
 		}
+		if p := status.Proxies; p != nil {
+			fmt.Fprintf(w, "proxies: %d connected to the controller, %d not reported yet\n", p.Proxies, p.Unreported)
+			for _, a := range p.Anchors {
+				fmt.Fprintf(w, "  %s: trusted by %d, certificates of %d chain to it\n", a.Fingerprint[:16], a.Trusting, a.Certificates)
+			}
+		}
 		fmt.Fprintln(w, nextStep[status.Step])
 	})
 }
@@ -136,6 +145,7 @@ offline after the issue step); when both exist that anchor is used.`,
 
 func newRotateIssueCommand() *cobra.Command {
 	var output *string
+	var check proxyCheck
 	cfg := identity.RotateConfig{}
 	cmd := &cobra.Command{
 		Use:   "issue",
@@ -145,6 +155,14 @@ must already hold the new anchor: the bundle step). The controller signs with
 it at once and tells every proxy, which renews within 10 s.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			fp, err := anchorFingerprint(cfg.AnchorCert)
+			if err != nil {
+				return err
+			}
+			if err := check.require(cmd, fp, "trust the new anchor", "wait (the controller sends it within a second; a proxy not connected to it gets it when it reconnects)",
+				func(a identity.AnchorSummary) int { return a.Trusting }); err != nil {
+				return err
+			}
 			if _, err := identity.RotateIssuer(cfg); err != nil {
 				return err
 			}
@@ -159,6 +177,7 @@ it at once and tells every proxy, which renews within 10 s.`,
 	cmd.Flags().StringVar(&cfg.AnchorCert, "new-anchor-cert", "", "the new anchor's certificate (required)")
 	cmd.Flags().StringVar(&cfg.AnchorKey, "new-anchor-key", "", "the new anchor's private key (required)")
 	cmd.Flags().DurationVar(&cfg.IssuerTTL, "issuer-ttl", identity.DefaultIssuerTTL, "lifetime of the issuer (cut to the anchor's)")
+	check.addFlags(cmd)
 	output = addOutputFlag(cmd)
 	for _, f := range []string{"dir", "new-anchor-cert", "new-anchor-key"} {
 		_ = cmd.MarkFlagRequired(f)
@@ -168,11 +187,20 @@ it at once and tells every proxy, which renews within 10 s.`,
 
 func newRotateDropCommand() *cobra.Command {
 	var output, dir *string
+	var check proxyCheck
 	cmd := &cobra.Command{
 		Use:   "drop",
 		Short: "Step 3: stop trusting every anchor but the issuer's",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			before, err := identity.ReadRotationState(*dir)
+			if err != nil {
+				return err
+			}
+			if err := check.require(cmd, pki.Fingerprint(before.IssuerAnchor), "hold a certificate that chains to the issuer's anchor",
+				"wait (proxies renew within 10 s of the issue step)", func(a identity.AnchorSummary) int { return a.Certificates }); err != nil {
+				return err
+			}
 			st, dropped, err := identity.DropAnchors(*dir)
 			if err != nil {
 				return err
@@ -181,6 +209,7 @@ func newRotateDropCommand() *cobra.Command {
 		},
 	}
 	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
+	check.addFlags(cmd)
 	output = addOutputFlag(cmd)
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
@@ -188,20 +217,90 @@ func newRotateDropCommand() *cobra.Command {
 
 func newRotateStatusCommand() *cobra.Command {
 	var output, dir *string
+	var check proxyCheck
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Which step of a rotation the issuer directory is at",
+		Short: "Which step of a rotation the issuer directory is at, and what the proxies trust and hold",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := identity.ReadRotationState(*dir)
 			if err != nil {
 				return err
 			}
-			return printRotation(cmd, *output, newRotationStatus(st, nil))
+			status := newRotationStatus(st, nil)
+			if !check.force {
+				sum, err := check.summary(cmd)
+				if err != nil {
+					return err
+				}
+				status.Proxies = &sum
+			}
+			return printRotation(cmd, *output, status)
 		},
 	}
+	check.addFlags(cmd)
 	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
 	output = addOutputFlag(cmd)
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
+}
+
+// proxyCheck asks the controller what its proxies trust and hold, for the
+// precondition of a step; force skips it.
+type proxyCheck struct {
+	api   string
+	force bool
+}
+
+func (c *proxyCheck) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.api, "api", defaultMetricsAPI, "the controller's API, to check what the proxies trust and hold")
+	cmd.Flags().BoolVar(&c.force, "force", false, "skip the check of the proxies (a proxy that is not ready for the step fails requests)")
+}
+
+func (c *proxyCheck) summary(cmd *cobra.Command) (identity.TrustSummary, error) {
+	var out identity.TrustSummary
+	client, err := newMetricsClient(c.api)
+	if err != nil {
+		return out, err
+	}
+	if err := client.get(cmd.Context(), "/api/v1/trust", nil, &out); err != nil {
+		return out, fmt.Errorf("asking the controller what its proxies trust (--force to go on without): %w", err)
+	}
+	return out, nil
+}
+
+// require fails unless every proxy that reported counts for the anchor
+// with fingerprint fp in count, and none is unreported.
+func (c *proxyCheck) require(cmd *cobra.Command, fp, what, wait string, count func(identity.AnchorSummary) int) error {
+	if c.force {
+		return nil
+	}
+	sum, err := c.summary(cmd)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, a := range sum.Anchors {
+		if a.Fingerprint == fp {
+			n = count(a)
+		}
+	}
+	if n != sum.Proxies || sum.Unreported > 0 {
+		return fmt.Errorf("%d of %d proxies %s %s (%d not reported yet): %s, then run this again (--force to go on anyway)",
+			n, sum.Proxies, what, fp[:16], sum.Unreported, wait)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "checked: all %d proxies %s %s\n", sum.Proxies, what, fp[:16])
+	return nil
+}
+
+func anchorFingerprint(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	certs, err := pki.ParseCertificates(data)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return pki.Fingerprint(certs[0]), nil
 }

@@ -25,26 +25,31 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type WatchTrustBundleRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+// What a proxy trusts and holds now.
+type TrustReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The anchors it trusts: SHA-256 of each one's DER, lowercase hex.
+	TrustedAnchors []string `protobuf:"bytes,1,rep,name=trusted_anchors,json=trustedAnchors,proto3" json:"trusted_anchors,omitempty"`
+	// The anchor its certificate chains to, the same way; empty without one.
+	CertificateAnchor string `protobuf:"bytes,2,opt,name=certificate_anchor,json=certificateAnchor,proto3" json:"certificate_anchor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
-func (x *WatchTrustBundleRequest) Reset() {
-	*x = WatchTrustBundleRequest{}
+func (x *TrustReport) Reset() {
+	*x = TrustReport{}
 	mi := &file_proto_identity_identity_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *WatchTrustBundleRequest) String() string {
+func (x *TrustReport) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*WatchTrustBundleRequest) ProtoMessage() {}
+func (*TrustReport) ProtoMessage() {}
 
-func (x *WatchTrustBundleRequest) ProtoReflect() protoreflect.Message {
+func (x *TrustReport) ProtoReflect() protoreflect.Message {
 	mi := &file_proto_identity_identity_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -56,9 +61,23 @@ func (x *WatchTrustBundleRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use WatchTrustBundleRequest.ProtoReflect.Descriptor instead.
-func (*WatchTrustBundleRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use TrustReport.ProtoReflect.Descriptor instead.
+func (*TrustReport) Descriptor() ([]byte, []int) {
 	return file_proto_identity_identity_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TrustReport) GetTrustedAnchors() []string {
+	if x != nil {
+		return x.TrustedAnchors
+	}
+	return nil
+}
+
+func (x *TrustReport) GetCertificateAnchor() string {
+	if x != nil {
+		return x.CertificateAnchor
+	}
+	return ""
 }
 
 type TrustBundle struct {
@@ -257,8 +276,10 @@ var File_proto_identity_identity_proto protoreflect.FileDescriptor
 
 const file_proto_identity_identity_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
-	"\x17WatchTrustBundleRequest\"a\n" +
+	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n" +
+	"\vTrustReport\x12'\n" +
+	"\x0ftrusted_anchors\x18\x01 \x03(\tR\x0etrustedAnchors\x12-\n" +
+	"\x12certificate_anchor\x18\x02 \x01(\tR\x11certificateAnchor\"a\n" +
 	"\vTrustBundle\x12#\n" +
 	"\rtrust_anchors\x18\x01 \x03(\fR\ftrustAnchors\x12-\n" +
 	"\x12issuer_certificate\x18\x02 \x01(\fR\x11issuerCertificate\"\x82\x01\n" +
@@ -271,10 +292,10 @@ const file_proto_identity_identity_proto_rawDesc = "" +
 	"\x19intermediate_certificates\x18\x02 \x03(\fR\x18intermediateCertificates\x12;\n" +
 	"\vvalid_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"validUntil\x12#\n" +
-	"\rtrust_anchors\x18\x04 \x03(\fR\ftrustAnchors2\xd6\x01\n" +
+	"\rtrust_anchors\x18\x04 \x03(\fR\ftrustAnchors2\xcc\x01\n" +
 	"\bIdentity\x12\\\n" +
-	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponse\x12l\n" +
-	"\x10WatchTrustBundle\x120.skein.identity.v1alpha1.WatchTrustBundleRequest\x1a$.skein.identity.v1alpha1.TrustBundle0\x01B+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
+	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponse\x12b\n" +
+	"\x10WatchTrustBundle\x12$.skein.identity.v1alpha1.TrustReport\x1a$.skein.identity.v1alpha1.TrustBundle(\x010\x01B+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
 
 var (
 	file_proto_identity_identity_proto_rawDescOnce sync.Once
@@ -290,16 +311,16 @@ func file_proto_identity_identity_proto_rawDescGZIP() []byte {
 
 var file_proto_identity_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_proto_identity_identity_proto_goTypes = []any{
-	(*WatchTrustBundleRequest)(nil), // 0: skein.identity.v1alpha1.WatchTrustBundleRequest
-	(*TrustBundle)(nil),             // 1: skein.identity.v1alpha1.TrustBundle
-	(*CertifyRequest)(nil),          // 2: skein.identity.v1alpha1.CertifyRequest
-	(*CertifyResponse)(nil),         // 3: skein.identity.v1alpha1.CertifyResponse
-	(*timestamppb.Timestamp)(nil),   // 4: google.protobuf.Timestamp
+	(*TrustReport)(nil),           // 0: skein.identity.v1alpha1.TrustReport
+	(*TrustBundle)(nil),           // 1: skein.identity.v1alpha1.TrustBundle
+	(*CertifyRequest)(nil),        // 2: skein.identity.v1alpha1.CertifyRequest
+	(*CertifyResponse)(nil),       // 3: skein.identity.v1alpha1.CertifyResponse
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_proto_identity_identity_proto_depIdxs = []int32{
 	4, // 0: skein.identity.v1alpha1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
 	2, // 1: skein.identity.v1alpha1.Identity.Certify:input_type -> skein.identity.v1alpha1.CertifyRequest
-	0, // 2: skein.identity.v1alpha1.Identity.WatchTrustBundle:input_type -> skein.identity.v1alpha1.WatchTrustBundleRequest
+	0, // 2: skein.identity.v1alpha1.Identity.WatchTrustBundle:input_type -> skein.identity.v1alpha1.TrustReport
 	3, // 3: skein.identity.v1alpha1.Identity.Certify:output_type -> skein.identity.v1alpha1.CertifyResponse
 	1, // 4: skein.identity.v1alpha1.Identity.WatchTrustBundle:output_type -> skein.identity.v1alpha1.TrustBundle
 	3, // [3:5] is the sub-list for method output_type

@@ -33,8 +33,10 @@ type IdentityClient interface {
 	Certify(ctx context.Context, in *CertifyRequest, opts ...grpc.CallOption) (*CertifyResponse, error)
 	// The trust anchors and issuer in effect now, then again each time they
 	// change, so that proxies trust a new anchor (and renew under a new
-	// issuer) without a restart. Requires a mesh client certificate.
-	WatchTrustBundle(ctx context.Context, in *WatchTrustBundleRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrustBundle], error)
+	// issuer) without a restart. The proxy reports what it trusts and holds
+	// after each change, for `skein identity rotate`'s checks. Requires a
+	// mesh client certificate.
+	WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustReport, TrustBundle], error)
 }
 
 type identityClient struct {
@@ -55,24 +57,18 @@ func (c *identityClient) Certify(ctx context.Context, in *CertifyRequest, opts .
 	return out, nil
 }
 
-func (c *identityClient) WatchTrustBundle(ctx context.Context, in *WatchTrustBundleRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TrustBundle], error) {
+func (c *identityClient) WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustReport, TrustBundle], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Identity_ServiceDesc.Streams[0], Identity_WatchTrustBundle_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[WatchTrustBundleRequest, TrustBundle]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
+	x := &grpc.GenericClientStream[TrustReport, TrustBundle]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Identity_WatchTrustBundleClient = grpc.ServerStreamingClient[TrustBundle]
+type Identity_WatchTrustBundleClient = grpc.BidiStreamingClient[TrustReport, TrustBundle]
 
 // IdentityServer is the server API for Identity service.
 // All implementations must embed UnimplementedIdentityServer
@@ -81,8 +77,10 @@ type IdentityServer interface {
 	Certify(context.Context, *CertifyRequest) (*CertifyResponse, error)
 	// The trust anchors and issuer in effect now, then again each time they
 	// change, so that proxies trust a new anchor (and renew under a new
-	// issuer) without a restart. Requires a mesh client certificate.
-	WatchTrustBundle(*WatchTrustBundleRequest, grpc.ServerStreamingServer[TrustBundle]) error
+	// issuer) without a restart. The proxy reports what it trusts and holds
+	// after each change, for `skein identity rotate`'s checks. Requires a
+	// mesh client certificate.
+	WatchTrustBundle(grpc.BidiStreamingServer[TrustReport, TrustBundle]) error
 	mustEmbedUnimplementedIdentityServer()
 }
 
@@ -96,7 +94,7 @@ type UnimplementedIdentityServer struct{}
 func (UnimplementedIdentityServer) Certify(context.Context, *CertifyRequest) (*CertifyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Certify not implemented")
 }
-func (UnimplementedIdentityServer) WatchTrustBundle(*WatchTrustBundleRequest, grpc.ServerStreamingServer[TrustBundle]) error {
+func (UnimplementedIdentityServer) WatchTrustBundle(grpc.BidiStreamingServer[TrustReport, TrustBundle]) error {
 	return status.Error(codes.Unimplemented, "method WatchTrustBundle not implemented")
 }
 func (UnimplementedIdentityServer) mustEmbedUnimplementedIdentityServer() {}
@@ -139,15 +137,11 @@ func _Identity_Certify_Handler(srv interface{}, ctx context.Context, dec func(in
 }
 
 func _Identity_WatchTrustBundle_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(WatchTrustBundleRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(IdentityServer).WatchTrustBundle(m, &grpc.GenericServerStream[WatchTrustBundleRequest, TrustBundle]{ServerStream: stream})
+	return srv.(IdentityServer).WatchTrustBundle(&grpc.GenericServerStream[TrustReport, TrustBundle]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Identity_WatchTrustBundleServer = grpc.ServerStreamingServer[TrustBundle]
+type Identity_WatchTrustBundleServer = grpc.BidiStreamingServer[TrustReport, TrustBundle]
 
 // Identity_ServiceDesc is the grpc.ServiceDesc for Identity service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -166,6 +160,7 @@ var Identity_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchTrustBundle",
 			Handler:       _Identity_WatchTrustBundle_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "proto/identity/identity.proto",

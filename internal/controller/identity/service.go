@@ -102,6 +102,7 @@ type Service struct {
 	cfg     Config
 	metrics *metrics
 	limiter *peerLimiter
+	reports trustReports // what proxies on WatchTrustBundle trust and hold
 
 	// ownCerts are the controller's own certificates, by identity: one key
 	// and certificate serve the gRPC port (ServerTLS) and the controller's

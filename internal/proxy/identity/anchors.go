@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -122,4 +123,22 @@ func missingFrom(list, other []string) []string {
 		}
 	}
 	return out
+}
+
+// chainAnchor is the fingerprint of the anchor held that chain (leaf
+// first) verifies to at now, or "" when none does.
+func (a *Anchors) chainAnchor(chain []*x509.Certificate, now time.Time) string {
+	intermediates := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		intermediates.AddCert(c)
+	}
+	for _, anchor := range a.Certificates() {
+		roots := x509.NewCertPool()
+		roots.AddCert(anchor)
+		if _, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates,
+			CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			return pki.Fingerprint(anchor)
+		}
+	}
+	return ""
 }

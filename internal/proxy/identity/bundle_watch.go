@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -47,10 +48,16 @@ func (l *Local) WatchTrustBundle(ctx context.Context, client identitypb.Identity
 }
 
 func (l *Local) watchOnce(ctx context.Context, client identitypb.IdentityClient, received func()) error {
-	stream, err := client.WatchTrustBundle(ctx, &identitypb.WatchTrustBundleRequest{}, grpc.WaitForReady(true))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.WatchTrustBundle(ctx, grpc.WaitForReady(true))
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // stops the reporter before wg.Wait
+	wg.Go(func() { l.sendReports(ctx, stream) })
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -61,6 +68,35 @@ func (l *Local) watchOnce(ctx context.Context, client identitypb.IdentityClient,
 			// Keep what is held: a bundle that cannot be used is not trusted.
 			l.cfg.Log.Error("trust bundle from the controller refused, keeping the current anchors", "err", err)
 		}
+		l.askReport()
+	}
+}
+
+// sendReports tells the controller what this proxy trusts and holds each
+// time that may have changed, until ctx is done. It is the stream's only
+// sender.
+func (l *Local) sendReports(ctx context.Context, stream identitypb.Identity_WatchTrustBundleClient) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.reportSoon:
+		}
+		report := &identitypb.TrustReport{TrustedAnchors: l.anchors.Fingerprints()}
+		if svid := l.current.Load(); svid != nil {
+			report.CertificateAnchor = l.anchors.chainAnchor(svid.Certificates, l.cfg.Now())
+		}
+		if err := stream.Send(report); err != nil {
+			return // Recv sees the stream end
+		}
+	}
+}
+
+// askReport asks sendReports to send a report; one pending is enough.
+func (l *Local) askReport() {
+	select {
+	case l.reportSoon <- struct{}{}:
+	default:
 	}
 }
 

@@ -101,6 +101,8 @@ type Local struct {
 	// renewSoon asks Run to renew within the duration sent (a new issuer
 	// or anchors seen on WatchTrustBundle).
 	renewSoon chan time.Duration
+	// reportSoon asks WatchTrustBundle to report what is trusted and held.
+	reportSoon chan struct{}
 }
 
 // New validates cfg and makes the workload's key in memory.
@@ -124,13 +126,14 @@ func New(cfg Config) (*Local, error) {
 		}
 	}
 	return &Local{
-		cfg:       cfg,
-		sched:     schedule{renew: cfg.Renew},
-		id:        id,
-		key:       key,
-		csr:       csr,
-		anchors:   anchors,
-		renewSoon: make(chan time.Duration, 1),
+		cfg:        cfg,
+		sched:      schedule{renew: cfg.Renew},
+		id:         id,
+		key:        key,
+		csr:        csr,
+		anchors:    anchors,
+		renewSoon:  make(chan time.Duration, 1),
+		reportSoon: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -244,6 +247,7 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 	}
+	l.askReport()
 	leaf := svid.Certificates[0]
 	now := l.cfg.Now()
 	l.cfg.Log.Info("certificate updated", "identity", l.id.String(),
