@@ -22,18 +22,23 @@ the directory the controller serves (-identity-dir, skein up's state/identity):
 
   skein identity rotate bundle --dir D --new-anchor-cert new.crt --new-anchor-key new.key
       ca.crt holds the old and the new anchor; the controller sends it to
-      every proxy at once (wait until every proxy trusts both)
+      every proxy at once
   skein identity rotate issue  --dir D --new-anchor-cert new.crt --new-anchor-key new.key
-      a new issuer under the new anchor; proxies renew under it within 10 s
-      (wait until every proxy's certificate chains to the new anchor)
+      refused until every proxy trusts the new anchor; then a new issuer
+      under it, and proxies renew under it within 10 s
   skein identity rotate drop   --dir D
-      ca.crt keeps only the new anchor; proxies stop trusting the old one
+      refused until every proxy's certificate chains to the new anchor;
+      then ca.crt keeps only the new anchor
 
-  skein identity rotate status --dir D   which step the directory is at
+  skein identity rotate status --dir D   the step, and what the proxies trust
+
+issue, drop and status ask the controller's API (--api, as skein stat) what
+its proxies trust and hold; --force skips that.
 
 JSON fields (-o json): step ("bundled"|"issued"|"single"), anchors
 [{fingerprint, subject, not_after, issuer}], issuer {subject, not_after,
-anchor}, dropped [fingerprint].`,
+anchor}, dropped [fingerprint], proxies {proxies, unreported, anchors
+[{fingerprint, issuer, trusting, certificates}]}.`,
 	}
 	cmd.AddCommand(newRotateBundleCommand(), newRotateIssueCommand(), newRotateDropCommand(), newRotateStatusCommand())
 	return cmd
