@@ -24,6 +24,9 @@ import (
 func (s *Service) WatchTrustBundle(stream identitypb.Identity_WatchTrustBundleServer) error {
 	entry := s.reports.add()
 	defer s.reports.remove(entry)
+	// The receiver is owned by this call: its Recv returns once the stream
+	// ends, which gRPC makes happen when this call returns (it cannot be
+	// waited for here: it may be blocked in Recv until then).
 	recvDone := make(chan error, 1)
 	go func() { recvDone <- s.receiveReports(stream, entry) }()
 
