@@ -191,6 +191,9 @@ func (cp *controlPlane) startController(ctx context.Context) error {
 		"-trust-domain", trustDomain,
 		"-grpc-addr", fmt.Sprintf("0.0.0.0:%d", portCtlGRPC),
 		"-admin-addr", fmt.Sprintf("127.0.0.1:%d", portCtlAdmin),
+		// The API for skein identity rotate's checks; no Prometheus runs
+		// here (the metrics endpoints would answer with errors).
+		"-api-socket", cp.apiSocket(), "-prometheus-url", "http://127.0.0.1:9",
 		"-log-level", "debug",
 	}
 	if cp.certLifetime > 0 {
@@ -203,6 +206,9 @@ func (cp *controlPlane) startController(ctx context.Context) error {
 	cp.controller = p
 	return waitReady(ctx, cp.ctl, p, fmt.Sprintf("http://127.0.0.1:%d/ready", portCtlAdmin))
 }
+
+// apiSocket is the controller's API (skein identity rotate asks it).
+func (cp *controlPlane) apiSocket() string { return filepath.Join(cp.dir, "api.sock") }
 
 // injectMeshed starts h's proxy with an identity from the controller and
 // extra proxy flags, and waits until it is ready.

@@ -440,6 +440,8 @@ type certInfo struct {
 	IssuerKeyID string `json:"issuer_key_id"`
 	Serial      string `json:"serial"`
 	NotAfter    string `json:"not_after"`
+	// TrustAnchors are the SHA-256 fingerprints of the anchors it trusts.
+	TrustAnchors []string `json:"trust_anchors"`
 }
 
 // proxyCert reads the /identity of h's proxy from inside h: it answers

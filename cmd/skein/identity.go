@@ -23,7 +23,8 @@ func newIdentityCommand() *cobra.Command {
 		// TODO: `skein identity WORKLOAD` for a workload of a local mesh
 		// (`skein up`), once the mesh can find a workload's admin address.
 	}
-	cmd.AddCommand(newIdentityGenerateCommand(), newIdentityIssuerCommand(), newIdentityShowCommand(), newIdentityTokenCommand())
+	cmd.AddCommand(newIdentityGenerateCommand(), newIdentityIssuerCommand(), newIdentityShowCommand(), newIdentityTokenCommand(),
+		newIdentityRotateCommand())
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func TestIdentityShowPrintsProxyStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got proxyidentity.Status
-	if err := json.Unmarshal([]byte(out), &got); err != nil || got != want {
+	if err := json.Unmarshal([]byte(out), &got); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("show -o json = %+v (%v), want %+v", got, err, want)
 	}
 	out, err = run(t, "identity", "show", "--admin", addr)

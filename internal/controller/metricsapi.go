@@ -87,6 +87,7 @@ func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *mod
 		az.Prometheus = promv1.NewAPI(client)
 	}
 	authzapi.Register(mux, az)
+	mux.Handle("/api/v1/trust", ids.TrustHandler())
 	self := meshid.Controller(spiffeid.RequireTrustDomainFromString(cfg.TrustDomain))
 	tapapi.Register(mux, tapapi.Config{
 		Model: m,

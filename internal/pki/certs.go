@@ -2,7 +2,9 @@ package pki
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -53,4 +55,11 @@ func NewSerial() (*big.Int, error) {
 		serial.SetInt64(1)
 	}
 	return serial, nil
+}
+
+// Fingerprint names a certificate by the SHA-256 of its DER, in lowercase
+// hex: how logs, `skein identity` and the proxy's /identity name anchors.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:])
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -48,16 +49,22 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cp.certify, err = dialController(cfg.ControllerAddr, identity.ControllerTLS(anchors, cfg.controllerID())); err != nil {
+	// One set of anchors for every TLS config: the controller replaces it
+	// during an anchor rotation (WatchTrustBundle, Certify answers).
+	held, err := identity.NewAnchors(cfg.controllerID().TrustDomain(), anchors, log)
+	if err != nil {
+		return nil, fmt.Errorf("trust-anchors: %w", err)
+	}
+	if cp.certify, err = dialController(cfg.ControllerAddr, identity.ControllerTLSFrom(held, cfg.controllerID())); err != nil {
 		return nil, err
 	}
 	cp.identity, err = identity.New(identity.Config{
-		Identity:     cfg.Identity,
-		TokenFile:    cfg.TokenFile,
-		ClockSkew:    cfg.ClockSkew,
-		TrustAnchors: anchors,
-		Client:       identitypb.NewIdentityClient(cp.certify),
-		Log:          log,
+		Identity:  cfg.Identity,
+		TokenFile: cfg.TokenFile,
+		ClockSkew: cfg.ClockSkew,
+		Anchors:   held,
+		Client:    identitypb.NewIdentityClient(cp.certify),
+		Log:       log,
 	})
 	if err != nil {
 		cp.close()
@@ -86,6 +93,16 @@ func dialController(addr string, tlsConfig *tls.Config) (*grpc.ClientConn, error
 		return nil, fmt.Errorf("controller-addr: %w", err)
 	}
 	return conn, nil
+}
+
+// runIdentity gets and renews the certificate and follows the
+// controller's trust bundle until ctx is done; nothing without an identity.
+func (cp *controlPlane) runIdentity(ctx context.Context) {
+	if cp.identity == nil {
+		return
+	}
+	go cp.identity.Run(ctx)
+	go cp.identity.WatchTrustBundle(ctx, identitypb.NewIdentityClient(cp.conn))
 }
 
 func (cp *controlPlane) close() {

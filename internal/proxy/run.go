@@ -53,9 +53,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer cp.close()
-	if cp.identity != nil {
-		go cp.identity.Run(connCtx)
-	}
+	cp.runIdentity(connCtx)
 	resolver, err := startDiscovery(serveCtx, cfg, cp, log)
 	if err != nil {
 		return err

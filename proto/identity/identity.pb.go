@@ -25,6 +25,117 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// What a proxy trusts and holds now.
+type TrustReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The anchors it trusts: SHA-256 of each one's DER, lowercase hex.
+	TrustedAnchors []string `protobuf:"bytes,1,rep,name=trusted_anchors,json=trustedAnchors,proto3" json:"trusted_anchors,omitempty"`
+	// The anchor its certificate chains to, the same way; empty without one.
+	CertificateAnchor string `protobuf:"bytes,2,opt,name=certificate_anchor,json=certificateAnchor,proto3" json:"certificate_anchor,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TrustReport) Reset() {
+	*x = TrustReport{}
+	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustReport) ProtoMessage() {}
+
+func (x *TrustReport) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustReport.ProtoReflect.Descriptor instead.
+func (*TrustReport) Descriptor() ([]byte, []int) {
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TrustReport) GetTrustedAnchors() []string {
+	if x != nil {
+		return x.TrustedAnchors
+	}
+	return nil
+}
+
+func (x *TrustReport) GetCertificateAnchor() string {
+	if x != nil {
+		return x.CertificateAnchor
+	}
+	return ""
+}
+
+type TrustBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every anchor the mesh trusts now (DER each): during an anchor rotation
+	// the old and the new one.
+	TrustAnchors [][]byte `protobuf:"bytes,1,rep,name=trust_anchors,json=trustAnchors,proto3" json:"trust_anchors,omitempty"`
+	// The issuer certificate that signs new workload certificates (DER); a
+	// proxy whose certificate comes from another issuer renews.
+	IssuerCertificate []byte `protobuf:"bytes,2,opt,name=issuer_certificate,json=issuerCertificate,proto3" json:"issuer_certificate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *TrustBundle) Reset() {
+	*x = TrustBundle{}
+	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustBundle) ProtoMessage() {}
+
+func (x *TrustBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
+func (*TrustBundle) Descriptor() ([]byte, []int) {
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrustBundle) GetTrustAnchors() [][]byte {
+	if x != nil {
+		return x.TrustAnchors
+	}
+	return nil
+}
+
+func (x *TrustBundle) GetIssuerCertificate() []byte {
+	if x != nil {
+		return x.IssuerCertificate
+	}
+	return nil
+}
+
 type CertifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The SPIFFE ID asked for: spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
@@ -41,7 +152,7 @@ type CertifyRequest struct {
 
 func (x *CertifyRequest) Reset() {
 	*x = CertifyRequest{}
-	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	mi := &file_proto_identity_identity_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +164,7 @@ func (x *CertifyRequest) String() string {
 func (*CertifyRequest) ProtoMessage() {}
 
 func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_identity_identity_proto_msgTypes[0]
+	mi := &file_proto_identity_identity_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +177,7 @@ func (x *CertifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyRequest.ProtoReflect.Descriptor instead.
 func (*CertifyRequest) Descriptor() ([]byte, []int) {
-	return file_proto_identity_identity_proto_rawDescGZIP(), []int{0}
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CertifyRequest) GetIdentity() string {
@@ -97,13 +208,15 @@ type CertifyResponse struct {
 	// The issuer chain up to, not including, the trust anchor (DER each).
 	IntermediateCertificates [][]byte               `protobuf:"bytes,2,rep,name=intermediate_certificates,json=intermediateCertificates,proto3" json:"intermediate_certificates,omitempty"`
 	ValidUntil               *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Every anchor the mesh trusts now (DER each), as in TrustBundle.
+	TrustAnchors  [][]byte `protobuf:"bytes,4,rep,name=trust_anchors,json=trustAnchors,proto3" json:"trust_anchors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CertifyResponse) Reset() {
 	*x = CertifyResponse{}
-	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	mi := &file_proto_identity_identity_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +228,7 @@ func (x *CertifyResponse) String() string {
 func (*CertifyResponse) ProtoMessage() {}
 
 func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_identity_identity_proto_msgTypes[1]
+	mi := &file_proto_identity_identity_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +241,7 @@ func (x *CertifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CertifyResponse.ProtoReflect.Descriptor instead.
 func (*CertifyResponse) Descriptor() ([]byte, []int) {
-	return file_proto_identity_identity_proto_rawDescGZIP(), []int{1}
+	return file_proto_identity_identity_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CertifyResponse) GetLeafCertificate() []byte {
@@ -152,22 +265,37 @@ func (x *CertifyResponse) GetValidUntil() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CertifyResponse) GetTrustAnchors() [][]byte {
+	if x != nil {
+		return x.TrustAnchors
+	}
+	return nil
+}
+
 var File_proto_identity_identity_proto protoreflect.FileDescriptor
 
 const file_proto_identity_identity_proto_rawDesc = "" +
 	"\n" +
-	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n" +
+	"\x1dproto/identity/identity.proto\x12\x17skein.identity.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n" +
+	"\vTrustReport\x12'\n" +
+	"\x0ftrusted_anchors\x18\x01 \x03(\tR\x0etrustedAnchors\x12-\n" +
+	"\x12certificate_anchor\x18\x02 \x01(\tR\x11certificateAnchor\"a\n" +
+	"\vTrustBundle\x12#\n" +
+	"\rtrust_anchors\x18\x01 \x03(\fR\ftrustAnchors\x12-\n" +
+	"\x12issuer_certificate\x18\x02 \x01(\fR\x11issuerCertificate\"\x82\x01\n" +
 	"\x0eCertifyRequest\x12\x1a\n" +
 	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\fR\x05token\x12>\n" +
-	"\x1bcertificate_signing_request\x18\x03 \x01(\fR\x19certificateSigningRequest\"\xb6\x01\n" +
+	"\x1bcertificate_signing_request\x18\x03 \x01(\fR\x19certificateSigningRequest\"\xdb\x01\n" +
 	"\x0fCertifyResponse\x12)\n" +
 	"\x10leaf_certificate\x18\x01 \x01(\fR\x0fleafCertificate\x12;\n" +
 	"\x19intermediate_certificates\x18\x02 \x03(\fR\x18intermediateCertificates\x12;\n" +
 	"\vvalid_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"validUntil2h\n" +
+	"validUntil\x12#\n" +
+	"\rtrust_anchors\x18\x04 \x03(\fR\ftrustAnchors2\xcc\x01\n" +
 	"\bIdentity\x12\\\n" +
-	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponseB+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
+	"\aCertify\x12'.skein.identity.v1alpha1.CertifyRequest\x1a(.skein.identity.v1alpha1.CertifyResponse\x12b\n" +
+	"\x10WatchTrustBundle\x12$.skein.identity.v1alpha1.TrustReport\x1a$.skein.identity.v1alpha1.TrustBundle(\x010\x01B+Z)github.com/skeinmesh/skein/proto/identityb\x06proto3"
 
 var (
 	file_proto_identity_identity_proto_rawDescOnce sync.Once
@@ -181,18 +309,22 @@ func file_proto_identity_identity_proto_rawDescGZIP() []byte {
 	return file_proto_identity_identity_proto_rawDescData
 }
 
-var file_proto_identity_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_proto_identity_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_proto_identity_identity_proto_goTypes = []any{
-	(*CertifyRequest)(nil),        // 0: skein.identity.v1alpha1.CertifyRequest
-	(*CertifyResponse)(nil),       // 1: skein.identity.v1alpha1.CertifyResponse
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*TrustReport)(nil),           // 0: skein.identity.v1alpha1.TrustReport
+	(*TrustBundle)(nil),           // 1: skein.identity.v1alpha1.TrustBundle
+	(*CertifyRequest)(nil),        // 2: skein.identity.v1alpha1.CertifyRequest
+	(*CertifyResponse)(nil),       // 3: skein.identity.v1alpha1.CertifyResponse
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_proto_identity_identity_proto_depIdxs = []int32{
-	2, // 0: skein.identity.v1alpha1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
-	0, // 1: skein.identity.v1alpha1.Identity.Certify:input_type -> skein.identity.v1alpha1.CertifyRequest
-	1, // 2: skein.identity.v1alpha1.Identity.Certify:output_type -> skein.identity.v1alpha1.CertifyResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	4, // 0: skein.identity.v1alpha1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
+	2, // 1: skein.identity.v1alpha1.Identity.Certify:input_type -> skein.identity.v1alpha1.CertifyRequest
+	0, // 2: skein.identity.v1alpha1.Identity.WatchTrustBundle:input_type -> skein.identity.v1alpha1.TrustReport
+	3, // 3: skein.identity.v1alpha1.Identity.Certify:output_type -> skein.identity.v1alpha1.CertifyResponse
+	1, // 4: skein.identity.v1alpha1.Identity.WatchTrustBundle:output_type -> skein.identity.v1alpha1.TrustBundle
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -209,7 +341,7 @@ func file_proto_identity_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_identity_identity_proto_rawDesc), len(file_proto_identity_identity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

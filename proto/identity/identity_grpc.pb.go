@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Identity_Certify_FullMethodName = "/skein.identity.v1alpha1.Identity/Certify"
+	Identity_Certify_FullMethodName          = "/skein.identity.v1alpha1.Identity/Certify"
+	Identity_WatchTrustBundle_FullMethodName = "/skein.identity.v1alpha1.Identity/WatchTrustBundle"
 )
 
 // IdentityClient is the client API for Identity service.
@@ -30,6 +31,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type IdentityClient interface {
 	Certify(ctx context.Context, in *CertifyRequest, opts ...grpc.CallOption) (*CertifyResponse, error)
+	// The trust anchors and issuer in effect now, then again each time they
+	// change, so that proxies trust a new anchor (and renew under a new
+	// issuer) without a restart. The proxy reports what it trusts and holds
+	// after each change, for `skein identity rotate`'s checks. Requires a
+	// mesh client certificate.
+	WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustReport, TrustBundle], error)
 }
 
 type identityClient struct {
@@ -50,11 +57,30 @@ func (c *identityClient) Certify(ctx context.Context, in *CertifyRequest, opts .
 	return out, nil
 }
 
+func (c *identityClient) WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustReport, TrustBundle], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Identity_ServiceDesc.Streams[0], Identity_WatchTrustBundle_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TrustReport, TrustBundle]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Identity_WatchTrustBundleClient = grpc.BidiStreamingClient[TrustReport, TrustBundle]
+
 // IdentityServer is the server API for Identity service.
 // All implementations must embed UnimplementedIdentityServer
 // for forward compatibility.
 type IdentityServer interface {
 	Certify(context.Context, *CertifyRequest) (*CertifyResponse, error)
+	// The trust anchors and issuer in effect now, then again each time they
+	// change, so that proxies trust a new anchor (and renew under a new
+	// issuer) without a restart. The proxy reports what it trusts and holds
+	// after each change, for `skein identity rotate`'s checks. Requires a
+	// mesh client certificate.
+	WatchTrustBundle(grpc.BidiStreamingServer[TrustReport, TrustBundle]) error
 	mustEmbedUnimplementedIdentityServer()
 }
 
@@ -67,6 +93,9 @@ type UnimplementedIdentityServer struct{}
 
 func (UnimplementedIdentityServer) Certify(context.Context, *CertifyRequest) (*CertifyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Certify not implemented")
+}
+func (UnimplementedIdentityServer) WatchTrustBundle(grpc.BidiStreamingServer[TrustReport, TrustBundle]) error {
+	return status.Error(codes.Unimplemented, "method WatchTrustBundle not implemented")
 }
 func (UnimplementedIdentityServer) mustEmbedUnimplementedIdentityServer() {}
 func (UnimplementedIdentityServer) testEmbeddedByValue()                  {}
@@ -107,6 +136,13 @@ func _Identity_Certify_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Identity_WatchTrustBundle_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(IdentityServer).WatchTrustBundle(&grpc.GenericServerStream[TrustReport, TrustBundle]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Identity_WatchTrustBundleServer = grpc.BidiStreamingServer[TrustReport, TrustBundle]
+
 // Identity_ServiceDesc is the grpc.ServiceDesc for Identity service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -119,6 +155,13 @@ var Identity_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Identity_Certify_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchTrustBundle",
+			Handler:       _Identity_WatchTrustBundle_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "proto/identity/identity.proto",
 }

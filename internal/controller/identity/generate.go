@@ -198,6 +198,26 @@ func RotateIssuer(cfg RotateConfig) (Generated, error) {
 	if err != nil {
 		return Generated{}, err
 	}
+	// ca.crt is what proxies trust: an anchor they were not given yet
+	// would break every connection, so it must already be in the bundle
+	// (during an anchor rotation, `skein identity rotate bundle` put it
+	// there beside the old one, which stays).
+	bundlePEM, err := os.ReadFile(filepath.Join(cfg.Dir, TrustAnchorFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		bundlePEM = certPEM
+	case err != nil:
+		return Generated{}, err
+	default:
+		bundle, err := pki.ParseCertificates(bundlePEM)
+		if err != nil {
+			return Generated{}, fmt.Errorf("%s: %w", filepath.Join(cfg.Dir, TrustAnchorFile), err)
+		}
+		if !containsCert(bundle, anchor) {
+			return Generated{}, fmt.Errorf("the anchor in %s is not in %s, so proxies do not trust it: add it first (skein identity rotate bundle)",
+				cfg.AnchorCert, filepath.Join(cfg.Dir, TrustAnchorFile))
+		}
+	}
 	out := Generated{
 		TrustAnchor:   filepath.Join(cfg.Dir, TrustAnchorFile),
 		IssuerCert:    filepath.Join(cfg.Dir, IssuerCertFile),
@@ -210,7 +230,7 @@ func RotateIssuer(cfg RotateConfig) (Generated, error) {
 	for _, f := range []trustFile{
 		{out.IssuerKey, issuerKeyPEM, 0o600},
 		{out.IssuerCert, pki.EncodeCertificates(issuer), 0o644},
-		{out.TrustAnchor, certPEM, 0o644},
+		{out.TrustAnchor, bundlePEM, 0o644},
 	} {
 		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
 			return Generated{}, err

@@ -147,3 +147,25 @@ func poolOf(certs []*x509.Certificate) *x509.CertPool {
 	}
 	return pool
 }
+
+func sameCerts(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// AnchorFingerprints names anchors by the SHA-256 of their DER, in hex, for
+// logs and for comparing what a proxy trusts with what the controller has.
+func AnchorFingerprints(anchors []*x509.Certificate) []string {
+	out := make([]string, len(anchors))
+	for i, a := range anchors {
+		out[i] = pki.Fingerprint(a)
+	}
+	return out
+}

@@ -102,6 +102,7 @@ type Service struct {
 	cfg     Config
 	metrics *metrics
 	limiter *peerLimiter
+	reports trustReports // what proxies on WatchTrustBundle trust and hold
 
 	// ownCerts are the controller's own certificates, by identity: one key
 	// and certificate serve the gRPC port (ServerTLS) and the controller's
@@ -180,6 +181,7 @@ func (s *Service) certify(ctx context.Context, req *identitypb.CertifyRequest) (
 		LeafCertificate:          leaf.Raw,
 		IntermediateCertificates: rawCerts(issuer.Chain()),
 		ValidUntil:               timestamppb.New(leaf.NotAfter),
+		TrustAnchors:             rawCerts(issuer.TrustAnchors()),
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package identity
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,6 +14,13 @@ type IssuerSource interface {
 	Issuer() *Issuer
 }
 
+// IssuerWatcher is an IssuerSource that says when its issuer or anchors
+// change (both sources do): WatchTrustBundle pushes each change at once.
+type IssuerWatcher interface {
+	IssuerSource
+	Changed() <-chan struct{}
+}
+
 // issuerHolder keeps the current issuer and replaces it only with a valid
 // one; both sources embed it.
 type issuerHolder struct {
@@ -20,9 +28,32 @@ type issuerHolder struct {
 	now     func() time.Time
 	log     *slog.Logger
 	origin  string // for logs: the directory or namespace/name
+
+	changedMu sync.Mutex
+	changed   chan struct{} // closed, and replaced, when the issuer or anchors change
 }
 
 func (h *issuerHolder) Issuer() *Issuer { return h.current.Load() }
+
+// Changed is closed when the issuer or its trust anchors next change; take
+// it before reading Issuer so that no change falls between the two.
+func (h *issuerHolder) Changed() <-chan struct{} {
+	h.changedMu.Lock()
+	defer h.changedMu.Unlock()
+	if h.changed == nil {
+		h.changed = make(chan struct{})
+	}
+	return h.changed
+}
+
+func (h *issuerHolder) notify() {
+	h.changedMu.Lock()
+	defer h.changedMu.Unlock()
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+}
 
 // replace validates new material and swaps it in; on failure the old issuer
 // stays and the reason is logged and returned.
@@ -33,13 +64,15 @@ func (h *issuerHolder) replace(certPEM, keyPEM, anchorsPEM []byte) error {
 		return err
 	}
 	old := h.current.Swap(issuer)
-	if old != nil && old.cert.Equal(issuer.cert) {
+	if old != nil && old.cert.Equal(issuer.cert) && sameCerts(old.anchors, issuer.anchors) {
 		return nil
 	}
+	h.notify()
 	h.log.Info("issuer loaded", "source", h.origin,
 		"subject", issuer.cert.Subject.String(),
 		"serial", issuer.cert.SerialNumber.Text(16),
-		"not_after", issuer.cert.NotAfter)
+		"not_after", issuer.cert.NotAfter,
+		"trust_anchors", AnchorFingerprints(issuer.anchors))
 	return nil
 }
 

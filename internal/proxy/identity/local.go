@@ -34,8 +34,11 @@ type Config struct {
 	// TokenFile holds the token proving Identity. It is re-read before each
 	// Certify: the kubelet (or `skein up`) refreshes it.
 	TokenFile string
-	// TrustAnchors are the mesh's roots.
+	// TrustAnchors are the mesh's roots at start. Anchors, when given,
+	// holds them instead and is shared with the proxy's other TLS configs
+	// (the controller connection); the controller may replace them.
 	TrustAnchors []*x509.Certificate
+	Anchors      *Anchors
 	// Client calls the controller's identity service.
 	Client identitypb.IdentityClient
 	// Renew is the fraction of the certificate's life (from when it was
@@ -60,7 +63,7 @@ func (c *Config) Validate() (spiffeid.ID, error) {
 		return spiffeid.ID{}, fmt.Errorf("identity config: Identity %q: %w", c.Identity, err)
 	case c.TokenFile == "":
 		return spiffeid.ID{}, errors.New("identity config: TokenFile is required")
-	case len(c.TrustAnchors) == 0:
+	case len(c.TrustAnchors) == 0 && c.Anchors == nil:
 		return spiffeid.ID{}, errors.New("identity config: TrustAnchors is empty")
 	case c.Client == nil:
 		return spiffeid.ID{}, errors.New("identity config: Client is required")
@@ -92,9 +95,14 @@ type Local struct {
 	id      spiffeid.ID
 	key     *ecdsa.PrivateKey
 	csr     []byte
-	bundle  *x509bundle.Bundle
+	anchors *Anchors
 	current atomic.Pointer[x509svid.SVID] // nil until the first certificate
 	lastErr atomic.Pointer[error]         // why the last Certify failed
+	// renewSoon asks Run to renew within the duration sent (a new issuer
+	// or anchors seen on WatchTrustBundle).
+	renewSoon chan time.Duration
+	// reportSoon asks WatchTrustBundle to report what is trusted and held.
+	reportSoon chan struct{}
 }
 
 // New validates cfg and makes the workload's key in memory.
@@ -111,13 +119,21 @@ func New(cfg Config) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
+	anchors := cfg.Anchors
+	if anchors == nil {
+		if anchors, err = NewAnchors(id.TrustDomain(), cfg.TrustAnchors, cfg.Log); err != nil {
+			return nil, err
+		}
+	}
 	return &Local{
-		cfg:    cfg,
-		sched:  schedule{renew: cfg.Renew},
-		id:     id,
-		key:    key,
-		csr:    csr,
-		bundle: x509bundle.FromX509Authorities(id.TrustDomain(), cfg.TrustAnchors),
+		cfg:        cfg,
+		sched:      schedule{renew: cfg.Renew},
+		id:         id,
+		key:        key,
+		csr:        csr,
+		anchors:    anchors,
+		renewSoon:  make(chan time.Duration, 1),
+		reportSoon: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -173,12 +189,29 @@ func (l *Local) Run(ctx context.Context) error {
 			l.lastErr.Store(nil)
 			failures = 0
 		}
-		timer := time.NewTimer(wait)
+		if !l.sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// sleep waits for d, or less when asked to renew sooner; false when ctx
+// is done.
+func (l *Local) sleep(ctx context.Context, d time.Duration) bool {
+	due := time.Now().Add(d)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			timer.Stop()
-			return nil
+			return false
 		case <-timer.C:
+			return true
+		case soon := <-l.renewSoon:
+			if at := time.Now().Add(soon); at.Before(due) {
+				due = at
+				timer.Reset(soon)
+			}
 		}
 	}
 }
@@ -204,11 +237,17 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("certify %s: %w", l.id, err)
 	}
-	svid, err := l.checkResponse(resp)
+	svid, anchors, err := l.checkResponse(resp)
 	if err != nil {
 		return 0, err
 	}
 	l.current.Store(svid)
+	if anchors != nil {
+		if _, err := l.anchors.set(anchors, "certify"); err != nil {
+			return 0, err
+		}
+	}
+	l.askReport()
 	leaf := svid.Certificates[0]
 	now := l.cfg.Now()
 	l.cfg.Log.Info("certificate updated", "identity", l.id.String(),
@@ -217,28 +256,40 @@ func (l *Local) certify(ctx context.Context) (time.Duration, error) {
 }
 
 // checkResponse makes sure the certificate is for this key and identity and
-// chains to the trust anchors before it is used.
-func (l *Local) checkResponse(resp *identitypb.CertifyResponse) (*x509svid.SVID, error) {
+// chains to the trust anchors before it is used: the anchors the answer
+// carries (the controller's current ones, which came over a connection
+// verified against the anchors held), or those held when it carries none.
+// It returns the anchors sent, if any.
+func (l *Local) checkResponse(resp *identitypb.CertifyResponse) (*x509svid.SVID, []*x509.Certificate, error) {
+	var sent []*x509.Certificate
+	var bundle x509bundle.Source = l.anchors
+	if raw := resp.GetTrustAnchors(); len(raw) > 0 {
+		var err error
+		if sent, err = parseAnchors(raw); err != nil {
+			return nil, nil, fmt.Errorf("certificate from the identity service: %w", err)
+		}
+		bundle = x509bundle.FromX509Authorities(l.id.TrustDomain(), sent)
+	}
 	raw := append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...)
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
 		cert, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, fmt.Errorf("parsing certificate %d of the response: %w", i, err)
+			return nil, nil, fmt.Errorf("parsing certificate %d of the response: %w", i, err)
 		}
 		certs[i] = cert
 	}
-	id, _, err := x509svid.Verify(certs, l.bundle, x509svid.WithTime(l.verifyTime(certs[0])))
+	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(l.verifyTime(certs[0])))
 	if err != nil {
-		return nil, fmt.Errorf("certificate from the identity service: %w", err)
+		return nil, nil, fmt.Errorf("certificate from the identity service: %w", err)
 	}
 	if id != l.id {
-		return nil, fmt.Errorf("certificate from the identity service is for %s, not %s", id, l.id)
+		return nil, nil, fmt.Errorf("certificate from the identity service is for %s, not %s", id, l.id)
 	}
 	if !l.key.PublicKey.Equal(certs[0].PublicKey) {
-		return nil, errors.New("certificate from the identity service is not for this proxy's key")
+		return nil, nil, errors.New("certificate from the identity service is not for this proxy's key")
 	}
-	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: l.key}, nil
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: l.key}, sent, nil
 }
 
 // verifyTime is the time to check a new certificate at: now, or its

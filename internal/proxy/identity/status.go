@@ -18,6 +18,9 @@ type Status struct {
 	NotBefore   time.Time `json:"not_before"` // RFC 3339
 	NotAfter    time.Time `json:"not_after"`  // RFC 3339
 	Serial      string    `json:"serial"`     // hexadecimal
+	// TrustAnchors are the anchors the proxy trusts now, by the SHA-256 of
+	// their DER in hex: during an anchor rotation the old and the new one.
+	TrustAnchors []string `json:"trust_anchors"`
 }
 
 // Status describes the current certificate; false before one is held.
@@ -27,12 +30,13 @@ func (l *Local) Status() (Status, bool) {
 		return Status{}, false
 	}
 	return Status{
-		Identity:    l.id.String(),
-		Issuer:      leaf.Issuer.String(),
-		IssuerKeyID: hex.EncodeToString(leaf.AuthorityKeyId),
-		NotBefore:   leaf.NotBefore.UTC(),
-		NotAfter:    leaf.NotAfter.UTC(),
-		Serial:      leaf.SerialNumber.Text(16),
+		Identity:     l.id.String(),
+		Issuer:       leaf.Issuer.String(),
+		IssuerKeyID:  hex.EncodeToString(leaf.AuthorityKeyId),
+		NotBefore:    leaf.NotBefore.UTC(),
+		NotAfter:     leaf.NotAfter.UTC(),
+		Serial:       leaf.SerialNumber.Text(16),
+		TrustAnchors: l.anchors.Fingerprints(),
 	}, true
 }
 

@@ -39,7 +39,7 @@ func (s svidSource) GetX509SVID() (*x509svid.SVID, error) {
 // trust domain, verified against the trust anchors. Authorization of
 // particular clients is policy's job, using PeerID.
 func (l *Local) ServerTLS(nextProtos []string) *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(svidSource{l}, l.bundle, tlsconfig.AuthorizeMemberOf(l.id.TrustDomain()))
+	cfg := tlsconfig.MTLSServerConfig(svidSource{l}, l.anchors, tlsconfig.AuthorizeMemberOf(l.id.TrustDomain()))
 	return tls13(cfg, nextProtos)
 }
 
@@ -48,14 +48,14 @@ func (l *Local) ServerTLS(nextProtos []string) *tls.Config {
 // client certificate required that chains to the trust anchors and names
 // exactly clientID; anyone else fails the handshake.
 func (l *Local) ServerTLSFor(clientID spiffeid.ID, nextProtos []string) *tls.Config {
-	cfg := tlsconfig.MTLSServerConfig(svidSource{l}, l.bundle, tlsconfig.AuthorizeID(clientID))
+	cfg := tlsconfig.MTLSServerConfig(svidSource{l}, l.anchors, tlsconfig.AuthorizeID(clientID))
 	return tls13(cfg, nextProtos)
 }
 
 // ClientTLS is the config for outbound mesh connections to a server that
 // must be exactly serverID.
 func (l *Local) ClientTLS(serverID spiffeid.ID, nextProtos []string) *tls.Config {
-	cfg := tlsconfig.MTLSClientConfig(svidSource{l}, l.bundle, tlsconfig.AuthorizeID(serverID))
+	cfg := tlsconfig.MTLSClientConfig(svidSource{l}, l.anchors, tlsconfig.AuthorizeID(serverID))
 	return tls13(cfg, nextProtos)
 }
 
@@ -65,6 +65,14 @@ func (l *Local) ClientTLS(serverID spiffeid.ID, nextProtos []string) *tls.Config
 func ControllerTLS(trustAnchors []*x509.Certificate, controllerID spiffeid.ID) *tls.Config {
 	bundle := x509bundle.FromX509Authorities(controllerID.TrustDomain(), trustAnchors)
 	cfg := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(controllerID))
+	return tls13(cfg, []string{"h2"})
+}
+
+// ControllerTLSFrom is ControllerTLS with anchors looked up per handshake,
+// so that a proxy whose anchors the controller changed still verifies the
+// controller's new certificate (re-issued under a new issuer).
+func ControllerTLSFrom(anchors *Anchors, controllerID spiffeid.ID) *tls.Config {
+	cfg := tlsconfig.TLSClientConfig(anchors, tlsconfig.AuthorizeID(controllerID))
 	return tls13(cfg, []string{"h2"})
 }
 

@@ -59,6 +59,7 @@ type Controller struct {
 	AnchorKey   *ecdsa.PrivateKey
 	JoinKey     *ecdsa.PrivateKey
 	Source      *identity.DirSource
+	Service     *identity.Service
 	Addr        string
 	Client      identitypb.IdentityClient
 	Logs        *Logs
@@ -111,6 +112,7 @@ func Start(t testing.TB, opts Options) *Controller {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Service = svc
 	server := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServerTLS(meshid.Controller(td)))))
 	svc.Register(server)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
