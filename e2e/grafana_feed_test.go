@@ -190,20 +190,15 @@ var grafanaGateFeeds = []string{"authz", "breakers", "certify", "inbound-stream"
 // mesh still starts, and the test judges by what Prometheus holds.
 func feedGrafanaGate(t *testing.T, m *upMesh, feeds []string) {
 	t.Helper()
+	// The loops start once every client is made, and stop (the cleanup
+	// registered last runs first) before the clients close.
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	every := func(d time.Duration, f func()) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				f()
-				select {
-				case <-ctx.Done():
-				case <-time.After(d):
-				}
-			}
-		})
+	type loop struct {
+		d time.Duration
+		f func()
 	}
+	var loops []loop
+	every := func(d time.Duration, f func()) { loops = append(loops, loop{d, f}) }
 	gate := authzTarget{"gate.demo.svc.cluster.local:8080", "gate.demo.svc.cluster.local:9090", "gate.demo.svc.cluster.local:7070"}
 	for _, feed := range feeds {
 		switch feed {
@@ -280,6 +275,19 @@ func feedGrafanaGate(t *testing.T, m *upMesh, feeds []string) {
 		default:
 			t.Fatalf("no feed %q", feed)
 		}
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, l := range loops {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				l.f()
+				select {
+				case <-ctx.Done():
+				case <-time.After(l.d):
+				}
+			}
+		})
 	}
 }
 
