@@ -159,7 +159,13 @@ func TestControllerCapsDestinationStreamsPerPeer(t *testing.T) {
 // trustAnchors reads the mesh's trust anchors.
 func (cp *controlPlane) trustAnchors(t *testing.T) []*x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(cp.identityDir, "ca.crt"))
+	return readAnchors(t, filepath.Join(cp.identityDir, "ca.crt"))
+}
+
+// readAnchors reads the trust anchors of a ca.crt.
+func readAnchors(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
