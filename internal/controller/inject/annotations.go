@@ -36,6 +36,9 @@ type settings struct {
 	skipInboundPorts  string
 	skipOutboundPorts string
 	opaquePorts       string
+	// inboundPorts are the application's ports (from the pod's
+	// containers, not an annotation).
+	inboundPorts string
 	logLevel          string
 	resources         corev1.ResourceRequirements
 }
