@@ -158,6 +158,9 @@ func Run(ctx context.Context, cfg Config) error {
 				if !ready.Load() {
 					return errors.New("source not loaded yet")
 				}
+				if issuers.Issuer() == nil {
+					return errors.New("no issuer loaded yet")
+				}
 				return nil
 			},
 		})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -24,7 +25,11 @@ type SecretSource struct {
 }
 
 // NewSecretSource gets the Secret and loads its issuer; it fails if that
-// issuer is not valid. Call Run to follow changes. A nil now means time.Now.
+// issuer is not valid. A Secret that does not exist yet (cert-manager
+// writes it a moment after its Certificate is applied, maybe after the
+// controller starts) is waited for: the source then has no issuer, which
+// keeps the controller unready and refuses every certificate, until Run
+// finds it. Call Run to follow changes. A nil now means time.Now.
 func NewSecretSource(ctx context.Context, client kubernetes.Interface, namespace, name string, log *slog.Logger, now func() time.Time) (*SecretSource, error) {
 	if now == nil {
 		now = time.Now
@@ -34,7 +39,10 @@ func NewSecretSource(ctx context.Context, client kubernetes.Interface, namespace
 	}
 	s := &SecretSource{client: client, namespace: namespace, name: name}
 	s.issuerHolder = issuerHolder{now: now, log: log, origin: "secret " + namespace + "/" + name}
-	if _, err := s.get(ctx); err != nil {
+	if _, err := s.get(ctx); apierrors.IsNotFound(err) {
+		log.Warn("issuer secret not found yet; waiting for it", "source", s.origin)
+		return s, nil
+	} else if err != nil {
 		return nil, err
 	}
 	if s.Issuer() == nil {
@@ -56,7 +64,10 @@ func (s *SecretSource) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		if apierrors.IsNotFound(err) {
+			// Look again each second until it is made.
+			backoff = time.Second / 2
+		} else if err != nil {
 			s.log.Warn("watching issuer secret, retrying", "source", s.origin, "err", err, "in", backoff)
 		}
 		select {

@@ -124,20 +124,32 @@ func TestSecretSourceFollowsSecret(t *testing.T) {
 		}, issuer
 	}
 	first, firstIssuer := secretFor(t)
-	client := fake.NewClientset(first)
+	// The Secret does not exist yet when the controller starts (cert-manager
+	// writes it a moment after its Certificate is applied): the source
+	// waits for it, without an issuer, instead of failing.
+	client := fake.NewClientset()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	src, err := identity.NewSecretSource(ctx, client, "skein", "skein-identity-issuer", log, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a Secret not made yet: %v, want the source to wait for it", err)
 	}
-	if !src.Issuer().Certificate().Equal(firstIssuer) {
-		t.Fatal("first issuer not loaded")
+	if src.Issuer() != nil {
+		t.Fatal("an issuer before the Secret exists")
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = src.Run(ctx) }()
 	defer func() { cancel(); <-done }()
+	if _, err := client.CoreV1().Secrets("skein").Create(ctx, first, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	identitytest.Eventually(t, 5*time.Second, func() error {
+		if iss := src.Issuer(); iss == nil || !iss.Certificate().Equal(firstIssuer) {
+			return fmt.Errorf("first issuer not loaded")
+		}
+		return nil
+	})
 
 	second, secondIssuer := secretFor(t)
 	// The watch may start after the update; keep updating until seen.
