@@ -84,12 +84,8 @@ func Run(ctx context.Context, cfg Config) error {
 		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
 	}
 	taps := tap.New(tap.Config{Identity: cfg.Identity, Labels: cfg.Labels})
-	inboundPolicy, err := startAuthz(connCtx, cfg, cp, log)
-	if err != nil {
-		return err
-	}
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: inboundPolicy, tap: taps}
+		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log), tap: taps}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	authorizer := newAuthorizer(stacks)
 	if authorizer != nil {
@@ -220,20 +216,15 @@ func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.
 // controller, for the instance its -labels name (namespace=, pod=), or none
 // without a controller. Labels that name no instance leave every port
 // without an answer, which the authorization layer denies: logged here.
-func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (authz.Lookup, error) {
+func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) authz.Lookup {
 	if cp.conn == nil {
-		return nil, nil
+		return nil
 	}
 	ns, pod := cfg.Labels["namespace"], cfg.Labels["pod"]
 	if ns == "" || pod == "" {
 		log.Error("the proxy's -labels name no namespace= and pod=: the controller cannot send this workload's inbound policy, so inbound traffic is denied")
 	}
-	c, err := authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"],
-		Ports: cfg.InboundPorts, Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("inbound policy: %w", err)
-	}
-	return c, nil
+	return authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"], Log: log})
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

@@ -36,11 +36,8 @@ type settings struct {
 	skipInboundPorts  string
 	skipOutboundPorts string
 	opaquePorts       string
-	// inboundPorts are the application's ports (from the pod's
-	// containers, not an annotation).
-	inboundPorts string
-	logLevel     string
-	resources    corev1.ResourceRequirements
+	logLevel          string
+	resources         corev1.ResourceRequirements
 }
 
 // readAnnotations checks each annotation here, so that a pod is refused
