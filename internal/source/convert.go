@@ -28,7 +28,7 @@ func Service(s *corev1.Service) (model.Service, error) {
 		Namespace:   s.Namespace,
 		Name:        s.Name,
 		Selector:    s.Spec.Selector,
-		Annotations: skeinAnnotations(s.Annotations),
+		Annotations: SkeinAnnotations(s.Annotations),
 	}
 	var errs []error
 	ips, field := s.Spec.ClusterIPs, func(i int) string { return fmt.Sprintf("spec.clusterIPs[%d]", i) }
@@ -67,10 +67,10 @@ func Service(s *corev1.Service) (model.Service, error) {
 	return out, errors.Join(errs...)
 }
 
-// skeinAnnotations are the skein.io/ annotations of an object (nil when it
+// SkeinAnnotations are the skein.io/ annotations of an object (nil when it
 // has none): the policy compiler reads them; the rest mean nothing to the
 // mesh.
-func skeinAnnotations(all map[string]string) map[string]string {
+func SkeinAnnotations(all map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range all {
 		if strings.HasPrefix(k, "skein.io/") {
@@ -139,7 +139,7 @@ func WorkloadInstances(w *v1alpha1.Workload) ([]model.Instance, error) {
 			ProbePaths:     probes,
 
 			DefaultInboundPolicy: w.Annotations[policyv1.DefaultPolicyAnnotation],
-			Annotations:          skeinAnnotations(w.Annotations),
+			Annotations:          SkeinAnnotations(w.Annotations),
 		})
 	}
 	return instances, nil

@@ -11,6 +11,7 @@ import (
 
 	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/source"
 )
 
 // ProxyContainerName is the name of the injected sidecar. A pod is meshed
@@ -34,7 +35,7 @@ func podInstance(p *corev1.Pod) model.Instance {
 		ProbePaths:     probePaths(p),
 
 		DefaultInboundPolicy: p.Annotations[policyv1.DefaultPolicyAnnotation],
-		Annotations:          skeinAnnotations(p.Annotations),
+		Annotations:          source.SkeinAnnotations(p.Annotations),
 	}
 }
 
@@ -156,19 +157,4 @@ func endpointSlice(es *discoveryv1.EndpointSlice) (model.EndpointSlice, bool) {
 		out.Endpoints = append(out.Endpoints, e)
 	}
 	return out, true
-}
-
-// skeinAnnotations are the skein.io/ annotations of an object (nil when it
-// has none): the rest mean nothing to the mesh.
-func skeinAnnotations(all map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range all {
-		if strings.HasPrefix(k, "skein.io/") {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
 }

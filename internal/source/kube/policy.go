@@ -7,6 +7,7 @@ import (
 
 	policyv1 "github.com/skeinmesh/skein/api/policy/v1alpha1"
 	"github.com/skeinmesh/skein/internal/model"
+	"github.com/skeinmesh/skein/internal/source"
 )
 
 // The policy.skein.io resources the source reads.
@@ -33,5 +34,5 @@ func setPolicy[T any](s *Source, set func(*model.Writer, *T)) func(*unstructured
 }
 
 func (s *Source) setNamespace(ns *corev1.Namespace) {
-	s.model.SetNamespace(model.Namespace{Name: ns.Name, Annotations: skeinAnnotations(ns.Annotations)})
+	s.model.SetNamespace(model.Namespace{Name: ns.Name, Annotations: source.SkeinAnnotations(ns.Annotations)})
 }
