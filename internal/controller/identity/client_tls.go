@@ -22,12 +22,7 @@ func (s *Service) verifyMeshClient(rawCerts [][]byte, _ [][]*x509.Certificate) e
 	if len(rawCerts) == 0 {
 		return nil
 	}
-	issuer := s.cfg.Issuers.Issuer()
-	if issuer == nil {
-		return errNoIssuer
-	}
-	bundle := x509bundle.FromX509Authorities(s.cfg.TrustDomain, issuer.TrustAnchors())
-	id, _, err := x509svid.ParseAndVerify(rawCerts, bundle)
+	id, err := s.verifyChain(rawCerts)
 	if err != nil {
 		return fmt.Errorf("client certificate: %w", err)
 	}
@@ -58,4 +53,16 @@ func MeshPeer(ctx context.Context) (spiffeid.ID, error) {
 		return spiffeid.ID{}, fmt.Errorf("%w: %v", ErrNoMeshPeer, err)
 	}
 	return id, nil
+}
+
+// verifyChain checks a peer's certificate chain against the trust anchors
+// of the issuer in effect and returns the SPIFFE ID it names.
+func (s *Service) verifyChain(rawCerts [][]byte) (spiffeid.ID, error) {
+	issuer := s.cfg.Issuers.Issuer()
+	if issuer == nil {
+		return spiffeid.ID{}, errNoIssuer
+	}
+	bundle := x509bundle.FromX509Authorities(s.cfg.TrustDomain, issuer.TrustAnchors())
+	id, _, err := x509svid.ParseAndVerify(rawCerts, bundle)
+	return id, err
 }

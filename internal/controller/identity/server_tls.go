@@ -8,9 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/skeinmesh/skein/internal/pki"
 )
@@ -48,12 +46,7 @@ func (s *Service) ClientTLS(self, server spiffeid.ID) *tls.Config {
 		// certificate names no DNS name.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-			issuer := s.cfg.Issuers.Issuer()
-			if issuer == nil {
-				return errNoIssuer
-			}
-			bundle := x509bundle.FromX509Authorities(s.cfg.TrustDomain, issuer.TrustAnchors())
-			id, _, err := x509svid.ParseAndVerify(rawCerts, bundle)
+			id, err := s.verifyChain(rawCerts)
 			if err != nil {
 				return fmt.Errorf("server certificate: %w", err)
 			}
