@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	taps := tap.New(tap.Config{Identity: cfg.Identity, Labels: cfg.Labels})
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log), tap: taps}
+		routes: startPolicies(connCtx, cfg, cp, mirrors.Known, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log), tap: taps}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	authorizer := newAuthorizer(stacks)
 	if authorizer != nil {
@@ -205,11 +205,11 @@ func waitOrCancel(ctx context.Context, wg *sync.WaitGroup, cancel context.Cancel
 
 // startPolicies is the outbound policy of each destination: from the
 // controller, over the connection discovery uses, or none without one.
-func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) routes.Lookup {
+func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, received func(*routes.Policy), log *slog.Logger) routes.Lookup {
 	if cp.conn == nil {
 		return nil // no controller, no policy: the route layer is left out
 	}
-	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log})
+	return policyclient.New(ctx, cp.conn, policyclient.Options{ClientID: cfg.Identity, Log: log, Received: received})
 }
 
 // startAuthz is the inbound policy of the workload's own ports: from the

@@ -274,6 +274,32 @@ func readAnswer(resp *stack.Response) (answer, error) {
 	}
 }
 
+// results are every value of mirror_total's result label.
+var results = []string{ResultMatch, ResultMismatch, ResultError, ResultDropped, ResultSkipped}
+
+// Known makes mirror_total's series of every mirror of p exist, at 0,
+// before the first request is mirrored. A series born at its first count
+// loses that count, and whatever follows until the first scrape, to
+// Prometheus's increase(): skein diff and the dashboards read 0 where the
+// route's first seconds of mirrors went. The series are as many as the
+// controller's policy has mirrors, times five.
+func (m *Mirrorer) Known(p *routes.Policy) {
+	if p == nil {
+		return
+	}
+	namespace, service, _ := strings.Cut(p.Service, "/")
+	for i := range p.Routes {
+		r := &p.Routes[i]
+		for j := range r.Rules {
+			for _, mr := range r.Rules[j].Mirrors {
+				for _, result := range results {
+					m.total.WithLabelValues(r.RouteName(), namespace, service, mr.Backend.Authority, result)
+				}
+			}
+		}
+	}
+}
+
 // counter returns the function that counts one result of mr for req.
 func (m *Mirrorer) counter(req *stack.Request, mr *routes.Mirror) func(result string) {
 	cp := &copyOf{route: req.Info.Route}

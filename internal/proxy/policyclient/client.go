@@ -56,6 +56,9 @@ type Options struct {
 	// opened again (defaults 100ms and 2s), doubling after a stream that
 	// delivered nothing.
 	MinBackoff, MaxBackoff time.Duration
+	// Received, if set, is called with each policy as it arrives, before
+	// any request uses it (the mirror layer makes its series exist).
+	Received func(*routes.Policy)
 }
 
 // Client implements routes.Lookup over the Policy service.
@@ -220,6 +223,9 @@ func (c *Client) stream(ctx context.Context, w *watch) (received bool, err error
 			// Keep the last good policy rather than apply half of one, and
 			// back off: the next stream may well bring the same.
 			return false, fmt.Errorf("policy from the controller refused: %w", err)
+		}
+		if c.opts.Received != nil {
+			c.opts.Received(p)
 		}
 		w.set(p)
 	}

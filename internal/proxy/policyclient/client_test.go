@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,6 +135,34 @@ func TestFirstAnswerThenChangesFromTheModel(t *testing.T) {
 	}
 	ctl.split(50, 50)
 	eventually(t, c, webDst, "the new split", func(p *routes.Policy) bool { return weightOfV1(p) == 50 })
+}
+
+func TestReceivedSeesEachPolicyBeforeLookupsDo(t *testing.T) {
+	ctl := newController(t)
+	ctl.split(90, 10)
+	var mu sync.Mutex
+	var seen []int
+	c := newClient(t, ctl.addr, Options{Received: func(p *routes.Policy) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, weightOfV1(p))
+	}})
+	if _, err := c.Policy(context.Background(), webDst); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	first := slices.Clone(seen)
+	mu.Unlock()
+	if !slices.Equal(first, []int{90}) {
+		t.Fatalf("Received saw %v by the first lookup's answer, want [90]", first)
+	}
+	ctl.split(50, 50)
+	eventually(t, c, webDst, "the new split", func(p *routes.Policy) bool { return weightOfV1(p) == 50 })
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[len(seen)-1] != 50 {
+		t.Errorf("Received saw %v, want the 50/50 split last", seen)
+	}
 }
 
 func TestUnknownDestinationHasNoPolicy(t *testing.T) {
