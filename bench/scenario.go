@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skeinmesh/skein/internal/netns"
@@ -151,6 +152,15 @@ func injectProxy(ctx context.Context, tb *testbed, h *netns.Host, discovery []st
 		"-drain-delay", "0s",
 		"-shutdown-grace", "1s",
 	)
+	if h == tb.server {
+		// The fortio server's ports: their inbound policies are watched
+		// from the proxy's start, as an injected pod's are.
+		var ports []string
+		for _, p := range Protocols {
+			ports = append(ports, strconv.Itoa(int(p.Port)))
+		}
+		args = append(args, "-inbound-ports", strings.Join(ports, ","))
+	}
 	cmd := h.CommandAs(context.Background(), netns.User{UID: proxyUID, GID: proxyUID}, tb.bin.proxy, args...)
 	if len(tb.proxyEnv) > 0 {
 		cmd.Env = append(os.Environ(), tb.proxyEnv...)

@@ -254,6 +254,9 @@ func (cp *controlPlane) meshedProxyArgs(ctx context.Context, h *netns.Host, id s
 		"-token-file", tokenFile,
 		"-trust-anchors", filepath.Join(cp.identityDir, "ca.crt"),
 		"-opaque-ports", fmt.Sprint(cpPortOpaque),
+		// The ports the test apps serve: their inbound policies are known
+		// from startup, as an injected pod's are.
+		"-inbound-ports", fmt.Sprintf("%d,%d,%d", cpPortHTTP, cpPortGRPC, cpPortOpaque),
 	}, nil
 }
 

@@ -63,8 +63,11 @@ spec:
 	conn := cp.dialController(t, cp.plain, echo.ClientTLS(ctlID, []string{"h2"}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client := authzclient.New(ctx, conn, authzclient.Options{Namespace: echoNamespace, Pod: "echo-0", Workload: "echo",
+	client, err := authzclient.New(ctx, conn, authzclient.Options{Namespace: echoNamespace, Pod: "echo-0", Workload: "echo",
 		Log: slog.New(slog.DiscardHandler), WaitFirst: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	waitNetwork := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)

@@ -85,6 +85,7 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far this proxy's clock may lag the controller's when taking a new certificate")
+	inboundPorts := fs.String("inbound-ports", "", "comma-separated ports the application serves, whose inbound policy is watched from startup (at most 64)")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
 	fs.BoolVar(&cfg.RequireMTLS.All, "require-mtls", false, "refuse plaintext connections from the network on every inbound port (needs -identity)")
 	requireMTLSPorts := fs.String("require-mtls-ports", "", "comma-separated inbound ports that refuse plaintext connections from the network (needs -identity)")
@@ -116,6 +117,9 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	}
 	cfg.Mode = proxy.Mode(*mode)
 	var err error
+	if cfg.InboundPorts, err = parsePorts(*inboundPorts); err != nil {
+		return cfg, ps, fmt.Errorf("-inbound-ports: %w", err)
+	}
 	if cfg.OpaquePorts, err = parsePorts(*opaque); err != nil {
 		return cfg, ps, fmt.Errorf("-opaque-ports: %w", err)
 	}

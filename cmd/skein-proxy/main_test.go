@@ -104,3 +104,25 @@ func TestSysmonIsKeptAwakeUnlessGODEBUGSaysSchedtrace(t *testing.T) {
 		t.Errorf("environment %q", env)
 	}
 }
+
+// TestInboundPortsComeFromTheEnvironmentAndAreBounded: the injector's
+// SKEIN_PROXY_INBOUND_PORTS is read, and more than 64 ports is an error
+// that names the flag.
+func TestInboundPortsComeFromTheEnvironmentAndAreBounded(t *testing.T) {
+	t.Setenv("SKEIN_PROXY_INBOUND_PORTS", "8080, 9090")
+	cfg, _, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.InboundPorts) != 2 || cfg.InboundPorts[0] != 8080 || cfg.InboundPorts[1] != 9090 {
+		t.Errorf("inbound ports %v, want [8080 9090]", cfg.InboundPorts)
+	}
+	var many []string
+	for p := range 65 {
+		many = append(many, strconv.Itoa(1000+p))
+	}
+	_, _, err = parseConfig([]string{"-inbound-ports", strings.Join(many, ",")})
+	if err == nil || !strings.Contains(err.Error(), "inbound-ports: 65 ports, at most 64") {
+		t.Errorf("65 inbound ports: %v, want an error naming inbound-ports", err)
+	}
+}

@@ -118,6 +118,12 @@ func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 		// accept for.
 		"-drain-delay", "0s",
 	}
+	if ports := inboundPorts(w); ports != "" {
+		// Their inbound policies are watched from the proxy's start, so
+		// a replica that never served a port still knows its policy
+		// while the controller is away.
+		args = append(args, "-inbound-ports", ports)
+	}
 	proxy, err := startProcess(in.name+".proxy", m.logPath(in.name+".proxy"), true, m.log, func() *exec.Cmd {
 		return in.host.CommandAs(context.Background(), in.users.proxy, filepath.Join(m.cfg.BinDir, "skein-proxy"), args...)
 	})
@@ -130,6 +136,18 @@ func (m *Mesh) startProxy(ctx context.Context, in *instance) error {
 	return waitFor(wctx, "proxy ready", func() error {
 		return httpOK(in.host, fmt.Sprintf("http://127.0.0.1:%d/ready", proxyAdminPort))
 	})
+}
+
+// inboundPorts are w's TCP ports, for the proxy's -inbound-ports (plan
+// keeps them within its bound).
+func inboundPorts(w *v1alpha1.Workload) string {
+	var ports []string
+	for _, p := range w.Spec.Ports {
+		if p.Protocol == "" || p.Protocol == "TCP" {
+			ports = append(ports, fmt.Sprint(p.ContainerPort))
+		}
+	}
+	return strings.Join(ports, ",")
 }
 
 // identity is the SPIFFE ID of w's replicas.

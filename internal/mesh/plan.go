@@ -17,6 +17,10 @@ import (
 // The ports every injected host's proxy holds; a workload cannot use them.
 var proxyPorts = []int32{4140, 4143, 4191}
 
+// maxInboundPorts is skein-proxy's bound on -inbound-ports
+// (proxy.MaxInboundPorts).
+const maxInboundPorts = 64
+
 // plan is a validated set of manifests.
 type plan struct {
 	services  []*corev1.Service
@@ -52,6 +56,9 @@ func readPlan(path string) (*plan, error) {
 		}
 		if n := w.Spec.ReplicaCount(); n < 0 || n > 50 {
 			fail("spec.replicas", fmt.Errorf("%d is out of range 0..50", n))
+		}
+		if n := len(w.Spec.Ports); w.Spec.Injected() && n > maxInboundPorts {
+			fail("spec.ports", fmt.Errorf("%d ports; the sidecar proxy watches the inbound policies of at most %d", n, maxInboundPorts))
 		}
 		seen := map[int32]string{}
 		for i, p := range w.Spec.Ports {

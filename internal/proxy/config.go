@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/meshid"
+	"github.com/skeinmesh/skein/internal/proxy/authzclient"
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/identity"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
@@ -64,6 +65,13 @@ type Config struct {
 	// ClockSkew is how far this proxy's clock may lag the controller's
 	// when it checks a certificate it was just given (identity.Config).
 	ClockSkew time.Duration
+	// InboundPorts are the application's own ports (Linkerd's
+	// LINKERD2_PROXY_INBOUND_PORTS): with a controller, their inbound
+	// policies are watched from startup, so a replica that never served a
+	// port still knows its policy when the controller is away. Other
+	// ports are watched from their first request. At most
+	// MaxInboundPorts.
+	InboundPorts []uint16
 	// OpaquePorts skip protocol detection (server-speaks-first protocols).
 	OpaquePorts []uint16
 	// RequireMTLS says which inbound ports refuse plaintext from the
@@ -118,6 +126,10 @@ func (r RequireMTLS) covers(port uint16) bool {
 	return r.All || slices.Contains(r.Ports, port)
 }
 
+// MaxInboundPorts bounds Config.InboundPorts: the watches they open are
+// held for the proxy's life.
+const MaxInboundPorts = authzclient.MaxKnownPorts
+
 // Default returns a Config with the ports of DESIGN.md.
 func Default() Config {
 	return Config{
@@ -165,6 +177,14 @@ func (c *Config) Validate() error {
 	for _, p := range c.OpaquePorts {
 		if p == 0 {
 			errs = append(errs, errors.New("opaque-ports: port 0 is not a port"))
+		}
+	}
+	if len(c.InboundPorts) > MaxInboundPorts {
+		errs = append(errs, fmt.Errorf("inbound-ports: %d ports, at most %d", len(c.InboundPorts), MaxInboundPorts))
+	}
+	for _, p := range c.InboundPorts {
+		if p == 0 {
+			errs = append(errs, errors.New("inbound-ports: port 0 is not a port"))
 		}
 	}
 	for _, p := range c.RequireMTLS.Ports {

@@ -84,8 +84,12 @@ func Run(ctx context.Context, cfg Config) error {
 		go examples.Report(connCtx, mirrorpb.NewMirrorDiffsClient(cp.conn), mirror.ReportInterval, log)
 	}
 	taps := tap.New(tap.Config{Identity: cfg.Identity, Labels: cfg.Labels})
+	inboundPolicy, err := startAuthz(connCtx, cfg, cp, log)
+	if err != nil {
+		return err
+	}
 	stacks := stackConfig{metrics: reg, tunnelIdleTimeout: cfg.TunnelIdleTimeout, engines: engines(engineCfg, log), log: log,
-		routes: startPolicies(connCtx, cfg, cp, mirrors.Known, log), mirrors: mirrors, authz: startAuthz(connCtx, cfg, cp, log), tap: taps}
+		routes: startPolicies(connCtx, cfg, cp, mirrors.Known, log), mirrors: mirrors, authz: inboundPolicy, tap: taps}
 	outHTTP := newHTTPServers(outboundStack(out, stacks), engineCfg, log)
 	authorizer := newAuthorizer(stacks)
 	if authorizer != nil {
@@ -216,15 +220,20 @@ func startPolicies(ctx context.Context, cfg Config, cp *controlPlane, received f
 // controller, for the instance its -labels name (namespace=, pod=), or none
 // without a controller. Labels that name no instance leave every port
 // without an answer, which the authorization layer denies: logged here.
-func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) authz.Lookup {
+func startAuthz(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (authz.Lookup, error) {
 	if cp.conn == nil {
-		return nil
+		return nil, nil
 	}
 	ns, pod := cfg.Labels["namespace"], cfg.Labels["pod"]
 	if ns == "" || pod == "" {
 		log.Error("the proxy's -labels name no namespace= and pod=: the controller cannot send this workload's inbound policy, so inbound traffic is denied")
 	}
-	return authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"], Log: log})
+	c, err := authzclient.New(ctx, cp.conn, authzclient.Options{Namespace: ns, Pod: pod, Workload: cfg.Labels["workload"],
+		Ports: cfg.InboundPorts, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("inbound policy: %w", err)
+	}
+	return c, nil
 }
 
 func startDiscovery(ctx context.Context, cfg Config, cp *controlPlane, log *slog.Logger) (discovery.Resolver, error) {

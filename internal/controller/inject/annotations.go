@@ -36,8 +36,11 @@ type settings struct {
 	skipInboundPorts  string
 	skipOutboundPorts string
 	opaquePorts       string
-	logLevel          string
-	resources         corev1.ResourceRequirements
+	// inboundPorts are the application's ports (from the pod's
+	// containers, not an annotation).
+	inboundPorts string
+	logLevel     string
+	resources    corev1.ResourceRequirements
 }
 
 // readAnnotations checks each annotation here, so that a pod is refused

@@ -100,6 +100,9 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		{Name: trustAnchorsEnv, Value: cfg.TrustAnchorsPEM},
 		{Name: "SKEIN_PROXY_LABELS", Value: "namespace=" + id.namespaceOrEnv() + ",workload=" + id.workload + ",pod=$(" + podNameEnv + ")"},
 	}
+	if s.inboundPorts != "" {
+		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_INBOUND_PORTS", Value: s.inboundPorts})
+	}
 	if s.opaquePorts != "" {
 		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_OPAQUE_PORTS", Value: s.opaquePorts})
 	}

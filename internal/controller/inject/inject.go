@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -127,6 +128,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 	out := pod.DeepCopy()
 	spec := &out.Spec
 	init := initContainer(cfg, settings)
+	settings.inboundPorts = appPorts(pod)
 	proxy := proxyContainer(cfg, settings, proxyIdentity{
 		trustDomain:    cfg.TrustDomain,
 		namespace:      namespace,
@@ -154,6 +156,34 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 	out.Annotations[AnnotationInjected] = "true"
 	out.Annotations[AnnotationProxyVersion] = cfg.proxyVersion()
 	return out, true, nil
+}
+
+// maxInboundPorts is skein-proxy's bound on -inbound-ports
+// (proxy.MaxInboundPorts, not imported: the controller does not link the
+// proxy).
+const maxInboundPorts = 64
+
+// appPorts are the TCP ports the pod's containers declare, sorted, for
+// the proxy's -inbound-ports: their inbound policies are watched from the
+// proxy's start. Past the proxy's bound the rest are left out (the proxy
+// watches them from their first request, as it does undeclared ports).
+func appPorts(pod *corev1.Pod) string {
+	var ports []int
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && p.ContainerPort > 0 && p.ContainerPort <= 65535 {
+				ports = append(ports, int(p.ContainerPort))
+			}
+		}
+	}
+	slices.Sort(ports)
+	ports = slices.Compact(ports)
+	ports = ports[:min(len(ports), maxInboundPorts)]
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
 }
 
 func wantsInjection(pod *corev1.Pod, ns *corev1.Namespace) bool {

@@ -290,3 +290,38 @@ func findVolume(t *testing.T, pod *corev1.Pod, name string) corev1.VolumeSource 
 	t.Fatalf("no volume %s", name)
 	return corev1.VolumeSource{}
 }
+
+// TestInjectTellsTheProxyTheAppPorts: the containers' TCP ports, sorted
+// and once each, become SKEIN_PROXY_INBOUND_PORTS (UDP left out), bounded
+// by the proxy's limit; a pod that declares none gets no variable.
+func TestInjectTellsTheProxyTheAppPorts(t *testing.T) {
+	pod := testPod(map[string]string{AnnotationInject: InjectEnabled})
+	pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}, {ContainerPort: 53, Protocol: corev1.ProtocolUDP}, {ContainerPort: 9090, Protocol: corev1.ProtocolTCP}}
+	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "side", Ports: []corev1.ContainerPort{{ContainerPort: 8080}, {ContainerPort: 7000}}})
+	patched, _, err := Inject(pod, nil, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := envOf(patched.Spec.InitContainers[1])["SKEIN_PROXY_INBOUND_PORTS"]; got != "7000,8080,9090" {
+		t.Errorf("SKEIN_PROXY_INBOUND_PORTS = %q, want 7000,8080,9090", got)
+	}
+
+	many := testPod(map[string]string{AnnotationInject: InjectEnabled})
+	for p := range 100 {
+		many.Spec.Containers[0].Ports = append(many.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: int32(10000 + p)})
+	}
+	if patched, _, err = Inject(many, nil, testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(envOf(patched.Spec.InitContainers[1])["SKEIN_PROXY_INBOUND_PORTS"], ",") + 1; got != maxInboundPorts {
+		t.Errorf("%d ports passed for a pod that declares 100, want the bound %d", got, maxInboundPorts)
+	}
+
+	none := testPod(map[string]string{AnnotationInject: InjectEnabled})
+	if patched, _, err = Inject(none, nil, testConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := envOf(patched.Spec.InitContainers[1])["SKEIN_PROXY_INBOUND_PORTS"]; ok {
+		t.Errorf("SKEIN_PROXY_INBOUND_PORTS = %q for a pod without ports, want unset", v)
+	}
+}

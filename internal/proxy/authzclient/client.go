@@ -1,7 +1,10 @@
 // Package authzclient is the proxy's authz.Lookup backed by the
 // controller's Policy service: one WatchInbound stream per port of the
-// proxy's own workload instance that receives traffic, a bounded set of
-// them, the first answer awaited briefly. It fails closed: a port whose
+// proxy's own workload instance. The application's known ports
+// (Options.Ports, the proxy's -inbound-ports) are watched from the start
+// and for good, so their policy is there before the first request and
+// through a later controller outage; any other port is watched from its
+// first request, a bounded set of them, the first answer awaited briefly. It fails closed: a port whose
 // policy never arrived (or that the controller does not know) is an
 // error, which the authorization layer answers as deny. While the
 // controller is away the last policy stays and the stream is opened again
@@ -41,6 +44,8 @@ const (
 	DefaultWaitFirst  = time.Second
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 2 * time.Second
+	// MaxKnownPorts bounds Options.Ports.
+	MaxKnownPorts = 64
 )
 
 // Options say whose policy to watch and tune the Client.
@@ -58,6 +63,9 @@ type Options struct {
 	// application's ports when fewer are known); past it the least
 	// recently looked-up port is dropped.
 	MaxPorts int
+	// Ports are the application's own ports: watched from New on, never
+	// dropped, and not counted in MaxPorts. At most MaxKnownPorts.
+	Ports []uint16
 	// WaitFirst bounds the wait for a port's first answer (default 1s).
 	WaitFirst time.Duration
 	// MinBackoff and MaxBackoff bound the wait before a broken stream is
@@ -74,14 +82,21 @@ type Client struct {
 	mu     sync.Mutex
 	byPort map[uint16]*list.Element // of *watch
 	lru    list.List                // front: most recently looked up
+	// known are the watches of Options.Ports: never dropped.
+	known map[uint16]*watch
 	// watchers are the Watch calls' wake-up slots.
 	watchers map[chan struct{}]struct{}
 }
 
 var _ authz.Lookup = (*Client)(nil)
 
-// New returns a Client whose streams run on conn and end with ctx.
-func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) *Client {
+// New returns a Client whose streams run on conn and end with ctx; the
+// streams of opts.Ports are opened at once. More than MaxKnownPorts
+// ports is an error.
+func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) (*Client, error) {
+	if len(opts.Ports) > MaxKnownPorts {
+		return nil, fmt.Errorf("%d known inbound ports, more than the %d the proxy watches", len(opts.Ports), MaxKnownPorts)
+	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
@@ -98,8 +113,14 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, opts Options) *Clie
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
 	opts.Log = opts.Log.With("component", "authzclient", "namespace", opts.Namespace, "pod", opts.Pod)
-	return &Client{client: policypb.NewPolicyClient(conn), opts: opts, ctx: ctx,
-		byPort: map[uint16]*list.Element{}, watchers: map[chan struct{}]struct{}{}}
+	c := &Client{client: policypb.NewPolicyClient(conn), opts: opts, ctx: ctx,
+		byPort: map[uint16]*list.Element{}, known: map[uint16]*watch{}, watchers: map[chan struct{}]struct{}{}}
+	for _, port := range opts.Ports {
+		if _, ok := c.known[port]; !ok {
+			c.known[port] = c.start(port)
+		}
+	}
+	return c, nil
 }
 
 // watch is one port's stream and what it said last.
@@ -181,6 +202,9 @@ func (c *Client) notify() {
 func (c *Client) get(port uint16) *watch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if w, ok := c.known[port]; ok {
+		return w
+	}
 	if el, ok := c.byPort[port]; ok {
 		c.lru.MoveToFront(el)
 		return el.Value.(*watch)
@@ -190,9 +214,16 @@ func (c *Client) get(port uint16) *watch {
 		old.cancel()
 		delete(c.byPort, old.port)
 	}
+	w := c.start(port)
+	c.byPort[port] = c.lru.PushFront(w)
+	return w
+}
+
+// start opens the stream of port's policy; it runs until c.ctx ends or
+// the watch is cancelled.
+func (c *Client) start(port uint16) *watch {
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &watch{port: port, ready: make(chan struct{}), waitUntil: time.Now().Add(c.opts.WaitFirst), cancel: cancel}
-	c.byPort[port] = c.lru.PushFront(w)
 	go c.run(ctx, w)
 	return w
 }
@@ -201,7 +232,21 @@ func (c *Client) get(port uint16) *watch {
 func (c *Client) Watched() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lru.Len()
+	return c.lru.Len() + len(c.known)
+}
+
+// Answered reports whether the controller has answered for port (a
+// policy, or that it knows no such instance).
+func (c *Client) Answered(port uint16) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w, ok := c.known[port]; ok {
+		return w.policy.Load() != nil
+	}
+	if el, ok := c.byPort[port]; ok {
+		return el.Value.(*watch).policy.Load() != nil
+	}
+	return false
 }
 
 // run keeps a stream open for w until ctx is done.

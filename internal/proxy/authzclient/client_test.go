@@ -89,11 +89,15 @@ func webModel() (*model.Model, *model.Writer) {
 	return m, w
 }
 
-func newClient(t *testing.T, conn *grpc.ClientConn, pod string) *Client {
+func newClient(t *testing.T, conn *grpc.ClientConn, pod string, known ...uint16) *Client {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return New(ctx, conn, Options{Namespace: "demo", Pod: pod, Log: slog.New(slog.DiscardHandler),
+	c, err := New(ctx, conn, Options{Namespace: "demo", Pod: pod, Log: slog.New(slog.DiscardHandler), Ports: known,
 		WaitFirst: 300 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestFailsClosedWithoutAnAnswer: a proxy whose controller never answered
@@ -150,5 +154,71 @@ func TestFollowsChangesAndKeepsTheLastPolicy(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the stream breaks and is retried against nothing
 	if p, err := c.Inbound(t.Context(), 8080); err != nil || p.Server != "demo/web-http" {
 		t.Fatalf("with the controller gone: %+v, %v; want the last policy", p, err)
+	}
+}
+
+// TestKnownPortsAreWatchedFromTheStart: a port given in Options.Ports has
+// its policy before any request looked it up, so a controller that goes
+// away before the first request does not leave it denied; a port not
+// given is still unknown then.
+func TestKnownPortsAreWatchedFromTheStart(t *testing.T) {
+	m, _ := webModel()
+	addr, stop := controller(t, m)
+	c := newClient(t, dial(t, addr), "web-0", 8080, 8081)
+	if n := c.Watched(); n != 2 {
+		t.Fatalf("watching %d ports before any request, want 2", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Answered(8080) || !c.Answered(8081) {
+		if time.Now().After(deadline) {
+			t.Fatal("the known ports' policies never arrived without a request")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	for _, port := range []uint16{8080, 8081} {
+		if p, err := c.Inbound(t.Context(), port); err != nil || p.Default != authz.AllUnauthenticated {
+			t.Errorf("known port %d with the controller gone = %+v, %v; want its policy", port, p, err)
+		}
+	}
+	if p, err := c.Inbound(t.Context(), 9090); p != nil || !errors.Is(err, ErrNotAnswered) {
+		t.Errorf("a port first looked up with the controller gone = %+v, %v; want ErrNotAnswered", p, err)
+	}
+}
+
+// TestKnownPortsAreBounded: more known ports than MaxKnownPorts is an
+// error, not a goroutine and a stream each.
+func TestKnownPortsAreBounded(t *testing.T) {
+	ports := make([]uint16, MaxKnownPorts+1)
+	for i := range ports {
+		ports[i] = uint16(1000 + i)
+	}
+	if _, err := New(t.Context(), dial(t, "127.0.0.1:1"), Options{Ports: ports}); err == nil {
+		t.Fatalf("New with %d known ports succeeded, want an error", len(ports))
+	}
+}
+
+// TestKnownPortsAreNeverDropped: past MaxPorts other ports are dropped,
+// the known ones stay.
+func TestKnownPortsAreNeverDropped(t *testing.T) {
+	m, _ := webModel()
+	addr, _ := controller(t, m)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	c, err := New(ctx, dial(t, addr), Options{Namespace: "demo", Pod: "web-0", Log: slog.New(slog.DiscardHandler),
+		Ports: []uint16{8080}, MaxPorts: 1, WaitFirst: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []uint16{9001, 9002, 8080} {
+		if _, err := c.Inbound(ctx, port); err != nil {
+			t.Fatalf("port %d: %v", port, err)
+		}
+	}
+	if n := c.Watched(); n != 2 {
+		t.Errorf("watching %d ports, want 2 (the known one and the last other one)", n)
+	}
+	if !c.Answered(8080) {
+		t.Error("the known port was dropped")
 	}
 }
