@@ -116,7 +116,7 @@ func (f *dashboardFlags) upstream(ctx context.Context) (*url.URL, http.RoundTrip
 	}
 	local, done, err := dashboard.PortForward(ctx, config, f.namespace, pod, install.APIPort)
 	if err != nil {
-		return nil, nil, "", nil, fmt.Errorf("%w (was Skein installed with --prometheus-url? without it the controller serves no API)", err)
+		return nil, nil, "", nil, fmt.Errorf("port-forward to the controller's API: %w", err)
 	}
 	return &url.URL{Scheme: "http", Host: local}, nil, fmt.Sprintf("pod %s/%s port %d", f.namespace, pod, install.APIPort), done, nil
 }

@@ -40,7 +40,7 @@ func (f *installFlags) register(flags *pflag.FlagSet, full bool) {
 	flags.StringVar(&f.cfg.TrustDomain, "trust-domain", d.TrustDomain, "trust domain of the mesh's SPIFFE IDs")
 	flags.Int32Var(&f.cfg.Replicas, "replicas", d.Replicas, "controller replicas (stateless; more than one for availability)")
 	flags.StringVar(&f.cfg.LogLevel, "controller-log-level", d.LogLevel, "debug, info, warn or error")
-	flags.StringVar(&f.cfg.PrometheusURL, "prometheus-url", "", "Prometheus that scrapes the proxies: the controller then serves its metrics API, tap and dashboard on 127.0.0.1:8085 in its pod, for skein dashboard --kubernetes (default: none served)")
+	flags.StringVar(&f.cfg.PrometheusURL, "prometheus-url", "", "Prometheus that scrapes the proxies, which the controller's golden metrics read (its API, on 127.0.0.1:8085 in its pod, serves tap, authz and trust without it; default: none)")
 	flags.StringVar(&f.cfg.DefaultInboundPolicy, "default-inbound-policy", d.DefaultInboundPolicy, "authorization policy of ports no Server selects, unless a pod or namespace annotation skein.io/default-inbound-policy says otherwise: all-unauthenticated, all-authenticated, cluster-authenticated, cluster-unauthenticated, deny or audit")
 	flags.StringVar(&f.mode, "identity", string(d.IdentityMode), "generate: render a new issuer Secret; external: the issuer Secret is kept by cert-manager or you")
 	flags.StringVar(&f.identityDir, "identity-dir", "", "use the trust material in this directory (`skein identity generate --out`) instead of making new")

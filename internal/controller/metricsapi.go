@@ -76,15 +76,25 @@ func metricsAPIListeners(ctx context.Context, cfg Config) ([]net.Listener, error
 func serveMetricsAPI(ctx context.Context, lns []net.Listener, cfg Config, m *model.Model, examples metricsapi.MirrorExamples, inb *inbound.Server, ids *identity.Service, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler())
-	mux.Handle("/api/", metricsapi.NewHandler(metricsapi.Config{
-		PrometheusURL:  cfg.PrometheusURL,
-		Inventory:      modelInventory{m},
-		MirrorExamples: examples,
-		Log:            log,
-	}))
 	az := authzapi.Config{Policy: inb, Log: log}
-	if client, err := api.NewClient(api.Config{Address: cfg.PrometheusURL}); err == nil {
-		az.Prometheus = promv1.NewAPI(client)
+	if cfg.PrometheusURL == "" {
+		// Tap, authz and trust answer without Prometheus; golden metrics
+		// cannot.
+		mux.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"error":"this controller runs without -prometheus-url: golden metrics need Prometheus (skein install --prometheus-url)"}`)
+		})
+	} else {
+		mux.Handle("/api/", metricsapi.NewHandler(metricsapi.Config{
+			PrometheusURL:  cfg.PrometheusURL,
+			Inventory:      modelInventory{m},
+			MirrorExamples: examples,
+			Log:            log,
+		}))
+		if client, err := api.NewClient(api.Config{Address: cfg.PrometheusURL}); err == nil {
+			az.Prometheus = promv1.NewAPI(client)
+		}
 	}
 	authzapi.Register(mux, az)
 	mux.Handle("/api/v1/trust", ids.TrustHandler())

@@ -9,9 +9,9 @@ import (
 	"github.com/skeinmesh/skein/internal/install"
 )
 
-// The metrics API (and tap and the dashboard) is served only when a
-// Prometheus is given, and then only on the pod's loopback.
-func TestControllerServesItsAPIOnLoopbackOnlyWithAPrometheus(t *testing.T) {
+// The controller's API (tap, authz, trust, the dashboard; golden metrics
+// when a Prometheus is given) is served on the pod's loopback only.
+func TestControllerServesItsAPIOnLoopbackOnly(t *testing.T) {
 	args := func(cfg install.Config) string {
 		t.Helper()
 		out, err := install.Render(cfg)
@@ -23,8 +23,8 @@ func TestControllerServesItsAPIOnLoopbackOnlyWithAPrometheus(t *testing.T) {
 		a, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 		return " " + strings.Join(a, " ") + " "
 	}
-	if got := args(install.Config{}); strings.Contains(got, "-api-addr") || strings.Contains(got, "-prometheus-url") {
-		t.Errorf("without a Prometheus the controller is given %q", got)
+	if got := args(install.Config{}); !strings.Contains(got, " -api-addr 127.0.0.1:8085 ") || strings.Contains(got, "-prometheus-url") {
+		t.Errorf("without a Prometheus the controller is given %q, want its API on 127.0.0.1:8085 and no -prometheus-url", got)
 	}
 	got := args(install.Config{PrometheusURL: "http://prometheus.monitoring:9090"})
 	if !strings.Contains(got, " -api-addr 127.0.0.1:8085 -prometheus-url http://prometheus.monitoring:9090 ") {
