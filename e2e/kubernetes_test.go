@@ -259,7 +259,7 @@ func TestKubernetes(t *testing.T) {
 			return err
 		})
 		for _, want := range []string{"[ok] pods that ask for injection have a proxy", "[ok] meshed pods' proxies are ready",
-			"[ok] meshed proxies trust the issuer's anchor", "[ok] meshed proxies find this controller", "[ok] meshed proxies run the injector's image"} {
+			"[ok] meshed pods were injected with one of the issuer's anchors", "[ok] meshed proxies find this controller", "[ok] meshed proxies run the injector's image"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein check --proxy output lacks %q:\n%s", want, out)
 			}

@@ -82,6 +82,7 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	fs.StringVar(&cfg.ControllerID, "controller-id", "", "SPIFFE ID the controller must present (default spiffe://<trust domain>/skein/controller)")
 	fs.StringVar(&cfg.TrustAnchorsFile, "trust-anchors", "", "PEM file of the mesh's trust anchors")
 	fs.StringVar(&cfg.TrustAnchorsPEM, "trust-anchors-pem", "", "the mesh's trust anchors as PEM text, instead of a file")
+	fs.StringVar(&cfg.TrustAnchorsKeep, "trust-anchors-keep", "", "a file to keep the anchors the controller sends in, and to start from when it exists (a restarted container: the injector puts it on a pod-lifetime volume)")
 	fs.StringVar(&cfg.Identity, "identity", "", "this workload's SPIFFE ID, spiffe://<trust domain>/ns/<namespace>/sa/<service account>")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file with the token that proves the identity (re-read at every renewal)")
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far this proxy's clock may lag the controller's when taking a new certificate")

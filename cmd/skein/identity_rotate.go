@@ -16,24 +16,30 @@ import (
 func newIdentityRotateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rotate",
-		Short: "Rotate the trust anchor, step by step, in the controller's issuer directory",
+		Short: "Rotate the trust anchor, step by step, in the issuer directory or Secret the controller serves",
 		Long: `Rotates the mesh's trust anchor without a failed request, in three steps on
-the directory the controller serves (-identity-dir, skein up's state/identity):
+the issuer the controller serves: its directory (--dir: -identity-dir, skein
+up's state/identity) or, on Kubernetes (--kubernetes), the issuer Secret
+skein-identity-issuer and its copy in the ConfigMap skein-trust-anchors:
 
-  skein identity rotate bundle --dir D --new-anchor-cert new.crt --new-anchor-key new.key
+  skein identity rotate bundle (--dir D | --kubernetes) --new-anchor-cert new.crt --new-anchor-key new.key
       ca.crt holds the old and the new anchor; the controller sends it to
-      every proxy at once
-  skein identity rotate issue  --dir D --new-anchor-cert new.crt --new-anchor-key new.key
+      every proxy at once (and its injector to every new pod); a proxy keeps
+      what it was sent across its container's restarts
+  skein identity rotate issue  (--dir D | --kubernetes) --new-anchor-cert new.crt --new-anchor-key new.key
       refused until every proxy trusts the new anchor; then a new issuer
       under it, and proxies renew under it within 10 s
-  skein identity rotate drop   --dir D
+  skein identity rotate drop   (--dir D | --kubernetes)
       refused until every proxy's certificate chains to the new anchor;
       then ca.crt keeps only the new anchor
 
-  skein identity rotate status --dir D   the step, and what the proxies trust
+  skein identity rotate status (--dir D | --kubernetes)   the step, and what the proxies trust
 
-issue, drop and status ask the controller's API (--api, as skein stat) what
-its proxies trust and hold; --force skips that.
+issue, drop and status ask the controller what its proxies trust and hold:
+with --dir its API (--api, as skein stat); with --kubernetes every controller
+replica's /metrics through the API server's pod proxy, added up. --force
+skips that. The new anchor's key stays in the file given: it never enters
+the cluster.
 
 JSON fields (-o json): step ("bundled"|"issued"|"single"), anchors
 [{fingerprint, subject, not_after, issuer}], issuer {subject, not_after,
@@ -121,28 +127,32 @@ func printRotation(cmd *cobra.Command, output string, status rotationStatus) err
 
 func newRotateBundleCommand() *cobra.Command {
 	var output *string
+	var target rotateTarget
 	cfg := identity.BundleConfig{}
 	cmd := &cobra.Command{
 		Use:   "bundle",
 		Short: "Step 1: trust a new anchor beside the old one",
-		Long: `Adds the new anchor to ca.crt in --dir. When neither --new-anchor-cert nor
+		Long: `Adds the new anchor to ca.crt. When neither --new-anchor-cert nor
 --new-anchor-key exists a new anchor is made and written there (keep the key
 offline after the issue step); when both exist that anchor is used.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := identity.BundleAnchor(cfg)
+			if err := target.open(cmd); err != nil {
+				return err
+			}
+			st, err := identity.BundleAnchor(cmd.Context(), target.store, cfg)
 			if err != nil {
 				return err
 			}
 			return printRotation(cmd, *output, newRotationStatus(st, nil))
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "the controller's issuer directory (required)")
+	target.addFlags(cmd, false)
 	cmd.Flags().StringVar(&cfg.NewAnchorCert, "new-anchor-cert", "", "the new anchor's certificate (required; made when absent)")
 	cmd.Flags().StringVar(&cfg.NewAnchorKey, "new-anchor-key", "", "the new anchor's private key (required; made when absent)")
 	cmd.Flags().DurationVar(&cfg.AnchorTTL, "anchor-ttl", identity.DefaultAnchorTTL, "lifetime of a new anchor")
 	output = addOutputFlag(cmd)
-	for _, f := range []string{"dir", "new-anchor-cert", "new-anchor-key"} {
+	for _, f := range []string{"new-anchor-cert", "new-anchor-key"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
@@ -150,91 +160,99 @@ offline after the issue step); when both exist that anchor is used.`,
 
 func newRotateIssueCommand() *cobra.Command {
 	var output *string
-	var check proxyCheck
-	cfg := identity.RotateConfig{}
+	var target rotateTarget
+	var anchorCert, anchorKey string
+	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "issue",
 		Short: "Step 2: a new issuer under the new anchor",
-		Long: `Writes a new issuer signed by the new anchor into --dir; ca.crt is kept (it
-must already hold the new anchor: the bundle step). The controller signs with
-it at once and tells every proxy, which renews within 10 s.`,
+		Long: `Writes a new issuer signed by the new anchor; ca.crt is kept (it must already
+hold the new anchor: the bundle step). The controller signs with it at once
+and tells every proxy, which renews within 10 s.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fp, err := anchorFingerprint(cfg.AnchorCert)
+			anchor, err := readAnchor(anchorCert)
 			if err != nil {
 				return err
 			}
-			if err := check.require(cmd, fp, "trust the new anchor", "wait (the controller sends it within a second; a proxy not connected to it gets it when it reconnects)",
+			if err := target.open(cmd); err != nil {
+				return err
+			}
+			fp := pki.Fingerprint(anchor)
+			if err := target.require(cmd, fp, "trust the new anchor", "wait (the controller sends it within a second; a proxy not connected to it gets it when it reconnects)",
 				func(a identity.AnchorSummary) int { return a.Trusting }); err != nil {
 				return err
 			}
-			if _, err := identity.RotateIssuer(cfg); err != nil {
+			if _, err := identity.IssueUnderAnchor(cmd.Context(), target.store, anchorCert, anchorKey, ttl); err != nil {
 				return err
 			}
-			st, err := identity.ReadRotationState(cfg.Dir)
+			st, err := identity.ReadRotationState(cmd.Context(), target.store)
 			if err != nil {
 				return err
 			}
 			return printRotation(cmd, *output, newRotationStatus(st, nil))
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Dir, "dir", "", "the controller's issuer directory (required)")
-	cmd.Flags().StringVar(&cfg.AnchorCert, "new-anchor-cert", "", "the new anchor's certificate (required)")
-	cmd.Flags().StringVar(&cfg.AnchorKey, "new-anchor-key", "", "the new anchor's private key (required)")
-	cmd.Flags().DurationVar(&cfg.IssuerTTL, "issuer-ttl", identity.DefaultIssuerTTL, "lifetime of the issuer (cut to the anchor's)")
-	check.addFlags(cmd)
+	target.addFlags(cmd, true)
+	cmd.Flags().StringVar(&anchorCert, "new-anchor-cert", "", "the new anchor's certificate (required)")
+	cmd.Flags().StringVar(&anchorKey, "new-anchor-key", "", "the new anchor's private key (required)")
+	cmd.Flags().DurationVar(&ttl, "issuer-ttl", identity.DefaultIssuerTTL, "lifetime of the issuer (cut to the anchor's)")
 	output = addOutputFlag(cmd)
-	for _, f := range []string{"dir", "new-anchor-cert", "new-anchor-key"} {
+	for _, f := range []string{"new-anchor-cert", "new-anchor-key"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
 }
 
 func newRotateDropCommand() *cobra.Command {
-	var output, dir *string
-	var check proxyCheck
+	var output *string
+	var target rotateTarget
 	cmd := &cobra.Command{
 		Use:   "drop",
 		Short: "Step 3: stop trusting every anchor but the issuer's",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			before, err := identity.ReadRotationState(*dir)
+			if err := target.open(cmd); err != nil {
+				return err
+			}
+			before, err := identity.ReadRotationState(cmd.Context(), target.store)
 			if err != nil {
 				return err
 			}
-			if err := check.require(cmd, pki.Fingerprint(before.IssuerAnchor), "hold a certificate that chains to the issuer's anchor",
+			if err := target.require(cmd, pki.Fingerprint(before.IssuerAnchor), "hold a certificate that chains to the issuer's anchor",
 				"wait (proxies renew within 10 s of the issue step)", func(a identity.AnchorSummary) int { return a.Certificates }); err != nil {
 				return err
 			}
-			st, dropped, err := identity.DropAnchors(*dir)
+			st, dropped, err := identity.DropAnchors(cmd.Context(), target.store)
 			if err != nil {
 				return err
 			}
 			return printRotation(cmd, *output, newRotationStatus(st, dropped))
 		},
 	}
-	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
-	check.addFlags(cmd)
+	target.addFlags(cmd, true)
 	output = addOutputFlag(cmd)
-	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
 func newRotateStatusCommand() *cobra.Command {
-	var output, dir *string
-	var check proxyCheck
+	var output *string
+	var target rotateTarget
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Which step of a rotation the issuer directory is at, and what the proxies trust and hold",
+		Short: "Which step of a rotation the issuer is at, and what the proxies trust and hold",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := identity.ReadRotationState(*dir)
+			if err := target.open(cmd); err != nil {
+				return err
+			}
+			st, err := identity.ReadRotationState(cmd.Context(), target.store)
 			if err != nil {
 				return err
 			}
 			status := newRotationStatus(st, nil)
-			if !check.force {
-				sum, err := check.summary(cmd)
+			if !target.force {
+				sum, err := target.summary(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -243,69 +261,20 @@ func newRotateStatusCommand() *cobra.Command {
 			return printRotation(cmd, *output, status)
 		},
 	}
-	check.addFlags(cmd)
-	dir = cmd.Flags().String("dir", "", "the controller's issuer directory (required)")
+	target.addFlags(cmd, true)
 	output = addOutputFlag(cmd)
-	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
-// proxyCheck asks the controller what its proxies trust and hold, for the
-// precondition of a step; force skips it.
-type proxyCheck struct {
-	api   string
-	force bool
-}
-
-func (c *proxyCheck) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&c.api, "api", defaultMetricsAPI, "the controller's API, to check what the proxies trust and hold")
-	cmd.Flags().BoolVar(&c.force, "force", false, "skip the check of the proxies (a proxy that is not ready for the step fails requests)")
-}
-
-func (c *proxyCheck) summary(cmd *cobra.Command) (identity.TrustSummary, error) {
-	var out identity.TrustSummary
-	client, err := newMetricsClient(c.api)
-	if err != nil {
-		return out, err
-	}
-	if err := client.get(cmd.Context(), "/api/v1/trust", nil, &out); err != nil {
-		return out, fmt.Errorf("asking the controller what its proxies trust (--force to go on without): %w", err)
-	}
-	return out, nil
-}
-
-// require fails unless every proxy that reported counts for the anchor
-// with fingerprint fp in count, and none is unreported.
-func (c *proxyCheck) require(cmd *cobra.Command, fp, what, wait string, count func(identity.AnchorSummary) int) error {
-	if c.force {
-		return nil
-	}
-	sum, err := c.summary(cmd)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, a := range sum.Anchors {
-		if a.Fingerprint == fp {
-			n = count(a)
-		}
-	}
-	if n != sum.Proxies || sum.Unreported > 0 {
-		return fmt.Errorf("%d of %d proxies %s %s (%d not reported yet): %s, then run this again (--force to go on anyway)",
-			n, sum.Proxies, what, fp[:16], sum.Unreported, wait)
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "checked: all %d proxies %s %s\n", sum.Proxies, what, fp[:16])
-	return nil
-}
-
-func anchorFingerprint(path string) (string, error) {
+// readAnchor reads the first certificate of a PEM file.
+func readAnchor(path string) (*x509.Certificate, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	certs, err := pki.ParseCertificates(data)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return pki.Fingerprint(certs[0]), nil
+	return certs[0], nil
 }

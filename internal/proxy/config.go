@@ -55,6 +55,11 @@ type Config struct {
 	// inline instead (the injector puts them in the proxy's environment).
 	TrustAnchorsFile string
 	TrustAnchorsPEM  string
+	// TrustAnchorsKeep, when set, is a file where the proxy keeps the
+	// anchors the controller sends, and starts from when it exists (a
+	// restarted container; see identity.Anchors.KeepIn). The injector sets
+	// it on the pod's skein-proxy-state volume.
+	TrustAnchorsKeep string
 	// Identity is this workload's SPIFFE ID. With it the proxy gets a
 	// certificate from the controller, is not ready until it has one, and
 	// speaks mutual TLS with every meshed peer.

@@ -49,11 +49,22 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.TrustAnchorsKeep != "" {
+		if kept, ok := identity.LoadKept(cfg.TrustAnchorsKeep, log); ok {
+			// Learned from the controller more recently than the ones this
+			// pod was started with.
+			log.Info("starting from the trust anchors kept from before a restart", "path", cfg.TrustAnchorsKeep)
+			anchors = kept
+		}
+	}
 	// One set of anchors for every TLS config: the controller replaces it
 	// during an anchor rotation (WatchTrustBundle, Certify answers).
 	held, err := identity.NewAnchors(cfg.controllerID().TrustDomain(), anchors, log)
 	if err != nil {
 		return nil, fmt.Errorf("trust-anchors: %w", err)
+	}
+	if cfg.TrustAnchorsKeep != "" {
+		held.KeepIn(cfg.TrustAnchorsKeep)
 	}
 	if cp.certify, err = dialController(cfg.ControllerAddr, identity.ControllerTLSFrom(held, cfg.controllerID())); err != nil {
 		return nil, err

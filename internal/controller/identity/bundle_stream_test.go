@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -19,7 +21,8 @@ import (
 )
 
 func TestTrustBundleStreamPushesChangesAndCountsReports(t *testing.T) {
-	ctrl := identitytest.Start(t, identitytest.Options{})
+	reg := prometheus.NewRegistry()
+	ctrl := identitytest.Start(t, identitytest.Options{Registerer: reg})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := ctrl.Client.WatchTrustBundle(ctx)
@@ -45,6 +48,14 @@ func TestTrustBundleStreamPushesChangesAndCountsReports(t *testing.T) {
 		}
 		return nil
 	})
+	// The same summary is on the controller's /metrics, for the CLI to add
+	// up over replicas.
+	if got := trustFromMetrics(t, reg); !reflect.DeepEqual(got, want) {
+		t.Errorf("summary read from the metrics %+v, want %+v", got, want)
+	}
+	if got := identity.MergeTrustSummaries(want, want); got.Proxies != 2 || got.Anchors[0].Trusting != 2 || got.Anchors[0].Certificates != 2 || !got.Anchors[0].Issuer {
+		t.Errorf("two replicas' summaries add up to %+v", got)
+	}
 
 	// A new issuer is pushed at once.
 	issuer := ctrl.WriteIssuer(t, ctrl.Anchor, ctrl.AnchorKey)
@@ -74,4 +85,25 @@ func TestTrustBundleStreamPushesChangesAndCountsReports(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// trustFromMetrics reads the trust summary from what reg would serve on
+// /metrics.
+func trustFromMetrics(t *testing.T, reg *prometheus.Registry) identity.TrustSummary {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	for _, f := range families {
+		if _, err := expfmt.MetricFamilyToText(&text, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := identity.ParseTrustMetrics(&text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }

@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -159,42 +161,7 @@ type RotateConfig struct {
 // the directory picks it up without a restart. Certificates issued before
 // stay valid: they chain to the same anchor.
 func RotateIssuer(cfg RotateConfig) (Generated, error) {
-	if cfg.IssuerTTL == 0 {
-		cfg.IssuerTTL = DefaultIssuerTTL
-	}
-	certPEM, err := os.ReadFile(cfg.AnchorCert)
-	if err != nil {
-		return Generated{}, err
-	}
-	anchors, err := pki.ParseCertificates(certPEM)
-	if err != nil {
-		return Generated{}, fmt.Errorf("%s: %w", cfg.AnchorCert, err)
-	}
-	keyPEM, err := os.ReadFile(cfg.AnchorKey)
-	if err != nil {
-		return Generated{}, err
-	}
-	anchorKey, err := pki.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return Generated{}, fmt.Errorf("%s: %w", cfg.AnchorKey, err)
-	}
-	anchor := anchors[0]
-	if !anchorKey.PublicKey.Equal(anchor.PublicKey) {
-		return Generated{}, fmt.Errorf("%s is not the key of the anchor in %s", cfg.AnchorKey, cfg.AnchorCert)
-	}
-	if len(anchor.URIs) != 1 {
-		return Generated{}, fmt.Errorf("%s: the anchor names no trust domain", cfg.AnchorCert)
-	}
-	td := anchor.URIs[0].Host
-	issuerKey, err := pki.GenerateKey()
-	if err != nil {
-		return Generated{}, err
-	}
-	issuer, err := pki.NewIssuer(td, issuerKey, anchor, anchorKey, cfg.IssuerTTL, time.Now())
-	if err != nil {
-		return Generated{}, err
-	}
-	issuerKeyPEM, err := pki.EncodePrivateKey(issuerKey)
+	next, err := newIssuerUnder(cfg.AnchorCert, cfg.AnchorKey, cfg.IssuerTTL)
 	if err != nil {
 		return Generated{}, err
 	}
@@ -205,38 +172,107 @@ func RotateIssuer(cfg RotateConfig) (Generated, error) {
 	bundlePEM, err := os.ReadFile(filepath.Join(cfg.Dir, TrustAnchorFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		bundlePEM = certPEM
+		bundlePEM = pki.EncodeCertificates(next.anchor)
 	case err != nil:
 		return Generated{}, err
 	default:
-		bundle, err := pki.ParseCertificates(bundlePEM)
-		if err != nil {
-			return Generated{}, fmt.Errorf("%s: %w", filepath.Join(cfg.Dir, TrustAnchorFile), err)
-		}
-		if !containsCert(bundle, anchor) {
-			return Generated{}, fmt.Errorf("the anchor in %s is not in %s, so proxies do not trust it: add it first (skein identity rotate bundle)",
-				cfg.AnchorCert, filepath.Join(cfg.Dir, TrustAnchorFile))
-		}
-	}
-	out := Generated{
-		TrustAnchor:   filepath.Join(cfg.Dir, TrustAnchorFile),
-		IssuerCert:    filepath.Join(cfg.Dir, IssuerCertFile),
-		IssuerKey:     filepath.Join(cfg.Dir, IssuerKeyFile),
-		AnchorExpires: anchor.NotAfter,
-		IssuerExpires: issuer.NotAfter,
-	}
-	// The key first: a watcher that reads between the two renames sees a
-	// mismatch, refuses it and keeps the old issuer until the cert lands.
-	for _, f := range []trustFile{
-		{out.IssuerKey, issuerKeyPEM, 0o600},
-		{out.IssuerCert, pki.EncodeCertificates(issuer), 0o644},
-		{out.TrustAnchor, bundlePEM, 0o644},
-	} {
-		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+		if err := next.inBundle(bundlePEM, cfg.AnchorCert, filepath.Join(cfg.Dir, TrustAnchorFile)); err != nil {
 			return Generated{}, err
 		}
 	}
-	return out, nil
+	if err := DirStore(cfg.Dir).Save(context.Background(), IssuerPEM{Anchors: bundlePEM, Cert: next.certPEM, Key: next.keyPEM}); err != nil {
+		return Generated{}, err
+	}
+	return Generated{
+		TrustAnchor:   filepath.Join(cfg.Dir, TrustAnchorFile),
+		IssuerCert:    filepath.Join(cfg.Dir, IssuerCertFile),
+		IssuerKey:     filepath.Join(cfg.Dir, IssuerKeyFile),
+		AnchorExpires: next.anchor.NotAfter,
+		IssuerExpires: next.issuer.NotAfter,
+	}, nil
+}
+
+// IssueUnderAnchor is RotateIssuer on any issuer store, whose ca.crt must
+// already hold the anchor: the issue step of an anchor rotation. It
+// returns the new issuer.
+func IssueUnderAnchor(ctx context.Context, store IssuerStore, anchorCert, anchorKey string, ttl time.Duration) (*x509.Certificate, error) {
+	m, err := store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	next, err := newIssuerUnder(anchorCert, anchorKey, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if err := next.inBundle(m.Anchors, anchorCert, store.String()+" "+TrustAnchorFile); err != nil {
+		return nil, err
+	}
+	m.Cert, m.Key = next.certPEM, next.keyPEM
+	return next.issuer, store.Save(ctx, m)
+}
+
+// nextIssuer is an issuer made under an anchor, not written anywhere yet.
+type nextIssuer struct {
+	anchor, issuer  *x509.Certificate
+	certPEM, keyPEM []byte
+}
+
+// newIssuerUnder makes an issuer signed by the anchor in the PEM files
+// anchorCert and anchorKey, for ttl (DefaultIssuerTTL when 0; cut to the
+// anchor's life).
+func newIssuerUnder(anchorCert, anchorKey string, ttl time.Duration) (nextIssuer, error) {
+	if ttl == 0 {
+		ttl = DefaultIssuerTTL
+	}
+	certPEM, err := os.ReadFile(anchorCert)
+	if err != nil {
+		return nextIssuer{}, err
+	}
+	anchors, err := pki.ParseCertificates(certPEM)
+	if err != nil {
+		return nextIssuer{}, fmt.Errorf("%s: %w", anchorCert, err)
+	}
+	keyPEM, err := os.ReadFile(anchorKey)
+	if err != nil {
+		return nextIssuer{}, err
+	}
+	key, err := pki.ParsePrivateKey(keyPEM)
+	if err != nil {
+		return nextIssuer{}, fmt.Errorf("%s: %w", anchorKey, err)
+	}
+	anchor := anchors[0]
+	if !key.PublicKey.Equal(anchor.PublicKey) {
+		return nextIssuer{}, fmt.Errorf("%s is not the key of the anchor in %s", anchorKey, anchorCert)
+	}
+	if len(anchor.URIs) != 1 {
+		return nextIssuer{}, fmt.Errorf("%s: the anchor names no trust domain", anchorCert)
+	}
+	issuerKey, err := pki.GenerateKey()
+	if err != nil {
+		return nextIssuer{}, err
+	}
+	issuer, err := pki.NewIssuer(anchor.URIs[0].Host, issuerKey, anchor, key, ttl, time.Now())
+	if err != nil {
+		return nextIssuer{}, err
+	}
+	issuerKeyPEM, err := pki.EncodePrivateKey(issuerKey)
+	if err != nil {
+		return nextIssuer{}, err
+	}
+	return nextIssuer{anchor: anchor, issuer: issuer, certPEM: pki.EncodeCertificates(issuer), keyPEM: issuerKeyPEM}, nil
+}
+
+// inBundle fails unless bundlePEM (named where) holds the issuer's anchor
+// (read from anchorCert): proxies trust only what ca.crt holds.
+func (n nextIssuer) inBundle(bundlePEM []byte, anchorCert, where string) error {
+	bundle, err := pki.ParseCertificates(bundlePEM)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	if !containsCert(bundle, n.anchor) {
+		return fmt.Errorf("the anchor in %s is not in %s, so proxies do not trust it: add it first (skein identity rotate bundle)", anchorCert, where)
+	}
+	return nil
 }
 
 // writeFileAtomic writes data beside path and renames it into place, so a

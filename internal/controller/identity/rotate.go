@@ -1,12 +1,12 @@
 package identity
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/skeinmesh/skein/internal/pki"
@@ -22,9 +22,8 @@ import (
 //     renew under it within IssuerRollSpread.
 //  3. DropAnchors: ca.crt keeps only the anchors the issuer chains to.
 
-// BundleConfig says which new anchor to add to an issuer directory.
+// BundleConfig says which new anchor to add.
 type BundleConfig struct {
-	Dir string
 	// NewAnchorCert and NewAnchorKey are PEM files of the new anchor. When
 	// neither exists a new anchor is made (for the trust domain of the
 	// current one) and written there, the key 0600: keep it offline after
@@ -33,7 +32,7 @@ type BundleConfig struct {
 	AnchorTTL                   time.Duration // for a new anchor; default DefaultAnchorTTL
 }
 
-// RotationState is what an issuer directory holds, for the CLI.
+// RotationState is what an issuer store holds, for the CLI.
 type RotationState struct {
 	Anchors []*x509.Certificate // ca.crt, in order
 	Issuer  *x509.Certificate   // tls.crt's first certificate
@@ -43,23 +42,27 @@ type RotationState struct {
 	NewAnchor *x509.Certificate
 }
 
-// ReadRotationState reads ca.crt and tls.crt in dir.
-func ReadRotationState(dir string) (RotationState, error) {
+// ReadRotationState reads the anchors and the issuer of store.
+func ReadRotationState(ctx context.Context, store IssuerStore) (RotationState, error) {
+	st, _, err := loadRotation(ctx, store)
+	return st, err
+}
+
+func loadRotation(ctx context.Context, store IssuerStore) (RotationState, IssuerPEM, error) {
 	var st RotationState
-	anchorsPEM, err := os.ReadFile(filepath.Join(dir, TrustAnchorFile))
+	m, err := store.Load(ctx)
 	if err != nil {
-		return st, err
+		return st, m, err
 	}
-	if st.Anchors, err = pki.ParseCertificates(anchorsPEM); err != nil {
-		return st, fmt.Errorf("%s: %w", filepath.Join(dir, TrustAnchorFile), err)
+	if m.Anchors == nil {
+		return st, m, fmt.Errorf("%s has no %s", store, TrustAnchorFile)
 	}
-	issuerPEM, err := os.ReadFile(filepath.Join(dir, IssuerCertFile))
+	if st.Anchors, err = pki.ParseCertificates(m.Anchors); err != nil {
+		return st, m, fmt.Errorf("%s: %s: %w", store, TrustAnchorFile, err)
+	}
+	issuers, err := pki.ParseCertificates(m.Cert)
 	if err != nil {
-		return st, err
-	}
-	issuers, err := pki.ParseCertificates(issuerPEM)
-	if err != nil {
-		return st, fmt.Errorf("%s: %w", filepath.Join(dir, IssuerCertFile), err)
+		return st, m, fmt.Errorf("%s: %s: %w", store, IssuerCertFile, err)
 	}
 	st.Issuer = issuers[0]
 	for _, a := range st.Anchors {
@@ -68,15 +71,16 @@ func ReadRotationState(dir string) (RotationState, error) {
 		}
 	}
 	if st.IssuerAnchor == nil {
-		return st, fmt.Errorf("%s is not signed by any anchor in %s", IssuerCertFile, TrustAnchorFile)
+		return st, m, fmt.Errorf("%s: %s is not signed by any anchor in %s", store, IssuerCertFile, TrustAnchorFile)
 	}
-	return st, nil
+	return st, m, nil
 }
 
-// BundleAnchor adds a new anchor beside the current ones in dir/ca.crt.
-// Adding one already there changes nothing.
-func BundleAnchor(cfg BundleConfig) (RotationState, error) {
-	st, err := ReadRotationState(cfg.Dir)
+// BundleAnchor adds a new anchor beside the current ones in the store's
+// ca.crt. Adding one already there changes nothing but writes the store
+// again (which copies the anchors where a failed run left them unequal).
+func BundleAnchor(ctx context.Context, store IssuerStore, cfg BundleConfig) (RotationState, error) {
+	st, m, err := loadRotation(ctx, store)
 	if err != nil {
 		return st, err
 	}
@@ -85,11 +89,11 @@ func BundleAnchor(cfg BundleConfig) (RotationState, error) {
 		return st, err
 	}
 	st.NewAnchor = anchor
-	if containsCert(st.Anchors, anchor) {
-		return st, nil
+	if !containsCert(st.Anchors, anchor) {
+		st.Anchors = append(st.Anchors, anchor)
 	}
-	st.Anchors = append(st.Anchors, anchor)
-	return st, writeFileAtomic(filepath.Join(cfg.Dir, TrustAnchorFile), pki.EncodeCertificates(st.Anchors...), 0o644)
+	m.Anchors = pki.EncodeCertificates(st.Anchors...)
+	return st, store.Save(ctx, m)
 }
 
 func loadOrMakeAnchor(cfg BundleConfig, current *x509.Certificate) (*x509.Certificate, error) {
@@ -148,11 +152,11 @@ func loadOrMakeAnchor(cfg BundleConfig, current *x509.Certificate) (*x509.Certif
 	return anchor, writeFileAtomic(cfg.NewAnchorCert, pki.EncodeCertificates(anchor), 0o644)
 }
 
-// DropAnchors leaves in dir/ca.crt only the anchor the issuer chains to:
-// the last step, once every proxy's certificate comes from that issuer.
-// It returns the state after and the anchors dropped.
-func DropAnchors(dir string) (RotationState, []*x509.Certificate, error) {
-	st, err := ReadRotationState(dir)
+// DropAnchors leaves in the store's ca.crt only the anchor the issuer
+// chains to: the last step, once every proxy's certificate comes from that
+// issuer. It returns the state after and the anchors dropped.
+func DropAnchors(ctx context.Context, store IssuerStore) (RotationState, []*x509.Certificate, error) {
+	st, m, err := loadRotation(ctx, store)
 	if err != nil {
 		return st, nil, err
 	}
@@ -162,9 +166,7 @@ func DropAnchors(dir string) (RotationState, []*x509.Certificate, error) {
 			dropped = append(dropped, a)
 		}
 	}
-	if len(dropped) == 0 {
-		return st, nil, nil
-	}
 	st.Anchors = []*x509.Certificate{st.IssuerAnchor}
-	return st, dropped, writeFileAtomic(filepath.Join(dir, TrustAnchorFile), pki.EncodeCertificates(st.IssuerAnchor), 0o644)
+	m.Anchors = pki.EncodeCertificates(st.IssuerAnchor)
+	return st, dropped, store.Save(ctx, m)
 }

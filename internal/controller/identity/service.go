@@ -121,7 +121,13 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, metrics: m, limiter: newPeerLimiter(cfg.CertifyRate, cfg.CertifyBurst)}, nil
+	s := &Service{cfg: cfg, metrics: m, limiter: newPeerLimiter(cfg.CertifyRate, cfg.CertifyBurst)}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(trustCollector{s}); err != nil {
+			return nil, fmt.Errorf("registering the trust metrics: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // Register adds the service to a gRPC server.

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/skeinmesh/skein/internal/meshid"
@@ -26,12 +27,18 @@ const (
 	tokenDir           = "/var/run/secrets/skein.io/identity"
 	tokenFile          = "token"
 	initRunVolume      = "skein-init-run"
-	podNameEnv         = "POD_NAME"
-	podNamespaceEnv    = "POD_NAMESPACE"
-	podNamespaceValue  = "$(" + podNamespaceEnv + ")"
-	trustAnchorsEnv    = "SKEIN_PROXY_TRUST_ANCHORS_PEM"
-	controllerAddrEnv  = "SKEIN_PROXY_CONTROLLER_ADDR"
-	controllerIDEnv    = "SKEIN_PROXY_CONTROLLER_ID"
+	// stateVolume holds what the proxy keeps across its own restarts (the
+	// trust anchors the controller sent): in memory, as long as the pod,
+	// mounted by the proxy alone.
+	stateVolume         = "skein-proxy-state"
+	stateDir            = "/var/run/skein/proxy-state"
+	trustAnchorsKeepEnv = "SKEIN_PROXY_TRUST_ANCHORS_KEEP"
+	podNameEnv          = "POD_NAME"
+	podNamespaceEnv     = "POD_NAMESPACE"
+	podNamespaceValue   = "$(" + podNamespaceEnv + ")"
+	trustAnchorsEnv     = "SKEIN_PROXY_TRUST_ANCHORS_PEM"
+	controllerAddrEnv   = "SKEIN_PROXY_CONTROLLER_ADDR"
+	controllerIDEnv     = "SKEIN_PROXY_CONTROLLER_ID"
 )
 
 func initContainer(cfg Config, s settings) corev1.Container {
@@ -95,9 +102,11 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		{Name: "SKEIN_PROXY_IDENTITY", Value: id.spiffeID()},
 		{Name: "SKEIN_PROXY_TOKEN_FILE", Value: tokenDir + "/" + tokenFile},
 		// The anchors travel in the pod spec, as Linkerd's do: no ConfigMap
-		// to keep in every namespace, and a pod keeps the anchors it was
-		// injected with (a new anchor takes a restart, as it would anyway).
+		// to keep in every namespace. The proxy follows the controller's
+		// changes (an anchor rotation) and keeps them in its state volume,
+		// which it starts from when its container restarts.
 		{Name: trustAnchorsEnv, Value: cfg.TrustAnchorsPEM},
+		{Name: trustAnchorsKeepEnv, Value: stateDir + "/ca.crt"},
 		{Name: "SKEIN_PROXY_LABELS", Value: "namespace=" + id.namespaceOrEnv() + ",workload=" + id.workload + ",pod=$(" + podNameEnv + ")"},
 	}
 	if s.inboundPorts != "" {
@@ -126,6 +135,7 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 		LivenessProbe:  adminProbe("/live"),
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: tokenVolume, MountPath: tokenDir, ReadOnly: true},
+			{Name: stateVolume, MountPath: stateDir},
 		},
 		SecurityContext: &corev1.SecurityContext{
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -163,6 +173,9 @@ func startupProbe() *corev1.Probe {
 func injectedVolumes() []corev1.Volume {
 	return []corev1.Volume{
 		{Name: initRunVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: stateVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: ptr(resource.MustParse("1Mi")),
+		}}},
 		{
 			Name: tokenVolume,
 			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{

@@ -44,8 +44,7 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 	image, imageErr := c.injectedImage(ctx)
 	for i := range pods {
 		pod := &pods[i]
-		if pod.Namespace == c.Namespace || pod.Namespace == "kube-system" || pod.DeletionTimestamp != nil ||
-			pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		if c.notMeshable(pod) {
 			continue
 		}
 		proxy, status := inject.Proxy(pod)
@@ -102,7 +101,7 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 			"not ready: %s", unready))
 	}
 
-	const trustName = "meshed proxies trust the issuer's anchor"
+	const trustName = "meshed pods were injected with one of the issuer's anchors"
 	switch {
 	case meshed == 0:
 	case anchorsErr != nil:
@@ -110,9 +109,13 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 	case staleTrust.empty():
 		results = append(results, ok(trustName))
 	default:
-		results = append(results, failed(trustName,
-			"they were injected before the trust anchor changed and refuse certificates from the current issuer; recreate them: "+staleTrust.restartHint(),
-			"injected with another anchor: %s", staleTrust))
+		// After an anchor rotation this is only their spec: a running proxy
+		// follows the controller's anchors and keeps them across its
+		// container's restarts. After new trust replaced the old (not a
+		// rotation) they cannot renew, and are not ready: the check above.
+		results = append(results, warned(trustName,
+			"injected before an anchor rotation, their proxies run on the anchors the controller sent them; recreate them at a convenient time so that their spec matches: "+staleTrust.restartHint(),
+			"injected with anchors the mesh no longer has: %s", staleTrust))
 	}
 
 	const controllerName = "meshed proxies find this controller"
@@ -209,6 +212,14 @@ func (c *Checker) issuerAnchors(ctx context.Context) ([]*x509.Certificate, error
 		return nil, fmt.Errorf("secret %s %s: %w", install.IssuerSecretName, identity.TrustAnchorFile, err)
 	}
 	return anchors, nil
+}
+
+// notMeshable says a pod is left out of the data plane's checks: the
+// control plane's and kube-system's pods, which the webhook never sees,
+// and pods going away or finished.
+func (c *Checker) notMeshable(pod *corev1.Pod) bool {
+	return pod.Namespace == c.Namespace || pod.Namespace == "kube-system" || pod.DeletionTimestamp != nil ||
+		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
 // injectedImage is the proxy image the controller's injector adds.

@@ -121,7 +121,7 @@ func TestDataPlanePassesWhenEveryPodThatAsksHasAReadyProxy(t *testing.T) {
 	requireLines(t, out,
 		"[ok] pods that ask for injection have a proxy\n",
 		"[ok] meshed pods' proxies are ready\n",
-		"[ok] meshed proxies trust the issuer's anchor\n",
+		"[ok] meshed pods were injected with one of the issuer's anchors\n",
 		"[ok] meshed proxies find this controller\n",
 		"[ok] meshed proxies run the injector's image\n")
 	if strings.Contains(out, "FAIL") || strings.Contains(out, "warn") {
@@ -166,7 +166,7 @@ func TestDataPlaneFindsProxiesInjectedWithAnotherAnchor(t *testing.T) {
 	m.create(m.injected(deploymentPod("shop", "api", "a"), m.inject, ""))
 	out := m.check("")
 	requireLines(t, out,
-		"[FAIL] meshed proxies trust the issuer's anchor: injected with another anchor: shop/web-5d8f9-a\n",
+		"[warn] meshed pods were injected with one of the issuer's anchors: injected with anchors the mesh no longer has: shop/web-5d8f9-a\n",
 		"kubectl -n shop rollout restart deployment web")
 
 	// A bundle that holds the old anchor and the new one (a rotation in
@@ -175,7 +175,7 @@ func TestDataPlaneFindsProxiesInjectedWithAnotherAnchor(t *testing.T) {
 	both := m.inject
 	both.TrustAnchorsPEM = old.TrustAnchorsPEM + m.inject.TrustAnchorsPEM
 	m.create(m.injected(deploymentPod("shop", "web", "a"), both, ""))
-	requireLines(t, m.check(""), "[ok] meshed proxies trust the issuer's anchor\n")
+	requireLines(t, m.check(""), "[ok] meshed pods were injected with one of the issuer's anchors\n")
 }
 
 // Proxies injected for another install's namespace, or before the

@@ -4,7 +4,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,6 +31,40 @@ type Anchors struct {
 	log     *slog.Logger
 	mu      sync.Mutex // serialises set, so logs match the order of changes
 	current atomic.Pointer[x509bundle.Bundle]
+	cache   string // see KeepIn
+}
+
+// KeepIn makes every change of the anchors written to path (PEM, renamed
+// into place), where LoadKept finds them when the proxy starts again: a
+// container restarted after an anchor rotation's last step starts from the
+// anchors it had learned, not the ones it was injected with, which may no
+// longer verify the controller. path should be on a volume that lives as
+// long as the pod and that only the proxy mounts (the injector's
+// skein-proxy-state, in memory).
+func (a *Anchors) KeepIn(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cache = path
+}
+
+// LoadKept reads the anchors KeepIn wrote; ok is false when there are none
+// (the pod's first start) or they cannot be used, which is logged.
+func LoadKept(path string, log *slog.Logger) (certs []*x509.Certificate, ok bool) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false
+	}
+	if err == nil {
+		certs, err = pki.ParseCertificates(data)
+	}
+	if err == nil {
+		err = checkAnchors(certs)
+	}
+	if err != nil {
+		log.Warn("not using the trust anchors kept from before a restart", "path", path, "err", err)
+		return nil, false
+	}
+	return certs, true
 }
 
 // NewAnchors holds certs as the anchors of td. A nil log means slog.Default.
@@ -85,6 +122,12 @@ func (a *Anchors) set(certs []*x509.Certificate, from string) (bool, error) {
 	after := a.Fingerprints()
 	a.log.Info("trust anchors changed", "from", from,
 		"added", missingFrom(after, before), "removed", missingFrom(before, after), "now", after)
+	if a.cache != "" {
+		if err := writeFileAtomic(a.cache, pki.EncodeCertificates(certs...)); err != nil {
+			// Held in memory all the same; only a restart would miss them.
+			a.log.Warn("cannot keep the trust anchors for a restart", "path", a.cache, "err", err)
+		}
+	}
 	return true, nil
 }
 
@@ -141,4 +184,22 @@ func (a *Anchors) chainAnchor(chain []*x509.Certificate, now time.Time) string {
 		}
 	}
 	return ""
+}
+
+// writeFileAtomic writes data beside path and renames it into place, so a
+// proxy starting never reads half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -36,6 +36,8 @@ func TestAnchorRotationReachesARunningProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kept := filepath.Join(t.TempDir(), "ca.crt")
+	anchors.KeepIn(kept)
 	conn, err := grpc.NewClient(ctrl.Addr, grpc.WithTransportCredentials(credentials.NewTLS(
 		identity.ControllerTLSFrom(anchors, meshid.Controller(ctrl.TrustDomain)))))
 	if err != nil {
@@ -80,7 +82,7 @@ func TestAnchorRotationReachesARunningProxy(t *testing.T) {
 		}
 	}
 
-	if _, err := ctlidentity.BundleAnchor(ctlidentity.BundleConfig{Dir: ctrl.Dir, NewAnchorCert: newCert, NewAnchorKey: newKeyFile}); err != nil {
+	if _, err := ctlidentity.BundleAnchor(t.Context(), ctlidentity.DirStore(ctrl.Dir), ctlidentity.BundleConfig{NewAnchorCert: newCert, NewAnchorKey: newKeyFile}); err != nil {
 		t.Fatal(err)
 	}
 	identitytest.Eventually(t, 10*time.Second, trusts(oldAnchor, pki.Fingerprint(newAnchor)))
@@ -100,7 +102,7 @@ func TestAnchorRotationReachesARunningProxy(t *testing.T) {
 		t.Errorf("before the drop, a certificate of the old chain was refused: %v", err)
 	}
 
-	if _, _, err := ctlidentity.DropAnchors(ctrl.Dir); err != nil {
+	if _, _, err := ctlidentity.DropAnchors(t.Context(), ctlidentity.DirStore(ctrl.Dir)); err != nil {
 		t.Fatal(err)
 	}
 	identitytest.Eventually(t, 10*time.Second, trusts(pki.Fingerprint(newAnchor)))
@@ -113,6 +115,55 @@ func TestAnchorRotationReachesARunningProxy(t *testing.T) {
 	}
 	if !ctrl.Logs.Contains("trust anchors changed") {
 		t.Error("no trust anchor change logged")
+	}
+
+	// A proxy restarted now (its container; the pod and what it was
+	// injected with stay) starts from the anchors it kept, and is
+	// certified; from the injected old anchor alone it could not reach
+	// the controller, whose certificate now chains to the new one.
+	restarted, ok := identity.LoadKept(kept, ctrl.Log)
+	if !ok || len(restarted) != 1 || !restarted[0].Equal(newAnchor) {
+		t.Fatalf("kept anchors %v (ok %v), want the new anchor alone", restarted, ok)
+	}
+	if err := certifiedFrom(t, ctrl, restarted); err != nil {
+		t.Errorf("a proxy restarted with the kept anchors: %v", err)
+	}
+	if err := certifiedFrom(t, ctrl, []*x509.Certificate{ctrl.Anchor}); err == nil {
+		t.Error("a proxy restarted with the old anchor alone was certified: the test proves nothing")
+	}
+}
+
+// certifiedFrom starts a proxy identity that trusts anchors and reports
+// whether it gets a certificate from ctrl within 5 s.
+func certifiedFrom(t *testing.T, ctrl *identitytest.Controller, certs []*x509.Certificate) error {
+	anchors, err := identity.NewAnchors(ctrl.TrustDomain, certs, ctrl.Log)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(ctrl.Addr, grpc.WithTransportCredentials(credentials.NewTLS(
+		identity.ControllerTLSFrom(anchors, meshid.Controller(ctrl.TrustDomain)))))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	id := ctrl.WorkloadID("demo", "restarted")
+	local, err := identity.New(identity.Config{
+		Identity: id.String(), TokenFile: ctrl.TokenFile(t, id), Anchors: anchors, Client: identitypb.NewIdentityClient(conn), Log: ctrl.Log,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = local.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := local.Ready()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

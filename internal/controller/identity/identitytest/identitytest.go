@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -49,6 +50,8 @@ type Options struct {
 	// (ca.crt, tls.crt, tls.key, join-token.key) to serve instead of new
 	// material; AnchorKey is then nil.
 	Dir string
+	// Registerer, if set, receives the identity service's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Controller is a running identity service and the material behind it.
@@ -107,6 +110,7 @@ func Start(t testing.TB, opts Options) *Controller {
 		ClockSkew:    opts.ClockSkew,
 		CertifyRate:  opts.CertifyRate,
 		CertifyBurst: opts.CertifyBurst,
+		Registerer:   opts.Registerer,
 		Log:          log,
 	})
 	if err != nil {
