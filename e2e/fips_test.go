@@ -277,25 +277,11 @@ func newControlPlaneFrom(t *testing.T, dir string) *controlPlane {
 func meshRequest(h *netns.Host, addr string, cfg *tls.Config) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	raw, err := dialer(h)(ctx, "tcp", addr)
+	tc, err := meshHandshake(ctx, h, addr, cfg)
 	if err != nil {
 		return "", err
 	}
-	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(10 * time.Second))
-	tc := tls.Client(raw, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return "", err
-	}
-	// A TLS 1.3 client is done before the server has checked its
-	// certificate; a refusal comes as an alert just after. Wait a moment
-	// for one before writing: a write to a connection the server has
-	// closed can reset it, and the alert with it.
-	tc.SetReadDeadline(time.Now().Add(time.Second))
-	if _, err := tc.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return "", err
-	}
-	tc.SetReadDeadline(time.Time{})
+	defer tc.Close()
 	// HTTP/2 by prior knowledge inside skein/http: the connection is
 	// handed over as a plain net.Conn, so that net/http does not look for
 	// "h2" in its ALPN.
@@ -320,6 +306,32 @@ func meshRequest(h *netns.Host, addr string, cfg *tls.Config) (string, error) {
 		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
 	}
 	return string(body), nil
+}
+
+// meshHandshake opens a TLS connection from h to a proxy's inbound addr
+// with cfg and returns it once the proxy has had a moment to refuse the
+// client's certificate: a TLS 1.3 client is done before the server has
+// checked it, and a refusal comes as an alert just after. Waiting for one
+// before writing matters: a write to a connection the server has closed
+// can reset it, and the alert with it.
+func meshHandshake(ctx context.Context, h *netns.Host, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	raw, err := dialer(h)(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	tc.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := tc.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		raw.Close()
+		return nil, err
+	}
+	tc.SetReadDeadline(time.Time{})
+	return tc, nil
 }
 
 // alertOr returns the TLS alert tc received, which http2 may have reported

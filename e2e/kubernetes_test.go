@@ -512,6 +512,9 @@ spec:
 	t.Run("UpgradeKeepsTheTrustWithNoFailedCall", func(t *testing.T) {
 		k.with(t).testUpgrade(t, client)
 	})
+	t.Run("AnchorRotationWithNoFailedCall", func(t *testing.T) {
+		k.with(t).testAnchorRotation(t, client)
+	})
 	t.Run("InjectReadsTheInstalledMesh", func(t *testing.T) {
 		k.with(t).testInjectReadsTheInstalledMesh(t)
 	})
