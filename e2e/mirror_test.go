@@ -97,12 +97,15 @@ func TestMirroringInSkeinUp(t *testing.T) {
 	requireRoot(t)
 	m := startUpMesh(t, mirrorManifest)
 	c := podHTTP(t, m.pod(t, "mirror-client-0"))
-	// The route is in force once the slow shadow sees a mirrored request.
+	// The route is in force once the slow shadow sees a mirrored request,
+	// and web serves once it answers: a mirror is sent whether or not the
+	// primary has endpoints yet (CI: the shadow got one while web's
+	// replica was not known, and the next request got 503).
 	if !waitFor(60*time.Second, func() bool {
-		getBody(c, "http://web.mirror.svc.cluster.local:8080/id", "x-mirror", "slow")
-		return len(m.logLines(t, "shadow-slow-0", "request /id")) > 0
+		code, body, _ := getBody(c, "http://web.mirror.svc.cluster.local:8080/id", "x-mirror", "slow")
+		return code == 200 && body == "app" && len(m.logLines(t, "shadow-slow-0", "request /id")) > 0
 	}) {
-		t.Fatal("the slow shadow never got a mirrored request")
+		t.Fatal("web never answered a request the slow shadow got a mirror of")
 	}
 	p50(t, c, "none", 50) // warm
 	base := p50(t, c, "none", 300)
