@@ -12,13 +12,25 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/skeinmesh/skein/internal/controller/inject"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/install/installed"
 )
 
 // helmInstallFlags are the install both ways use: the same trust
 // (skein identity generate), two controllers, the Grafana dashboards.
 func helmInstallFlags(identityDir string) []string {
 	return []string{"--namespace", controlNamespace, "--trust-domain", kubeTrustDomain, "--replicas", "2", "--grafana-dashboards", "--identity-dir", identityDir}
+}
+
+// helmRelease is the Helm release testHelmInstallMatchesSkeinInstall
+// leaves for the Helm subtests after it.
+type helmRelease struct {
+	helm, chart string
+	values      string // what skein install --print-values gave (the subtest's files go with it)
+	manifests   string // what skein install renders for the same flags
 }
 
 // testHelmInstallMatchesSkeinInstall installs Skein twice into the empty
@@ -28,11 +40,10 @@ func helmInstallFlags(identityDir string) []string {
 // data; not what the API server or the tools set: status, uid, versions,
 // cluster IPs, kubectl's last-applied copy, Helm's ownership marks). Only
 // the webhook's serving certificate differs: skein install makes it at each
-// run. `skein check` passes after either, and each uninstall removes what
-// it made but the CRDs (Helm never deletes a chart's crds/; skein uninstall
-// only with --crds) and, after helm uninstall, the namespace (made by
-// --create-namespace).
-func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
+// run. `skein check` passes after either, and skein uninstall removes what
+// it made, CRDs included with --crds (--force: they still hold the objects
+// the earlier subtests left). It leaves the Helm release installed.
+func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) helmRelease {
 	skein := filepath.Join(binDir, "skein")
 	helm := pinnedHelm(t)
 	dir := readableDir(t)
@@ -45,7 +56,7 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 	k.waitFor("skein check to pass after skein install", 90*time.Second, func() error { _, err := k.check(); return err })
 	byCLI := k.liveObjects(manifests)
 	// The CRDs too, so that helm install makes them anew.
-	k.uninstall("--crds")
+	k.uninstall("--crds", "--force")
 	if left := k.remaining(manifests); len(left) > 0 {
 		t.Fatalf("skein uninstall --crds left %v", left)
 	}
@@ -59,7 +70,13 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log(k.helm(helm, "install", install.ReleaseName, chart, "-n", controlNamespace, "--create-namespace", "-f", valuesFile))
+	said := k.helm(helm, "install", install.ReleaseName, chart, "-n", controlNamespace, "--create-namespace", "-f", valuesFile)
+	t.Log(said)
+	// The chart's notes say what helm uninstall will leave, and how to
+	// delete it.
+	if !strings.Contains(said, "leaves Skein's CRDs") || !strings.Contains(said, "kubectl delete crd -l app.kubernetes.io/part-of=skein") {
+		t.Errorf("helm install does not say what helm uninstall leaves:\n%s", said)
+	}
 	k.waitFor("skein check to pass after helm install", 90*time.Second, func() error { _, err := k.check(); return err })
 	byHelm := k.liveObjects(manifests)
 
@@ -80,8 +97,69 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 		t.Errorf("helm install made %d of the objects, skein install %d", len(byHelm), len(byCLI))
 	}
 
-	t.Log(k.helm(helm, "uninstall", install.ReleaseName, "-n", controlNamespace, "--wait", "--timeout", "60s"))
-	left := k.remaining(manifests)
+	return helmRelease{helm: helm, chart: chart, values: values, manifests: manifests}
+}
+
+// testHelmUpgradeKeepsTheTrust moves the shop onto the Helm-installed mesh
+// (its greeters and client rolled, injected by the release's webhook with
+// its anchor) and runs `helm upgrade` with the same values file and a
+// debug log level, as a user changing one value does, under the client's
+// 50 calls a second: the controllers roll, the anchor stays, no call fails.
+func (k *kube) testHelmUpgradeKeepsTheTrust(t *testing.T, r helmRelease) {
+	if r.chart == "" {
+		t.Skip("no Helm release: the install subtest failed")
+	}
+	valuesFile := filepath.Join(readableDir(t), "values.yaml")
+	if err := os.WriteFile(valuesFile, []byte(r.values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	anchor := k.anchorFingerprint()
+	k.kubectl(nil, "-n", shopNamespace, "scale", "deployment/greeter", "--replicas=2")
+	k.kubectl(nil, "-n", shopNamespace, "rollout", "restart", "deployment/greeter", "deployment/client")
+	greeters := k.waitForReadyPods(shopNamespace, "app=greeter", 2)
+	client := k.waitForReadyPods(shopNamespace, "app=client", 1)[0]
+	for _, p := range append(greeters, client) {
+		proxy, _ := inject.Proxy(&p)
+		if proxy == nil {
+			t.Fatalf("pod %s has no proxy: the release's webhook did not inject it", p.Name)
+		}
+		if got := installed.Fingerprints([]byte(inject.TrustAnchorsPEM(proxy))); got != anchor {
+			t.Fatalf("pod %s was injected with anchors %s, want the release's %s", p.Name, got, anchor)
+		}
+	}
+	// The client's first calls may fail while its greeters become ready:
+	// the load is measured once calls go through.
+	k.waitFor("the client's calls to go through the Helm-installed mesh", 60*time.Second, func() error {
+		if w := k.callsOver(client, 2*time.Second); len(w.Calls) == 0 || w.Failures > 0 {
+			return fmt.Errorf("calls %v, %d failed", w.Calls, w.Failures)
+		}
+		return nil
+	})
+	k.rollControllersUnderLoad(t, client, "helm upgrade", func() {
+		t.Log(k.helm(r.helm, "upgrade", install.ReleaseName, r.chart, "-n", controlNamespace, "-f", valuesFile, "--set", "controller.logLevel=debug"))
+	})
+	d, err := k.c.Client.AppsV1().Deployments(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "-log-level debug") {
+		t.Errorf("controller args after helm upgrade --set controller.logLevel=debug: %s", args)
+	}
+	if d.Annotations["meta.helm.sh/release-name"] != install.ReleaseName {
+		t.Errorf("the controller Deployment is not the release's after helm upgrade: annotations %v", d.Annotations)
+	}
+}
+
+// testHelmUninstall: helm uninstall removes what the release made but the
+// CRDs (Helm never deletes a chart's crds/) and the namespace
+// --create-namespace made; skein uninstall --crds then deletes the CRDs,
+// which hold no object.
+func (k *kube) testHelmUninstall(t *testing.T, r helmRelease) {
+	if r.chart == "" {
+		t.Skip("no Helm release: the install subtest failed")
+	}
+	t.Log(k.helm(r.helm, "uninstall", install.ReleaseName, "-n", controlNamespace, "--wait", "--timeout", "60s"))
+	left := k.remaining(r.manifests)
 	t.Logf("left after helm uninstall: %v", left)
 	for _, key := range left {
 		if !strings.HasPrefix(key, "CustomResourceDefinition/") && key != "Namespace/"+controlNamespace {
@@ -90,8 +168,10 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 	}
 	// Asked, skein uninstall deletes the CRDs too.
 	k.kubectl(nil, "delete", "namespace", controlNamespace, "--timeout=60s")
-	k.uninstall("--crds")
-	if left := k.remaining(manifests); len(left) > 0 {
+	if said := k.uninstall("--crds"); !strings.Contains(said, "which hold no object") {
+		t.Errorf("skein uninstall --crds of empty CRDs said %q", said)
+	}
+	if left := k.remaining(r.manifests); len(left) > 0 {
 		t.Errorf("skein uninstall --crds left %v", left)
 	}
 }
@@ -100,7 +180,7 @@ func (k *kube) testHelmInstallMatchesSkeinInstall(t *testing.T) {
 // what skein said besides the manifests.
 func (k *kube) uninstall(args ...string) string {
 	k.t.Helper()
-	cmd := k.c.Host.Command(k.t.Context(), filepath.Join(binDir, "skein"), append([]string{"uninstall", "--namespace", controlNamespace}, args...)...)
+	cmd := k.c.Host.Command(k.t.Context(), filepath.Join(binDir, "skein"), append([]string{"uninstall", "--namespace", controlNamespace, "--kubeconfig", k.c.Kubeconfig}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

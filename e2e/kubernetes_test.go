@@ -587,7 +587,22 @@ spec:
 
 	t.Run("UninstallRemovesEverything", func(t *testing.T) {
 		k := k.with(t)
+		// A Workload left behind: uninstall counts it among what the
+		// CRDs it leaves hold, and --crds refuses to delete it.
+		k.kubectl([]byte(vmWorkload("198.18.0.251")), "apply", "-f", "-")
+		workloads := strings.Count(k.kubectl(nil, "get", "workloads.skein.io", "-A", "-o", "name"), "\n")
+		cmd := k.c.Host.Command(t.Context(), filepath.Join(binDir, "skein"), "uninstall", "--crds", "--namespace", controlNamespace, "--kubeconfig", k.c.Kubeconfig)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		printed, refusal := cmd.Output()
+		if refusal == nil || len(printed) > 0 || !strings.Contains(stderr.String(), fmt.Sprintf("workloads.skein.io holds %d object", workloads)) {
+			t.Errorf("skein uninstall --crds with a Workload in the cluster (error %v, %d bytes out) does not refuse naming it:\n%s", refusal, len(printed), stderr.String())
+		}
 		said := k.uninstall()
+		t.Logf("skein uninstall said:\n%s", said)
+		if want := fmt.Sprintf("workloads.skein.io: %d object", workloads); !strings.Contains(said, want) {
+			t.Errorf("skein uninstall does not say %q:\n%s", want, said)
+		}
 		for _, kind := range []string{"namespace/" + controlNamespace, "mutatingwebhookconfiguration/" + install.WebhookConfigurationName, "clusterrole/" + install.ControllerName} {
 			cmd := k.c.Kubectl(t.Context(), "get", kind)
 			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "NotFound") {
@@ -609,8 +624,15 @@ spec:
 
 	// In the cluster Skein just left: the chart through Helm makes what
 	// skein install makes.
+	var release helmRelease
 	t.Run("HelmInstallMakesWhatSkeinInstallMakes", func(t *testing.T) {
-		k.with(t).testHelmInstallMatchesSkeinInstall(t)
+		release = k.with(t).testHelmInstallMatchesSkeinInstall(t)
+	})
+	t.Run("HelmUpgradeKeepsTheTrustWithNoFailedCall", func(t *testing.T) {
+		k.with(t).testHelmUpgradeKeepsTheTrust(t, release)
+	})
+	t.Run("HelmUninstallLeavesOnlyTheCRDs", func(t *testing.T) {
+		k.with(t).testHelmUninstall(t, release)
 	})
 }
 

@@ -119,57 +119,8 @@ func (k *kube) testInstallAgain(t *testing.T, client corev1.Pod) {
 // client's 50 calls a second: the controllers roll, the anchor stays, and
 // no call fails.
 func (k *kube) testUpgrade(t *testing.T, client corev1.Pod) {
-	before := k.anchorFingerprint()
-	start := k.clientReport(client)
 	manifests := k.skein("", "upgrade", "--controller-log-level", "debug", "--controller-image", upgradedControllerImage, "--proxy-image", upgradedProxyImage)
-	// The fewest controllers available while they roll: the rollout keeps
-	// the disruption budget's (all but one of two) and more.
-	fewest := make(chan int32, 1)
-	stop := make(chan struct{})
-	stopWatching := sync.OnceFunc(func() { close(stop) })
-	defer stopWatching() // also when a kubectl below ends the test
-	go func() {
-		least := int32(2)
-		for {
-			d, err := k.c.Client.AppsV1().Deployments(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
-			if err == nil && d.Status.AvailableReplicas < least {
-				least = d.Status.AvailableReplicas
-			}
-			select {
-			case <-stop:
-				fewest <- least
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	began := time.Now()
-	k.kubectl([]byte(manifests), "apply", "-f", "-")
-	k.kubectl(nil, "-n", controlNamespace, "rollout", "status", "deployment/"+install.ControllerName, "--timeout=120s")
-	rolled := time.Since(began)
-	stopWatching()
-	if least := <-fewest; least < 1 {
-		t.Errorf("%d controllers available at one point of the rollout, want at least 1 (the disruption budget)", least)
-	} else {
-		t.Logf("at least %d of 2 controllers available throughout the rollout", least)
-	}
-	time.Sleep(5 * time.Second) // calls on the rolled controllers
-	end := k.clientReport(client)
-	calls := 0
-	for name, n := range end.Calls {
-		calls += n - start.Calls[name]
-	}
-	elapsed := time.Since(began)
-	t.Logf("upgrade: controllers rolled in %v; %d calls in %v (%.0f/s), %d failed", rolled.Round(time.Millisecond), calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), end.Failures-start.Failures)
-	if failed := end.Failures - start.Failures; failed > 0 {
-		t.Errorf("%d calls failed during the upgrade", failed)
-	}
-	if want := int(elapsed.Seconds() * 50 / 2); calls < want {
-		t.Errorf("%d calls in %v, want at least %d (half the client's 50/s)", calls, elapsed, want)
-	}
-	if after := k.anchorFingerprint(); after != before {
-		t.Errorf("the trust anchor changed with the upgrade: %s, then %s", before, after)
-	}
+	k.rollControllersUnderLoad(t, client, "skein upgrade", func() { k.kubectl([]byte(manifests), "apply", "-f", "-") })
 	d, err := k.c.Client.AppsV1().Deployments(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -254,4 +205,61 @@ func (k *kube) testCheckNamesOldProxies(t *testing.T, client corev1.Pod) {
 	// is about how pods end (not the trust, which the rolled greeters
 	// share, nor the check), so it is logged, not asserted.
 	t.Logf("greeters rolled onto %s in %v: %d of the client's calls failed meanwhile", upgradedProxyImage, time.Since(began).Round(time.Millisecond), k.clientReport(client).Failures-failuresBefore)
+}
+
+// rollControllersUnderLoad runs change, which rolls the controllers, and
+// proves that under the client's 50 calls a second no call failed, at
+// least half of them were made, the disruption budget held and the trust
+// anchor stayed.
+func (k *kube) rollControllersUnderLoad(t *testing.T, client corev1.Pod, what string, change func()) {
+	before := k.anchorFingerprint()
+	start := k.clientReport(client)
+	// The fewest controllers available while they roll: the rollout keeps
+	// the disruption budget's (all but one of two) and more.
+	fewest := make(chan int32, 1)
+	stop := make(chan struct{})
+	stopWatching := sync.OnceFunc(func() { close(stop) })
+	defer stopWatching() // also when a kubectl below ends the test
+	go func() {
+		least := int32(2)
+		for {
+			d, err := k.c.Client.AppsV1().Deployments(controlNamespace).Get(t.Context(), install.ControllerName, metav1.GetOptions{})
+			if err == nil && d.Status.AvailableReplicas < least {
+				least = d.Status.AvailableReplicas
+			}
+			select {
+			case <-stop:
+				fewest <- least
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	began := time.Now()
+	change()
+	k.kubectl(nil, "-n", controlNamespace, "rollout", "status", "deployment/"+install.ControllerName, "--timeout=120s")
+	rolled := time.Since(began)
+	stopWatching()
+	if least := <-fewest; least < 1 {
+		t.Errorf("%d controllers available at one point of the rollout, want at least 1 (the disruption budget)", least)
+	} else {
+		t.Logf("at least %d of 2 controllers available throughout the rollout", least)
+	}
+	time.Sleep(5 * time.Second) // calls on the rolled controllers
+	end := k.clientReport(client)
+	calls := 0
+	for name, n := range end.Calls {
+		calls += n - start.Calls[name]
+	}
+	elapsed := time.Since(began)
+	t.Logf("%s: controllers rolled in %v; %d calls in %v (%.0f/s), %d failed", what, rolled.Round(time.Millisecond), calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), end.Failures-start.Failures)
+	if failed := end.Failures - start.Failures; failed > 0 {
+		t.Errorf("%d calls failed during %s", failed, what)
+	}
+	if want := int(elapsed.Seconds() * 50 / 2); calls < want {
+		t.Errorf("%d calls in %v, want at least %d (half the client's 50/s)", calls, elapsed, want)
+	}
+	if after := k.anchorFingerprint(); after != before {
+		t.Errorf("the trust anchor changed with %s: %s, then %s", what, before, after)
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/skeinmesh/skein/internal/install"
 	"github.com/skeinmesh/skein/internal/install/installed"
@@ -29,6 +30,16 @@ const reachTimeout = 5 * time.Second
 // reach returns a client of the cluster, or an error when there is no
 // kubeconfig or its API server does not answer.
 func (f *clusterFlags) reach() (kubernetes.Interface, error) {
+	restConfig, err := f.reachConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(restConfig)
+}
+
+// reachConfig returns the client configuration of the cluster, or an
+// error when there is no kubeconfig or its API server does not answer.
+func (f *clusterFlags) reachConfig() (*rest.Config, error) {
 	restConfig, err := loadKubeconfig(f.kubeconfig, f.context)
 	if err != nil {
 		return nil, err
@@ -42,7 +53,7 @@ func (f *clusterFlags) reach() (kubernetes.Interface, error) {
 	if _, err := client.Discovery().ServerVersion(); err != nil {
 		return nil, fmt.Errorf("API server %s: %w", restConfig.Host, err)
 	}
-	return kubernetes.NewForConfig(restConfig)
+	return restConfig, nil
 }
 
 // installedNamespace is the namespace of the installed mesh: the flag's

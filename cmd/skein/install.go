@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
-	"github.com/skeinmesh/skein/config"
 	"github.com/skeinmesh/skein/internal/install"
 )
 
@@ -140,53 +138,5 @@ func writeValues(w io.Writer, cfg install.Config) error {
 		return fmt.Errorf("encoding the values: %w", err)
 	}
 	_, err = fmt.Fprintf(w, "# Values of charts/skein, from `skein install --print-values`; they hold private keys.\n# Install with: helm install %s charts/skein -n %s --create-namespace -f THIS_FILE\n%s", install.ReleaseName, cfg.Namespace, data)
-	return err
-}
-
-func newUninstallCommand() *cobra.Command {
-	var f installFlags
-	var crds bool
-	cmd := &cobra.Command{
-		Use:   "uninstall",
-		Short: "Print the manifests to delete Skein from a cluster",
-		Long: `Prints the objects skein install creates, webhook first, for:
-
-  skein uninstall | kubectl delete --ignore-not-found -f -
-
-Skein's CRDs are left, as helm uninstall leaves a chart's CRDs: deleting them
-deletes every skein.io resource in the cluster (Workloads, Servers, policies).
-With --crds they are deleted too. Injected pods keep their proxies until they
-are restarted.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := install.RenderUninstall(f.cfg, crds)
-			if err != nil {
-				return err
-			}
-			if _, err := cmd.OutOrStdout().Write(out); err != nil {
-				return err
-			}
-			if !crds {
-				return sayCRDsLeft(cmd.ErrOrStderr())
-			}
-			return nil
-		},
-	}
-	f.register(cmd.Flags(), false)
-	cmd.Flags().BoolVar(&crds, "crds", false, "also delete Skein's CRDs, and with them every skein.io resource in the cluster")
-	return cmd
-}
-
-// sayCRDsLeft tells, beside the manifests, what uninstall leaves.
-func sayCRDsLeft(w io.Writer) error {
-	files, err := config.CRDs()
-	if err != nil {
-		return fmt.Errorf("reading the embedded CRDs: %w", err)
-	}
-	names, err := install.CRDNames(files)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "skein uninstall: leaves Skein's CRDs (%s) and every resource of theirs; to delete them too: skein uninstall --crds | kubectl delete --ignore-not-found -f -\n", strings.Join(names, ", "))
 	return err
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 )
 
@@ -95,4 +96,39 @@ func BundleVersion(files [][]byte) (string, error) {
 		version = v
 	}
 	return version, nil
+}
+
+// CRDResource is what names the objects of one CRD: its name and the
+// group, version (the storage one) and plural resource to list them by.
+type CRDResource struct {
+	Name     string
+	Resource schema.GroupVersionResource
+}
+
+// CRDResources returns the resources of the CRDs in files, sorted by CRD
+// name.
+func CRDResources(files [][]byte) ([]CRDResource, error) {
+	objs, err := crdObjects(files)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CRDResource, 0, len(objs))
+	for _, obj := range objs {
+		crd := obj.(*unstructured.Unstructured)
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+		var version string
+		for _, v := range versions {
+			v, _ := v.(map[string]any)
+			if storage, _ := v["storage"].(bool); storage {
+				version, _ = v["name"].(string)
+			}
+		}
+		if group == "" || plural == "" || version == "" {
+			return nil, fmt.Errorf("CRD %s: no spec.group, spec.names.plural or storage version", crd.GetName())
+		}
+		out = append(out, CRDResource{Name: crd.GetName(), Resource: schema.GroupVersionResource{Group: group, Version: version, Resource: plural}})
+	}
+	return out, nil
 }
