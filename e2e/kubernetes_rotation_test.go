@@ -143,6 +143,9 @@ func (k *kube) testAnchorRotation(t *testing.T, client corev1.Pod) {
 		return st.Step == "bundled" && st.every(oldAnchor, trusting) && st.every(newAnchor, trusting)
 	})
 	k.requireConfigMapAnchors(oldAnchor, newAnchor)
+	if out, _ := k.check("--proxy"); !strings.Contains(out, "anchor rotation under way (bundled)") {
+		t.Errorf("skein check --proxy does not report the rotation's step after the bundle:\n%s", out)
+	}
 
 	// 2. Issue: every proxy renews under the new issuer within 10 s.
 	rotate("issue", "--new-anchor-cert", newCert, "--new-anchor-key", newKey)
@@ -187,8 +190,9 @@ func (k *kube) testAnchorRotation(t *testing.T, client corev1.Pod) {
 	if err != nil {
 		t.Errorf("skein check --proxy after the rotation: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "[warn] meshed pods were injected with one of the issuer's anchors") {
-		t.Errorf("skein check --proxy does not say the pods were injected before the rotation:\n%s", out)
+	if !strings.Contains(out, "[warn] meshed pods were injected with one of the issuer's anchors") ||
+		!strings.Contains(out, "[ok] running proxies trust the issuer's anchors and hold its certificates") {
+		t.Errorf("skein check --proxy does not say the pods were injected before the rotation, and every proxy on the new anchor:\n%s", out)
 	}
 }
 

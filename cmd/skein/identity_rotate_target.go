@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/install/check"
 )
 
 // rotateTarget is where a rotation step edits the issuer and how it asks
@@ -83,31 +79,11 @@ func (t *rotateTarget) summary(ctx context.Context) (identity.TrustSummary, erro
 		}
 		return out, nil
 	}
-	pods, err := t.client.CoreV1().Pods(t.namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(install.ControllerSelector).String()})
+	sum, err := check.ControllerTrust(ctx, t.client, t.namespace)
 	if err != nil {
-		return identity.TrustSummary{}, fmt.Errorf("listing the controller's pods in %s: %w", t.namespace, err)
+		return sum, fmt.Errorf("%w (--force to go on without)", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var sums []identity.TrustSummary
-	for _, pod := range pods.Items {
-		if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
-			continue
-		}
-		body, err := t.client.CoreV1().Pods(t.namespace).ProxyGet("http", pod.Name, install.AdminProxyPort, "/metrics", nil).DoRaw(ctx)
-		if err != nil {
-			return identity.TrustSummary{}, fmt.Errorf("reading controller pod %s/%s's metrics through the API server (--force to go on without): %w", t.namespace, pod.Name, err)
-		}
-		sum, err := identity.ParseTrustMetrics(bytes.NewReader(body))
-		if err != nil {
-			return identity.TrustSummary{}, fmt.Errorf("controller pod %s/%s: %w", t.namespace, pod.Name, err)
-		}
-		sums = append(sums, sum)
-	}
-	if len(sums) == 0 {
-		return identity.TrustSummary{}, fmt.Errorf("no running controller pod in %s (skein check)", t.namespace)
-	}
-	return identity.MergeTrustSummaries(sums...), nil
+	return sum, nil
 }
 
 // require fails unless every proxy that reported counts for the anchor

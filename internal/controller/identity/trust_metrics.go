@@ -77,7 +77,7 @@ func ParseTrustMetrics(r io.Reader) (TrustSummary, error) {
 			index[fp] = i
 			out.Anchors = append(out.Anchors, AnchorSummary{Fingerprint: fp, Issuer: labels["issuer"] == "true"})
 		}
-		switch n := int(m.GetGauge().GetValue()); labels["holds"] {
+		switch n := int(valueOf(m)); labels["holds"] {
 		case "trust":
 			out.Anchors[i].Trusting = n
 		case "certificate":
@@ -91,7 +91,16 @@ func gaugeOf(f *dto.MetricFamily) int {
 	if len(f.GetMetric()) == 0 {
 		return 0
 	}
-	return int(f.GetMetric()[0].GetGauge().GetValue())
+	return int(valueOf(f.GetMetric()[0]))
+}
+
+// valueOf is a gauge's value, or an untyped sample's (text without a
+// TYPE line).
+func valueOf(m *dto.Metric) float64 {
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
+	}
+	return m.GetUntyped().GetValue()
 }
 
 // MergeTrustSummaries adds up what several controller replicas report:

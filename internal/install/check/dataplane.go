@@ -118,6 +118,10 @@ func (c *Checker) DataPlane(ctx context.Context, namespace string) []Result {
 			"injected with anchors the mesh no longer has: %s", staleTrust))
 	}
 
+	if meshed > 0 {
+		results = append(results, c.checkProxyTrust(ctx))
+	}
+
 	const controllerName = "meshed proxies find this controller"
 	switch {
 	case meshed == 0:

@@ -37,6 +37,8 @@ func newMeshed(t *testing.T) *meshed {
 	cfg.TrustAnchorsPEM = string(secret.Data[identity.TrustAnchorFile])
 	cfg.ControllerAddr = install.ControllerAddr("skein")
 	m := &meshed{t: t, client: client, inject: cfg}
+	// Every controller pod reports its proxies all on the one anchor.
+	m.serveTrust(trustGauges(1, anchorCount{m.issuerFingerprint(), true, 1, 1}))
 	m.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Annotations: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}})
 	m.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}})
 	return m
