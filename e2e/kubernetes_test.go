@@ -253,9 +253,15 @@ func TestKubernetes(t *testing.T) {
 		// timed out on a loaded machine (10 s): wait for a pass as after
 		// the install.
 		var out string
+		// The proxies report what they trust once certified: every one of
+		// them, through both controller replicas' counts.
+		const trustOK = "[ok] running proxies trust the issuer's anchors and hold its certificates"
 		k.waitFor("skein check --proxy to pass", 30*time.Second, func() error {
 			var err error
 			out, err = k.check("--proxy")
+			if err == nil && !strings.Contains(out, trustOK) {
+				err = fmt.Errorf("not yet %q:\n%s", trustOK, out)
+			}
 			return err
 		})
 		for _, want := range []string{"[ok] pods that ask for injection have a proxy", "[ok] meshed pods' proxies are ready",
