@@ -1,13 +1,18 @@
 package identity
 
 import (
+	"cmp"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/skeinmesh/skein/internal/pki"
 )
 
 // The trust summary as metrics, on the controller's admin /metrics: what
@@ -101,6 +106,24 @@ func valueOf(m *dto.Metric) float64 {
 		return g.GetValue()
 	}
 	return m.GetUntyped().GetValue()
+}
+
+// OrderAnchors sorts s.Anchors as anchors (ca.crt) lists them, those it
+// does not list last: what the controllers' /metrics say comes sorted by
+// fingerprint, not in ca.crt's order, which tells the old anchor from the
+// new.
+func (s *TrustSummary) OrderAnchors(anchors []*x509.Certificate) {
+	position := func(fp string) int {
+		for i, a := range anchors {
+			if pki.Fingerprint(a) == fp {
+				return i
+			}
+		}
+		return len(anchors)
+	}
+	slices.SortStableFunc(s.Anchors, func(a, b AnchorSummary) int {
+		return cmp.Compare(position(a.Fingerprint), position(b.Fingerprint))
+	})
 }
 
 // MergeTrustSummaries adds up what several controller replicas report:

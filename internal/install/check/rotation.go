@@ -12,13 +12,15 @@ import (
 
 	"github.com/skeinmesh/skein/internal/controller/identity"
 	"github.com/skeinmesh/skein/internal/install"
+	"github.com/skeinmesh/skein/internal/pki"
 )
 
 // ControllerTrust adds up what the proxies report to every running
 // controller pod in namespace (each counts the proxies whose trust-bundle
 // stream it holds), read from the pods' admin /metrics through the API
-// server's pod proxy: what `skein identity rotate --kubernetes` checks
-// before each step and `skein check --proxy` reports.
+// server's pod proxy, its anchors in the issuer Secret's ca.crt order:
+// what `skein identity rotate --kubernetes` checks before each step and
+// `skein check --proxy` reports.
 func ControllerTrust(ctx context.Context, client kubernetes.Interface, namespace string) (identity.TrustSummary, error) {
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -44,7 +46,17 @@ func ControllerTrust(ctx context.Context, client kubernetes.Interface, namespace
 	if len(sums) == 0 {
 		return identity.TrustSummary{}, fmt.Errorf("no running controller pod in %s", namespace)
 	}
-	return identity.MergeTrustSummaries(sums...), nil
+	sum := identity.MergeTrustSummaries(sums...)
+	secret, err := client.CoreV1().Secrets(namespace).Get(callCtx, install.IssuerSecretName, metav1.GetOptions{})
+	if err != nil {
+		return sum, fmt.Errorf("reading the issuer secret %s/%s: %w", namespace, install.IssuerSecretName, err)
+	}
+	anchors, err := pki.ParseCertificates(secret.Data[identity.TrustAnchorFile])
+	if err != nil {
+		return sum, fmt.Errorf("secret %s/%s %s: %w", namespace, install.IssuerSecretName, identity.TrustAnchorFile, err)
+	}
+	sum.OrderAnchors(anchors)
+	return sum, nil
 }
 
 // checkProxyTrust reports what the running proxies trust and hold, as
