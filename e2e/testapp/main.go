@@ -88,7 +88,11 @@ func main() {
 	}
 	fmt.Println("ready")
 	<-ctx.Done()
+	// When, in the clock's nanoseconds, so that a test can tell the order
+	// in which a pod's containers were stopped.
+	fmt.Println("terminating", time.Now().UnixNano())
 	time.Sleep(100 * time.Millisecond)
+	fmt.Println("exiting", time.Now().UnixNano())
 }
 
 func listen(addr string) net.Listener {

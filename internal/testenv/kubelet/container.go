@@ -191,6 +191,7 @@ type process struct {
 	log       *os.File
 	done      chan struct{} // closed when the process has exited
 	err       error         // why it exited; read after done
+	stop      func()        // sends SIGTERM, then SIGKILL after stopDelay
 	// postStartDone and startupPassed say whether the container has
 	// started in a kubelet's sense (see podWorker.started); startupFailed
 	// that its startupProbe gave up and the container was killed.

@@ -25,7 +25,10 @@
 // capabilities, fsGroup on volume files, httpGet and tcpSocket startup,
 // readiness and liveness probes and postStart hooks, sent from the node
 // (the network's hub, the Node's address) as a kubelet sends them, so that
-// they pass through a meshed pod's inbound proxy (see probe.go). Not
+// they pass through a meshed pod's inbound proxy (see probe.go), and a
+// deleted pod's containers stopped in a kubelet's order (SIGTERM to the
+// regular containers, then to the native sidecars, last started first,
+// each once those before have exited; SIGKILL 5 s after a SIGTERM). Not
 // supported: restarts (a container that exits, or that a liveness or
 // startup probe kills, stays terminated), resources, exec and gRPC probes
 // (treated as passing), subPaths that name files. For tests only.

@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -438,6 +439,74 @@ func TestNativeSidecarGatesOnStartupNotReadiness(t *testing.T) {
 	})
 	if app := running(p.Status.ContainerStatuses, "app"); app != nil {
 		t.Errorf("the app started after a sidecar that never did: %+v", app)
+	}
+}
+
+// TestDeletedPodStopsItsSidecarAfterItsApplication deletes a pod with a
+// native sidecar: as a kubelet does, the application gets SIGTERM first,
+// and the sidecar only once the application has exited, so that a proxy
+// sidecar keeps serving its application while it shuts down.
+func TestDeletedPodStopsItsSidecarAfterItsApplication(t *testing.T) {
+	network := testenv.NewNetwork(t)
+	c := cluster.Start(t, network)
+	client := c.Client
+	ctx := t.Context()
+	tokenDir := t.TempDir()
+	startKubelet(t, Config{
+		Client:   client,
+		NodeName: "stand-in",
+		Network:  network,
+		Images:   map[string]string{testImage: buildTestapp(t)},
+		TokenDir: tokenDir,
+	})
+	ns := createNamespace(t, client)
+	pod, err := client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ordered"},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{
+				Name: "sidecar", Image: testImage, Args: []string{"-http", ":8082"},
+				RestartPolicy: new(corev1.ContainerRestartPolicyAlways),
+			}},
+			Containers: []corev1.Container{{Name: "app", Image: testImage, Args: []string{"-http", ":8081"}}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logOf := func(container string) string {
+		b, _ := os.ReadFile(filepath.Join(tokenDir, string(pod.UID), container+".log"))
+		return string(b)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not happen in 30 s; app log %q, sidecar log %q", what, logOf("app"), logOf("sidecar"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitUntil("the app started", func() bool { return strings.Contains(logOf("app"), "ready") })
+	if err := client.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the sidecar exited", func() bool { return strings.Contains(logOf("sidecar"), "exiting") })
+	stamp := func(container, word string) int64 {
+		t.Helper()
+		for line := range strings.Lines(logOf(container)) {
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), word+" "); ok {
+				var n int64
+				if _, err := fmt.Sscan(rest, &n); err == nil {
+					return n
+				}
+			}
+		}
+		t.Fatalf("%s's log has no %q line: %q", container, word, logOf(container))
+		return 0
+	}
+	if appExited, sidecarTerm := stamp("app", "exiting"), stamp("sidecar", "terminating"); sidecarTerm < appExited {
+		t.Errorf("the sidecar got SIGTERM %v before the app had exited", time.Duration(appExited-sidecarTerm))
 	}
 }
 

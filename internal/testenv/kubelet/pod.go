@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -138,6 +139,33 @@ func (w *podWorker) start(ctx context.Context) error {
 	return nil
 }
 
+// terminate stops the pod's containers as a kubelet (1.29+) does: SIGTERM
+// to the regular containers (and any init container still running), and
+// once they have all exited, to the native sidecars, the last started
+// first, each after the one before it has exited; a container that has
+// not exited stopDelay after its SIGTERM is killed. So a sidecar proxy
+// still serves its application while the application shuts down.
+func (w *podWorker) terminate() {
+	var first, sidecars []*process
+	for _, p := range w.containers {
+		if p.init && isSidecar(p.spec) {
+			sidecars = append(sidecars, p)
+		} else {
+			first = append(first, p)
+		}
+	}
+	for _, p := range first {
+		p.stop()
+	}
+	for _, p := range first {
+		<-p.done
+	}
+	for _, p := range slices.Backward(sidecars) {
+		p.stop()
+		<-p.done
+	}
+}
+
 func isSidecar(c corev1.Container) bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
@@ -168,24 +196,31 @@ func (w *podWorker) waitStarted(ctx context.Context, p *process) error {
 }
 
 func (w *podWorker) startContainer(ctx context.Context, c corev1.Container, init bool) (*process, error) {
-	cmd, err := w.command(ctx, c)
+	// The container is stopped by terminate, in a kubelet's order, not
+	// when the worker's context ends.
+	cctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	cmd, err := w.command(cctx, c)
 	if err != nil {
+		stop()
 		return nil, err
 	}
 	p, err := startProcess(cmd, c, init, filepath.Join(w.dir, c.Name+".log"))
 	if err != nil {
+		stop()
 		return nil, err
 	}
+	p.stop = stop
 	w.containers = append(w.containers, p)
 	w.procs.Go(p.wait)
 	w.log.Debug("container started", "container", c.Name, "log", p.logPath)
 	return p, nil
 }
 
-// cleanup waits for the processes (stopped through the worker's context),
-// removes the host and, if the pod was deleted, its object.
+// cleanup stops the containers (terminate), waits for the worker's other
+// goroutines, removes the host and, if the pod was deleted, its object.
 func (w *podWorker) cleanup() {
 	w.cancel(nil)
+	w.terminate()
 	w.procs.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
