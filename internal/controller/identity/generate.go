@@ -12,6 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/internal/atomicfile"
 	"github.com/skeinmesh/skein/internal/pki"
 )
 
@@ -88,7 +89,7 @@ func Generate(cfg GenerateConfig) (Generated, error) {
 		return Generated{}, fmt.Errorf("creating %s: %w", cfg.Dir, err)
 	}
 	for _, f := range files {
-		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
 			return Generated{}, err
 		}
 	}
@@ -271,31 +272,6 @@ func (n nextIssuer) inBundle(bundlePEM []byte, anchorCert, where string) error {
 	}
 	if !containsCert(bundle, n.anchor) {
 		return fmt.Errorf("the anchor in %s is not in %s, so proxies do not trust it: add it first (skein identity rotate bundle)", anchorCert, where)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data beside path and renames it into place, so a
-// watcher never reads half a file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/atomicfile"
 	"github.com/skeinmesh/skein/internal/pki"
 )
 
@@ -146,10 +147,10 @@ func loadOrMakeAnchor(cfg BundleConfig, current *x509.Certificate) (*x509.Certif
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(cfg.NewAnchorKey, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(cfg.NewAnchorKey, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	return anchor, writeFileAtomic(cfg.NewAnchorCert, pki.EncodeCertificates(anchor), 0o644)
+	return anchor, atomicfile.Write(cfg.NewAnchorCert, pki.EncodeCertificates(anchor), 0o644)
 }
 
 // DropAnchors leaves in the store's ca.crt only the anchor the issuer

@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/skeinmesh/skein/internal/atomicfile"
 )
 
 // IssuerPEM is the issuer material an anchor rotation edits, as PEM: the
@@ -67,7 +69,7 @@ func (d DirStore) Save(_ context.Context, m IssuerPEM) error {
 		{filepath.Join(string(d), IssuerCertFile), m.Cert, 0o644},
 		{filepath.Join(string(d), TrustAnchorFile), m.Anchors, 0o644},
 	} {
-		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+		if err := atomicfile.Write(f.path, f.data, f.mode); err != nil {
 			return err
 		}
 	}

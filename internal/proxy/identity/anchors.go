@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/internal/atomicfile"
 	"github.com/skeinmesh/skein/internal/pki"
 )
 
@@ -123,7 +123,7 @@ func (a *Anchors) set(certs []*x509.Certificate, from string) (bool, error) {
 	a.log.Info("trust anchors changed", "from", from,
 		"added", missingFrom(after, before), "removed", missingFrom(before, after), "now", after)
 	if a.cache != "" {
-		if err := writeFileAtomic(a.cache, pki.EncodeCertificates(certs...)); err != nil {
+		if err := atomicfile.Write(a.cache, pki.EncodeCertificates(certs...), 0o600); err != nil {
 			// Held in memory all the same; only a restart would miss them.
 			a.log.Warn("cannot keep the trust anchors for a restart", "path", a.cache, "err", err)
 		}
@@ -184,22 +184,4 @@ func (a *Anchors) chainAnchor(chain []*x509.Certificate, now time.Time) string {
 		}
 	}
 	return ""
-}
-
-// writeFileAtomic writes data beside path and renames it into place, so a
-// proxy starting never reads half a file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
