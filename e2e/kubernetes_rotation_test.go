@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,7 +24,7 @@ import (
 )
 
 // rotationStatus is what `skein identity rotate status -o json` says of
-// the proxies.
+// the step and the proxies (--dir and --kubernetes alike).
 type rotationStatus struct {
 	Step    string `json:"step"`
 	Proxies struct {
@@ -66,17 +64,7 @@ func (s rotationStatus) every(fp string, what func(trusting, certificates int) i
 func (k *kube) testAnchorRotation(t *testing.T, client corev1.Pod) {
 	dir := readableDir(t)
 	// The old chain, to present a certificate of it before and after.
-	secret, err := k.c.Client.CoreV1().Secrets(controlNamespace).Get(t.Context(), install.IssuerSecretName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldDir := filepath.Join(dir, "old-identity")
-	if err := os.MkdirAll(oldDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{controlleridentity.TrustAnchorFile, controlleridentity.IssuerCertFile, controlleridentity.IssuerKeyFile} {
-		writeFile(t, filepath.Join(oldDir, f), string(secret.Data[f]))
-	}
+	oldDir := secretIssuer(t, k)
 	oldLeaf := kubeLeaf(t, oldDir)
 	d, err := k.c.Client.AppsV1().Deployments(shopNamespace).Get(t.Context(), "greeter", metav1.GetOptions{})
 	if err != nil {
@@ -113,7 +101,7 @@ func (k *kube) testAnchorRotation(t *testing.T, client corev1.Pod) {
 	}
 	status := func() (rotationStatus, error) {
 		var st rotationStatus
-		out, err := k.trySkein("identity", "rotate", "status", "--kubernetes", "-o", "json")
+		out, err := k.trySkein("", "identity", "rotate", "status", "--kubernetes", "-o", "json")
 		if err != nil {
 			return st, err
 		}
@@ -220,7 +208,8 @@ func (k *kube) requireConfigMapAnchors(want ...string) {
 	}
 }
 
-// secretIssuer writes the issuer Secret's material into a new directory.
+// secretIssuer writes the issuer Secret's material (ca.crt, tls.crt,
+// tls.key) into a new directory.
 func secretIssuer(t *testing.T, k *kube) string {
 	t.Helper()
 	secret, err := k.c.Client.CoreV1().Secrets(controlNamespace).Get(t.Context(), install.IssuerSecretName, metav1.GetOptions{})
@@ -249,16 +238,4 @@ func kubeLeaf(t *testing.T, dir string) *tls.Config {
 		InsecureSkipVerify: true, // this test is about the proxy's checks
 		MinVersion:         tls.VersionTLS13,
 	}
-}
-
-// trySkein runs the CLI against the test cluster and returns its output
-// and error (with its standard error) instead of failing the test.
-func (k *kube) trySkein(args ...string) (string, error) {
-	args = append(args, "--kubeconfig", k.c.Kubeconfig)
-	cmd := k.c.Host.Command(k.t.Context(), filepath.Join(binDir, "skein"), args...)
-	out, err := cmd.Output()
-	if exit, ok := err.(*exec.ExitError); ok {
-		err = fmt.Errorf("%w: %s", err, exit.Stderr)
-	}
-	return string(out), err
 }

@@ -44,18 +44,24 @@ func (k *kube) anchorFingerprint() string {
 // output; its standard error is logged.
 func (k *kube) skein(stdin string, args ...string) string {
 	k.t.Helper()
+	out, err := k.trySkein(stdin, args...)
+	if err != nil {
+		k.t.Fatalf("skein %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// trySkein runs the CLI against the test cluster and returns its standard
+// output and its error, with its standard error in it.
+func (k *kube) trySkein(stdin string, args ...string) (string, error) {
 	args = append(args, "--kubeconfig", k.c.Kubeconfig)
 	cmd := k.c.Host.Command(k.t.Context(), filepath.Join(binDir, "skein"), args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.Output()
-	var stderr string
 	if exit, ok := err.(*exec.ExitError); ok {
-		stderr = string(exit.Stderr)
+		err = fmt.Errorf("%w: %s", err, exit.Stderr)
 	}
-	if err != nil {
-		k.t.Fatalf("skein %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
-	}
-	return string(out)
+	return string(out), err
 }
 
 // testInstallAgain applies `skein install` a second time and proves every

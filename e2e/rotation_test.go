@@ -102,15 +102,7 @@ func TestAnchorRotationUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var st struct {
-			Proxies struct {
-				Proxies, Unreported int
-				Anchors             []struct {
-					Fingerprint string
-					Trusting    int
-				}
-			}
-		}
+		var st rotationStatus
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("status -o json: %v\n%s", err, out)
 		}
