@@ -69,27 +69,32 @@ func ParseTrustMetrics(r io.Reader) (TrustSummary, error) {
 		return TrustSummary{}, fmt.Errorf("the controller's metrics have no %s: a controller older than anchor rotation on Kubernetes?", trustProxiesMetric)
 	}
 	out := TrustSummary{Proxies: gaugeOf(proxies), Unreported: gaugeOf(unreported)}
-	index := map[string]int{}
 	for _, m := range families[trustAnchorMetric].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
 		}
-		fp := labels["anchor"]
-		i, ok := index[fp]
-		if !ok {
-			i = len(out.Anchors)
-			index[fp] = i
-			out.Anchors = append(out.Anchors, AnchorSummary{Fingerprint: fp, Issuer: labels["issuer"] == "true"})
-		}
+		a := out.anchor(labels["anchor"])
+		a.Issuer = labels["issuer"] == "true"
 		switch n := int(valueOf(m)); labels["holds"] {
 		case "trust":
-			out.Anchors[i].Trusting = n
+			a.Trusting = n
 		case "certificate":
-			out.Anchors[i].Certificates = n
+			a.Certificates = n
 		}
 	}
 	return out, nil
+}
+
+// anchor is s's count of the anchor fp, added at the end when s has none.
+// A summary holds as many anchors as a ca.crt: a scan is enough.
+func (s *TrustSummary) anchor(fp string) *AnchorSummary {
+	i := slices.IndexFunc(s.Anchors, func(a AnchorSummary) bool { return a.Fingerprint == fp })
+	if i < 0 {
+		s.Anchors = append(s.Anchors, AnchorSummary{Fingerprint: fp})
+		i = len(s.Anchors) - 1
+	}
+	return &s.Anchors[i]
 }
 
 func gaugeOf(f *dto.MetricFamily) int {
@@ -113,13 +118,15 @@ func valueOf(m *dto.Metric) float64 {
 // fingerprint, not in ca.crt's order, which tells the old anchor from the
 // new.
 func (s *TrustSummary) OrderAnchors(anchors []*x509.Certificate) {
+	fingerprints := make([]string, len(anchors))
+	for i, a := range anchors {
+		fingerprints[i] = pki.Fingerprint(a)
+	}
 	position := func(fp string) int {
-		for i, a := range anchors {
-			if pki.Fingerprint(a) == fp {
-				return i
-			}
+		if i := slices.Index(fingerprints, fp); i >= 0 {
+			return i
 		}
-		return len(anchors)
+		return len(fingerprints)
 	}
 	slices.SortStableFunc(s.Anchors, func(a, b AnchorSummary) int {
 		return cmp.Compare(position(a.Fingerprint), position(b.Fingerprint))
@@ -132,20 +139,14 @@ func (s *TrustSummary) OrderAnchors(anchors []*x509.Certificate) {
 // the change yet says otherwise for a moment).
 func MergeTrustSummaries(sums ...TrustSummary) TrustSummary {
 	var out TrustSummary
-	index := map[string]int{}
 	for _, s := range sums {
 		out.Proxies += s.Proxies
 		out.Unreported += s.Unreported
 		for _, a := range s.Anchors {
-			i, ok := index[a.Fingerprint]
-			if !ok {
-				i = len(out.Anchors)
-				index[a.Fingerprint] = i
-				out.Anchors = append(out.Anchors, AnchorSummary{Fingerprint: a.Fingerprint})
-			}
-			out.Anchors[i].Issuer = out.Anchors[i].Issuer || a.Issuer
-			out.Anchors[i].Trusting += a.Trusting
-			out.Anchors[i].Certificates += a.Certificates
+			merged := out.anchor(a.Fingerprint)
+			merged.Issuer = merged.Issuer || a.Issuer
+			merged.Trusting += a.Trusting
+			merged.Certificates += a.Certificates
 		}
 	}
 	return out
