@@ -45,17 +45,9 @@ func connectControlPlane(cfg Config, log *slog.Logger) (*controlPlane, error) {
 	if cfg.ControllerAddr == "" {
 		return cp, nil
 	}
-	anchors, err := loadTrustAnchors(cfg)
+	anchors, err := loadTrustAnchors(cfg, log)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.TrustAnchorsKeep != "" {
-		if kept, ok := identity.LoadKept(cfg.TrustAnchorsKeep, log); ok {
-			// Learned from the controller more recently than the ones this
-			// pod was started with.
-			log.Info("starting from the trust anchors kept from before a restart", "path", cfg.TrustAnchorsKeep)
-			anchors = kept
-		}
 	}
 	// One set of anchors for every TLS config: the controller replaces it
 	// during an anchor rotation (WatchTrustBundle, Certify answers).
@@ -172,8 +164,25 @@ func peerID(cs tls.ConnectionState) (string, error) {
 	return id.String(), nil
 }
 
-// loadTrustAnchors reads the trust anchors from the configured file or PEM.
-func loadTrustAnchors(cfg Config) ([]*x509.Certificate, error) {
+// loadTrustAnchors reads the trust anchors from the configured file or
+// PEM, and returns instead those kept in TrustAnchorsKeep before a restart
+// when there are some: the controller sent them more recently than this
+// pod was started with its own.
+func loadTrustAnchors(cfg Config, log *slog.Logger) ([]*x509.Certificate, error) {
+	anchors, err := configuredTrustAnchors(cfg)
+	if err != nil || cfg.TrustAnchorsKeep == "" {
+		return anchors, err
+	}
+	if kept, ok := identity.LoadKept(cfg.TrustAnchorsKeep, log); ok {
+		log.Info("starting from the trust anchors kept from before a restart", "path", cfg.TrustAnchorsKeep)
+		return kept, nil
+	}
+	return anchors, nil
+}
+
+// configuredTrustAnchors reads the trust anchors from the configured file
+// or PEM.
+func configuredTrustAnchors(cfg Config) ([]*x509.Certificate, error) {
 	if cfg.TrustAnchorsPEM != "" {
 		anchors, err := pki.ParseCertificates([]byte(cfg.TrustAnchorsPEM))
 		if err != nil {
