@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
 	"github.com/skeinmesh/skein/internal/proxy/h1"
 	"github.com/skeinmesh/skein/internal/proxy/h2"
+	"github.com/skeinmesh/skein/internal/proxy/rawio"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
@@ -31,8 +33,21 @@ func newEngineConfig(tunnelIdleTimeout time.Duration) engineConfig {
 // engines are the HTTP engines' Clients as the stacks make them.
 func engines(cfg engineConfig, log *slog.Logger) clientpool.Engines {
 	return clientpool.Engines{
-		HTTP1: func(d clientpool.Dial) clientpool.Client { return h1.NewClient(d, cfg.http1, log) },
-		HTTP2: func(d clientpool.Dial) clientpool.Client { return h2.NewClient(d, cfg.http2, log) },
+		HTTP1: func(d clientpool.Dial) clientpool.Client { return h1.NewClient(rawDial(d), cfg.http1, log) },
+		HTTP2: func(d clientpool.Dial) clientpool.Client { return h2.NewClient(rawDial(d), cfg.http2, log) },
+	}
+}
+
+// rawDial is d with its plain TCP connections read and written raw (see
+// package rawio); a mesh connection's TCP connection under its TLS was
+// made raw by the mesh dialer.
+func rawDial(d clientpool.Dial) clientpool.Dial {
+	return func(ctx context.Context) (net.Conn, error) {
+		c, err := d(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Wrap(c), nil
 	}
 }
 

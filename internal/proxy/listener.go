@@ -20,6 +20,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
+	"github.com/skeinmesh/skein/internal/proxy/rawio"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 	"github.com/skeinmesh/skein/internal/proxy/tcp"
 )
@@ -136,7 +137,7 @@ func sourceAddr(c net.Conn) netip.Addr {
 // the other end (after a mesh TLS handshake). release runs once c is
 // closed, by whichever part of the proxy owns it by then.
 func (l *listener) handle(ctx context.Context, c net.Conn, release func()) {
-	conn := &meteredConn{Conn: c, onClose: release}
+	conn := &meteredConn{Conn: rawio.Wrap(c), onClose: release}
 	ci, err := l.connInfo(c)
 	if err != nil {
 		l.log.Info("refusing connection", "direction", l.direction, "client", c.RemoteAddr(), "err", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
+	"github.com/skeinmesh/skein/internal/proxy/rawio"
 )
 
 // MeshTLS gives the client side of mesh connections: the proxy's own
@@ -29,7 +30,7 @@ func (m *meshDialer) dial(ctx context.Context, addr string, id spiffeid.ID, alpn
 	if err != nil {
 		return nil, err
 	}
-	c, err := meshtls.Client(ctx, raw, m.tls.ClientTLS(id, []string{alpn}))
+	c, err := meshtls.Client(ctx, rawio.Wrap(raw), m.tls.ClientTLS(id, []string{alpn}))
 	if err != nil {
 		// Nothing of the request was sent: as safe to retry as a refused
 		// connection.
