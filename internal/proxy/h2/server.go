@@ -19,9 +19,10 @@ import (
 
 // Server serves HTTP/2 connections with a stack.Handler.
 type Server struct {
-	h   stack.Handler
-	cfg Config
-	log *slog.Logger
+	h       stack.Handler
+	cfg     Config
+	log     *slog.Logger
+	workers *workers
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
@@ -33,7 +34,7 @@ func NewServer(h stack.Handler, cfg Config, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Server{h: h, cfg: cfg.withDefaults(), log: log, conns: make(map[*serverConn]struct{})}
+	return &Server{h: h, cfg: cfg.withDefaults(), log: log, workers: newWorkers(), conns: make(map[*serverConn]struct{})}
 }
 
 // serverConn is one client connection of a Server.
@@ -249,7 +250,7 @@ func (sc *serverConn) dispatch(st *stream) {
 		return
 	}
 	sc.handlers.Add(1)
-	go sc.serve(st)
+	sc.s.workers.start(streamJob{sc, st})
 }
 
 // serve runs the handler of one stream and queues its response.
@@ -388,6 +389,7 @@ func (s *Server) DrainConn(ci *stack.ConnInfo) {
 // the streams in flight until ctx ends, then closes every connection,
 // which cancels the requests left. It returns ctx.Err() if it had to cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.workers.stop()
 	s.mu.Lock()
 	s.shutdown = true
 	for sc := range s.conns {
