@@ -37,11 +37,6 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: ps.logLevel}))
-	if ps.awakeSysmon {
-		if err := keepSysmonAwake(); err != nil {
-			cfg.Log.Warn("could not keep Go's sysmon awake; running with its deep sleep", "err", err)
-		}
-	}
 	ps.tuneRuntime()
 	cfg.Log.Info("skein-proxy starting", append(fips.LogAttrs(), "cores", runtime.GOMAXPROCS(0), "gc_percent", ps.effectiveGCPercent())...)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -101,7 +96,6 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	metricsFrom := fs.String("metrics-allow-cidrs", "", "comma-separated networks (CIDR) that may scrape /metrics; empty: every client")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&ps.cores, "cores", ps.cores, "how many cores the proxy's goroutines run on at once (Go's GOMAXPROCS, which wins when set); 0: every core")
-	fs.BoolVar(&ps.awakeSysmon, "awake-sysmon", ps.awakeSysmon, "keep Go's sysmon thread from its deep sleep (GODEBUG schedtrace, by re-executing the proxy at start), which woken by every request after an idle moment cost about a quarter of the proxy's CPU")
 	fs.IntVar(&ps.gcPercent, "gc-percent", ps.gcPercent, "how far the heap grows between garbage collections, in percent of what is live (Go's GOGC, which wins when set)")
 
 	if err := fs.Parse(args); err != nil {

@@ -52,8 +52,8 @@ func TestProcessDefaultsToOneCoreAndGCPercent50(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ps.cores != 1 || ps.gcPercent != 50 || ps.awakeSysmon {
-		t.Errorf("cores %d, gc percent %d, awake sysmon %v; want 1, 50 and false (opt-in)", ps.cores, ps.gcPercent, ps.awakeSysmon)
+	if ps.cores != 1 || ps.gcPercent != 50 {
+		t.Errorf("cores %d, gc percent %d; want 1 and 50", ps.cores, ps.gcPercent)
 	}
 	t.Setenv("SKEIN_PROXY_CORES", "0")
 	if _, ps, err = parseConfig([]string{"-gc-percent", "80"}); err != nil || ps.cores != 0 || ps.gcPercent != 80 {
@@ -85,23 +85,6 @@ func TestGoEnvironmentWinsOverCores(t *testing.T) {
 	}
 	if got := debug.SetGCPercent(100); got != 50 {
 		t.Errorf("GC percent %d, want -gc-percent's 50", got)
-	}
-}
-
-func TestSysmonIsKeptAwakeUnlessGODEBUGSaysSchedtrace(t *testing.T) {
-	for _, c := range []struct{ current, want string }{
-		{"", "schedtrace=2147483647"},
-		{"http2debug=1", "http2debug=1,schedtrace=2147483647"},
-		{"schedtrace=1000", ""},
-		{"http2debug=1, schedtrace=2147483647", ""},
-	} {
-		if got := sysmonGODEBUG(c.current); got != c.want {
-			t.Errorf("GODEBUG %q: got %q, want %q", c.current, got, c.want)
-		}
-	}
-	env := envWith([]string{"A=1", "GODEBUG=x=1", "B=2"}, "GODEBUG", "x=1,schedtrace=2147483647")
-	if strings.Join(env, " ") != "A=1 B=2 GODEBUG=x=1,schedtrace=2147483647" {
-		t.Errorf("environment %q", env)
 	}
 }
 

@@ -26,8 +26,6 @@ type processSettings struct {
 	// takes about 2 MB off the resident size for a few more short
 	// collections (a fraction of a percent of its CPU).
 	gcPercent int
-	// awakeSysmon: see awakeSysmon (sysmon.go).
-	awakeSysmon bool
 }
 
 func defaultProcessSettings() processSettings {
