@@ -14,22 +14,22 @@ import (
 // the connection's own.
 type Conn struct {
 	*net.TCPConn
-	rc syscall.RawConn
-
-	rmu sync.Mutex // one Read at a time, as poll.FD's read lock
-	r   op
-	wmu sync.Mutex // one Write at a time
-	w   op
+	r op // reads: one at a time, as poll.FD's read lock
+	w op // writes: one at a time
 }
 
-// op is one Read or Write in progress: the buffer left to it, what it did,
-// and the callback given to the RawConn, made once per Conn so that a call
-// allocates nothing.
+// op is one direction's system calls: the RawConn call it runs (Read or
+// Write) with its callback, both bound once per Conn so that a call
+// allocates nothing, and the state of the call in progress.
 type op struct {
+	name string // "read" or "write", for errors
+	call func(func(fd uintptr) bool) error
+	fn   func(fd uintptr) bool
+
+	mu    sync.Mutex // held for the call in progress
 	buf   []byte
 	n     int
 	errno syscall.Errno
-	fn    func(fd uintptr) bool
 }
 
 // maxRW is the most one read or write asks for, as in internal/poll: some
@@ -47,7 +47,7 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	rw := &Conn{TCPConn: tc, rc: rc}
+	rw := &Conn{TCPConn: tc, r: op{name: "read", call: rc.Read}, w: op{name: "write", call: rc.Write}}
 	rw.r.fn = rw.r.read
 	rw.w.fn = rw.w.write
 	return rw
@@ -62,21 +62,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) > maxRW {
 		b = b[:maxRW]
 	}
-	c.rmu.Lock()
-	c.r.buf, c.r.n, c.r.errno = b, 0, 0
-	err := c.rc.Read(c.r.fn)
-	n, errno := c.r.n, c.r.errno
-	c.r.buf = nil
-	c.rmu.Unlock()
-	switch {
-	case err != nil:
-		return 0, relabel(err, "read")
-	case errno != 0:
-		return 0, c.opError("read", errno)
-	case n == 0:
+	n, err := c.r.run(c, b)
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 // Write writes all of b, waiting for the socket to drain as needed, as
@@ -85,17 +75,24 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	c.wmu.Lock()
-	c.w.buf, c.w.n, c.w.errno = b, 0, 0
-	err := c.rc.Write(c.w.fn)
-	n, errno := c.w.n, c.w.errno
-	c.w.buf = nil
-	c.wmu.Unlock()
+	return c.w.run(c, b)
+}
+
+// run makes o's RawConn call over b and says what it did as net.Conn
+// does: a *net.OpError for a failed system call, a deadline or a closed
+// connection.
+func (o *op) run(c *Conn, b []byte) (int, error) {
+	o.mu.Lock()
+	o.buf, o.n, o.errno = b, 0, 0
+	err := o.call(o.fn)
+	n, errno := o.n, o.errno
+	o.buf = nil
+	o.mu.Unlock()
 	switch {
 	case err != nil:
-		return n, relabel(err, "write")
+		return n, relabel(err, o.name)
 	case errno != 0:
-		return n, c.opError("write", errno)
+		return n, c.opError(o.name, errno)
 	}
 	return n, nil
 }
