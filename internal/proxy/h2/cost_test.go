@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +86,39 @@ func TestUnaryCallWritesArePerCallBatched(t *testing.T) {
 	// machine splits a few.
 	if perServer > 1.5 || perClient > 1.5 {
 		t.Fatalf("writes per call: server side %.2f, client side %.2f; want 1 each (1.5 with slack)", perServer, perClient)
+	}
+}
+
+// TestConcurrentCallsShareWrites: on one core, the frames of calls whose
+// goroutines are runnable together leave in one write, not one write per
+// call: the writer yields before it flushes (see writer). 16 calls at once
+// through the pair, 20 times over, must cost each side at most half a
+// write per call; one write per call each is what the writer did before
+// it yielded.
+func TestConcurrentCallsShareWrites(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	addr, sw, cw := countedPair(t)
+	client := grpcClient(t, addr)
+	req := &testpb.SimpleRequest{ResponseSize: 100, Payload: &testpb.Payload{Body: make([]byte, 100)}}
+	const concurrent, rounds = 16, 20
+	round := func() {
+		var wg sync.WaitGroup
+		for range concurrent {
+			wg.Go(func() { unary(t, client, req) })
+		}
+		wg.Wait()
+	}
+	round()
+	sw.Store(0)
+	cw.Store(0)
+	for range rounds {
+		round()
+	}
+	perServer := float64(sw.Load()) / (concurrent * rounds)
+	perClient := float64(cw.Load()) / (concurrent * rounds)
+	t.Logf("writes per call, %d calls at once: server side %.2f, client side %.2f", concurrent, perServer, perClient)
+	if perServer > 0.5 || perClient > 0.5 {
+		t.Fatalf("writes per call with %d calls at once: server side %.2f, client side %.2f; want at most 0.5 each", concurrent, perServer, perClient)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -16,8 +17,18 @@ import (
 // stream data as the peer's windows allow, and flushes only when it has
 // nothing more to do, so everything that was ready together leaves in one
 // write. It owns the send side of flow control.
+//
+// "Ready together" includes streams whose goroutines are runnable but have
+// not run yet: on one core (the proxy's default), the requests of several
+// connections that one poll found readable run one after the other, and the
+// first one's push makes the writer runnable next. So before a flush the
+// writer yields once (runtime.Gosched puts it behind every runnable
+// goroutine), and the others' frames join the same write. With nothing
+// else runnable the yield returns at once. With more than one core it is
+// skipped: Gosched would wake an idle core for nothing.
 type writer struct {
 	c              *conn
+	yield          bool // yield before a flush (one core)
 	enc            *hpack.Encoder
 	encBuf         bytes.Buffer
 	connWindow     int64
@@ -66,11 +77,13 @@ func (w *writer) init(c *conn) {
 	w.peerInitWindow = 65535
 	w.peerMaxFrame = 16384
 	w.streams = make(map[uint32]*stream)
+	w.yield = runtime.GOMAXPROCS(0) == 1
 }
 
 func (w *writer) run() {
 	c := w.c
 	defer close(c.writerDone)
+	yielded := false
 	for {
 		batch := c.q.take(&w.ctl)
 		for i := range batch {
@@ -96,6 +109,14 @@ func (w *writer) run() {
 		if progress || c.q.pending() {
 			continue
 		}
+		if w.yield && !yielded && c.bw.Buffered() > 0 {
+			yielded = true
+			runtime.Gosched()
+			if c.q.pending() {
+				continue
+			}
+		}
+		yielded = false
 		// PING answers ride with the next frames written; alone, they wait
 		// up to PingAckDelay for company.
 		if len(w.pendingAcks) > 0 && (c.bw.Buffered() > 0 || c.cfg.PingAckDelay < 0 || len(w.pendingAcks) >= maxPendingAcks) {
