@@ -20,8 +20,9 @@ import (
 // Lookup is what the proxy's inbound layers need from the policy client.
 type Lookup interface {
 	// Inbound returns the current policy of the workload's port, waiting
-	// up to ctx for the controller's first answer. A proxy that cannot get
-	// one fails closed: its layers answer as DefaultDeny would.
+	// for the controller's first answer no longer than a bound of its own
+	// (callers set no timer) nor past ctx. A proxy that cannot get one
+	// fails closed: its layers answer as DefaultDeny would.
 	Inbound(ctx context.Context, port uint16) (*Inbound, error)
 	// Watch calls changed (from one goroutine) whenever any port's policy
 	// changes, so that connections a tightened policy no longer allows can

@@ -11,17 +11,11 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/skeinmesh/skein/internal/authz"
 	"github.com/skeinmesh/skein/internal/proxy/metrics"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
-
-// LookupTimeout bounds the wait for a port's policy (the controller's
-// first answer). Past it the request or connection is decided as with no
-// policy: denied.
-const LookupTimeout = 5 * time.Second
 
 // Authorizer decides inbound requests and connections, and keeps the
 // open connections it allowed so that a policy change can close those it
@@ -41,10 +35,11 @@ func New(lookup authz.Lookup, reg *metrics.Registry, log *slog.Logger) *Authoriz
 }
 
 // policy is the current policy of port; nil when none could be had
-// (Decide then denies).
+// (Decide then denies). The lookup bounds its own wait for a first answer
+// (authzclient's WaitFirst), so no timer is set here per request: one
+// would cost every request a runtime timer for a wait that only the first
+// requests of a port can have.
 func (a *Authorizer) policy(ctx context.Context, port uint16) *authz.Inbound {
-	ctx, cancel := context.WithTimeout(ctx, LookupTimeout)
-	defer cancel()
 	in, err := a.lookup.Inbound(ctx, port)
 	if err != nil {
 		a.logs.warn("policy", "no inbound policy for the port: denying (fail closed)", "port", port, "err", err)
