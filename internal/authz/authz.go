@@ -162,7 +162,12 @@ type Decision struct {
 	// Probe is set when the request is allowed only as a kubelet probe
 	// (ProbePaths).
 	Probe bool
-	// Reason is a sentence for logs, `skein authz explain` and meshed
-	// clients' skein-proxy-error (never shown to unmeshed clients).
-	Reason string
+
+	// What Reason explains from: the policy (nil when none was known),
+	// the client, the request's method and path (query dropped), and what
+	// the Default lacked.
+	in           *Inbound
+	client       Client
+	method, path string
+	why          string
 }

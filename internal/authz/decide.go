@@ -32,21 +32,21 @@ import (
 func (in *Inbound) Decide(c Client, r *Request) Decision {
 	c.Addr = c.Addr.Unmap()
 	if in == nil {
-		return Decision{
-			Default: Deny,
-			Reason:  "no inbound policy is known for this port yet; denied (fail closed)",
-		}
+		return Decision{Default: Deny}
 	}
-	d := Decision{Server: in.Server}
+	d := Decision{Server: in.Server, in: in, client: c}
+	if r != nil {
+		d.method = r.Method
+		d.path, _, _ = strings.Cut(r.Path, "?")
+	}
 	var route *Route
 	if r != nil && len(in.Routes) > 0 {
 		route = in.matchRoute(r)
 		if route == nil {
 			if in.isProbe(r) {
-				return in.probeDecision(d, r)
+				return in.probeDecision(d)
 			}
 			d.NoRoute = true
-			d.Reason = fmt.Sprintf("%s has routes and none matches %s %s", in.subject(), r.Method, r.Path)
 			return d
 		}
 		d.Route = route.Name
@@ -58,7 +58,7 @@ func (in *Inbound) Decide(c Client, r *Request) Decision {
 		return in.allowedBy(d, a, c)
 	}
 	if route == nil && r != nil && in.isProbe(r) {
-		return in.probeDecision(d, r)
+		return in.probeDecision(d)
 	}
 	return in.decideByDefault(d, c)
 }
@@ -120,43 +120,64 @@ func (in *Inbound) isProbe(r *Request) bool {
 	return slices.Contains(in.ProbePaths, path)
 }
 
-func (in *Inbound) probeDecision(d Decision, r *Request) Decision {
-	path, _, _ := strings.Cut(r.Path, "?")
+func (in *Inbound) probeDecision(d Decision) Decision {
 	d.Allowed, d.Probe = true, true
-	d.Reason = fmt.Sprintf("%s: %s %s is allowed as a kubelet probe path (no route of the Server matches it)", in.subject(), r.Method, path)
 	return d
 }
 
 func (in *Inbound) allowedBy(d Decision, a *Authorization, c Client) Decision {
 	d.Allowed = true
 	d.Authorization = a.Name
-	on := ""
-	if d.Route != "" {
-		on = " on route " + d.Route
-	}
-	d.Reason = fmt.Sprintf("%s: %s is allowed%s by AuthorizationPolicy %s", in.subject(), describe(c), on, a.Name)
 	return d
 }
 
 // decideByDefault applies the Default to what no authorization allowed.
 func (in *Inbound) decideByDefault(d Decision, c Client) Decision {
 	d.Default = in.Default
-	nothing := "no authorization matched"
-	if in.Server == "" {
-		nothing = "no Server owns the port"
-	}
 	allowed, why := in.defaultAllows(in.Default, c)
 	switch {
 	case in.Default == Audit:
 		d.Allowed, d.Audit = true, true
-		d.Reason = fmt.Sprintf("%s: %s for %s; allowed only because the policy is audit (it would be denied)", in.subject(), nothing, describe(c))
 	case allowed:
 		d.Allowed = true
-		d.Reason = fmt.Sprintf("%s: %s; default policy %s allows %s", in.subject(), nothing, in.Default, describe(c))
 	default:
-		d.Reason = fmt.Sprintf("%s: %s for %s; default policy %s denies it%s", in.subject(), nothing, describe(c), policyName(in.Default), why)
+		d.why = why
 	}
 	return d
+}
+
+// Reason is a sentence for logs, `skein authz explain` and meshed
+// clients' skein-proxy-error (never shown to unmeshed clients). It is put
+// together when asked: most decisions, the allowed requests, are never
+// explained, and formatting one for each cost the proxy several
+// allocations per request.
+func (d Decision) Reason() string {
+	in := d.in
+	switch {
+	case in == nil:
+		return "no inbound policy is known for this port yet; denied (fail closed)"
+	case d.NoRoute:
+		return fmt.Sprintf("%s has routes and none matches %s %s", in.subject(), d.method, d.path)
+	case d.Probe:
+		return fmt.Sprintf("%s: %s %s is allowed as a kubelet probe path (no route of the Server matches it)", in.subject(), d.method, d.path)
+	case d.Authorization != "":
+		on := ""
+		if d.Route != "" {
+			on = " on route " + d.Route
+		}
+		return fmt.Sprintf("%s: %s is allowed%s by AuthorizationPolicy %s", in.subject(), describe(d.client), on, d.Authorization)
+	}
+	nothing := "no authorization matched"
+	if in.Server == "" {
+		nothing = "no Server owns the port"
+	}
+	switch {
+	case d.Audit:
+		return fmt.Sprintf("%s: %s for %s; allowed only because the policy is audit (it would be denied)", in.subject(), nothing, describe(d.client))
+	case d.Allowed:
+		return fmt.Sprintf("%s: %s; default policy %s allows %s", in.subject(), nothing, d.Default, describe(d.client))
+	}
+	return fmt.Sprintf("%s: %s for %s; default policy %s denies it%s", in.subject(), nothing, describe(d.client), policyName(d.Default), d.why)
 }
 
 // defaultAllows evaluates a default policy; why completes a denial.

@@ -49,8 +49,8 @@ func TestDecideDefaultPolicies(t *testing.T) {
 				if d.Allowed != wantAllowed || d.Audit || d.Default != policy || d.Authorization != "" {
 					t.Errorf("%q, %s, http=%v: got %+v, want allowed=%v by the default", policy, name, r != nil, d, wantAllowed)
 				}
-				if !strings.Contains(d.Reason, "port 8080") || !strings.Contains(d.Reason, "no Server owns the port") {
-					t.Errorf("%q, %s: reason %q names neither the port nor that no Server owns it", policy, name, d.Reason)
+				if !strings.Contains(d.Reason(), "port 8080") || !strings.Contains(d.Reason(), "no Server owns the port") {
+					t.Errorf("%q, %s: reason %q names neither the port nor that no Server owns it", policy, name, d.Reason())
 				}
 			}
 		}
@@ -75,8 +75,8 @@ func TestDecideAuditAllowsWhatWouldBeDenied(t *testing.T) {
 		t.Fatalf("audit: got %+v, want allowed with Audit set", d)
 	}
 	for _, want := range []string{"Server shop/web", "no authorization matched", batch, "audit", "would be denied"} {
-		if !strings.Contains(d.Reason, want) {
-			t.Errorf("audit reason %q lacks %q", d.Reason, want)
+		if !strings.Contains(d.Reason(), want) {
+			t.Errorf("audit reason %q lacks %q", d.Reason(), want)
 		}
 	}
 	// What the policy allows is not an audit event.
@@ -90,7 +90,7 @@ func TestDecideNilInboundFailsClosed(t *testing.T) {
 	var in *Inbound
 	for _, r := range []*Request{get("/ready"), nil} {
 		d := in.Decide(Client{Addr: inCluster, Identity: frontend}, r)
-		if d.Allowed || d.Default != Deny || !strings.Contains(d.Reason, "fail closed") {
+		if d.Allowed || d.Default != Deny || !strings.Contains(d.Reason(), "fail closed") {
 			t.Fatalf("nil Inbound: got %+v, want denied (fail closed)", d)
 		}
 	}
@@ -134,17 +134,17 @@ func TestDecideServerAuthorizations(t *testing.T) {
 		for _, r := range []*Request{get("/x"), nil} {
 			d := in.Decide(tt.c, r)
 			if d.Allowed != tt.want {
-				t.Errorf("%s (http=%v): allowed=%v, want %v (%s)", tt.name, r != nil, d.Allowed, tt.want, d.Reason)
+				t.Errorf("%s (http=%v): allowed=%v, want %v (%s)", tt.name, r != nil, d.Allowed, tt.want, d.Reason())
 				continue
 			}
 			if tt.want {
-				if d.Authorization != "shop/policy" || d.Default != "" || !strings.Contains(d.Reason, "AuthorizationPolicy shop/policy") {
+				if d.Authorization != "shop/policy" || d.Default != "" || !strings.Contains(d.Reason(), "AuthorizationPolicy shop/policy") {
 					t.Errorf("%s: allowed without naming the policy: %+v", tt.name, d)
 				}
 				continue
 			}
 			if d.Default != Deny || d.Server != "shop/web" ||
-				!strings.Contains(d.Reason, "Server shop/web") || !strings.Contains(d.Reason, "no authorization matched") {
+				!strings.Contains(d.Reason(), "Server shop/web") || !strings.Contains(d.Reason(), "no authorization matched") {
 				t.Errorf("%s: denial does not explain itself: %+v", tt.name, d)
 			}
 		}
@@ -230,11 +230,11 @@ func TestDecidePerRoute(t *testing.T) {
 		if d.Allowed != tt.allowed || d.NoRoute != tt.noRoute || d.Route != tt.route || d.Authorization != tt.authz {
 			t.Errorf("%s: got %+v", tt.name, d)
 		}
-		if !strings.Contains(d.Reason, "Server shop/web") || !strings.Contains(d.Reason, tt.inReason) {
-			t.Errorf("%s: reason %q lacks the Server or %q", tt.name, d.Reason, tt.inReason)
+		if !strings.Contains(d.Reason(), "Server shop/web") || !strings.Contains(d.Reason(), tt.inReason) {
+			t.Errorf("%s: reason %q lacks the Server or %q", tt.name, d.Reason(), tt.inReason)
 		}
-		if tt.notReason != "" && strings.Contains(d.Reason, tt.notReason) {
-			t.Errorf("%s: reason %q mentions %q", tt.name, d.Reason, tt.notReason)
+		if tt.notReason != "" && strings.Contains(d.Reason(), tt.notReason) {
+			t.Errorf("%s: reason %q mentions %q", tt.name, d.Reason(), tt.notReason)
 		}
 	}
 }
@@ -270,13 +270,13 @@ func TestDecideProbePaths(t *testing.T) {
 		if d.Probe != tt.want {
 			t.Errorf("%+v: Probe=%v, want %v", tt.r, d.Probe, tt.want)
 		}
-		if tt.want && !strings.Contains(d.Reason, "kubelet probe") {
-			t.Errorf("probe allowed without saying so: %q", d.Reason)
+		if tt.want && !strings.Contains(d.Reason(), "kubelet probe") {
+			t.Errorf("probe allowed without saying so: %q", d.Reason())
 		}
 	}
 	// Without Server (port default deny), probes stay allowed too.
 	bare := &Inbound{Port: 8080, Default: Deny, ProbePaths: []string{"/healthz"}}
-	if d := bare.Decide(Client{Addr: outCluster}, get("/healthz")); !d.Allowed || !strings.Contains(d.Reason, "port 8080") {
+	if d := bare.Decide(Client{Addr: outCluster}, get("/healthz")); !d.Allowed || !strings.Contains(d.Reason(), "port 8080") {
 		t.Fatalf("probe on a port without Server: got %+v", d)
 	}
 }

@@ -117,7 +117,7 @@ type Decision struct {
 }
 
 func decisionOf(d authz.Decision) Decision {
-	return Decision{Allowed: d.Allowed, Audit: d.Audit, Server: d.Server, Route: d.Route, Authorization: d.Authorization, Default: string(d.Default), Reason: d.Reason}
+	return Decision{Allowed: d.Allowed, Audit: d.Audit, Server: d.Server, Route: d.Route, Authorization: d.Authorization, Default: string(d.Default), Reason: d.Reason()}
 }
 
 func (s *server) serveExplain(w http.ResponseWriter, r *http.Request) {

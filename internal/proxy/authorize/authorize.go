@@ -70,13 +70,15 @@ func (a *Authorizer) Layer(next stack.Handler) stack.Handler {
 		}
 		if d.NoRoute {
 			req.Body.Close()
-			return nil, &noRouteError{reason: d.Reason}
+			return nil, &noRouteError{reason: d.Reason()}
 		}
 		a.metrics.HTTPAuthz(labels(req.Conn, d), d.Allowed)
-		a.logDecision(req.Conn, d, "request", "method", req.Method, "path", pathOnly(req.Path))
+		if !d.Allowed || d.Audit {
+			a.logDecision(req.Conn, d, "request", "method", req.Method, "path", pathOnly(req.Path))
+		}
 		if !d.Allowed {
 			req.Body.Close()
-			return nil, &stack.ForbiddenError{Reason: d.Reason}
+			return nil, &stack.ForbiddenError{Reason: d.Reason()}
 		}
 		if req.Method != "CONNECT" && !req.IsUpgrade() {
 			return next.Serve(ctx, req)
@@ -118,7 +120,9 @@ func (e *noRouteError) Unwrap() error { return stack.ErrNoRoute }
 func (a *Authorizer) Conn(ctx context.Context, ci *stack.ConnInfo) authz.Decision {
 	d := a.policy(ctx, ci.OrigDst.Port()).Decide(client(ci), nil)
 	a.metrics.TCPAuthz(labels(ci, d), d.Allowed)
-	a.logDecision(ci, d, "connection")
+	if !d.Allowed || d.Audit {
+		a.logDecision(ci, d, "connection")
+	}
 	return d
 }
 
@@ -147,20 +151,36 @@ func labels(ci *stack.ConnInfo, d authz.Decision) metrics.AuthzLabels {
 	case d.Audit:
 		l.AuthzName = "audit"
 	case d.Allowed:
-		l.AuthzName = "default:" + string(d.Default)
+		l.AuthzName = defaultAuthzName(d.Default)
 	}
 	return l
 }
 
+// defaultAuthzName is the authz_name of a request a default policy
+// allowed: a constant for each policy that can allow, so that counting
+// the request allocates nothing.
+func defaultAuthzName(p authz.DefaultPolicy) string {
+	switch p {
+	case authz.AllUnauthenticated:
+		return "default:" + string(authz.AllUnauthenticated)
+	case authz.AllAuthenticated:
+		return "default:" + string(authz.AllAuthenticated)
+	case authz.ClusterUnauthenticated:
+		return "default:" + string(authz.ClusterUnauthenticated)
+	case authz.ClusterAuthenticated:
+		return "default:" + string(authz.ClusterAuthenticated)
+	}
+	return "default:" + string(p)
+}
+
 // logDecision logs a denial, or an audit's would-be denial, at most once
 // per Server and kind (request, connection) per logInterval (with how many were not logged in between):
-// a flood of denied requests must not flood the log.
+// a flood of denied requests must not flood the log. Callers call it for
+// those only: building its attributes costs an allowed request
+// allocations for nothing.
 func (a *Authorizer) logDecision(ci *stack.ConnInfo, d authz.Decision, what string, attrs ...any) {
-	if d.Allowed && !d.Audit {
-		return
-	}
 	attrs = append(attrs, "server", d.Server, "client", ci.Client.Addr().String(), "client_id", ci.ClientID,
-		"route", d.Route, "default", string(d.Default), "reason", d.Reason)
+		"route", d.Route, "default", string(d.Default), "reason", d.Reason())
 	if d.Audit {
 		a.logs.info("audit:"+what+":"+d.Server, "audit: "+what+" allowed that the policy would deny", attrs...)
 		return

@@ -165,7 +165,7 @@ func (a *Authorizer) recheck(ctx context.Context) {
 		d := in.Decide(client(e.ci), e.req)
 		a.logs.info("close:"+d.Server, "closing a connection the inbound policy no longer allows",
 			"server", d.Server, "client", e.ci.Client.Addr().String(), "client_id", e.ci.ClientID,
-			"port", port, "kind", e.kind.String(), "reason", d.Reason)
+			"port", port, "kind", e.kind.String(), "reason", d.Reason())
 		e.close()
 	}
 }
