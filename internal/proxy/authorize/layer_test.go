@@ -16,7 +16,7 @@ import (
 type onePolicy struct{ in *authz.Inbound }
 
 func (p onePolicy) Inbound(context.Context, uint16) (*authz.Inbound, error) { return p.in, nil }
-func (p onePolicy) Watch(ctx context.Context, _ func())                      { <-ctx.Done() }
+func (p onePolicy) Watch(ctx context.Context, _ func())                     { <-ctx.Done() }
 
 // layerAllocsAllowed budgets what the layer allocates for a request the
 // default policy allows: the authz.Request Decide looks at and its header
