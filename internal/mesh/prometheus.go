@@ -7,6 +7,8 @@ import (
 	"net"
 	"os/exec"
 	"time"
+
+	"github.com/skeinmesh/skein/internal/atomicfile"
 )
 
 // prometheusConfig scrapes every proxy listed in targets.json, and the
@@ -40,11 +42,11 @@ func (m *Mesh) startPrometheus(ctx context.Context) error {
 		return nil
 	}
 	targets := m.path(prometheusDir, "targets.json")
-	if err := writeFileAtomic(targets, []byte("[]"), 0o644); err != nil {
+	if err := atomicfile.Write(targets, []byte("[]"), 0o644); err != nil {
 		return err
 	}
 	config := m.path(prometheusDir, "prometheus.yml")
-	if err := writeFileAtomic(config, fmt.Appendf(nil, prometheusConfig, targets,
+	if err := atomicfile.Write(config, fmt.Appendf(nil, prometheusConfig, targets,
 		net.JoinHostPort(m.controller.IP.String(), fmt.Sprint(controllerAdminPort))), 0o644); err != nil {
 		return err
 	}
@@ -86,5 +88,5 @@ func (m *Mesh) writeTargets() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(m.path(prometheusDir, "targets.json"), b, 0o644)
+	return atomicfile.Write(m.path(prometheusDir, "targets.json"), b, 0o644)
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
+	"github.com/skeinmesh/skein/internal/atomicfile"
 	"github.com/skeinmesh/skein/internal/netns"
 )
 
@@ -170,5 +171,5 @@ func (m *Mesh) writeControllerManifests() error {
 		}
 		docs = append(docs, string(b))
 	}
-	return writeFileAtomic(m.path(controllerDir, "mesh.yaml"), []byte(strings.Join(docs, "---\n")), 0o644)
+	return atomicfile.Write(m.path(controllerDir, "mesh.yaml"), []byte(strings.Join(docs, "---\n")), 0o644)
 }

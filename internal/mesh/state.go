@@ -85,26 +85,6 @@ func prepareStateDir(dir string) error {
 	return os.WriteFile(filepath.Join(dir, pidFile), b, 0o644)
 }
 
-// writeFileAtomic replaces path with data, so that watchers never read half
-// of it.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	return writeOwnedFileAtomic(path, data, mode, -1, -1)
-}
-
-// writeOwnedFileAtomic is writeFileAtomic for a file owned by uid:gid (-1
-// keeps root), which is never visible with another owner.
-func writeOwnedFileAtomic(path string, data []byte, mode os.FileMode, uid, gid int) error {
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	os.Remove(tmp) // a leftover of another owner or mode
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 func isDir(path string) bool {
 	info, err := os.Stat(path)
 	return err == nil && info.IsDir()

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/skeinmesh/skein/internal/atomicfile"
 	"github.com/skeinmesh/skein/internal/controller/identity"
 )
 
@@ -49,7 +50,7 @@ func (m *Mesh) writeToken(in *instance) (string, error) {
 		return "", fmt.Errorf("minting a join token for %s: %w", id, err)
 	}
 	path := m.path(tokensDir, in.host.Name+".token")
-	if err := writeOwnedFileAtomic(path, []byte(token), 0o400, in.users.proxy.UID, in.users.proxy.GID); err != nil {
+	if err := atomicfile.WriteOwned(path, []byte(token), 0o400, in.users.proxy.UID, in.users.proxy.GID); err != nil {
 		return "", err
 	}
 	return path, nil
