@@ -304,3 +304,61 @@ func TestClientDropsIdleConnectionsTheUpstreamClosed(t *testing.T) {
 		t.Errorf("%d connections for 3 requests on connections closed after each, want 3", n)
 	}
 }
+
+// TestClientClosesConnectionsIdlePastPoolIdleTimeout: a pooled connection
+// in steady use outlives PoolIdleTimeout (its idle timer, left armed, finds
+// it recently handed back and waits out the rest), and one left idle is
+// closed once the timeout passes.
+func TestClientClosesConnectionsIdlePastPoolIdleTimeout(t *testing.T) {
+	var opened, closed atomic.Int32
+	closedCh := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				opened.Add(1)
+			case http.StateClosed:
+				closed.Add(1)
+				select {
+				case closedCh <- struct{}{}:
+				default:
+				}
+			}
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	const idleTimeout = 200 * time.Millisecond
+	c := NewClient(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}, Config{PoolIdleTimeout: idleTimeout}, quietLog())
+	defer c.Close()
+	send := func() {
+		resp, err := c.Serve(context.Background(), get("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// In use every idleTimeout/4 for 5 idle timeouts: one connection.
+	for deadline := time.Now().Add(5 * idleTimeout); time.Now().Before(deadline); {
+		send()
+		time.Sleep(idleTimeout / 4)
+	}
+	if o, cl := opened.Load(), closed.Load(); o != 1 || cl != 0 {
+		t.Fatalf("a connection in steady use: %d opened, %d closed; want 1 opened, none closed", o, cl)
+	}
+	// Left idle: closed once the timeout passes.
+	select {
+	case <-closedCh:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a connection idle for 5 s with a %v idle timeout is still open", idleTimeout)
+	}
+}

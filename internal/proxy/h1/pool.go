@@ -42,8 +42,9 @@ type clientConn struct {
 	br        *bufio.Reader
 	head      []byte // reused response head buffer
 	reused    bool
-	idleSince time.Time
-	idleTimer *time.Timer
+	idleSince time.Time   // c.mu
+	idleTimer *time.Timer // c.mu; armed while idleArmed, see put
+	idleArmed bool        // c.mu
 
 	// Per request.
 	stopCancel func() bool // unhooks the request's context
@@ -64,9 +65,9 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 		cc := c.idle[n-1]
 		c.idle[n-1] = nil
 		c.idle = c.idle[:n-1]
+		idleFor := time.Since(cc.idleSince)
 		c.mu.Unlock()
-		cc.idleTimer.Stop()
-		if time.Since(cc.idleSince) >= staleCheckAfter && (cc.br.Buffered() > 0 || closedByPeer(cc.conn)) {
+		if idleFor >= staleCheckAfter && (cc.br.Buffered() > 0 || closedByPeer(cc.conn)) {
 			c.drop(cc)
 			c.mu.Lock()
 			continue
@@ -110,25 +111,43 @@ func (c *Client) put(cc *clientConn) {
 	}
 	c.idle = append(c.idle, cc)
 	cc.idleSince = time.Now()
-	if cc.idleTimer == nil {
-		cc.idleTimer = time.AfterFunc(c.cfg.PoolIdleTimeout, func() { c.expire(cc) })
-	} else {
-		cc.idleTimer.Reset(c.cfg.PoolIdleTimeout)
+	// The idle timer is armed once and left running while the connection
+	// is taken and handed back: expire re-arms it from idleSince. Stopping
+	// and resetting it around every request cost two runtime timer
+	// operations per request.
+	if !cc.idleArmed {
+		cc.idleArmed = true
+		if cc.idleTimer == nil {
+			cc.idleTimer = time.AfterFunc(c.cfg.PoolIdleTimeout, func() { c.expire(cc) })
+		} else {
+			cc.idleTimer.Reset(c.cfg.PoolIdleTimeout)
+		}
 	}
 	c.mu.Unlock()
 }
 
-// expire closes cc if it is still idle when its idle timer fires.
+// expire runs when cc's idle timer fires: it closes cc if cc has been idle
+// for PoolIdleTimeout, re-arms the timer for the rest if cc is idle but
+// was handed back since, and disarms it if cc is in use (put arms it
+// again).
 func (c *Client) expire(cc *clientConn) {
 	c.mu.Lock()
 	for i, idle := range c.idle {
-		if idle == cc {
-			c.idle = append(c.idle[:i], c.idle[i+1:]...)
+		if idle != cc {
+			continue
+		}
+		if left := c.cfg.PoolIdleTimeout - time.Since(cc.idleSince); left > 0 {
+			cc.idleTimer.Reset(left)
 			c.mu.Unlock()
-			c.drop(cc)
 			return
 		}
+		cc.idleArmed = false
+		c.idle = append(c.idle[:i], c.idle[i+1:]...)
+		c.mu.Unlock()
+		c.drop(cc)
+		return
 	}
+	cc.idleArmed = false
 	c.mu.Unlock()
 }
 
@@ -136,6 +155,9 @@ func (c *Client) expire(cc *clientConn) {
 func (c *Client) drop(cc *clientConn) {
 	_ = cc.conn.Close()
 	c.mu.Lock()
+	if cc.idleTimer != nil {
+		cc.idleTimer.Stop() // or it would hold cc until it fires
+	}
 	delete(c.all, cc)
 	c.mu.Unlock()
 }
@@ -148,7 +170,6 @@ func (c *Client) CloseIdle() (empty bool) {
 	c.idle = nil
 	c.mu.Unlock()
 	for _, cc := range idle {
-		cc.idleTimer.Stop()
 		c.drop(cc)
 	}
 	c.mu.Lock()
@@ -167,9 +188,6 @@ func (c *Client) Close() {
 	}
 	c.mu.Unlock()
 	for _, cc := range all {
-		if cc.idleTimer != nil {
-			cc.idleTimer.Stop()
-		}
 		c.drop(cc)
 	}
 }
