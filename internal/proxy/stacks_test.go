@@ -38,27 +38,28 @@ const (
 	layerAllocsGRPC = 6
 )
 
-func TestOutboundLayersAllocationBudget(t *testing.T) {
+// TestLayersAllocationBudget holds the outbound layers to the budgets
+// above and the inbound ones to theirs (inbound_alloc_test.go).
+func TestLayersAllocationBudget(t *testing.T) {
+	idleTap := func() *tap.Tap { return tap.New(tap.Config{}) }
 	for _, c := range []struct {
 		name   string
+		send   func(t testing.TB, grpc bool, taps *tap.Tap) func()
 		grpc   bool
 		budget float64
 		taps   *tap.Tap
 	}{
-		{"HTTP GET", false, layerAllocsHTTP, nil},
-		{"gRPC unary", true, layerAllocsGRPC, nil},
+		{"outbound HTTP GET", layeredRequestTapped, false, layerAllocsHTTP, nil},
+		{"outbound gRPC unary", layeredRequestTapped, true, layerAllocsGRPC, nil},
 		// With no tap session open the tap layer allocates nothing.
-		{"HTTP GET, tap idle", false, layerAllocsHTTP, tap.New(tap.Config{})},
-		{"gRPC unary, tap idle", true, layerAllocsGRPC, tap.New(tap.Config{})},
+		{"outbound HTTP GET, tap idle", layeredRequestTapped, false, layerAllocsHTTP, idleTap()},
+		{"outbound gRPC unary, tap idle", layeredRequestTapped, true, layerAllocsGRPC, idleTap()},
+		{"inbound HTTP GET", inboundLayeredRequest, false, inboundAllocsHTTP, nil},
+		{"inbound gRPC unary", inboundLayeredRequest, true, inboundAllocsGRPC, nil},
+		{"inbound gRPC unary, tap idle", inboundLayeredRequest, true, inboundAllocsGRPC, idleTap()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			send := layeredRequestTapped(t, c.grpc, c.taps)
-			send()
-			allocs := testing.AllocsPerRun(1000, send)
-			t.Logf("%s: %v allocations per request in the layers", c.name, allocs)
-			if allocs > c.budget {
-				t.Errorf("%s: the outbound layers allocate %v times per request, over the budget of %v", c.name, allocs, c.budget)
-			}
+			checkAllocBudget(t, c.name, c.send(t, c.grpc, c.taps), c.budget)
 		})
 	}
 }
@@ -102,10 +103,18 @@ func layeredRequestTapped(t testing.TB, grpc bool, taps *tap.Tap) func() {
 		t.Fatal(err)
 	}
 	cfg := stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, log: quiet, tap: taps}
+	ci := &stack.ConnInfo{Direction: "outbound", OrigDst: netip.MustParseAddrPort("198.19.0.1:8080")}
+	return layeredRequestThrough(ctx, t, grpc, name, ci, func(end stack.Handler) []stack.Layer { return outboundLayers(out, end, cfg) })
+}
+
+// layeredRequestThrough returns a function that sends one request to
+// authority, on a connection described by ci, through the layers made
+// over a terminal that answers from memory and allocates nothing: a GET,
+// or a unary gRPC call (a body each way, trailers).
+func layeredRequestThrough(ctx context.Context, t testing.TB, grpc bool, authority string, ci *stack.ConnInfo, layers func(end stack.Handler) []stack.Layer) func() {
 	grpcHeader := stack.Header{{Name: "content-type", Value: "application/grpc"}}
 	trailers := stack.Header{{Name: "grpc-status", Value: "0"}}
 	hello, world := []byte("0000hello"), []byte("0000world")
-	ci := &stack.ConnInfo{Direction: "outbound", OrigDst: netip.MustParseAddrPort("198.19.0.1:8080")}
 	var body, respBody reusableBody
 	resp := &stack.Response{Status: 200}
 	end := stack.HandlerFunc(func(_ context.Context, req *stack.Request) (*stack.Response, error) {
@@ -115,15 +124,15 @@ func layeredRequestTapped(t testing.TB, grpc bool, taps *tap.Tap) func() {
 		io.Copy(io.Discard, req.Body)
 		return resp, nil
 	})
-	h := stack.Build(end, outboundLayers(out, end, cfg)...)
+	h := stack.Build(end, layers(end)...)
 	req := &stack.Request{Conn: ci}
 	return func() {
-		*req = stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}
+		*req = stack.Request{Method: "GET", Authority: authority, Path: "/", ProtoMajor: 1, Conn: ci, Body: stack.NoBody}
 		*resp = stack.Response{Status: 200, Body: stack.NoBody}
 		if grpc {
 			body.reset(hello, nil)
 			respBody.reset(world, trailers)
-			*req = stack.Request{Method: "POST", Authority: name, Path: "/echo.Echo/Say", ProtoMajor: 2, Conn: ci,
+			*req = stack.Request{Method: "POST", Authority: authority, Path: "/echo.Echo/Say", ProtoMajor: 2, Conn: ci,
 				Header: grpcHeader, Body: &body}
 			*resp = stack.Response{Status: 200, Header: grpcHeader, Body: &respBody}
 		}
@@ -133,6 +142,18 @@ func layeredRequestTapped(t testing.TB, grpc bool, taps *tap.Tap) func() {
 		}
 		io.Copy(io.Discard, got.Body)
 		got.Body.Close()
+	}
+}
+
+// checkAllocBudget fails t when send allocates more than budget times a
+// call; what names the path for the messages.
+func checkAllocBudget(t *testing.T, what string, send func(), budget float64) {
+	t.Helper()
+	send()
+	allocs := testing.AllocsPerRun(1000, send)
+	t.Logf("%s: %v allocations per request", what, allocs)
+	if allocs > budget {
+		t.Errorf("%s: %v allocations per request, over the budget of %v", what, allocs, budget)
 	}
 }
 
