@@ -60,12 +60,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		// skein stat read a moment apart. So compare until they agree, and
 		// report the last disagreement if they never do (a page showing
 		// other numbers than the API's never will).
-		var mismatches []string
-		deadline := time.Now().Add(90 * time.Second)
-		for {
+		agreeWithin(t, 90*time.Second, 3*time.Second, func() []string {
 			page := overviewSuccessRates(t, tab, base+"#/?namespace=demo&since=30s")
 			cli := statSuccessRates(t, ctx, api)
-			mismatches = mismatches[:0]
+			var mismatches []string
 			for name := range demoExpected {
 				got, ok := page[name]
 				want, wok := cli[name]
@@ -78,16 +76,9 @@ func TestDashboardInABrowser(t *testing.T) {
 			}
 			if len(mismatches) == 0 {
 				t.Logf("overview success rates %v, skein stat %v", page, cli)
-				break
 			}
-			if time.Now().After(deadline) {
-				for _, m := range mismatches {
-					t.Error(m)
-				}
-				break
-			}
-			time.Sleep(3 * time.Second)
-		}
+			return mismatches
+		})
 		shoot("overview")
 	})
 
@@ -103,18 +94,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		// apart, so an edge whose requests sit at the window's edge can be
 		// in one read and not the other: compare until they agree, and
 		// report the last disagreement if they never do.
-		var problems []string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			problems = edgeGraphProblems(t, ctx, tab, api, base)
-			if len(problems) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(2 * time.Second)
-		}
-		for _, p := range problems {
-			t.Error(p)
-		}
+		agreeWithin(t, 30*time.Second, 2*time.Second, func() []string { return edgeGraphProblems(t, ctx, tab, api, base) })
 		shoot("edges")
 	})
 
@@ -312,6 +292,27 @@ func checkPageErrors(t *testing.T, tab context.Context) {
 	}
 	for _, e := range errs {
 		t.Errorf("the page threw: %s", e)
+	}
+}
+
+// agreeWithin runs check, which compares what the page shows with what
+// the CLI says, until it finds no disagreement or timeout passes, sleeping
+// every between tries; it fails t with the last disagreements.
+func agreeWithin(t *testing.T, timeout, every time.Duration, check func() []string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		problems := check()
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range problems {
+				t.Error(p)
+			}
+			return
+		}
+		time.Sleep(every)
 	}
 }
 
