@@ -2,11 +2,14 @@
 GO ?= go
 STATICCHECK_VERSION := v0.8.2
 BIN := bin
+# Build tags of every Skein binary; internal/buildtags says why, and the
+# builds made from Go code (skein-bench, the end-to-end tests) use it.
+TAGS := grpcnotrace
 
 .PHONY: build build-fips test test-short vet staticcheck check bench clean e2e
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -tags '$(TAGS)' -o $(BIN)/ ./cmd/...
 
 # Every binary built against the Go Cryptographic Module v1.0.0, the
 # version on the CMVP validated list (the toolchain's `certified` alias
@@ -16,7 +19,7 @@ build:
 FIPS140 ?= v1.0.0
 FIPS_BIN ?= $(BIN)/fips
 build-fips:
-	GOFIPS140=$(FIPS140) $(GO) build -o $(FIPS_BIN)/ ./cmd/...
+	GOFIPS140=$(FIPS140) $(GO) build -tags '$(TAGS)' -o $(FIPS_BIN)/ ./cmd/...
 
 # The full suite: unit tests and the end-to-end tests in network namespaces
 # (those need root and skip without it). One package at a time: the

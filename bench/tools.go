@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/skeinmesh/skein/internal/buildtags"
 )
 
 // FortioVersion is the load generator's pinned version; newer ones do not
@@ -36,7 +38,7 @@ func prepareBinaries(ctx context.Context, moduleRoot, dir string, log *slog.Logg
 	log.Info("building skein-proxy, skein-init, skein-controller and skein")
 	// Static binaries, as the images are built (scripts/testcluster.sh:
 	// CGO_ENABLED=0): linked against libc, the proxy maps 1.4 MB more.
-	if _, err := runTool(ctx, moduleRoot, append(os.Environ(), "CGO_ENABLED=0"), "go", "build", "-o", dir+"/",
+	if _, err := runTool(ctx, moduleRoot, append(os.Environ(), "CGO_ENABLED=0"), "go", "build", "-tags", buildtags.Release, "-o", dir+"/",
 		"./cmd/skein-proxy", "./cmd/skein-init", "./cmd/skein-controller", "./cmd/skein"); err != nil {
 		return b, fmt.Errorf("building Skein: %w", err)
 	}

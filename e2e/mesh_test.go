@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skeinmesh/skein/internal/buildtags"
 	"github.com/skeinmesh/skein/internal/netns"
 )
 
@@ -44,7 +45,7 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		os.Chmod(dir, 0o755)
 		binDir = dir
-		cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/skein-proxy", "../cmd/skein-init", "../cmd/skein-controller", "../cmd/skein", "../cmd/skein-demo", "./testapp")
+		cmd := exec.Command("go", "build", "-tags", buildtags.Release, "-o", dir+"/", "../cmd/skein-proxy", "../cmd/skein-init", "../cmd/skein-controller", "../cmd/skein", "../cmd/skein-demo", "./testapp")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building binaries: %v\n%s", err, out)
 		}
