@@ -101,6 +101,17 @@ func closedByServer(t *testing.T, c net.Conn) []byte {
 }
 
 func TestSlowlorisIsCut(t *testing.T) {
+	for _, c := range []struct{ name, start string }{
+		{"head", "GET / HTTP/1.1\r\nHost: a\r\n"},
+		// The empty lines before a request line are skipped; they are no
+		// whole head, and must not spare the rest its deadline.
+		{"head after empty lines", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) { testSlowloris(t, c.start) })
+	}
+}
+
+func testSlowloris(t *testing.T, start string) {
 	var handled atomic.Int32
 	p := startServer(t, Config{ReadHeaderTimeout: 300 * time.Millisecond}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
 		handled.Add(1)
@@ -111,7 +122,7 @@ func TestSlowlorisIsCut(t *testing.T) {
 	defer close(stop)
 	go func() {
 		// One header byte every 20 ms: each byte is in time, the head never is.
-		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n")
+		_, _ = io.WriteString(c, start)
 		for {
 			select {
 			case <-stop:
@@ -128,6 +139,49 @@ func TestSlowlorisIsCut(t *testing.T) {
 	}
 	if n := handled.Load(); n != 0 {
 		t.Errorf("the handler ran %d times", n)
+	}
+}
+
+// readDeadlineConn counts the read deadlines set on a connection.
+type readDeadlineConn struct {
+	net.Conn
+	sets *atomic.Int32
+}
+
+func (c readDeadlineConn) SetReadDeadline(t time.Time) error {
+	c.sets.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Each deadline set is a runtime timer changed. A request that arrives
+// whole needs only the idle deadline it was waited for under: its head is
+// read from the buffer, and without a body nothing else is read.
+func TestWholeRequestsSetOnlyTheIdleDeadline(t *testing.T) {
+	srv := NewServer(stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
+		return &stack.Response{Status: 204, Body: stack.NoBody}, nil
+	}), Config{}, quietLog())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	var sets atomic.Int32
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			srv.ServeConn(readDeadlineConn{c, &sets}, nil)
+		}
+	}()
+	c := dialRaw(t, ln.Addr().String())
+	const requests = 20
+	for range requests {
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		readAll(t, readResponse(t, c, "GET"))
+	}
+	// One per request, and perhaps the one the next request is awaited
+	// under; idle, header and clearing deadlines made it 3 per request.
+	if n := sets.Load(); n > requests+1 {
+		t.Errorf("%d requests that came whole set %d read deadlines, want at most %d", requests, n, requests+1)
 	}
 }
 

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -56,7 +57,9 @@ func (c *serverConn) serve() {
 		if !c.srv.setActive(c) {
 			return
 		}
-		_ = c.conn.SetReadDeadline(time.Now().Add(cfg.ReadHeaderTimeout))
+		if !headBuffered(c.br) {
+			_ = c.conn.SetReadDeadline(time.Now().Add(cfg.ReadHeaderTimeout))
+		}
 		head, err := readHead(c.br, c.head, cfg.MaxHeaderBytes, cfg.MaxRequestLineBytes)
 		if cap(head) <= 8<<10 {
 			c.head = head[:0]
@@ -73,7 +76,14 @@ func (c *serverConn) serve() {
 			c.refuse(err)
 			return
 		}
-		_ = c.conn.SetReadDeadline(time.Time{})
+		if fr.hasBody() || fr.upgrade || fr.connect {
+			// The body's reads set their own deadlines, a tunnel clears
+			// them; this only stops the idle or header deadline from
+			// cutting a read that does not. A request without a body
+			// reads nothing more until the background read, which
+			// clears the deadline itself.
+			_ = c.conn.SetReadDeadline(time.Time{})
+		}
 		if !c.serveRequest(m, fr) {
 			if c.bodyUnread {
 				c.lingerBeforeClose()
@@ -85,6 +95,17 @@ func (c *serverConn) serve() {
 		}
 	}
 }
+
+// headBuffered reports whether br holds a whole request head, so that
+// reading it will not touch the connection and needs no header deadline:
+// the usual case, a request that came in one segment. Leading empty lines
+// (which readHead skips) do not count as a head.
+func headBuffered(br *bufio.Reader) bool {
+	buf, _ := br.Peek(br.Buffered())
+	return len(buf) > 0 && buf[0] != '\r' && buf[0] != '\n' && bytes.Contains(buf, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 // refuse answers a request the engine will not take (malformed, too
 // large) and ends the connection; a client that left or stalled gets
