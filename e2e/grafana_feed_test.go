@@ -37,7 +37,8 @@ import (
 // own only where it differs from the Service's) that ejects after 2 and
 // may eject every endpoint, so that the request after the penalty is
 // always its probe; flaky-a also retries 5xx once. flaky-slow times out
-// after 1 ms.
+// after 1 ms, in front of a replica that answers after 100 ms: the mesh's
+// round trip alone no longer takes a millisecond.
 const grafanaGateManifest = `
 ---
 apiVersion: v1
@@ -156,6 +157,22 @@ spec:
   - matches: [{path: {type: PathPrefix, value: /a}}]
     backendRefs: [{name: flaky-bad, port: 8080}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: flaky-slow, namespace: demo}
+spec:
+  selector: {app: flaky-slow}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: flaky-slow, namespace: demo, labels: {app: flaky-slow}}
+spec:
+  serviceAccountName: flaky
+  command: [testapp, -http, ":8080", -http-delay, "100ms"]
+  ports: [{name: http, containerPort: 8080}]
+  readinessProbe: {tcpSocket: {port: 8080}}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata:
@@ -166,7 +183,7 @@ spec:
   parentRefs: [{group: "", kind: Service, name: flaky, port: 8080}]
   rules:
   - matches: [{path: {type: PathPrefix, value: /slow}}]
-    backendRefs: [{name: flaky, port: 8080}]
+    backendRefs: [{name: flaky-slow, port: 8080}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
