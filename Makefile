@@ -2,14 +2,16 @@
 GO ?= go
 STATICCHECK_VERSION := v0.8.2
 BIN := bin
-# Build tags of every Skein binary; internal/buildtags says why, and the
-# builds made from Go code (skein-bench, the end-to-end tests) use it.
+# How every Skein binary is built: static, with these tags. internal/release
+# says why, and the builds made from Go code (skein-bench, the end-to-end
+# tests) use it; its test holds the two together.
 TAGS := grpcnotrace
+RELEASE_ENV := CGO_ENABLED=0
 
 .PHONY: build build-fips test test-short vet staticcheck check bench clean e2e
 
 build:
-	$(GO) build -tags '$(TAGS)' -o $(BIN)/ ./cmd/...
+	$(RELEASE_ENV) $(GO) build -tags '$(TAGS)' -o $(BIN)/ ./cmd/...
 
 # Every binary built against the Go Cryptographic Module v1.0.0, the
 # version on the CMVP validated list (the toolchain's `certified` alias
@@ -19,7 +21,7 @@ build:
 FIPS140 ?= v1.0.0
 FIPS_BIN ?= $(BIN)/fips
 build-fips:
-	GOFIPS140=$(FIPS140) $(GO) build -tags '$(TAGS)' -o $(FIPS_BIN)/ ./cmd/...
+	$(RELEASE_ENV) GOFIPS140=$(FIPS140) $(GO) build -tags '$(TAGS)' -o $(FIPS_BIN)/ ./cmd/...
 
 # The full suite: unit tests and the end-to-end tests in network namespaces
 # (those need root and skip without it). One package at a time: the

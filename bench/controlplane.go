@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/skeinmesh/skein/internal/buildtags"
+	"github.com/skeinmesh/skein/internal/release"
 )
 
 // CPConfig says what the control-plane benchmark does: one service with
@@ -149,7 +149,7 @@ func RunControlPlane(ctx context.Context, cfg CPConfig) (*CPReport, error) {
 	}
 	defer os.RemoveAll(dir)
 	log.Info("building skein-controller and skein")
-	if _, err := runTool(ctx, root, nil, "go", "build", "-tags", buildtags.Release, "-o", dir+"/", "./cmd/skein-controller", "./cmd/skein"); err != nil {
+	if _, err := runTool(ctx, root, release.Environ(), "go", "build", "-tags", release.Tags, "-o", dir+"/", "./cmd/skein-controller", "./cmd/skein"); err != nil {
 		return nil, fmt.Errorf("building the controller: %w", err)
 	}
 	cp := &cpBench{cfg: cfg, dir: dir, log: log}

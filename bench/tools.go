@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/skeinmesh/skein/internal/buildtags"
+	"github.com/skeinmesh/skein/internal/release"
 )
 
 // FortioVersion is the load generator's pinned version; newer ones do not
@@ -36,9 +36,8 @@ func prepareBinaries(ctx context.Context, moduleRoot, dir string, log *slog.Logg
 		cli:        filepath.Join(dir, "skein"),
 	}
 	log.Info("building skein-proxy, skein-init, skein-controller and skein")
-	// Static binaries, as the images are built (scripts/testcluster.sh:
-	// CGO_ENABLED=0): linked against libc, the proxy maps 1.4 MB more.
-	if _, err := runTool(ctx, moduleRoot, append(os.Environ(), "CGO_ENABLED=0"), "go", "build", "-tags", buildtags.Release, "-o", dir+"/",
+	// As `make build` builds them (internal/release).
+	if _, err := runTool(ctx, moduleRoot, release.Environ(), "go", "build", "-tags", release.Tags, "-o", dir+"/",
 		"./cmd/skein-proxy", "./cmd/skein-init", "./cmd/skein-controller", "./cmd/skein"); err != nil {
 		return b, fmt.Errorf("building Skein: %w", err)
 	}

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skeinmesh/skein/internal/buildtags"
 	"github.com/skeinmesh/skein/internal/netns"
+	"github.com/skeinmesh/skein/internal/release"
 )
 
 // proxyUID is the uid the sidecar runs as; skein-init exempts its traffic.
@@ -45,7 +45,8 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		os.Chmod(dir, 0o755)
 		binDir = dir
-		cmd := exec.Command("go", "build", "-tags", buildtags.Release, "-o", dir+"/", "../cmd/skein-proxy", "../cmd/skein-init", "../cmd/skein-controller", "../cmd/skein", "../cmd/skein-demo", "./testapp")
+		cmd := exec.Command("go", "build", "-tags", release.Tags, "-o", dir+"/", "../cmd/skein-proxy", "../cmd/skein-init", "../cmd/skein-controller", "../cmd/skein", "../cmd/skein-demo", "./testapp")
+		cmd.Env = release.Environ()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("building binaries: %v\n%s", err, out)
 		}

@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/skeinmesh/skein/internal/buildtags"
+	"github.com/skeinmesh/skein/internal/release"
 )
 
 // deps lists the packages skein-proxy links when built as Skein builds it.
 func deps(t *testing.T) []string {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-deps", "-tags", buildtags.Release, ".").Output()
+	out, err := exec.Command("go", "list", "-deps", "-tags", release.Tags, ".").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -31,7 +31,7 @@ func TestProxyDoesNotImportKubernetesLibraries(t *testing.T) {
 // A package that calls methods by name through reflection (the templates
 // do) makes the linker keep every exported method of every linked type:
 // 3.4 MB more binary and about 2.3 MB more resident memory per proxy
-// (internal/buildtags).
+// (internal/release).
 func TestProxyKeepsDeadCodeElimination(t *testing.T) {
 	for _, pkg := range deps(t) {
 		switch pkg {
