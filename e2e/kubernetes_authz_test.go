@@ -344,11 +344,13 @@ func (a *authzKube) controllersLogged(t *testing.T, words ...string) bool {
 // requireAdminAnswers waits for the api proxy's /metrics to answer the
 // tester. Twice in some thirty CI runs it did not for 10 s (once 30 s),
 // while the proxy served everything else and had no admin request stuck
-// (its goroutines, read over the pod's loopback); what the network looked
-// like then is not known. So: when the first 10 s go unanswered, the test
-// records what the tester, the hub and the pod see (adminPathState), then
-// gives the scrape 40 s more, and fails with that record only if it still
-// goes unanswered; if it then answers, the record is logged.
+// (its goroutines, read over the pod's loopback). The likely cause, the
+// hub's bridge changing its address as pods came and went, is fixed
+// (internal/netns, gatewayMAC). Should it happen again: when the first
+// 10 s go unanswered, the test records what the tester, the hub and the
+// pod see (adminPathState), gives the scrape 40 s more, and fails with
+// that record only if it still goes unanswered; if it then answers, the
+// record is logged.
 func (a *authzKube) requireAdminAnswers(t *testing.T) {
 	t.Helper()
 	url := "http://" + net.JoinHostPort(a.api.Status.PodIP, "4191") + "/metrics"

@@ -392,3 +392,69 @@ func TestDialFromHubComesFromTheGateway(t *testing.T) {
 		t.Errorf("b saw client %s, want the gateway %s", client, netns.Gateway)
 	}
 }
+
+// TestGatewayKeepsItsAddressAsHostsComeAndGo: a bridge given no address
+// takes the lowest of its ports' addresses, so a host whose hub-side link
+// had a lower one than any before changed the gateway's address; other
+// hosts, whose ARP entries named the old one, were cut off for as long as
+// those entries lived (28 s in a trial before the fix). Here host c's link
+// gets the lowest unicast address there is, as a random one may be; a's
+// and b's get high ones, a's the higher, so that the gateway's old address,
+// were it its lowest port's, would be b's link's: the bridge would still
+// take in frames sent to a's own.
+func TestGatewayKeepsItsAddressAsHostsComeAndGo(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	a := testenv.AddHost(t, n, "a")
+	b := startBackends(t, n, "b")[0]
+	ports := hubPorts(t, n)
+	setHubLinkAddress(t, n, ports[0], "fe:ff:ff:ff:ff:fe")
+	setHubLinkAddress(t, n, ports[1], "fe:ff:ff:ff:ff:fc")
+	askNew(t, a, b) // a's ARP entry for the gateway is fresh now
+	gateway := hubLinkAddress(t, n, "br0")
+
+	testenv.AddHost(t, n, "c")
+	setHubLinkAddress(t, n, hubPorts(t, n)[2], "00:00:00:00:00:01")
+
+	if got := hubLinkAddress(t, n, "br0"); got != gateway {
+		t.Errorf("the gateway's address went from %s to %s when host c joined", gateway, got)
+	}
+	if name := askNew(t, a, b); name != "b" {
+		t.Errorf("a reached %q after c joined, want b", name)
+	}
+}
+
+// hubPorts are the names of br0's ports in n's hub, oldest first.
+func hubPorts(t *testing.T, n *netns.Network) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", n.Hub(), "-br", "link", "show", "master", "br0").Output()
+	if err != nil {
+		t.Fatalf("listing br0's ports: %v", err)
+	}
+	var ports []string
+	for line := range strings.Lines(string(out)) {
+		name, _, _ := strings.Cut(strings.Fields(line)[0], "@")
+		ports = append(ports, name)
+	}
+	return ports
+}
+
+func setHubLinkAddress(t *testing.T, n *netns.Network, link, addr string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "-n", n.Hub(), "link", "set", link, "address", addr).CombinedOutput(); err != nil {
+		t.Fatalf("setting %s's address: %v\n%s", link, err, out)
+	}
+}
+
+// hubLinkAddress is the hardware address of link in n's hub.
+func hubLinkAddress(t *testing.T, n *netns.Network, link string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", n.Hub(), "-br", "link", "show", link).Output()
+	if err != nil {
+		t.Fatalf("ip link show %s: %v", link, err)
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) < 3 {
+		t.Fatalf("ip -br link show %s: %q", link, out)
+	}
+	return fields[2]
+}

@@ -25,6 +25,14 @@ var (
 
 const namespacePrefix = "skein-"
 
+// gatewayMAC is br0's hardware address, fixed (locally administered). A
+// Linux bridge given none takes the lowest of its ports' addresses, and a
+// veth's is random: a host joining with a lower one, or the lowest one
+// leaving, changed the gateway's address under every other host. Their ARP
+// entries still named the old one, so what they sent through the hub was
+// dropped until the entry was probed again: 10 to 45 s with no answer.
+const gatewayMAC = "02:53:4b:00:00:01"
+
 // hostName is what AddHost accepts: short enough that "skein-ID-NAME" stays
 // readable, and safe in file names and command lines.
 var hostName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$`)
@@ -115,7 +123,7 @@ func (n *Network) createHub(ctx context.Context) error {
 	}
 	if err := ipBatch(ctx, n.hub,
 		"link set lo up",
-		"link add br0 type bridge",
+		"link add br0 address "+gatewayMAC+" type bridge",
 		"addr add "+netip.PrefixFrom(Gateway, HostPrefix.Bits()).String()+" dev br0",
 		"link set br0 up",
 		"route add local "+VIPPrefix.String()+" dev lo",
