@@ -237,3 +237,50 @@ func TestAnswerBeforeTheBodyIsNotLostToAReset(t *testing.T) {
 		<-wrote
 	}
 }
+
+// TestAnswerBeforeTheBodyEndsClosesAndSaysSo: a Handler that answers
+// before reading the request's body to its end (a refused 100-continue,
+// an early error) gets its answer sent with Connection: close, and the
+// connection ends; a client that kept it would send its next request into
+// the close (seen through the mesh: a POST answered 502). A Handler that
+// read the body keeps the connection.
+func TestAnswerBeforeTheBodyEndsClosesAndSaysSo(t *testing.T) {
+	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
+		if r.Path == "/read" {
+			if _, err := io.ReadAll(r.Body); err != nil {
+				return nil, err
+			}
+		}
+		return &stack.Response{Status: 417, Body: stack.BytesBody([]byte("no"), nil)}, nil
+	}), nil)
+	for _, c := range []struct{ name, request string }{
+		{"refused 100-continue", "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"},
+		{"part of a body sent", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nhello"},
+		{"chunked, unfinished", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := dialRaw(t, p.addr)
+			_, _ = io.WriteString(conn, c.request)
+			resp := readResponse(t, conn, "POST")
+			if got := readAll(t, resp); resp.StatusCode != 417 || got != "no" {
+				t.Fatalf("answer %d %q, want the handler's 417", resp.StatusCode, got)
+			}
+			if !resp.Close {
+				t.Errorf("the answer kept the connection (no Connection: close): %v", resp.Header)
+			}
+			if rest := closedByServer(t, conn); len(rest) > 0 {
+				t.Errorf("after the answer the server sent %q", rest)
+			}
+		})
+	}
+	t.Run("body read", func(t *testing.T) {
+		conn := dialRaw(t, p.addr)
+		for range 2 {
+			_, _ = io.WriteString(conn, "POST /read HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+			resp := readResponse(t, conn, "POST")
+			if readAll(t, resp); resp.Close {
+				t.Fatal("the answer to a request whose body was read closed the connection")
+			}
+		}
+	})
+}

@@ -161,11 +161,20 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	}
 	c.mu.Lock()
 	c.respStarted = true
-	bodyErr := c.bodyErr
+	bodyErr, bodyDone := c.bodyErr, c.bodyDone
 	c.mu.Unlock()
 	if pe := asProtoError(bodyErr); pe != nil {
 		_ = resp.Body.Close()
 		resp = &stack.Response{Status: pe.status, Body: stack.NoBody}
+		fr.keepAlive = false
+	}
+	if !bodyDone {
+		// An answer before the end of the request's body (an early error,
+		// a refused 100-continue): what is left of the body would be read
+		// as the next request, so the connection ends after this answer,
+		// and the answer says so (RFC 9112, 9.3 and 9.6). Without it, a
+		// client keeps the connection for its next request, which then
+		// meets the close: a 502 for a POST, which it may not retry.
 		fr.keepAlive = false
 	}
 	if tb != nil {
@@ -189,7 +198,7 @@ func (c *serverConn) serveRequest(m *requestAlloc, fr framing) bool {
 	c.mu.Lock()
 	done := c.bodyDone
 	c.mu.Unlock()
-	c.bodyUnread = keep && !done && ctx.Err() == nil
+	c.bodyUnread = !done && ctx.Err() == nil
 	return keep && done && ctx.Err() == nil
 }
 
