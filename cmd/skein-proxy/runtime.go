@@ -24,7 +24,7 @@ type processSettings struct {
 	// load, so Go's default (100: the heap doubles before a collection,
 	// with a 4 MB floor) makes its heap about twice what it holds; 50
 	// takes 1.8 MB off the resident size for more collections: no CPU
-	// difference beyond noise at 1,000 rps, 4-18% more CPU per request
+	// difference beyond noise at 1,000 rps, 3-22% more CPU per request
 	// at saturation (skein-bench, docs/performance.md).
 	gcPercent int
 }
