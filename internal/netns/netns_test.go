@@ -406,16 +406,16 @@ func TestGatewayKeepsItsAddressAsHostsComeAndGo(t *testing.T) {
 	n := testenv.NewNetwork(t)
 	a := testenv.AddHost(t, n, "a")
 	b := startBackends(t, n, "b")[0]
-	ports := hubPorts(t, n)
-	setHubLinkAddress(t, n, ports[0], "fe:ff:ff:ff:ff:fe")
-	setHubLinkAddress(t, n, ports[1], "fe:ff:ff:ff:ff:fc")
+	ports := hubLinks(t, n, "master", "br0")
+	setHubLinkAddress(t, n, ports[0].name, "fe:ff:ff:ff:ff:fe")
+	setHubLinkAddress(t, n, ports[1].name, "fe:ff:ff:ff:ff:fc")
 	askNew(t, a, b) // a's ARP entry for the gateway is fresh now
-	gateway := hubLinkAddress(t, n, "br0")
+	gateway := hubLinks(t, n, "br0")[0].address
 
 	testenv.AddHost(t, n, "c")
-	setHubLinkAddress(t, n, hubPorts(t, n)[2], "00:00:00:00:00:01")
+	setHubLinkAddress(t, n, hubLinks(t, n, "master", "br0")[2].name, "00:00:00:00:00:01")
 
-	if got := hubLinkAddress(t, n, "br0"); got != gateway {
+	if got := hubLinks(t, n, "br0")[0].address; got != gateway {
 		t.Errorf("the gateway's address went from %s to %s when host c joined", gateway, got)
 	}
 	if name := askNew(t, a, b); name != "b" {
@@ -423,19 +423,29 @@ func TestGatewayKeepsItsAddressAsHostsComeAndGo(t *testing.T) {
 	}
 }
 
-// hubPorts are the names of br0's ports in n's hub, oldest first.
-func hubPorts(t *testing.T, n *netns.Network) []string {
+type hubLink struct{ name, address string }
+
+// hubLinks lists the links `ip -br link show ARGS` shows in n's hub, by
+// index (oldest first).
+func hubLinks(t *testing.T, n *netns.Network, args ...string) []hubLink {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", n.Hub(), "-br", "link", "show", "master", "br0").Output()
+	out, err := exec.Command("ip", append([]string{"-n", n.Hub(), "-br", "link", "show"}, args...)...).Output()
 	if err != nil {
-		t.Fatalf("listing br0's ports: %v", err)
+		t.Fatalf("ip -br link show %s: %v", strings.Join(args, " "), err)
 	}
-	var ports []string
+	var links []hubLink
 	for line := range strings.Lines(string(out)) {
-		name, _, _ := strings.Cut(strings.Fields(line)[0], "@")
-		ports = append(ports, name)
+		fields := strings.Fields(line)
+		if len(fields) < 3 {
+			t.Fatalf("ip -br link show %s: %q", strings.Join(args, " "), line)
+		}
+		name, _, _ := strings.Cut(fields[0], "@")
+		links = append(links, hubLink{name, fields[2]})
 	}
-	return ports
+	if len(links) == 0 {
+		t.Fatalf("ip -br link show %s: no links", strings.Join(args, " "))
+	}
+	return links
 }
 
 func setHubLinkAddress(t *testing.T, n *netns.Network, link, addr string) {
@@ -443,18 +453,4 @@ func setHubLinkAddress(t *testing.T, n *netns.Network, link, addr string) {
 	if out, err := exec.Command("ip", "-n", n.Hub(), "link", "set", link, "address", addr).CombinedOutput(); err != nil {
 		t.Fatalf("setting %s's address: %v\n%s", link, err, out)
 	}
-}
-
-// hubLinkAddress is the hardware address of link in n's hub.
-func hubLinkAddress(t *testing.T, n *netns.Network, link string) string {
-	t.Helper()
-	out, err := exec.Command("ip", "-n", n.Hub(), "-br", "link", "show", link).Output()
-	if err != nil {
-		t.Fatalf("ip link show %s: %v", link, err)
-	}
-	fields := strings.Fields(string(out))
-	if len(fields) < 3 {
-		t.Fatalf("ip -br link show %s: %q", link, out)
-	}
-	return fields[2]
 }
