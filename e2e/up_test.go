@@ -14,7 +14,8 @@ import (
 )
 
 // upManifest is a gRPC service with three replicas and a client calling it
-// by name, all meshed.
+// by name, all meshed; and a service whose one replica listens only 2 s
+// after it starts.
 const upManifest = `apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: uptest}
@@ -45,6 +46,22 @@ metadata: {name: plain, namespace: uptest, labels: {app: plain}}
 spec:
   inject: false
   command: [testapp, -call, "echo.uptest.svc.cluster.local:8080", -rate, "20"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: slow, namespace: uptest}
+spec:
+  selector: {app: slow}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: slow, namespace: uptest, labels: {app: slow}}
+spec:
+  serviceAccountName: slow
+  command: [sh, -c, "sleep 2 && exec testapp -id slow -http :8080"]
+  ports: [{name: http, containerPort: 8080}]
+  readinessProbe: {tcpSocket: {port: 8080}}
 `
 
 // hostTraces is what the machine looks like outside any namespace of
@@ -187,6 +204,13 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	controllerNS := upControllerNamespace(t, namespacesBefore)
 	if len(meshMounts(controllerNS)) == 0 {
 		t.Fatalf("no mounts of the mesh's namespaces (%s) while it runs", controllerNS)
+	}
+	// -d returns once every replica's probe has passed: the replica that
+	// listens 2 s after it starts already serves its service, through the
+	// hub's virtual IP (an unmeshed client, so no retry of a proxy helps).
+	m := &upMesh{stateDir: stateDir, manifestPath: manifestPath, prefix: strings.TrimSuffix(controllerNS, "skein-controller")}
+	if code, body, err := getBody(podHTTP(t, m.pod(t, "uptest-plain-0")), "http://slow.uptest.svc.cluster.local:8080/id"); err != nil || code != 200 {
+		t.Errorf("right after skein up -d returned, GET slow/id from an unmeshed replica: %d %q %v; want 200 (up returned before the replica was ready)", code, body, err)
 	}
 
 	// Calls by service name spread over the three replicas, per request.

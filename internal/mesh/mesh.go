@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +97,7 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 	if err := m.start(ctx, p); err != nil {
 		return err
 	}
+	m.waitReady(ctx, readyWait)
 	if err := os.WriteFile(filepath.Join(cfg.StateDir, readyFile), nil, 0o644); err != nil {
 		return err
 	}
@@ -104,6 +107,48 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 	}
 	m.run(ctx)
 	return nil
+}
+
+// readyWait bounds how long Up waits for the replicas' readiness probes
+// before it says the mesh is up anyway (naming the replicas not ready).
+const readyWait = 60 * time.Second
+
+// waitReady waits until every replica is ready (its probe passed and
+// publish listed it), so that "mesh is up", and -d's return, mean its
+// services answer; after wait it logs the replicas still unready and
+// returns, leaving them to come up (or not) as the foreground would show.
+func (m *Mesh) waitReady(ctx context.Context, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	err := waitFor(ctx, "replicas ready", func() error {
+		if unready := m.unready(); len(unready) > 0 {
+			return fmt.Errorf("not ready: %s", strings.Join(unready, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		m.log.Warn("replicas not ready yet, going on without them", "after", wait, "replicas", m.unready())
+		return
+	}
+	// A probe republishes when it flips, but only after recording it:
+	// publish once more so that the last flip is surely written out.
+	m.republish(ctx)
+}
+
+// unready names the replicas ("namespace/name") whose probe has not passed.
+func (m *Mesh) unready() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, r := range m.workloads {
+		for _, in := range r.instances {
+			if !in.ready.Load() {
+				out = append(out, in.spec.Namespace+"/"+in.name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (cfg *Config) defaults() error {
