@@ -212,6 +212,14 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	if code, body, err := getBody(podHTTP(t, m.pod(t, "uptest-plain-0")), "http://slow.uptest.svc.cluster.local:8080/id"); err != nil || code != 200 {
 		t.Errorf("right after skein up -d returned, GET slow/id from an unmeshed replica: %d %q %v; want 200 (up returned before the replica was ready)", code, body, err)
 	}
+	// ... and the controller had applied it, so a meshed client's proxy
+	// finds the replica too.
+	if code, body, err := getBody(podHTTP(t, m.pod(t, "uptest-client-0")), "http://slow.uptest.svc.cluster.local:8080/id"); err != nil || code != 200 {
+		t.Errorf("right after skein up -d returned, GET slow/id from a meshed replica: %d %q %v; want 200", code, body, err)
+	}
+	if log, err := os.ReadFile(filepath.Join(filepath.Dir(stateDir), "up.log")); err != nil || strings.Contains(string(log), "going on") {
+		t.Errorf("skein up did not see every replica ready and applied by the controller before it said up (%v):\n%s", err, log)
+	}
 
 	// Calls by service name spread over the three replicas, per request.
 	// Counted from when all three serve: before that, the client (which

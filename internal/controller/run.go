@@ -56,7 +56,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	kube := clients.typed
 	m := model.New(model.WithTrustDomain(cfg.TrustDomain))
-	src, err := startSource(ctx, cfg, clients, m, log)
+	src, err := startSource(ctx, cfg, clients, m, reg, log)
 	if err != nil {
 		return err
 	}

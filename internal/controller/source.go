@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -24,12 +25,15 @@ const sourceLoadTimeout = 2 * time.Minute
 // startSource starts the configured source feeding m and returns once its
 // first full state is in the model, so that the controller never answers
 // proxies from a half-loaded view. It returns the source's name for logs.
-func startSource(ctx context.Context, cfg Config, kc kubeClientset, m *model.Model, log *slog.Logger) (string, error) {
+func startSource(ctx context.Context, cfg Config, kc kubeClientset, m *model.Model, reg prometheus.Registerer, log *slog.Logger) (string, error) {
 	errc := make(chan error, 1)
 	var loaded <-chan struct{}
 	name := ""
 	if cfg.ManifestsDir != "" {
-		s := files.New(cfg.ManifestsDir, m, log)
+		s, err := files.New(cfg.ManifestsDir, m, log, reg)
+		if err != nil {
+			return "", err
+		}
 		loaded, name = s.Loaded(), "manifests "+cfg.ManifestsDir
 		go func() { errc <- s.Run(ctx) }()
 	} else {

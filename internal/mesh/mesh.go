@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +99,7 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 	if err := m.start(ctx, p); err != nil {
 		return err
 	}
-	m.waitReady(ctx, readyWait)
+	m.waitReady(ctx)
 	if err := os.WriteFile(filepath.Join(cfg.StateDir, readyFile), nil, 0o644); err != nil {
 		return err
 	}
@@ -110,29 +112,40 @@ func Up(ctx context.Context, cfg Config, ready func()) (err error) {
 }
 
 // readyWait bounds how long Up waits for the replicas' readiness probes
-// before it says the mesh is up anyway (naming the replicas not ready).
-const readyWait = 60 * time.Second
+// before it says the mesh is up anyway (naming the replicas not ready);
+// appliedWait how long it then waits for the controller to apply them.
+const (
+	readyWait   = 60 * time.Second
+	appliedWait = 10 * time.Second
+)
 
-// waitReady waits until every replica is ready (its probe passed and
-// publish listed it), so that "mesh is up", and -d's return, mean its
-// services answer; after wait it logs the replicas still unready and
-// returns, leaving them to come up (or not) as the foreground would show.
-func (m *Mesh) waitReady(ctx context.Context, wait time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, wait)
+// waitReady waits until every replica is ready (its probe passed) and the
+// controller has applied the manifests that list them, so that "mesh is
+// up", and -d's return, mean that every service answers, from proxies and
+// unmeshed clients alike. Past its bounds it logs what is still missing
+// and returns, leaving the rest to come up (or not) as they would later.
+func (m *Mesh) waitReady(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, readyWait)
 	defer cancel()
-	err := waitFor(ctx, "replicas ready", func() error {
+	err := waitFor(rctx, "replicas ready", func() error {
 		if unready := m.unready(); len(unready) > 0 {
 			return fmt.Errorf("not ready: %s", strings.Join(unready, ", "))
 		}
 		return nil
 	})
 	if err != nil {
-		m.log.Warn("replicas not ready yet, going on without them", "after", wait, "replicas", m.unready())
-		return
+		m.log.Warn("replicas not ready yet, going on without them", "after", readyWait, "replicas", m.unready())
 	}
-	// A probe republishes when it flips, but only after recording it:
-	// publish once more so that the last flip is surely written out.
+	// A probe republishes after it flips: publish once more so that the
+	// last flip is surely written out, and wait for the controller to
+	// have applied it, so that the proxies are told of every ready replica.
+	written := time.Now()
 	m.republish(ctx)
+	actx, cancel := context.WithTimeout(ctx, appliedWait)
+	defer cancel()
+	if err := m.waitControllerApplied(actx, written); err != nil {
+		m.log.Warn("the controller has not applied the ready replicas yet, going on", "err", err)
+	}
 }
 
 // unready names the replicas ("namespace/name") whose probe has not passed.
@@ -149,6 +162,44 @@ func (m *Mesh) unready() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// appliedMetric is when the controller last applied its manifest
+// directory (internal/source/files).
+const appliedMetric = "skein_manifests_last_reload_success_timestamp_seconds"
+
+// waitControllerApplied waits until the controller's manifests were applied
+// after since, as its appliedMetric says.
+func (m *Mesh) waitControllerApplied(ctx context.Context, since time.Time) error {
+	url := fmt.Sprintf("http://%s:%d/metrics", m.controller.IP, controllerAdminPort)
+	return waitFor(ctx, "controller applied the manifests", func() error {
+		body, err := httpGet(m.controller, url)
+		if err != nil {
+			return err
+		}
+		at, ok := gaugeValue(body, appliedMetric)
+		if !ok {
+			return fmt.Errorf("no %s in the controller's metrics", appliedMetric)
+		}
+		if applied := time.Unix(0, int64(at*1e9)); applied.Before(since) {
+			return fmt.Errorf("manifests last applied at %s, written at %s", applied.Format(time.RFC3339Nano), since.Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+}
+
+// gaugeValue is the value of the label-less metric name in a Prometheus
+// text exposition.
+func gaugeValue(exposition []byte, name string) (float64, bool) {
+	for line := range strings.Lines(string(exposition)) {
+		rest, ok := strings.CutPrefix(line, name+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
 }
 
 func (cfg *Config) defaults() error {
@@ -283,16 +334,24 @@ func (m *Mesh) startController(ctx context.Context) error {
 
 // httpOK GETs url from inside h and wants a 200.
 func httpOK(h *netns.Host, url string) error {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: h.DialContext}}
+	_, err := httpGet(h, url)
+	return err
+}
+
+// httpGet is the body of a 200 answer to GET url, sent from inside h.
+func httpGet(h *netns.Host, url string) ([]byte, error) {
+	tr := &http.Transport{DialContext: h.DialContext}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: time.Second, Transport: tr}
 	resp, err := c.Get(url)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return nil
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
 
 // teardown stops every process and removes every namespace and file.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skeinmesh/skein/internal/model"
 )
@@ -32,16 +33,44 @@ type Source struct {
 	model  *model.Writer
 	log    *slog.Logger
 	loaded chan struct{}
+	// lastOK is 1 when the last read of the directory was applied, 0 when
+	// it was refused; lastOKTime is when the directory was last applied.
+	// So an operator can alert on a refused edit, and skein up can tell
+	// when what it wrote is in the model.
+	lastOK, lastOKTime prometheus.Gauge
 }
 
-// New returns a source for dir that writes to m as source "files".
-func New(dir string, m *model.Model, log *slog.Logger) *Source {
-	return &Source{
+// New returns a source for dir that writes to m as source "files" and
+// registers its metrics with reg (none when nil).
+func New(dir string, m *model.Model, log *slog.Logger, reg prometheus.Registerer) (*Source, error) {
+	s := &Source{
 		dir:    dir,
 		model:  m.Writer("files"),
 		log:    log.With("source", "files", "dir", dir),
 		loaded: make(chan struct{}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "skein_manifests_last_reload_successful",
+			Help: "Whether the last read of the manifest directory was applied (1) or refused as invalid (0).",
+		}),
+		lastOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "skein_manifests_last_reload_success_timestamp_seconds",
+			Help: "When the manifest directory was last applied, in seconds since the Unix epoch.",
+		}),
 	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.lastOK, s.lastOKTime} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("manifest metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// applied records a read of the directory that was applied.
+func (s *Source) applied() {
+	s.lastOK.Set(1)
+	s.lastOKTime.Set(float64(time.Now().UnixNano()) / 1e9)
 }
 
 // Loaded is closed once the directory's first state is in the model.
@@ -66,6 +95,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.noteIgnored(slog.LevelInfo, ignored)
 	s.model.Replace(snap)
+	s.applied()
 	close(s.loaded)
 	s.log.Info("manifests loaded", "services", len(snap.Services), "instances", len(snap.Instances),
 		"http_routes", len(snap.HTTPRoutes), "grpc_routes", len(snap.GRPCRoutes))
@@ -101,10 +131,12 @@ func (s *Source) reload() {
 	snap, ignored, err := Load(s.dir)
 	if err != nil {
 		s.log.Error("manifests invalid, keeping the last good state", "err", err)
+		s.lastOK.Set(0)
 		return
 	}
 	s.noteIgnored(slog.LevelDebug, ignored)
 	s.model.Replace(snap)
+	s.applied()
 	s.log.Info("manifests reloaded", "services", len(snap.Services), "instances", len(snap.Instances),
 		"http_routes", len(snap.HTTPRoutes), "grpc_routes", len(snap.GRPCRoutes))
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/skeinmesh/skein/internal/model"
 )
 
@@ -65,9 +68,19 @@ func next(t *testing.T, sets <-chan model.EndpointSet) []string {
 // startSource runs a source on dir until the test ends.
 func startSource(t *testing.T, dir string) (*model.Model, logRecords) {
 	t.Helper()
+	_, m, logs := startSourceOf(t, dir)
+	return m, logs
+}
+
+// startSourceOf is startSource that returns the source too.
+func startSourceOf(t *testing.T, dir string) (*Source, *model.Model, logRecords) {
+	t.Helper()
 	m := model.New()
 	logs := make(logRecords, 100)
-	s := New(dir, m, slog.New(logs))
+	s, err := New(dir, m, slog.New(logs), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -82,7 +95,7 @@ func startSource(t *testing.T, dir string) (*model.Model, logRecords) {
 	case err := <-done:
 		t.Fatalf("Run: %v", err)
 	}
-	return m, logs
+	return s, m, logs
 }
 
 func watch(t *testing.T, m *model.Model, dst string) <-chan model.EndpointSet {
@@ -97,7 +110,12 @@ func watch(t *testing.T, m *model.Model, dst string) <-chan model.EndpointSet {
 func TestSourceFollowsTheDirectory(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "web.yaml", webManifests)
-	m, logs := startSource(t, dir)
+	start := nowSeconds()
+	s, m, logs := startSourceOf(t, dir)
+	lastApplied := testutil.ToFloat64(s.lastOKTime)
+	if ok := testutil.ToFloat64(s.lastOK); ok != 1 || lastApplied < start {
+		t.Errorf("after the first load: successful %v, applied at %v; want 1, at or after %v", ok, lastApplied, start)
+	}
 	const dst = "web.demo.svc.cluster.local:80"
 	sets := watch(t, m, dst)
 	if got := next(t, sets); !slices.Equal(got, []string{"10.0.0.1:8080", "10.0.0.2:8080"}) {
@@ -124,6 +142,10 @@ func TestSourceFollowsTheDirectory(t *testing.T) {
 	if got := next(t, watch(t, m, dst)); !slices.Equal(got, []string{"10.0.0.2:8080"}) {
 		t.Fatalf("after an invalid edit: %v, want the last good state", got)
 	}
+	appliedBefore := testutil.ToFloat64(s.lastOKTime)
+	if ok := testutil.ToFloat64(s.lastOK); ok != 0 {
+		t.Errorf("after an invalid edit: successful %v, want 0", ok)
+	}
 	select {
 	case s := <-sets:
 		t.Fatalf("an invalid edit reached the watcher: %+v", s)
@@ -135,12 +157,17 @@ func TestSourceFollowsTheDirectory(t *testing.T) {
 	if got := next(t, sets); !slices.Equal(got, []string{"10.0.0.1:8080", "10.0.0.2:8080", "10.0.1.1:9000"}) {
 		t.Fatalf("after fixing the directory and adding a file: %v", got)
 	}
+	if ok, at := testutil.ToFloat64(s.lastOK), testutil.ToFloat64(s.lastOKTime); ok != 1 || at <= appliedBefore {
+		t.Errorf("after fixing the directory: successful %v, applied at %v; want 1, after %v", ok, at, appliedBefore)
+	}
 }
+
+func nowSeconds() float64 { return float64(time.Now().UnixNano()) / 1e9 }
 
 func TestRunRejectsAnInvalidDirectoryAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "bad.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
-	s := New(dir, model.New(), slog.New(slog.DiscardHandler))
+	s, _ := New(dir, model.New(), slog.New(slog.DiscardHandler), nil)
 	err := s.Run(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "bad.yaml") {
 		t.Fatalf("Run() = %v, want an error naming bad.yaml", err)
@@ -153,7 +180,7 @@ func TestRunRejectsAnInvalidDirectoryAtOnce(t *testing.T) {
 }
 
 func TestRunStopsWithItsContext(t *testing.T) {
-	s := New(t.TempDir(), model.New(), slog.New(slog.DiscardHandler))
+	s, _ := New(t.TempDir(), model.New(), slog.New(slog.DiscardHandler), nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
