@@ -35,6 +35,37 @@ func TestRequestContextEndsWhenClientLeaves(t *testing.T) {
 	}
 }
 
+// The background read's timer is left set when a request is answered
+// quickly: a slow request right after must still be watched once it has
+// worked for backgroundReadDelay, not when the earlier request's timer
+// fires, nor never.
+func TestClientLeavingEndsTheRequestAfterAQuickOne(t *testing.T) {
+	ended := make(chan error, 1)
+	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
+		if r.Path == "/quick" {
+			return &stack.Response{Status: 200, Body: stack.NoBody}, nil
+		}
+		select {
+		case <-ctx.Done():
+			ended <- ctx.Err()
+		case <-time.After(15 * time.Second):
+			ended <- errors.New("still waiting after 15 s")
+		}
+		return nil, ctx.Err()
+	}), nil)
+	c := dialRaw(t, p.addr)
+	_, _ = io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: a\r\n\r\n")
+	readAll(t, readResponse(t, c, "GET"))
+	// The slow request comes while the quick one's timer is still set.
+	time.Sleep(backgroundReadDelay / 2)
+	_, _ = io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // let the request reach the handler
+	_ = c.Close()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("slow request's context: %v, want canceled", err)
+	}
+}
+
 func TestPipelinedRequestsWaitForTheResponse(t *testing.T) {
 	var active, overlap atomic.Int32
 	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
