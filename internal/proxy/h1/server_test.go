@@ -35,10 +35,9 @@ func TestRequestContextEndsWhenClientLeaves(t *testing.T) {
 	}
 }
 
-// The background read's timer is left set when a request is answered
-// quickly: a slow request right after must still be watched once it has
-// worked for backgroundReadDelay, not when the earlier request's timer
-// fires, nor never.
+// A slow request that follows a quick one on the same connection, while
+// the quick one's background-read timer would still have been running, is
+// watched too: its context ends when the client leaves.
 func TestClientLeavingEndsTheRequestAfterAQuickOne(t *testing.T) {
 	ended := make(chan error, 1)
 	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {

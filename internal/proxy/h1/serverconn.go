@@ -37,9 +37,7 @@ type serverConn struct {
 	continueSent bool          // 100 Continue written
 	bodyDone     bool          // the request body ended: br is the conn's again
 	bodyErr      error         // why the request body failed
-	bgArmed      bool          // the background read starts backgroundReadDelay after bgArmedAt
-	bgArmedAt    time.Time     // when the request now armed was
-	bgPending    bool          // bgTimer is set and has not fired
+	bgArmed      bool          // the background read starts when bgTimer fires
 	bgRunning    bool          // a background read watches for the client leaving
 	bgOver       bool          // the response is written: no background read now
 	bgStart      chan struct{} // nil until the first background read
@@ -288,43 +286,27 @@ const backgroundReadDelay = 10 * time.Millisecond
 // the Handler works, once it has worked for backgroundReadDelay, so that
 // the request's context ends when the client leaves. Bytes of a pipelined
 // next request stay buffered until the response is written.
-//
-// The timer is not stopped when a request is answered in time, nor reset
-// for each request: a timer set earlier than the runtime's next wake-up
-// costs a system call to wake the poller, and that was 4% of a busy
-// client proxy's CPU. A timer still set from an earlier request is left to
-// fire; it then sets itself again for what is left of the delay of the
-// request armed now (backgroundReadDue).
 func (c *serverConn) startBackgroundRead() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.bgRunning || c.bgOver || c.bgArmed {
 		return
 	}
-	c.bgArmed, c.bgArmedAt = true, time.Now()
-	switch {
-	case c.bgTimer == nil:
+	c.bgArmed = true
+	if c.bgTimer == nil {
 		c.bgTimer = time.AfterFunc(backgroundReadDelay, c.backgroundReadDue)
-	case !c.bgPending:
+	} else {
 		c.bgTimer.Reset(backgroundReadDelay)
 	}
-	c.bgPending = true
 }
 
-// backgroundReadDue starts the background read (bgTimer's function), once
-// the request armed now has worked for backgroundReadDelay. A firing set
-// for an earlier request finds nothing armed, or a request armed later,
-// for which it sets the timer again.
+// backgroundReadDue starts the background read (bgTimer's function). A
+// firing left over from an earlier request finds bgArmed false, or armed
+// by a request whose body has ended, which may be watched at once.
 func (c *serverConn) backgroundReadDue() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bgPending = false
 	if !c.bgArmed || c.bgRunning || c.bgOver {
-		return
-	}
-	if left := backgroundReadDelay - time.Since(c.bgArmedAt); left > 0 {
-		c.bgTimer.Reset(left)
-		c.bgPending = true
 		return
 	}
 	c.bgArmed = false
@@ -357,7 +339,6 @@ func (c *serverConn) stopBackgroundReads() {
 	c.bgArmed = false
 	if c.bgTimer != nil {
 		c.bgTimer.Stop()
-		c.bgPending = false
 	}
 	if c.bgStart != nil {
 		close(c.bgStart)
@@ -369,7 +350,11 @@ func (c *serverConn) stopBackgroundReads() {
 func (c *serverConn) abortBackgroundRead() {
 	c.mu.Lock()
 	running := c.bgRunning
-	c.bgRunning, c.bgOver, c.bgArmed = false, true, false
+	c.bgRunning, c.bgOver = false, true
+	if c.bgArmed {
+		c.bgArmed = false
+		c.bgTimer.Stop()
+	}
 	c.mu.Unlock()
 	if !running {
 		return
