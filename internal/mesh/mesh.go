@@ -133,6 +133,9 @@ func (m *Mesh) waitReady(ctx context.Context) {
 		}
 		return nil
 	})
+	if ctx.Err() != nil {
+		return // stopping
+	}
 	if err != nil {
 		m.log.Warn("replicas not ready yet, going on without them", "after", readyWait, "replicas", m.unready())
 	}
@@ -143,7 +146,7 @@ func (m *Mesh) waitReady(ctx context.Context) {
 	m.republish(ctx)
 	actx, cancel := context.WithTimeout(ctx, appliedWait)
 	defer cancel()
-	if err := m.waitControllerApplied(actx, written); err != nil {
+	if err := m.waitControllerApplied(actx, written); err != nil && ctx.Err() == nil {
 		m.log.Warn("the controller has not applied the ready replicas yet, going on", "err", err)
 	}
 }
