@@ -18,13 +18,7 @@ import (
 func TestRequestContextEndsWhenClientLeaves(t *testing.T) {
 	ended := make(chan error, 1)
 	p := startServer(t, Config{}, stack.HandlerFunc(func(ctx context.Context, r *stack.Request) (*stack.Response, error) {
-		select {
-		case <-ctx.Done():
-			ended <- ctx.Err()
-		case <-time.After(15 * time.Second):
-			ended <- errors.New("still waiting after 15 s")
-		}
-		return nil, ctx.Err()
+		return nil, awaitEnd(ctx, ended)
 	}), nil)
 	c := dialRaw(t, p.addr)
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -33,6 +27,18 @@ func TestRequestContextEndsWhenClientLeaves(t *testing.T) {
 	if err := <-ended; !errors.Is(err, context.Canceled) {
 		t.Errorf("handler's context: %v, want canceled", err)
 	}
+}
+
+// awaitEnd waits for ctx to end and reports why to ended, or that it had
+// not ended after 15 s; it returns ctx's error.
+func awaitEnd(ctx context.Context, ended chan<- error) error {
+	select {
+	case <-ctx.Done():
+		ended <- ctx.Err()
+	case <-time.After(15 * time.Second):
+		ended <- errors.New("still waiting after 15 s")
+	}
+	return ctx.Err()
 }
 
 // A slow request that follows a quick one on the same connection, while
@@ -44,13 +50,7 @@ func TestClientLeavingEndsTheRequestAfterAQuickOne(t *testing.T) {
 		if r.Path == "/quick" {
 			return &stack.Response{Status: 200, Body: stack.NoBody}, nil
 		}
-		select {
-		case <-ctx.Done():
-			ended <- ctx.Err()
-		case <-time.After(15 * time.Second):
-			ended <- errors.New("still waiting after 15 s")
-		}
-		return nil, ctx.Err()
+		return nil, awaitEnd(ctx, ended)
 	}), nil)
 	c := dialRaw(t, p.addr)
 	_, _ = io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: a\r\n\r\n")
