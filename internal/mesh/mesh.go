@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/skeinmesh/skein/api/v1alpha1"
 	"github.com/skeinmesh/skein/internal/controller/identity"
@@ -167,12 +170,8 @@ func (m *Mesh) unready() []string {
 	return out
 }
 
-// appliedMetric is when the controller last applied its manifest
-// directory (internal/source/files).
-const appliedMetric = "skein_manifests_last_reload_success_timestamp_seconds"
-
 // waitControllerApplied waits until the controller's manifests were applied
-// after since, as its appliedMetric says.
+// after since, as its files.AppliedAtMetric says.
 func (m *Mesh) waitControllerApplied(ctx context.Context, since time.Time) error {
 	url := fmt.Sprintf("http://%s:%d/metrics", m.controller.IP, controllerAdminPort)
 	return waitFor(ctx, "controller applied the manifests", func() error {
@@ -180,29 +179,21 @@ func (m *Mesh) waitControllerApplied(ctx context.Context, since time.Time) error
 		if err != nil {
 			return err
 		}
-		at, ok := gaugeValue(body, appliedMetric)
-		if !ok {
-			return fmt.Errorf("no %s in the controller's metrics", appliedMetric)
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("reading the controller's metrics: %w", err)
 		}
+		samples := families[files.AppliedAtMetric].GetMetric()
+		if len(samples) == 0 {
+			return fmt.Errorf("no %s in the controller's metrics", files.AppliedAtMetric)
+		}
+		at := samples[0].GetGauge().GetValue()
 		if applied := time.Unix(0, int64(at*1e9)); applied.Before(since) {
 			return fmt.Errorf("manifests last applied at %s, written at %s", applied.Format(time.RFC3339Nano), since.Format(time.RFC3339Nano))
 		}
 		return nil
 	})
-}
-
-// gaugeValue is the value of the label-less metric name in a Prometheus
-// text exposition.
-func gaugeValue(exposition []byte, name string) (float64, bool) {
-	for line := range strings.Lines(string(exposition)) {
-		rest, ok := strings.CutPrefix(line, name+" ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		return v, err == nil
-	}
-	return 0, false
 }
 
 func (cfg *Config) defaults() error {

@@ -27,6 +27,11 @@ import (
 // the directory is read again.
 const debounce = 50 * time.Millisecond
 
+// AppliedAtMetric is the gauge of when the directory was last applied
+// (Unix seconds): what skein up waits on to know the controller has what it
+// wrote.
+const AppliedAtMetric = "skein_manifests_last_reload_success_timestamp_seconds"
+
 // Source keeps the model in step with one manifest directory.
 type Source struct {
 	dir    string
@@ -53,7 +58,7 @@ func New(dir string, m *model.Model, log *slog.Logger, reg prometheus.Registerer
 			Help: "Whether the last read of the manifest directory was applied (1) or refused as invalid (0).",
 		}),
 		lastOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "skein_manifests_last_reload_success_timestamp_seconds",
+			Name: AppliedAtMetric,
 			Help: "When the manifest directory was last applied, in seconds since the Unix epoch.",
 		}),
 	}
