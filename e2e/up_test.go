@@ -199,16 +199,15 @@ func callerReport(t *testing.T, stateDir, replica string) (calls map[string]int,
 func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	requireRoot(t)
 	before := hostTraces(t)
-	namespacesBefore, _ := os.ReadDir("/run/netns")
-	stateDir, manifestPath := skeinUp(t, upManifest)
-	controllerNS := upControllerNamespace(t, namespacesBefore)
+	m := startUpMesh(t, upManifest)
+	stateDir, manifestPath := m.stateDir, m.manifestPath
+	controllerNS := m.prefix + "skein-controller"
 	if len(meshMounts(controllerNS)) == 0 {
 		t.Fatalf("no mounts of the mesh's namespaces (%s) while it runs", controllerNS)
 	}
 	// -d returns once every replica's probe has passed: the replica that
 	// listens 2 s after it starts already serves its service, through the
 	// hub's virtual IP (an unmeshed client, so no retry of a proxy helps).
-	m := &upMesh{stateDir: stateDir, manifestPath: manifestPath, prefix: strings.TrimSuffix(controllerNS, "skein-controller")}
 	if code, body, err := getBody(podHTTP(t, m.pod(t, "uptest-plain-0")), "http://slow.uptest.svc.cluster.local:8080/id"); err != nil || code != 200 {
 		t.Errorf("right after skein up -d returned, GET slow/id from an unmeshed replica: %d %q %v; want 200 (up returned before the replica was ready)", code, body, err)
 	}

@@ -119,7 +119,7 @@ func TestSourceKeepsTheLastGoodRoutes(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "web.yaml", webManifests+routeServices)
 	writeFile(t, dir, "routes.yaml", splitRoute)
-	m, logs := startSource(t, dir)
+	_, m, logs := startSource(t, dir)
 	weight := func() int32 {
 		in := m.PolicyInputs()
 		if len(in.HTTPRoutes) != 1 {

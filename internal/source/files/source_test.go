@@ -66,14 +66,7 @@ func next(t *testing.T, sets <-chan model.EndpointSet) []string {
 }
 
 // startSource runs a source on dir until the test ends.
-func startSource(t *testing.T, dir string) (*model.Model, logRecords) {
-	t.Helper()
-	_, m, logs := startSourceOf(t, dir)
-	return m, logs
-}
-
-// startSourceOf is startSource that returns the source too.
-func startSourceOf(t *testing.T, dir string) (*Source, *model.Model, logRecords) {
+func startSource(t *testing.T, dir string) (*Source, *model.Model, logRecords) {
 	t.Helper()
 	m := model.New()
 	logs := make(logRecords, 100)
@@ -111,7 +104,7 @@ func TestSourceFollowsTheDirectory(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "web.yaml", webManifests)
 	start := nowSeconds()
-	s, m, logs := startSourceOf(t, dir)
+	s, m, logs := startSource(t, dir)
 	lastApplied := testutil.ToFloat64(s.lastOKTime)
 	if ok := testutil.ToFloat64(s.lastOK); ok != 1 || lastApplied < start {
 		t.Errorf("after the first load: successful %v, applied at %v; want 1, at or after %v", ok, lastApplied, start)
