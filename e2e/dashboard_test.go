@@ -61,8 +61,8 @@ func TestDashboardInABrowser(t *testing.T) {
 		// report the last disagreement if they never do (a page showing
 		// other numbers than the API's never will).
 		agreeWithin(t, 90*time.Second, 3*time.Second, func() []string {
-			page := overviewSuccessRates(t, tab, base+"#/?namespace=demo&since=30s")
-			cli := statSuccessRates(t, ctx, api)
+			page, ready := overviewSuccessRates(t, tab, base+"#/?namespace=demo&since=30s")
+			cli, rows := statSuccessRates(t, ctx, api)
 			var mismatches []string
 			for name := range demoExpected {
 				got, ok := page[name]
@@ -72,6 +72,11 @@ func TestDashboardInABrowser(t *testing.T) {
 					mismatches = append(mismatches, fmt.Sprintf("%s: overview shows %v, skein stat %v: want both", name, page, cli))
 				case math.Abs(got-want) > 2:
 					mismatches = append(mismatches, fmt.Sprintf("%s: overview success rate %.1f%%, skein stat -o json %.1f%%: want within 2 points", name, got, want))
+				}
+				// Every replica of the demo is ready once skein demo -d
+				// has returned.
+				if r := rows[name]; r.Total == 0 || r.Ready == nil || *r.Ready != r.Total || ready[name] != fmt.Sprintf("%d/%d", r.Total, r.Total) {
+					mismatches = append(mismatches, fmt.Sprintf("%s: overview shows %q ready, skein stat -o json %s of %d: want every replica in both", name, ready[name], countText(r.Ready), r.Total))
 				}
 			}
 			if len(mismatches) == 0 {
@@ -375,29 +380,30 @@ func navigate(t *testing.T, tab context.Context, url, sel string) {
 }
 
 // overviewSuccessRates reads the workloads table: success rate in percent
-// by workload, for the rows that have one.
-func overviewSuccessRates(t *testing.T, tab context.Context, url string) map[string]float64 {
+// by workload, for the rows that have one, and every row's ready cell.
+func overviewSuccessRates(t *testing.T, tab context.Context, url string) (rates map[string]float64, ready map[string]string) {
 	t.Helper()
 	navigate(t, tab, "about:blank", "body")
 	navigate(t, tab, url, "#workloads tbody tr[data-workload]")
-	cells, err := chromedp.Run(tab, chromedp.Evaluate[map[string]string](`Object.fromEntries(
+	cells, err := chromedp.Run(tab, chromedp.Evaluate[map[string][2]string](`Object.fromEntries(
 		[...document.querySelectorAll('#workloads tbody tr[data-workload]')].map(
-			(tr) => [tr.dataset.workload, tr.querySelector('td[data-col=success]').textContent.trim()]))`))
+			(tr) => [tr.dataset.workload, ['success', 'ready'].map((c) => tr.querySelector('td[data-col=' + c + ']').textContent.trim())]))`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
+	rates, ready = map[string]float64{}, map[string]string{}
 	for name, text := range cells {
-		if v, err := strconv.ParseFloat(strings.TrimSuffix(text, "%"), 64); err == nil {
-			out[name] = v
+		if v, err := strconv.ParseFloat(strings.TrimSuffix(text[0], "%"), 64); err == nil {
+			rates[name] = v
 		}
+		ready[name] = text[1]
 	}
-	return out
+	return rates, ready
 }
 
 // statSuccessRates is skein stat -n demo -o json's success rates in
-// percent, over the window the overview was asked for.
-func statSuccessRates(t *testing.T, ctx context.Context, api string) map[string]float64 {
+// percent, over the window the overview was asked for, and its rows.
+func statSuccessRates(t *testing.T, ctx context.Context, api string) (map[string]float64, map[string]statRow) {
 	t.Helper()
 	out, err := skein(ctx, "stat", "-n", "demo", "--since", "30s", "--api", api, "-o", "json")
 	if err != nil {
@@ -409,13 +415,14 @@ func statSuccessRates(t *testing.T, ctx context.Context, api string) map[string]
 	if err := json.Unmarshal([]byte(out), &resp); err != nil {
 		t.Fatalf("skein stat -o json: %v\n%s", err, out)
 	}
-	rates := map[string]float64{}
+	rates, rows := map[string]float64{}, map[string]statRow{}
 	for _, r := range resp.Rows {
 		if r.SuccessRate != nil {
 			rates[r.Name] = *r.SuccessRate * 100
 		}
+		rows[r.Name] = r
 	}
-	return rates
+	return rates, rows
 }
 
 // saveScreenshot writes the whole page as PNG to path and fails the test

@@ -19,6 +19,7 @@ type statRow struct {
 	Name        string   `json:"name"`
 	Meshed      int      `json:"meshed"`
 	Total       int      `json:"total"`
+	Ready       *int     `json:"ready"`
 	RPS         *float64 `json:"rps"`
 	SuccessRate *float64 `json:"success_rate"`
 	P50         *float64 `json:"latency_ms_p50"`
@@ -103,6 +104,9 @@ func TestDemoStatMatchesTheTrafficSent(t *testing.T) {
 		r := rows[name]
 		if r.Total == 0 || r.Meshed != r.Total {
 			t.Errorf("%s: meshed %d/%d, want every replica meshed", name, r.Meshed, r.Total)
+		}
+		if r.Ready == nil || *r.Ready != r.Total {
+			t.Errorf("%s: ready %s of %d, want every replica ready", name, countText(r.Ready), r.Total)
 		}
 	}
 	sent := botRate(t, filepath.Join(state, "logs", "vote-bot-0.log"), statAt)
@@ -225,4 +229,12 @@ func demoStatsComplete(rows map[string]statRow) bool {
 	}
 	_, ok := rows["vote-bot"]
 	return ok
+}
+
+// countText is a count the API may leave null, as JSON has it.
+func countText(n *int) string {
+	if n == nil {
+		return "null"
+	}
+	return strconv.Itoa(*n)
 }

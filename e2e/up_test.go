@@ -64,6 +64,45 @@ spec:
   readinessProbe: {tcpSocket: {port: 8080}}
 `
 
+// stuckWorkload is a replica whose readiness probe never passes: nothing
+// listens on the port it probes.
+const stuckWorkload = `---
+apiVersion: skein.io/v1alpha1
+kind: Workload
+metadata: {name: stuck, namespace: uptest, labels: {app: stuck}}
+spec:
+  serviceAccountName: stuck
+  command: [sleep, "3600"]
+  readinessProbe: {tcpSocket: {port: 8080}}
+`
+
+// checkReadyCounts waits up to a minute for skein stat -n uptest -o json to
+// show each workload's ready and total replicas as want has them.
+func checkReadyCounts(t *testing.T, api string, want map[string][2]int) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		out, err := skein(context.Background(), "stat", "-n", "uptest", "--api", api, "-o", "json")
+		last = out
+		var resp struct {
+			Rows []statRow `json:"rows"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &resp) != nil {
+			continue
+		}
+		matched := 0
+		for _, r := range resp.Rows {
+			if w, ok := want[r.Name]; ok && r.Ready != nil && *r.Ready == w[0] && r.Total == w[1] {
+				matched++
+			}
+		}
+		if matched == len(want) {
+			return
+		}
+	}
+	t.Errorf("skein stat never showed ready/total %v:\n%s", want, last)
+}
+
 // hostTraces is what the machine looks like outside any namespace of
 // ours: links, firewall rules and routes (mounts: see meshMounts).
 func hostTraces(t *testing.T) map[string]string {
@@ -274,8 +313,10 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	}
 	t.Logf("unmeshed client calls per replica: %v", plainCalls)
 
-	// Scaling up in the manifest brings a fourth replica into rotation.
-	scaled := strings.Replace(upManifest, "replicas: 3", "replicas: 4", 1)
+	// Scaling up in the manifest brings a fourth replica into rotation;
+	// a workload added with it whose probe never passes is counted as not
+	// ready.
+	scaled := strings.Replace(upManifest, "replicas: 3", "replicas: 4", 1) + stuckWorkload
 	if err := os.WriteFile(manifestPath, []byte(scaled), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -286,8 +327,10 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 		t.Logf("echo-3 answered within %v of the manifest edit", time.Since(edited).Round(100*time.Millisecond))
 	}
 
-	// skein edges shows the edge with both identities, over mTLS.
 	api := "unix:" + filepath.Join(stateDir, "api.sock")
+	checkReadyCounts(t, api, map[string][2]int{"echo": {4, 4}, "stuck": {0, 1}, "slow": {1, 1}})
+
+	// skein edges shows the edge with both identities, over mTLS.
 	var edgeErr error
 	deadline = time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {

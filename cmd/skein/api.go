@@ -216,3 +216,12 @@ func formatMeshed(meshed, total int) string {
 	}
 	return fmt.Sprintf("%d/%d", meshed, total)
 }
+
+// formatReady is ready/total as kubectl's READY column has it; "-" when
+// the controller does not know.
+func formatReady(ready *int, total int) string {
+	if ready == nil {
+		return "-"
+	}
+	return formatMeshed(*ready, total)
+}

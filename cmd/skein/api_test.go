@@ -16,7 +16,7 @@ func ptr(v float64) *float64 { return &v }
 
 var (
 	fakeStat = metricsapi.StatResponse{Kind: "workload", Since: "1m", Rows: []metricsapi.StatRow{
-		{Namespace: "demo", Name: "web", Meshed: 2, Total: 3, TCPConnections: 7, Golden: metricsapi.Golden{
+		{Namespace: "demo", Name: "web", Meshed: 2, Total: 3, Ready: new(1), TCPConnections: 7, Golden: metricsapi.Golden{
 			RPS: 12.345, SuccessRate: ptr(0.9), LatencyP50: ptr(4.56), LatencyP95: ptr(38), LatencyP99: ptr(49.1)}},
 		{Namespace: "demo", Name: "idle", Meshed: 0, Total: 1},
 	}}
@@ -61,14 +61,14 @@ func TestMetricsCommandsTables(t *testing.T) {
 		want      string
 	}{
 		{"stat workloads", []string{"stat"}, "kind=workload&namespace=&since=1m", `
-NAMESPACE  NAME  MESHED  SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99
-demo       web   2/3     90.0%    12.3  4.6ms        38ms         49ms
-demo       idle  0/1     -        -     -            -            -
+NAMESPACE  NAME  MESHED  READY  SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99
+demo       web   2/3     1/3    90.0%    12.3  4.6ms        38ms         49ms
+demo       idle  0/1     -      -        -     -            -            -
 `},
 		{"stat wide in one namespace", []string{"stat", "deploy", "-n", "demo", "-o", "wide", "--since", "5m"}, "kind=workload&namespace=demo&since=5m", `
-NAME  MESHED  SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99  TCP_CONN
-web   2/3     90.0%    12.3  4.6ms        38ms         49ms         7
-idle  0/1     -        -     -            -            -            0
+NAME  MESHED  READY  SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99  TCP_CONN
+web   2/3     1/3    90.0%    12.3  4.6ms        38ms         49ms         7
+idle  0/1     -      -        -     -            -            -            0
 `},
 		{"stat services", []string{"stat", "svc", "-n", "demo"}, "kind=service&namespace=demo&since=1m", ""},
 		{"edges", []string{"edges"}, "namespace=&since=1m", `

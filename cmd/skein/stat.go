@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -25,8 +26,10 @@ func newStatCommand() *cobra.Command {
 		Use:   "stat [workload|service|namespace]",
 		Short: "Golden metrics per workload, service or namespace",
 		Long: `Shows, per workload (the default), service or namespace: how many instances
-are meshed, the success rate, requests per second and latency percentiles
-over the --since window, from Prometheus through the controller's metrics API.
+are meshed (and, for workloads and namespaces, ready: passing their
+readiness probe, so endpoints), the success rate, requests per second and
+latency percentiles over the --since window, from Prometheus through the
+controller's metrics API.
 
 Workloads and namespaces: what the workload served (its proxies' inbound
 side). Services: what the service's clients saw (their outbound side).
@@ -59,7 +62,13 @@ connections). JSON fields (-o json) are documented in docs/cli.md.`,
 }
 
 func writeStatTable(w io.Writer, resp metricsapi.StatResponse, withNamespace, wide bool) {
+	// Readiness is the workloads': a service's row counts the endpoints
+	// its clients reached.
+	withReady := resp.Kind != metricsapi.KindService
 	header := []string{"NAME", "MESHED", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"}
+	if withReady {
+		header = slices.Insert(header, 2, "READY")
+	}
 	if withNamespace {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
@@ -70,6 +79,9 @@ func writeStatTable(w io.Writer, resp metricsapi.StatResponse, withNamespace, wi
 	for _, r := range resp.Rows {
 		cells := []string{r.Name, formatMeshed(r.Meshed, r.Total), formatPercent(r.SuccessRate), formatRPS(r.Golden),
 			formatLatency(r.LatencyP50), formatLatency(r.LatencyP95), formatLatency(r.LatencyP99)}
+		if withReady {
+			cells = slices.Insert(cells, 2, formatReady(r.Ready, r.Total))
+		}
 		if withNamespace {
 			cells = append([]string{r.Namespace}, cells...)
 		}

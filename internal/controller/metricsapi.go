@@ -33,7 +33,7 @@ func (i modelInventory) Workloads(namespace string) []metricsapi.WorkloadInfo {
 	var out []metricsapi.WorkloadInfo
 	for _, w := range i.m.Workloads(namespace) {
 		out = append(out, metricsapi.WorkloadInfo{
-			Namespace: w.Namespace, Name: w.Name, Replicas: w.Instances, Meshed: w.Meshed, ServiceAccount: w.ServiceAccount,
+			Namespace: w.Namespace, Name: w.Name, Replicas: w.Instances, Meshed: w.Meshed, Ready: w.Ready, ServiceAccount: w.ServiceAccount,
 		})
 	}
 	return out

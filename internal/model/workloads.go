@@ -7,8 +7,9 @@ type WorkloadSummary struct {
 	Namespace, Name string
 	ServiceAccount  string
 	// Instances is how many instances the model knows; Meshed how many of
-	// them run a proxy.
-	Instances, Meshed int
+	// them run a proxy, Ready how many are ready (pass their readiness
+	// probe, so are endpoints of the services that select them).
+	Instances, Meshed, Ready int
 }
 
 // Workloads summarizes the workloads of namespace ("" = every namespace),
@@ -31,6 +32,9 @@ func (m *Model) Workloads(namespace string) []WorkloadSummary {
 			w.Instances++
 			if in.Meshed {
 				w.Meshed++
+			}
+			if in.Ready {
+				w.Ready++
 			}
 		}
 	}

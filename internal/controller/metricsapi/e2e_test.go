@@ -168,9 +168,9 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 	t.Cleanup(func() { stop(); <-done })
 
 	inventory := StaticInventory{
-		{Namespace: "demo", Name: "web", Replicas: 2, Meshed: 2, ServiceAccount: "web"},
-		{Namespace: "demo", Name: "emoji", Replicas: 3, Meshed: 1, ServiceAccount: "emoji"},
-		{Namespace: "demo", Name: "idle", Replicas: 1, Meshed: 0, ServiceAccount: "idle"},
+		{Namespace: "demo", Name: "web", Replicas: 2, Meshed: 2, Ready: 2, ServiceAccount: "web"},
+		{Namespace: "demo", Name: "emoji", Replicas: 3, Meshed: 1, Ready: 1, ServiceAccount: "emoji"},
+		{Namespace: "demo", Name: "idle", Replicas: 1, Meshed: 0, Ready: 0, ServiceAccount: "idle"},
 	}
 	api := httptest.NewServer(NewHandler(Config{PrometheusURL: promURL, Inventory: inventory}))
 	t.Cleanup(api.Close)
@@ -210,9 +210,13 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 		if emojiRow.Meshed != 1 || emojiRow.Total != 3 {
 			t.Errorf("emoji meshed %d/%d, want 1/3", emojiRow.Meshed, emojiRow.Total)
 		}
+		checkReady(t, "web", webRow.Ready, 2)
+		checkReady(t, "emoji", emojiRow.Ready, 1)
 		idle := findStat(workloads.Rows, "idle")
 		if idle == nil || idle.SuccessRate != nil || idle.RPS != 0 || idle.Total != 1 {
 			t.Errorf("idle workload (inventory only) = %+v, want a row with total 1 and no traffic", idle)
+		} else {
+			checkReady(t, "idle", idle.Ready, 0)
 		}
 	})
 
@@ -229,6 +233,9 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 		}
 		if legacy := findStat(services.Rows, "legacy"); legacy == nil || legacy.Meshed != 0 || legacy.Total != 1 {
 			t.Errorf("legacy service = %+v, want meshed 0/1", legacy)
+		}
+		if emojiRow.Ready != nil {
+			t.Errorf("emoji service ready = %d, want null (readiness is the workloads')", *emojiRow.Ready)
 		}
 	})
 
@@ -247,6 +254,7 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 		if demo.Meshed != 3 || demo.Total != 6 {
 			t.Errorf("demo meshed %d/%d, want 3/6 (the inventory's sum)", demo.Meshed, demo.Total)
 		}
+		checkReady(t, "demo", demo.Ready, 3)
 	})
 
 	t.Run("edges", func(t *testing.T) {
@@ -385,4 +393,19 @@ func deref(p *float64) any {
 		return nil
 	}
 	return *p
+}
+
+// checkReady fails unless a row's ready count is known and want.
+func checkReady(t *testing.T, row string, got *int, want int) {
+	t.Helper()
+	if got == nil || *got != want {
+		t.Errorf("%s ready = %v, want %d", row, fmtCount(got), want)
+	}
+}
+
+func fmtCount(n *int) string {
+	if n == nil {
+		return "null"
+	}
+	return strconv.Itoa(*n)
 }

@@ -13,9 +13,10 @@ type WorkloadInfo struct {
 	Namespace string
 	Name      string
 	// Replicas is how many instances the workload has; Meshed how many of
-	// them run a proxy.
+	// them run a proxy; Ready how many pass their readiness probe.
 	Replicas int
 	Meshed   int
+	Ready    int
 	// ServiceAccount is the identity's account: the workload's proxies are
 	// spiffe://TRUST-DOMAIN/ns/Namespace/sa/ServiceAccount.
 	ServiceAccount string

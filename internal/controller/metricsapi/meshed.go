@@ -7,20 +7,23 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// meshedCount is how many of a row's instances run a proxy, with the row's
-// grouping labels (as statSpec.by names them).
+// meshedCount is how many of a row's instances run a proxy and how many
+// are ready (nil: not known), with the row's grouping labels (as
+// statSpec.by names them).
 type meshedCount struct {
 	labels        model.Metric
 	meshed, total int
+	ready         *int
 }
 
 // meshedCounts counts meshed instances per row of kind.
 //
 // Workloads: the inventory's counts where it knows the workload; otherwise
 // the number of distinct pods Prometheus has proxy series from (all of them
-// meshed, since only proxies report). Namespaces: the sum of their
-// workloads. Services: the distinct endpoints (dst_pod) clients sent
-// requests to, and how many of those over mTLS.
+// meshed, since only proxies report; how many are ready is not known).
+// Namespaces: the sum of their workloads (ready known only when it is for
+// every one of them). Services: the distinct endpoints (dst_pod) clients
+// sent requests to, and how many of those over mTLS.
 func (s *server) meshedCounts(ctx context.Context, in instant, kind, namespace string) ([]meshedCount, error) {
 	if kind == KindService {
 		return in.serviceEndpointCounts(ctx, namespace)
@@ -38,11 +41,16 @@ func (s *server) meshedCounts(ctx context.Context, in instant, kind, namespace s
 		ns := string(w.labels["namespace"])
 		c, ok := byNamespace[ns]
 		if !ok {
-			c = &meshedCount{labels: model.Metric{"namespace": model.LabelValue(ns)}}
+			c = &meshedCount{labels: model.Metric{"namespace": model.LabelValue(ns)}, ready: new(int)}
 			byNamespace[ns] = c
 		}
 		c.meshed += w.meshed
 		c.total += w.total
+		if c.ready != nil && w.ready != nil {
+			*c.ready += *w.ready
+		} else {
+			c.ready = nil
+		}
 	}
 	for _, c := range byNamespace {
 		out = append(out, *c)
@@ -56,7 +64,7 @@ func (s *server) workloadCounts(ctx context.Context, in instant, namespace strin
 	for _, w := range s.inventory.Workloads(namespace) {
 		labels := model.Metric{"namespace": model.LabelValue(w.Namespace), "workload": model.LabelValue(w.Name)}
 		known[groupKey(labels, []string{"namespace", "workload"})] = true
-		out = append(out, meshedCount{labels: labels, meshed: w.Meshed, total: w.Replicas})
+		out = append(out, meshedCount{labels: labels, meshed: w.Meshed, total: w.Replicas, ready: &w.Ready})
 	}
 	// Every proxy opens or accepts connections soon after it starts, so
 	// tcp_open_total is the series most likely to exist for each one.

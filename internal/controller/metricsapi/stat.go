@@ -34,6 +34,10 @@ type StatRow struct {
 	// unknown.
 	Meshed int `json:"meshed"`
 	Total  int `json:"total"`
+	// Ready of Total instances pass their readiness probe (and so are
+	// endpoints). Workloads and namespaces the controller's model knows;
+	// null otherwise, and for services.
+	Ready *int `json:"ready"`
 	Golden
 	// TCPConnections is the number of TCP connections open now.
 	TCPConnections int `json:"tcp_connections"`
@@ -125,7 +129,7 @@ func (s *server) stat(ctx context.Context, kind string, win window) ([]StatRow, 
 	}
 	for _, c := range counts {
 		r := row(c.labels)
-		r.Meshed, r.Total = c.meshed, c.total
+		r.Meshed, r.Total, r.Ready = c.meshed, c.total, c.ready
 	}
 
 	out := make([]StatRow, 0, len(rows))

@@ -51,6 +51,10 @@ export function fmtLatency(ms) {
 export function fmtMeshed(meshed, total) {
   return total ? `${meshed}/${total}` : '-';
 }
+// ready is null where the controller does not know (skein stat's "-").
+export function fmtReady(ready, total) {
+  return ready == null ? '-' : fmtMeshed(ready, total);
+}
 export function fmtBytes(n) {
   if (!n) return '0 B';
   if (n < 1024) return n + ' B';

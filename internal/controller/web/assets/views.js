@@ -2,7 +2,7 @@
 // and a workload's page with its charts. Every number links to the view
 // behind it: a workload's numbers to its page, a success rate to the
 // routes that make it up, a service to its routes.
-import {h, href, table, card, getJSON, successCell, numLink, fmtRPS, fmtLatency, fmtMeshed, fmtPercent} from './dom.js';
+import {h, href, table, card, getJSON, successCell, numLink, fmtRPS, fmtLatency, fmtMeshed, fmtReady, fmtPercent} from './dom.js';
 import {lineChart} from './chart.js';
 
 function goldenCells(row, link, successLink) {
@@ -26,8 +26,9 @@ export async function overview({ns, since, signal}) {
     const link = href('/', {namespace: r.name, since: since === '1m' ? '' : since});
     return {
       attrs: {'data-namespace': r.name},
-      cols: ['name', 'meshed', ...goldenCols],
-      cells: [h('a', {href: link}, r.name), numLink(fmtMeshed(r.meshed, r.total), link), ...goldenCells(r, link)],
+      cols: ['name', 'meshed', 'ready', ...goldenCols],
+      cells: [h('a', {href: link}, r.name), numLink(fmtMeshed(r.meshed, r.total), link),
+        numLink(fmtReady(r.ready, r.total), link), ...goldenCells(r, link)],
     };
   });
   const wlRows = workloads.rows.map((r) => {
@@ -35,11 +36,12 @@ export async function overview({ns, since, signal}) {
     const routesLink = href('/routes', {namespace: r.namespace, workload: r.name, since: since === '1m' ? '' : since});
     return {
       attrs: {'data-workload': r.name, 'data-namespace': r.namespace},
-      cols: ['namespace', 'name', 'meshed', ...goldenCols, 'tcp'],
+      cols: ['namespace', 'name', 'meshed', 'ready', ...goldenCols, 'tcp'],
       cells: [
         h('span', {class: 'muted'}, r.namespace),
         h('a', {href: page, class: 'strong'}, r.name),
         numLink(fmtMeshed(r.meshed, r.total), page),
+        numLink(fmtReady(r.ready, r.total), page),
         ...goldenCells(r, page, routesLink),
         numLink(String(r.tcp_connections), page),
       ],
@@ -47,9 +49,9 @@ export async function overview({ns, since, signal}) {
   });
   return h('div', {class: 'view', id: 'overview'},
     pageHead('Overview', `Golden metrics over the last ${since}, as skein stat reports them.`),
-    card('Namespaces', null, table(['Namespace', '#Meshed', ...goldenHeads], nsRows, {id: 'namespaces'})),
+    card('Namespaces', null, table(['Namespace', '#Meshed', '#Ready', ...goldenHeads], nsRows, {id: 'namespaces'})),
     card(ns ? `Workloads in ${ns}` : 'Workloads', 'What each workload served (its proxies’ inbound side).',
-      table(['Namespace', 'Workload', '#Meshed', ...goldenHeads, '#TCP'], wlRows, {id: 'workloads'})));
+      table(['Namespace', 'Workload', '#Meshed', '#Ready', ...goldenHeads, '#TCP'], wlRows, {id: 'workloads'})));
 }
 
 export async function services({ns, since, signal}) {
@@ -108,6 +110,7 @@ export async function workload({args, params, since, signal}) {
   const tapLink = href('/tap', {namespace, resource: `deploy/${name}`});
   const tiles = h('div', {class: 'tiles'},
     tile('Meshed', fmtMeshed(row.meshed, row.total), href('/', {namespace})),
+    tile('Ready', fmtReady(row.ready, row.total), href('/', {namespace})),
     tile('Success', fmtPercent(row.success_rate), routesLink),
     tile('RPS', fmtRPS(row.rps, row.success_rate), routesLink),
     tile('P50', fmtLatency(row.latency_ms_p50), routesLink),
