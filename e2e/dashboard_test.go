@@ -130,6 +130,33 @@ func TestDashboardInABrowser(t *testing.T) {
 		shoot("workload")
 	})
 
+	t.Run("replicas", func(t *testing.T) {
+		// emoji's page lists its three replicas, each ready and each
+		// serving its share of web's calls.
+		agreeWithin(t, 60*time.Second, 3*time.Second, func() []string {
+			navigate(t, tab, "about:blank", "body")
+			navigate(t, tab, base+"#/workload/demo/emoji", "#replicas tbody tr[data-pod]")
+			cells, err := chromedp.Run(tab, chromedp.Evaluate[map[string][2]string](`Object.fromEntries(
+				[...document.querySelectorAll('#replicas tbody tr[data-pod]')].map(
+					(tr) => [tr.dataset.pod, ['ready', 'rps'].map((c) => tr.querySelector('td[data-col=' + c + ']').textContent.trim())]))`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var problems []string
+			for i := range 3 {
+				pod := fmt.Sprintf("emoji-%d", i)
+				if c, ok := cells[pod]; !ok || c[0] != "1/1" || c[1] == "-" {
+					problems = append(problems, fmt.Sprintf("replicas table %v: want %s ready 1/1 with traffic", cells, pod))
+				}
+			}
+			if len(cells) != 3 {
+				problems = append(problems, fmt.Sprintf("replicas table %v: want emoji's three replicas only", cells))
+			}
+			return problems
+		})
+		shoot("replicas")
+	})
+
 	t.Run("live tap", func(t *testing.T) {
 		// 5 s from opening the page to the first row.
 		start := time.Now()

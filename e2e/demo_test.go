@@ -17,6 +17,7 @@ import (
 
 type statRow struct {
 	Name        string   `json:"name"`
+	Workload    string   `json:"workload"`
 	Meshed      int      `json:"meshed"`
 	Total       int      `json:"total"`
 	Ready       *int     `json:"ready"`

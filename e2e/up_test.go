@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,13 +77,15 @@ spec:
   readinessProbe: {tcpSocket: {port: 8080}}
 `
 
-// checkReadyCounts waits up to a minute for skein stat -n uptest -o json to
-// show each workload's ready and total replicas as want has them.
-func checkReadyCounts(t *testing.T, api string, want map[string][2]int) {
+// checkReadyCounts waits up to a minute for skein stat KIND -n uptest -o
+// json to show each row's ready and total replicas as want has them. Pod
+// rows must also name their workload (the pod's name less "-i"), and those
+// in served their share of the calls.
+func checkReadyCounts(t *testing.T, api, kind string, want map[string][2]int, served ...string) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		out, err := skein(context.Background(), "stat", "-n", "uptest", "--api", api, "-o", "json")
+		out, err := skein(context.Background(), "stat", kind, "-n", "uptest", "--api", api, "-o", "json")
 		last = out
 		var resp struct {
 			Rows []statRow `json:"rows"`
@@ -92,15 +95,21 @@ func checkReadyCounts(t *testing.T, api string, want map[string][2]int) {
 		}
 		matched := 0
 		for _, r := range resp.Rows {
-			if w, ok := want[r.Name]; ok && r.Ready != nil && *r.Ready == w[0] && r.Total == w[1] {
-				matched++
+			w, ok := want[r.Name]
+			if !ok || r.Ready == nil || *r.Ready != w[0] || r.Total != w[1] {
+				continue
 			}
+			if kind == "pod" && (r.Workload != r.Name[:strings.LastIndex(r.Name, "-")] ||
+				slices.Contains(served, r.Name) && (r.RPS == nil || *r.RPS == 0)) {
+				continue
+			}
+			matched++
 		}
 		if matched == len(want) {
 			return
 		}
 	}
-	t.Errorf("skein stat never showed ready/total %v:\n%s", want, last)
+	t.Errorf("skein stat %s never showed ready/total %v (with traffic at %v):\n%s", kind, want, served, last)
 }
 
 // hostTraces is what the machine looks like outside any namespace of
@@ -328,7 +337,9 @@ func TestSkeinUpRunsAMeshAndDownRemovesIt(t *testing.T) {
 	}
 
 	api := "unix:" + filepath.Join(stateDir, "api.sock")
-	checkReadyCounts(t, api, map[string][2]int{"echo": {4, 4}, "stuck": {0, 1}, "slow": {1, 1}})
+	checkReadyCounts(t, api, "workload", map[string][2]int{"echo": {4, 4}, "stuck": {0, 1}, "slow": {1, 1}})
+	checkReadyCounts(t, api, "pod", map[string][2]int{"echo-0": {1, 1}, "echo-1": {1, 1}, "echo-2": {1, 1}, "echo-3": {1, 1}, "stuck-0": {0, 1}},
+		"echo-0", "echo-1", "echo-2")
 
 	// skein edges shows the edge with both identities, over mTLS.
 	var edgeErr error

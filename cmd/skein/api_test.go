@@ -20,6 +20,11 @@ var (
 			RPS: 12.345, SuccessRate: ptr(0.9), LatencyP50: ptr(4.56), LatencyP95: ptr(38), LatencyP99: ptr(49.1)}},
 		{Namespace: "demo", Name: "idle", Meshed: 0, Total: 1},
 	}}
+	fakePodStat = metricsapi.StatResponse{Kind: "pod", Since: "1m", Rows: []metricsapi.StatRow{
+		{Namespace: "demo", Name: "web-0", Workload: "web", Meshed: 1, Total: 1, Ready: new(1), Golden: metricsapi.Golden{
+			RPS: 12.345, SuccessRate: ptr(0.9), LatencyP50: ptr(4.56), LatencyP95: ptr(38), LatencyP99: ptr(49.1)}},
+		{Namespace: "demo", Name: "web-1", Workload: "web", Meshed: 1, Total: 1, Ready: new(0)},
+	}}
 	fakeEdges = metricsapi.EdgesResponse{Since: "1m", Rows: []metricsapi.EdgeRow{
 		{SrcNamespace: "demo", SrcWorkload: "web", DstNamespace: "demo", DstWorkload: "emoji", TLS: "true",
 			ClientID: "spiffe://td/ns/demo/sa/web", ServerID: "spiffe://td/ns/demo/sa/emoji", RPS: 0.5, SuccessRate: ptr(1)},
@@ -44,7 +49,13 @@ func fakeMetricsAPI(t *testing.T, lastQuery *string) http.Handler {
 			json.NewEncoder(w).Encode(v)
 		}
 	}
-	mux.Handle("GET /api/v1/stat", answer(fakeStat))
+	mux.HandleFunc("GET /api/v1/stat", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("kind") == metricsapi.KindPod {
+			answer(fakePodStat)(w, r)
+			return
+		}
+		answer(fakeStat)(w, r)
+	})
 	mux.Handle("GET /api/v1/edges", answer(fakeEdges))
 	mux.Handle("GET /api/v1/routes", answer(fakeRoutes))
 	return mux
@@ -71,6 +82,11 @@ web   2/3     1/3    90.0%    12.3  4.6ms        38ms         49ms         7
 idle  0/1     -      -        -     -            -            -            0
 `},
 		{"stat services", []string{"stat", "svc", "-n", "demo"}, "kind=service&namespace=demo&since=1m", ""},
+		{"stat pods", []string{"stat", "po", "-n", "demo"}, "kind=pod&namespace=demo&since=1m", `
+NAME   WORKLOAD  MESHED  READY  SUCCESS  RPS   LATENCY_P50  LATENCY_P95  LATENCY_P99
+web-0  web       1/1     1/1    90.0%    12.3  4.6ms        38ms         49ms
+web-1  web       1/1     0/1    -        -     -            -            -
+`},
 		{"edges", []string{"edges"}, "namespace=&since=1m", `
 SRC  DST     SRC_NS  DST_NS  SECURED           SUCCESS  RPS
 web  emoji   demo    demo    yes               100.0%   0.50
@@ -153,7 +169,7 @@ func TestMetricsCommandsErrors(t *testing.T) {
 	}{
 		{[]string{"stat", "--api", missing}, "cannot reach the controller's metrics API at " + missing + ": is `skein up` running?"},
 		{[]string{"stat", "--api", api.URL}, "cannot reach Prometheus: connection refused (HTTP 503)"},
-		{[]string{"stat", "pods", "--api", api.URL}, `unknown kind "pods"`},
+		{[]string{"stat", "replicasets", "--api", api.URL}, `unknown kind "replicasets"`},
 		{[]string{"edges", "-o", "yaml", "--api", api.URL}, `unknown output format "yaml"`},
 		{[]string{"routes", "namespace/demo", "--api", api.URL}, "want WORKLOAD, workload/NAME or service/NAME"},
 		{[]string{"stat", "--api", "ftp://x"}, `--api "ftp://x"`},

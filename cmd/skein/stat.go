@@ -18,20 +18,21 @@ var statKinds = map[string]string{
 	"deploy": metricsapi.KindWorkload, "deployment": metricsapi.KindWorkload, "deployments": metricsapi.KindWorkload,
 	"service": metricsapi.KindService, "services": metricsapi.KindService, "svc": metricsapi.KindService,
 	"namespace": metricsapi.KindNamespace, "namespaces": metricsapi.KindNamespace, "ns": metricsapi.KindNamespace,
+	"pod": metricsapi.KindPod, "pods": metricsapi.KindPod, "po": metricsapi.KindPod,
 }
 
 func newStatCommand() *cobra.Command {
 	var flags *metricsFlags
 	cmd := &cobra.Command{
-		Use:   "stat [workload|service|namespace]",
-		Short: "Golden metrics per workload, service or namespace",
-		Long: `Shows, per workload (the default), service or namespace: how many instances
-are meshed (and, for workloads and namespaces, ready: passing their
+		Use:   "stat [workload|service|namespace|pod]",
+		Short: "Golden metrics per workload, service, namespace or pod",
+		Long: `Shows, per workload (the default), service, namespace or pod (replica): how
+many instances are meshed (and, except for services, ready: passing their
 readiness probe, so endpoints), the success rate, requests per second and
 latency percentiles over the --since window, from Prometheus through the
 controller's metrics API.
 
-Workloads and namespaces: what the workload served (its proxies' inbound
+Workloads, namespaces and pods: what they served (their proxies' inbound
 side). Services: what the service's clients saw (their outbound side).
 "-" means no requests in the window. -o wide adds TCP_CONN (open TCP
 connections). JSON fields (-o json) are documented in docs/cli.md.`,
@@ -44,7 +45,7 @@ connections). JSON fields (-o json) are documented in docs/cli.md.`,
 			if len(args) == 1 {
 				k, ok := statKinds[strings.ToLower(args[0])]
 				if !ok {
-					return fmt.Errorf("unknown kind %q (want workload, service or namespace)", args[0])
+					return fmt.Errorf("unknown kind %q (want workload, service, namespace or pod)", args[0])
 				}
 				kind = k
 			}
@@ -69,6 +70,10 @@ func writeStatTable(w io.Writer, resp metricsapi.StatResponse, withNamespace, wi
 	if withReady {
 		header = slices.Insert(header, 2, "READY")
 	}
+	pods := resp.Kind == metricsapi.KindPod
+	if pods {
+		header = slices.Insert(header, 1, "WORKLOAD")
+	}
 	if withNamespace {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
@@ -81,6 +86,9 @@ func writeStatTable(w io.Writer, resp metricsapi.StatResponse, withNamespace, wi
 			formatLatency(r.LatencyP50), formatLatency(r.LatencyP95), formatLatency(r.LatencyP99)}
 		if withReady {
 			cells = slices.Insert(cells, 2, formatReady(r.Ready, r.Total))
+		}
+		if pods {
+			cells = slices.Insert(cells, 1, r.Workload)
 		}
 		if withNamespace {
 			cells = append([]string{r.Namespace}, cells...)

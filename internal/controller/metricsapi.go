@@ -32,9 +32,13 @@ type modelInventory struct{ m *model.Model }
 func (i modelInventory) Workloads(namespace string) []metricsapi.WorkloadInfo {
 	var out []metricsapi.WorkloadInfo
 	for _, w := range i.m.Workloads(namespace) {
-		out = append(out, metricsapi.WorkloadInfo{
+		info := metricsapi.WorkloadInfo{
 			Namespace: w.Namespace, Name: w.Name, Replicas: w.Instances, Meshed: w.Meshed, Ready: w.Ready, ServiceAccount: w.ServiceAccount,
-		})
+		}
+		for _, r := range w.Replicas {
+			info.Instances = append(info.Instances, metricsapi.InstanceInfo{Name: r.Name, Meshed: r.Meshed, Ready: r.Ready})
+		}
+		out = append(out, info)
 	}
 	return out
 }

@@ -10,6 +10,15 @@ type WorkloadSummary struct {
 	// them run a proxy, Ready how many are ready (pass their readiness
 	// probe, so are endpoints of the services that select them).
 	Instances, Meshed, Ready int
+	// Replicas are its instances one by one, sorted by name.
+	Replicas []ReplicaState
+}
+
+// ReplicaState is one instance of a workload: its name (the pod's) and
+// whether it runs a proxy and is ready.
+type ReplicaState struct {
+	Name          string
+	Meshed, Ready bool
 }
 
 // Workloads summarizes the workloads of namespace ("" = every namespace),
@@ -36,10 +45,12 @@ func (m *Model) Workloads(namespace string) []WorkloadSummary {
 			if in.Ready {
 				w.Ready++
 			}
+			w.Replicas = append(w.Replicas, ReplicaState{Name: in.Name, Meshed: in.Meshed, Ready: in.Ready})
 		}
 	}
 	out := make([]WorkloadSummary, 0, len(byKey))
 	for _, w := range byKey {
+		sort.Slice(w.Replicas, func(i, j int) bool { return w.Replicas[i].Name < w.Replicas[j].Name })
 		out = append(out, *w)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -15,8 +16,10 @@ func TestWorkloadsCountsInstancesMeshedAndReadyOnes(t *testing.T) {
 	}
 	w.SetInstance(Instance{Namespace: "other", Name: "db-0", Workload: "db", ServiceAccount: "db", IP: netip.MustParseAddr("198.18.0.20")})
 	got := m.Workloads("demo")
-	if len(got) != 1 || got[0] != (WorkloadSummary{Namespace: "demo", Name: "web", ServiceAccount: "web", Instances: 3, Meshed: 2, Ready: 2}) {
-		t.Errorf("Workloads(demo) = %+v, want web with 3 instances, 2 meshed, 2 ready", got)
+	want := WorkloadSummary{Namespace: "demo", Name: "web", ServiceAccount: "web", Instances: 3, Meshed: 2, Ready: 2,
+		Replicas: []ReplicaState{{"web-0", true, true}, {"web-1", true, false}, {"web-2", false, true}}}
+	if len(got) != 1 || !reflect.DeepEqual(got[0], want) {
+		t.Errorf("Workloads(demo) = %+v, want %+v", got, want)
 	}
 	if all := m.Workloads(""); len(all) != 2 || all[0].Name != "web" || all[1].Name != "db" {
 		t.Errorf("Workloads(\"\") = %+v, want demo/web then other/db", all)

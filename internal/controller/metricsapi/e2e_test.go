@@ -169,8 +169,10 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 
 	inventory := StaticInventory{
 		{Namespace: "demo", Name: "web", Replicas: 2, Meshed: 2, Ready: 2, ServiceAccount: "web"},
-		{Namespace: "demo", Name: "emoji", Replicas: 3, Meshed: 1, Ready: 1, ServiceAccount: "emoji"},
-		{Namespace: "demo", Name: "idle", Replicas: 1, Meshed: 0, Ready: 0, ServiceAccount: "idle"},
+		{Namespace: "demo", Name: "emoji", Replicas: 3, Meshed: 1, Ready: 1, ServiceAccount: "emoji",
+			Instances: []InstanceInfo{{"emoji-0", true, true}, {"emoji-1", false, false}, {"emoji-2", false, false}}},
+		{Namespace: "demo", Name: "idle", Replicas: 1, Meshed: 0, Ready: 0, ServiceAccount: "idle",
+			Instances: []InstanceInfo{{"idle-0", false, false}}},
 	}
 	api := httptest.NewServer(NewHandler(Config{PrometheusURL: promURL, Inventory: inventory}))
 	t.Cleanup(api.Close)
@@ -217,6 +219,35 @@ func TestAPIAgainstPrometheus(t *testing.T) {
 			t.Errorf("idle workload (inventory only) = %+v, want a row with total 1 and no traffic", idle)
 		} else {
 			checkReady(t, "idle", idle.Ready, 0)
+		}
+	})
+
+	t.Run("pods", func(t *testing.T) {
+		var pods StatResponse
+		getJSON(t, api.URL+"/api/v1/stat?kind=pod&namespace=demo&since=5s", &pods)
+		byName := map[string]StatRow{}
+		for _, r := range pods.Rows {
+			byName[r.Name] = r
+		}
+		if len(byName) != 5 {
+			t.Errorf("pod rows %+v, want web-0, emoji-0..2 and idle-0", pods.Rows)
+		}
+		// web's inventory lists no replicas: its pod comes from
+		// Prometheus, meshed (only proxies report), readiness unknown.
+		if web := byName["web-0"]; web.Workload != "web" || web.Meshed != 1 || web.Total != 1 || web.Ready != nil || web.RPS == 0 {
+			t.Errorf("web-0 = %+v, want workload web, meshed 1/1, ready unknown, with traffic", web)
+		} else {
+			checkRate(t, "web-0 success_rate", web.SuccessRate, 0.9)
+		}
+		if e := byName["emoji-0"]; e.Workload != "emoji" || e.Meshed != 1 || e.RPS == 0 {
+			t.Errorf("emoji-0 = %+v, want workload emoji, meshed, with traffic", e)
+		} else {
+			checkReady(t, "emoji-0", e.Ready, 1)
+		}
+		if e := byName["emoji-1"]; e.Workload != "emoji" || e.Meshed != 0 || e.Total != 1 || e.SuccessRate != nil {
+			t.Errorf("emoji-1 = %+v, want workload emoji, meshed 0/1, no traffic", e)
+		} else {
+			checkReady(t, "emoji-1", e.Ready, 0)
 		}
 	})
 

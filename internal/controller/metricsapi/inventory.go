@@ -17,9 +17,18 @@ type WorkloadInfo struct {
 	Replicas int
 	Meshed   int
 	Ready    int
+	// Instances are the replicas one by one (pod rows); nil when not known.
+	Instances []InstanceInfo
 	// ServiceAccount is the identity's account: the workload's proxies are
 	// spiffe://TRUST-DOMAIN/ns/Namespace/sa/ServiceAccount.
 	ServiceAccount string
+}
+
+// InstanceInfo is one replica of a workload: its name (the pod's, or
+// WORKLOAD-i for a Workload) and whether it runs a proxy and is ready.
+type InstanceInfo struct {
+	Name          string
+	Meshed, Ready bool
 }
 
 // StaticInventory is an Inventory over a fixed list, for tests and for

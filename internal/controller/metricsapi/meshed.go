@@ -23,10 +23,13 @@ type meshedCount struct {
 // meshed, since only proxies report; how many are ready is not known).
 // Namespaces: the sum of their workloads (ready known only when it is for
 // every one of them). Services: the distinct endpoints (dst_pod) clients
-// sent requests to, and how many of those over mTLS.
+// sent requests to, and how many of those over mTLS. Pods: see podCounts.
 func (s *server) meshedCounts(ctx context.Context, in instant, kind, namespace string) ([]meshedCount, error) {
-	if kind == KindService {
+	switch kind {
+	case KindService:
 		return in.serviceEndpointCounts(ctx, namespace)
+	case KindPod:
+		return s.podCounts(ctx, in, namespace)
 	}
 	workloads, err := s.workloadCounts(ctx, in, namespace)
 	if err != nil {
@@ -112,6 +115,43 @@ func (in instant) serviceEndpointCounts(ctx context.Context, namespace string) (
 	out := make([]meshedCount, 0, len(all))
 	for _, sample := range all {
 		out = append(out, meshedCount{labels: sample.Metric, meshed: meshed[groupKey(sample.Metric, by)], total: int(sample.Value)})
+	}
+	return out, nil
+}
+
+// podCounts is one count per replica: the inventory's replicas (1 of 1,
+// meshed or not, ready or not), then every pod Prometheus has proxy series
+// from that the inventory does not list (meshed; readiness not known).
+func (s *server) podCounts(ctx context.Context, in instant, namespace string) ([]meshedCount, error) {
+	by := []string{"namespace", "workload", "pod"}
+	known := make(map[string]bool)
+	var out []meshedCount
+	for _, w := range s.inventory.Workloads(namespace) {
+		for _, r := range w.Instances {
+			labels := model.Metric{"namespace": model.LabelValue(w.Namespace), "workload": model.LabelValue(w.Name), "pod": model.LabelValue(r.Name)}
+			known[groupKey(labels, by)] = true
+			c := meshedCount{labels: labels, total: 1, ready: new(0)}
+			if r.Meshed {
+				c.meshed = 1
+			}
+			if r.Ready {
+				*c.ready = 1
+			}
+			out = append(out, c)
+		}
+	}
+	ms := []matcher{ne("workload", ""), ne("pod", "")}
+	if namespace != "" {
+		ms = append(ms, eq("namespace", namespace))
+	}
+	vec, err := in.vector(ctx, fmt.Sprintf("count %s (%s)", byClause(by), selector("tcp_open_total", ms...)))
+	if err != nil {
+		return nil, err
+	}
+	for _, sample := range vec {
+		if !known[groupKey(sample.Metric, by)] {
+			out = append(out, meshedCount{labels: sample.Metric, meshed: 1, total: 1})
+		}
 	}
 	return out, nil
 }

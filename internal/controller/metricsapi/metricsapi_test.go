@@ -17,7 +17,7 @@ func TestBadRequestsNameTheParameter(t *testing.T) {
 	}{
 		{"/api/v1/stat?since=forever", "since"},
 		{"/api/v1/stat?since=0s", "since"},
-		{"/api/v1/stat?kind=pod", "kind"},
+		{"/api/v1/stat?kind=replicaset", "kind"},
 		{"/api/v1/stat?namespace=a%22b", "namespace"},
 		{"/api/v1/edges?since=1x", "since"},
 		{"/api/v1/routes", "workload"},

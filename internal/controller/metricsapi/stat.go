@@ -15,6 +15,7 @@ const (
 	KindWorkload  = "workload"
 	KindService   = "service"
 	KindNamespace = "namespace"
+	KindPod       = "pod"
 )
 
 // StatResponse is the JSON of GET /api/v1/stat.
@@ -29,6 +30,8 @@ type StatResponse struct {
 type StatRow struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
+	// Workload is a pod row's workload.
+	Workload string `json:"workload,omitempty"`
 	// Meshed of Total instances run a proxy. For services: endpoints
 	// clients reached over mTLS, of all endpoints they reached. Total 0:
 	// unknown.
@@ -61,6 +64,10 @@ func statSpecFor(kind, namespace string) statSpec {
 		spec = statSpec{[]matcher{eq("direction", "outbound"), ne("dst_service", "")}, "dst_namespace", []string{"dst_namespace", "dst_service"}}
 	case KindNamespace:
 		spec = statSpec{[]matcher{eq("direction", "inbound"), ne("namespace", "")}, "namespace", []string{"namespace"}}
+	case KindPod:
+		// What each replica served: the workload's grouping, one row per
+		// proxy (pod label).
+		spec = statSpec{[]matcher{eq("direction", "inbound"), ne("workload", ""), ne("pod", "")}, "namespace", []string{"namespace", "workload", "pod"}}
 	}
 	if namespace != "" {
 		spec.base = with(spec.base, eq(spec.nsLabel, namespace))
@@ -78,9 +85,9 @@ func (s *server) serveStat(w http.ResponseWriter, r *http.Request) {
 	switch kind {
 	case "":
 		kind = KindWorkload
-	case KindWorkload, KindService, KindNamespace:
+	case KindWorkload, KindService, KindNamespace, KindPod:
 	default:
-		s.fail(w, r, &paramError{"kind", fmt.Sprintf("%q is not one of workload, service, namespace", kind)})
+		s.fail(w, r, &paramError{"kind", fmt.Sprintf("%q is not one of workload, service, namespace, pod", kind)})
 		return
 	}
 	rows, err := s.stat(r.Context(), kind, win)
@@ -108,6 +115,9 @@ func (s *server) stat(ctx context.Context, kind string, win window) ([]StatRow, 
 		}
 		r := &StatRow{Namespace: string(m[model.LabelName(spec.by[0])])}
 		r.Name = string(m[model.LabelName(spec.by[len(spec.by)-1])])
+		if kind == KindPod {
+			r.Workload = string(m["workload"])
+		}
 		rows[key] = r
 		return r
 	}

@@ -99,8 +99,9 @@ const chartRanges = ['5m', '15m', '1h', '6h'];
 export async function workload({args, params, since, signal}) {
   const [namespace, name] = args;
   const range = params.get('range') || '15m';
-  const [stat, series, rts, edges] = await Promise.all([
+  const [stat, pods, series, rts, edges] = await Promise.all([
     getJSON('/api/v1/stat', {kind: 'workload', namespace, since}, signal),
+    getJSON('/api/v1/stat', {kind: 'pod', namespace, since}, signal),
     getJSON('/api/v1/timeseries', {namespace, workload: name, since: range, window: since}, signal),
     getJSON('/api/v1/routes', {namespace, workload: name, since}, signal),
     getJSON('/api/v1/edges', {namespace, since}, signal),
@@ -143,6 +144,16 @@ export async function workload({args, params, since, signal}) {
     return {cells: [h('a', {href: page, class: 'strong'}, pname), h('span', {class: 'muted'}, pns), tlsBadge(e),
       successCell(e.success_rate, tap), numLink(fmtRPS(e.rps, e.success_rate), tap)]};
   });
+  // Each replica: a tap of that pod behind every number.
+  const replicaRows = pods.rows.filter((r) => r.workload === name).map((r) => {
+    const tap = href('/tap', {namespace, resource: `pod/${r.name}`});
+    return {
+      attrs: {'data-pod': r.name},
+      cols: ['name', 'meshed', 'ready', ...goldenCols],
+      cells: [h('span', {class: 'strong'}, r.name), numLink(fmtMeshed(r.meshed, r.total), tap),
+        numLink(fmtReady(r.ready, r.total), tap), ...goldenCells(r, tap)],
+    };
+  });
   const inbound = edges.rows.filter((e) => e.dst_namespace === namespace && e.dst_workload === name);
   const outbound = edges.rows.filter((e) => e.src_namespace === namespace && e.src_workload === name);
   const peerHeads = ['Workload', 'Namespace', 'mTLS', '#Success', '#RPS'];
@@ -155,6 +166,8 @@ export async function workload({args, params, since, signal}) {
     h('div', {class: 'two'},
       card('Called by', null, table(peerHeads, peers(inbound, (e) => [e.src_namespace, e.src_workload]))),
       card('Calls', null, table(peerHeads, peers(outbound, (e) => [e.dst_namespace, e.dst_workload])))),
+    card('Replicas', `What each served over the last ${since}; each number opens a tap of that replica.`,
+      table(['Replica', '#Meshed', '#Ready', ...goldenHeads], replicaRows, {id: 'replicas'})),
     card('Routes served', `Each number opens a tap of that route.`,
       table(['Route', 'Authority', ...goldenHeads], routeRows)));
 }
