@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skeinmesh/skein/internal/proxy/origdst"
+	"github.com/skeinmesh/skein/internal/proxy/rawio"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
@@ -36,16 +37,25 @@ func New(transparent bool) *Upstream {
 	return &Upstream{transparent: transparent}
 }
 
-// Dial connects to the application for the connection described by ci.
+// Dial connects to the application for the connection described by ci. The
+// connection is read and written raw (see package rawio), as the request
+// path's connections are.
 func (u *Upstream) Dial(ctx context.Context, ci *stack.ConnInfo) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	var c net.Conn
+	var err error
 	if u.transparent && ci.Client.IsValid() {
-		return origdst.DialContext(ctx, "tcp", ci.OrigDst.String(), origdst.DialOptions{
+		c, err = origdst.DialContext(ctx, "tcp", ci.OrigDst.String(), origdst.DialOptions{
 			Mark:              tproxyMark,
 			TransparentSource: ci.Client.Addr(),
 		})
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", ci.OrigDst.String())
 	}
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", ci.OrigDst.String())
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/skeinmesh/skein/internal/proxy/balance"
 	"github.com/skeinmesh/skein/internal/proxy/discovery"
 	"github.com/skeinmesh/skein/internal/proxy/meshtls"
+	"github.com/skeinmesh/skein/internal/proxy/rawio"
 	"github.com/skeinmesh/skein/internal/proxy/stack"
 )
 
@@ -129,7 +130,7 @@ func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) 
 		return nil, discovery.Endpoint{Addr: origDst}, err
 	}
 	if d == nil {
-		c, err := u.dialer.DialContext(ctx, "tcp", origDst.String())
+		c, err := u.dialPlain(ctx, origDst)
 		return c, discovery.Endpoint{Addr: origDst}, err
 	}
 	var avoid []netip.AddrPort
@@ -158,7 +159,7 @@ func (u *Upstream) DialDestination(ctx context.Context, origDst netip.AddrPort) 
 // an identity.
 func (u *Upstream) dialOpaque(ctx context.Context, ep discovery.Endpoint) (net.Conn, error) {
 	if ep.Identity == "" || u.mesh == nil {
-		return u.dialer.DialContext(ctx, "tcp", ep.Addr.String())
+		return u.dialPlain(ctx, ep.Addr)
 	}
 	id, err := spiffeid.FromString(ep.Identity)
 	if err != nil {
@@ -176,6 +177,17 @@ func (u *Upstream) dialOpaque(ctx context.Context, ep discovery.Endpoint) (net.C
 		return nil, err
 	}
 	return c, nil
+}
+
+// dialPlain connects to addr over TCP, read and written raw as the
+// request path's connections are (see package rawio): an opaque connection
+// is a request path too.
+func (u *Upstream) dialPlain(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	c, err := u.dialer.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
 }
 
 // trackedConn calls done once when closed.
