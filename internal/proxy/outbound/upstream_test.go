@@ -137,7 +137,7 @@ func TestKnownDestinationWithoutEndpointsFails(t *testing.T) {
 
 // An opaque connection is a request path too: its TCP connection is read
 // and written raw, so that its system calls leave Go's sysmon asleep (see
-// package rawio; with them made the ordinary way, the relay cost 60-90%
+// package rawio; with them made the ordinary way, the relay cost 60-100%
 // more CPU per exchange in skein-bench).
 func TestOpaqueConnectionsAreRaw(t *testing.T) {
 	if runtime.GOOS != "linux" {
