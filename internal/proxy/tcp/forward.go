@@ -7,6 +7,7 @@ package tcp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,13 @@ func Forward(ctx context.Context, downstream, upstream net.Conn, c Counters, opt
 	for _, opt := range opts {
 		opt(&f.options)
 	}
-	f.touch()
+	if f.idleTimeout > 0 {
+		f.touch()
+		f.mu.Lock()
+		f.watchdog = time.AfterFunc(f.idleTimeout, f.checkIdle)
+		f.mu.Unlock()
+		defer f.watchdog.Stop()
+	}
 	stop := context.AfterFunc(ctx, func() { f.abort(nil) })
 	defer stop()
 
@@ -91,9 +98,10 @@ type forwarding struct {
 	downstream, upstream net.Conn
 	lastActivity         atomic.Int64 // unix nanoseconds; for the idle timeout
 
-	mu      sync.Mutex
-	stopped bool  // both conns closed: later errors are consequences
-	err     error // the first real error
+	mu       sync.Mutex
+	stopped  bool        // both conns closed: later errors are consequences
+	err      error       // the first real error
+	watchdog *time.Timer // runs checkIdle, with an idle timeout only
 }
 
 // abort records err as the end of the forwarding (unless one was already
@@ -113,6 +121,26 @@ func (f *forwarding) firstError() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.err
+}
+
+// checkIdle is the idle watchdog: it closes both connections with
+// ErrIdleTimeout when no byte has moved either way for the idle timeout
+// (a write that blocks moves none), else looks again when that could next
+// be true. One timer per connection, and none changed per read or write:
+// a deadline set around every read and write cost the relay two timer
+// changes per system call.
+func (f *forwarding) checkIdle() {
+	f.mu.Lock()
+	stopped, w := f.stopped, f.watchdog
+	f.mu.Unlock()
+	if stopped {
+		return
+	}
+	if left := time.Until(f.idleDeadline()); left > 0 {
+		w.Reset(left)
+		return
+	}
+	f.abort(fmt.Errorf("%w: no byte either way for %v", ErrIdleTimeout, f.idleTimeout))
 }
 
 func (f *forwarding) touch() {

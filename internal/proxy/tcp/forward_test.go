@@ -176,6 +176,23 @@ func TestForwardOneWayTrafficIsNotIdle(t *testing.T) {
 	}
 }
 
+func TestForwardBlockedWriteIsIdle(t *testing.T) {
+	// The server never reads: once the buffers are full the forwarding's
+	// write to it blocks, and no byte moves either way.
+	client, _, result := forwardOnce(t, context.Background(), nil, WithIdleTimeout(200*time.Millisecond))
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := client.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	if res := waitResult(t, result); !errors.Is(res.err, ErrIdleTimeout) {
+		t.Errorf("Forward error = %v, want ErrIdleTimeout while its write was blocked", res.err)
+	}
+}
+
 type testCounters struct{ read, write atomic.Int64 }
 
 func (c *testCounters) AddRead(n int)  { c.read.Add(int64(n)) }

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
-	"time"
 )
 
 // direction is one half of a forwarded connection.
@@ -45,28 +43,18 @@ func (f *forwarding) pump(d direction) (read, written int64) {
 }
 
 // copyCounted is io.Copy with a pooled buffer, counters called on every
-// read and write, and the idle timeout enforced through deadlines.
+// read and write, and every move of bytes noted for the idle watchdog.
 func (f *forwarding) copyCounted(d direction) (read, written int64, err error) {
 	bufp := bufferPool.Get().(*[]byte)
 	defer bufferPool.Put(bufp)
 	buf := *bufp
 	for {
-		if f.idleTimeout > 0 {
-			if err := d.src.SetReadDeadline(f.idleDeadline()); err != nil {
-				return read, written, fmt.Errorf("setting idle deadline: %w", err)
-			}
-		}
 		n, rerr := d.src.Read(buf)
 		if n > 0 {
 			f.touch()
 			read += int64(n)
 			if d.onRead != nil {
 				d.onRead(n)
-			}
-			if f.idleTimeout > 0 {
-				if err := d.dst.SetWriteDeadline(f.idleDeadline()); err != nil {
-					return read, written, fmt.Errorf("setting idle deadline: %w", err)
-				}
 			}
 			m, werr := d.dst.Write(buf[:n])
 			written += int64(m)
@@ -82,23 +70,12 @@ func (f *forwarding) copyCounted(d direction) (read, written int64, err error) {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF):
 			return read, written, nil
-		case f.stillActive(rerr):
-			// The other direction moved bytes recently: keep waiting.
 		default:
 			return read, written, f.describe(d, "reading", rerr)
 		}
 	}
 }
 
-// stillActive reports whether err is a read deadline that passed while the
-// other direction was moving bytes, so the connection as a whole is not idle.
-func (f *forwarding) stillActive(err error) bool {
-	return f.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(f.idleDeadline())
-}
-
 func (f *forwarding) describe(d direction, op string, err error) error {
-	if f.idleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("%w (%s after %v)", ErrIdleTimeout, d.name, f.idleTimeout)
-	}
 	return fmt.Errorf("%s %s: %w", op, d.name, err)
 }
