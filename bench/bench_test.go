@@ -12,7 +12,8 @@ import (
 // TestSmokeRunMeasuresEveryScenario runs the -short benchmark for real:
 // every scenario (Skein with and without mTLS, the peers) must carry every
 // protocol's traffic without errors, at the rate asked for or at
-// saturation, and report figures that make sense for each proxy process.
+// saturation, and report figures that make sense for each proxy process,
+// turnarounds (traced with perf) included.
 func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the benchmark: skipped in -short mode")
@@ -23,6 +24,7 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cfg := ShortConfig()
+	cfg.Turnaround = true
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	report, err := Run(ctx, cfg)
 	if err != nil {
@@ -57,6 +59,16 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 		for _, p := range s.Proxies {
 			if p.PeakRSSMB <= 0 || p.CPUPer1k < 0 {
 				t.Errorf("%s: %s proxy: %+v", name, p.Role, p)
+			}
+			// Traced for a second at 100 rps, every request crossing
+			// each proxy twice: some 200 turnarounds.
+			switch tr := p.Turnaround; {
+			case s.Rate == 0 && tr != nil:
+				t.Errorf("%s at saturation: %s proxy traced for turnarounds: %+v", name, p.Role, *tr)
+			case s.Rate > 0 && tr == nil:
+				t.Errorf("%s: %s proxy: no turnarounds", name, p.Role)
+			case s.Rate > 0 && (tr.Count < s.Rate || tr.P50US <= 0 || tr.P90US < tr.P50US):
+				t.Errorf("%s: %s proxy: turnarounds %+v, want %d or more, 0 < p50 <= p90", name, p.Role, *tr, s.Rate)
 			}
 		}
 	}

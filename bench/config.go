@@ -35,6 +35,10 @@ type Config struct {
 	// every measured run (named scenario-protocol-rate-repN-role.pprof).
 	// Profiling costs the proxies a little CPU of its own.
 	ProfileDir string
+	// Turnaround traces every proxy's system calls in the fixed-rate runs
+	// and reports its turnarounds (see Turnaround). Tracing costs every
+	// system call a little.
+	Turnaround bool
 	// ProxyEnv is added to skein-proxy's environment (KEY=VALUE), for
 	// experiments such as GOMAXPROCS=1.
 	ProxyEnv []string

@@ -47,6 +47,9 @@ type Settings struct {
 	Scenarios             []string `json:"scenarios"`
 	Protocols             []string `json:"protocols"`
 	ProxyEnv              []string `json:"proxy_env,omitempty"`
+	// Turnaround: the fixed-rate runs were traced for turnarounds, which
+	// costs the proxies a little.
+	Turnaround bool `json:"turnaround,omitempty"`
 }
 
 // MeasuredRun is one measured run.
@@ -78,6 +81,8 @@ type ProxyCost struct {
 	// batches its I/O.
 	ReadsPerRequest  float64 `json:"reads_per_request"`
 	WritesPerRequest float64 `json:"writes_per_request"`
+	// Turnaround is set in runs traced for it (Config.Turnaround).
+	Turnaround *Turnaround `json:"turnaround,omitempty"`
 }
 
 // Summary is the median over repetitions of one scenario, protocol and rate.
@@ -107,6 +112,7 @@ func newReport(cfg Config, moduleRoot string) *Report {
 		},
 	}
 	r.Settings.ProxyEnv = cfg.ProxyEnv
+	r.Settings.Turnaround = cfg.Turnaround
 	if cfg.Saturate {
 		r.Settings.SaturationConnections = cfg.SaturationConnections
 	}
@@ -202,6 +208,16 @@ func medianMeasurement(ms []Measurement) Measurement {
 			ReadsPerRequest:  pick(func(m Measurement) float64 { return m.Proxies[i].ReadsPerRequest }),
 			WritesPerRequest: pick(func(m Measurement) float64 { return m.Proxies[i].WritesPerRequest }),
 		})
+		if ms[0].Proxies[i].Turnaround != nil {
+			turn := func(f func(Turnaround) float64) float64 {
+				return pick(func(m Measurement) float64 { return f(*m.Proxies[i].Turnaround) })
+			}
+			out.Proxies[i].Turnaround = &Turnaround{
+				Count: int(turn(func(t Turnaround) float64 { return float64(t.Count) })),
+				P50US: turn(func(t Turnaround) float64 { return t.P50US }),
+				P90US: turn(func(t Turnaround) float64 { return t.P90US }),
+			}
+		}
 	}
 	return out
 }

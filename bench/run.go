@@ -67,6 +67,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if tb.peers, err = installPeers(ctx, cfg.selectedPeers(), log); err != nil {
 		return nil, err
 	}
+	if cfg.Turnaround {
+		if err := installPerf(ctx, log); err != nil {
+			return nil, err
+		}
+	}
 	report := newReport(cfg, root)
 	if report.Runs, err = runAll(ctx, tb, cfg, log); err != nil {
 		return nil, err
@@ -132,9 +137,17 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 		prefix := fmt.Sprintf("%s-%s-%s-rep%d", sc.Name, p.Name, rateName(rate), rep)
 		waitProfiles = profileSidecars(ctx, dep.sidecars, max(1, int(cfg.Duration.Seconds())-1), cfg.ProfileDir, prefix)
 	}
+	waitTrace := func() ([]Turnaround, error) { return nil, nil }
+	if cfg.Turnaround && rate > 0 {
+		waitTrace = traceTurnarounds(ctx, dep.sidecars, max(1, int(cfg.Duration.Seconds())-1), tb.dir)
+	}
 	load, err := tb.runLoad(ctx, p, target, rate, cfg.SaturationConnections, cfg.Duration)
 	if profileErr := waitProfiles(); err == nil {
 		err = profileErr
+	}
+	turnarounds, traceErr := waitTrace()
+	if err == nil {
+		err = traceErr
 	}
 	if err != nil {
 		return m, err
@@ -152,6 +165,9 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 			ReadsPerRequest:  perRequest(after[i].Reads-before[i].Reads, load.Requests),
 			WritesPerRequest: perRequest(after[i].Writes-before[i].Writes, load.Requests),
 		})
+		if turnarounds != nil {
+			m.Proxies[i].Turnaround = &turnarounds[i]
+		}
 	}
 	return m, nil
 }

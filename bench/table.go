@@ -28,6 +28,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, role := range roles {
 		header = append(header, "rss:"+role)
 	}
+	turnarounds := r.hasTurnarounds()
+	if turnarounds {
+		for _, role := range roles {
+			header = append(header, "turn:"+role)
+		}
+	}
 	fmt.Fprintln(tw, strings.Join(header, "\t")+"\t")
 	for _, s := range r.Summaries {
 		ratio := "-"
@@ -51,6 +57,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		for _, role := range roles {
 			row = append(row, costCell(costs, role, func(p ProxyCost) float64 { return p.PeakRSSMB }))
 		}
+		if turnarounds {
+			for _, role := range roles {
+				row = append(row, turnaroundCell(costs, role))
+			}
+		}
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	if err := tw.Flush(); err != nil {
@@ -64,7 +75,30 @@ func (r *Report) WriteTable(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "medians of %d repetition(s) of %s at 1 connection%s;\nlatency in ms (+: added over %s); "+
 		"cpu: proxy CPU time in ms per 1,000 requests; rss: proxy peak RSS in MB\n",
 		r.Settings.Repetitions, r.Settings.Duration, saturation, r.baseline())
+	if err == nil && turnarounds {
+		_, err = fmt.Fprintln(w, "turn: proxy turnaround, read to next write, p50 / p90 in µs (fixed rates only; the tracing costs the proxies a little)")
+	}
 	return err
+}
+
+// hasTurnarounds reports whether any run was traced for turnarounds.
+func (r *Report) hasTurnarounds() bool {
+	for _, s := range r.Summaries {
+		for _, p := range s.Proxies {
+			if p.Turnaround != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func turnaroundCell(costs map[string]ProxyCost, role string) string {
+	p, ok := costs[role]
+	if !ok || p.Turnaround == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f/%.0f", p.Turnaround.P50US, p.Turnaround.P90US)
 }
 
 // baseline is the scenario added latency is computed against.

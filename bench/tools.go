@@ -122,13 +122,8 @@ func installPeers(ctx context.Context, programs []string, log *slog.Logger) (map
 		return paths, nil
 	}
 	log.Info("installing peer proxies with apt-get", "packages", missing)
-	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if _, err := runTool(ctx, "", env, "apt-get", "update", "-qq"); err != nil {
-		return nil, fmt.Errorf("installing %s: %w", strings.Join(missing, ", "), err)
-	}
-	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)
-	if _, err := runTool(ctx, "", env, "apt-get", args...); err != nil {
-		return nil, fmt.Errorf("installing %s: %w", strings.Join(missing, ", "), err)
+	if err := aptInstall(ctx, missing...); err != nil {
+		return nil, err
 	}
 	for _, prog := range programs {
 		path, err := exec.LookPath(prog)
@@ -138,4 +133,17 @@ func installPeers(ctx context.Context, programs []string, log *slog.Logger) (map
 		paths[prog] = path
 	}
 	return paths, nil
+}
+
+// aptInstall installs Debian packages with apt-get.
+func aptInstall(ctx context.Context, packages ...string) error {
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if _, err := runTool(ctx, "", env, "apt-get", "update", "-qq"); err != nil {
+		return fmt.Errorf("installing %s: %w", strings.Join(packages, ", "), err)
+	}
+	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, packages...)
+	if _, err := runTool(ctx, "", env, "apt-get", args...); err != nil {
+		return fmt.Errorf("installing %s: %w", strings.Join(packages, ", "), err)
+	}
+	return nil
 }

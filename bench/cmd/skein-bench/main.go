@@ -79,6 +79,7 @@ func parseFlags(args []string) (bench.Config, string, error) {
 	protocols := fs.String("protocols", "", "comma-separated protocols to measure (default all: "+names(bench.Protocols, func(p bench.Protocol) string { return p.Name })+")")
 	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+names(bench.Scenarios, func(s bench.Scenario) string { return s.Name })+"); the first is the baseline")
 	profile := fs.String("profile", "", "directory for a CPU profile of every proxy in every measured run (go tool pprof)")
+	turnaround := fs.Bool("turnaround", false, "trace every proxy's system calls (perf) in the fixed-rate runs and report its turnaround: from a read that brought bytes to its next write")
 	proxyEnv := fs.String("proxy-env", "", "comma-separated KEY=VALUE added to skein-proxy's environment, for experiments (e.g. GOMAXPROCS=1)")
 	out := fs.String("out", "", "results directory (default bench/results in Skein's module)")
 	verbose := fs.Bool("v", false, "log every step")
@@ -102,6 +103,7 @@ func parseFlags(args []string) (bench.Config, string, error) {
 	cfg.Protocols, cfg.Scenarios = splitList(*protocols), splitList(*scenarios)
 	cfg.ProfileDir = *profile
 	cfg.ProxyEnv = splitList(*proxyEnv)
+	cfg.Turnaround = *turnaround
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
