@@ -206,14 +206,12 @@ func parseSyscallEvent(line string) (ev syscallEvent, ok bool, err error) {
 
 // summarizeTurnarounds gives the count and percentiles of gaps.
 func summarizeTurnarounds(gaps []time.Duration) Turnaround {
-	if len(gaps) == 0 {
-		return Turnaround{}
+	us := make([]float64, len(gaps))
+	for i, g := range gaps {
+		us[i] = float64(g) / float64(time.Microsecond)
 	}
-	slices.Sort(gaps)
-	at := func(q float64) float64 {
-		return float64(gaps[int(q*float64(len(gaps)-1))]) / float64(time.Microsecond)
-	}
-	return Turnaround{Count: len(gaps), P50US: at(0.5), P90US: at(0.9)}
+	slices.Sort(us)
+	return Turnaround{Count: len(us), P50US: percentile(us, 50), P90US: percentile(us, 90)}
 }
 
 // installPerf makes sure perf is on PATH, installing Debian's linux-perf
