@@ -132,14 +132,17 @@ func measure(ctx context.Context, tb *testbed, sc Scenario, p Protocol, rate, re
 	if err != nil {
 		return m, err
 	}
+	// Profiles and traces stop a second short of the run, so that they
+	// end before the load does.
+	watchSeconds := max(1, int(cfg.Duration.Seconds())-1)
 	waitProfiles := func() error { return nil }
 	if cfg.ProfileDir != "" {
 		prefix := fmt.Sprintf("%s-%s-%s-rep%d", sc.Name, p.Name, rateName(rate), rep)
-		waitProfiles = profileSidecars(ctx, dep.sidecars, max(1, int(cfg.Duration.Seconds())-1), cfg.ProfileDir, prefix)
+		waitProfiles = profileSidecars(ctx, dep.sidecars, watchSeconds, cfg.ProfileDir, prefix)
 	}
 	waitTrace := func() ([]Turnaround, error) { return nil, nil }
 	if cfg.Turnaround && rate > 0 {
-		waitTrace = traceTurnarounds(ctx, dep.sidecars, max(1, int(cfg.Duration.Seconds())-1), tb.dir)
+		waitTrace = traceTurnarounds(ctx, dep.sidecars, watchSeconds, tb.dir)
 	}
 	load, err := tb.runLoad(ctx, p, target, rate, cfg.SaturationConnections, cfg.Duration)
 	if profileErr := waitProfiles(); err == nil {
