@@ -26,7 +26,7 @@ func (f *forwarding) pump(d direction) (read, written int64) {
 		read, err = io.Copy(d.dst, d.src)
 		written = read
 		if err != nil {
-			err = f.describe(d, "copying", err)
+			err = describe(d, "copying", err)
 		}
 	} else {
 		read, written, err = f.copyCounted(d)
@@ -62,7 +62,7 @@ func (f *forwarding) copyCounted(d direction) (read, written int64, err error) {
 				d.onWrite(m)
 			}
 			if werr != nil {
-				return read, written, f.describe(d, "writing", werr)
+				return read, written, describe(d, "writing", werr)
 			}
 			f.touch()
 		}
@@ -71,11 +71,11 @@ func (f *forwarding) copyCounted(d direction) (read, written int64, err error) {
 		case errors.Is(rerr, io.EOF):
 			return read, written, nil
 		default:
-			return read, written, f.describe(d, "reading", rerr)
+			return read, written, describe(d, "reading", rerr)
 		}
 	}
 }
 
-func (f *forwarding) describe(d direction, op string, err error) error {
+func describe(d direction, op string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, d.name, err)
 }
