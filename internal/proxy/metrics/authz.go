@@ -1,5 +1,7 @@
 package metrics
 
+import "github.com/prometheus/client_golang/prometheus"
+
 // AuthzLabels describe one inbound authorization decision.
 type AuthzLabels struct {
 	TargetAddr string
@@ -24,20 +26,56 @@ var (
 // HTTPAuthz counts an inbound HTTP policy decision
 // (inbound_http_authz_allow_total or inbound_http_authz_deny_total).
 func (r *Registry) HTTPAuthz(l AuthzLabels, allowed bool) {
-	if allowed {
-		r.httpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName, l.RouteName).Inc()
-		return
+	if !allowed {
+		l.AuthzName = "" // not a label of the deny counter
 	}
-	r.httpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.RouteName).Inc()
+	r.authzCounter(authzKey{AuthzLabels: l, http: true, allowed: allowed}).Inc()
 }
 
 // TCPAuthz counts an inbound TCP policy decision
 // (inbound_tcp_authz_allow_total or inbound_tcp_authz_deny_total);
 // RouteName is ignored.
 func (r *Registry) TCPAuthz(l AuthzLabels, allowed bool) {
-	if allowed {
-		r.tcpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName).Inc()
-		return
+	l.RouteName = ""
+	if !allowed {
+		l.AuthzName = ""
 	}
-	r.tcpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName).Inc()
+	r.authzCounter(authzKey{AuthzLabels: l, allowed: allowed}).Inc()
+}
+
+// authzKey names one authorization series: its labels, its counter.
+type authzKey struct {
+	AuthzLabels
+	http, allowed bool
+}
+
+// authzCounter is k's series, looked up once per label set: prometheus'
+// own lookup (WithLabelValues) checks and hashes every value on every
+// call, and these counters are counted once per inbound request. The cache
+// holds one entry per series the Registry exports, no more.
+func (r *Registry) authzCounter(k authzKey) prometheus.Counter {
+	r.authzMu.RLock()
+	c, ok := r.authzSeries[k]
+	r.authzMu.RUnlock()
+	if ok {
+		return c
+	}
+	r.authzMu.Lock()
+	defer r.authzMu.Unlock()
+	if c, ok := r.authzSeries[k]; ok {
+		return c
+	}
+	l := k.AuthzLabels
+	switch {
+	case k.http && k.allowed:
+		c = r.httpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName, l.RouteName)
+	case k.http:
+		c = r.httpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.RouteName)
+	case k.allowed:
+		c = r.tcpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName)
+	default:
+		c = r.tcpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName)
+	}
+	r.authzSeries[k] = c
+	return c
 }

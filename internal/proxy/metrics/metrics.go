@@ -45,6 +45,9 @@ type Registry struct {
 	tcpAuthzAllow  *prometheus.CounterVec
 	tcpAuthzDeny   *prometheus.CounterVec
 
+	authzMu     sync.RWMutex
+	authzSeries map[authzKey]prometheus.Counter
+
 	timeoutsTotal  *prometheus.CounterVec
 	rateLimitTotal *prometheus.CounterVec
 
@@ -84,6 +87,8 @@ func New(constLabels map[string]string) (*Registry, error) {
 		reg:        prometheus.NewRegistry(),
 		httpSeries: make(map[HTTPLabels]*RequestRecorder),
 		tcpSeries:  make(map[TCPLabels]*tcpSeries),
+
+		authzSeries: make(map[authzKey]prometheus.Counter),
 
 		routeSeries: make(map[RouteLabels]*RouteRecorder),
 	}

@@ -391,3 +391,13 @@ route_retry_total{authority="emoji.demo.svc.cluster.local:8080",direction="outbo
 		t.Error(err)
 	}
 }
+
+// BenchmarkCountAuthz is an inbound request's authorization count.
+func BenchmarkCountAuthz(b *testing.B) {
+	r := newTestRegistry(b)
+	l := AuthzLabels{TargetAddr: "10.0.0.1:8080", TLS: TLSTrue, ClientID: "spiffe://cluster.local/ns/demo/sa/web", ServerName: "emoji", AuthzName: "web", RouteName: "default"}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.HTTPAuthz(l, true)
+	}
+}
