@@ -279,7 +279,8 @@ func (l *listener) count(conn *meteredConn, ci *stack.ConnInfo) {
 	if ci.ClientID != "" {
 		tlsLabel = metrics.TLSTrue
 	}
-	ci.Target = ci.OrigDst.String()
+	ci.CacheOrigDstString()
+	ci.Target = ci.OrigDstString()
 	if l.appPorts != nil && !l.appPorts.Has(ci.OrigDst.Port()) {
 		// A port nothing listens on: the client picked it, and naming it
 		// would give every port a client tries its own series.

@@ -139,7 +139,7 @@ func labels(ci *stack.ConnInfo, d authz.Decision) metrics.AuthzLabels {
 		RouteName:  d.Route,
 	}
 	if l.TargetAddr == "" {
-		l.TargetAddr = ci.OrigDst.String()
+		l.TargetAddr = ci.OrigDstString()
 	}
 	if ci.ClientID != "" {
 		l.TLS = metrics.TLSTrue

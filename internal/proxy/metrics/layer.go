@@ -89,10 +89,7 @@ func targetAddr(ci *stack.ConnInfo, ri *stack.RequestInfo) string {
 	if ci.Target != "" {
 		return ci.Target
 	}
-	if ci.OrigDst.IsValid() {
-		return ci.OrigDst.String()
-	}
-	return ""
+	return ci.OrigDstString()
 }
 
 func tlsLabel(ci *stack.ConnInfo, ri *stack.RequestInfo, direction string) string {

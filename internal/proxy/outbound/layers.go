@@ -78,10 +78,7 @@ func DestinationKeys(req *stack.Request) (name, addr string) {
 	if name = resolveAuthority(req, origDst); !hasPort(name) {
 		name = ""
 	}
-	if origDst.IsValid() {
-		addr = origDst.String()
-	}
-	return name, addr
+	return name, req.Conn.OrigDstString()
 }
 
 // resolveAuthority is the name to resolve req by. A CONNECT's authority

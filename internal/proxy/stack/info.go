@@ -25,6 +25,34 @@ type ConnInfo struct {
 	// rather than being redirected: only a peer proxy's opaque mesh
 	// connection may do that.
 	ToProxy bool
+
+	origDstText cachedAddr // see CacheOrigDstString
+}
+
+// cachedAddr is an address and its text.
+type cachedAddr struct {
+	addr netip.AddrPort
+	text string
+}
+
+// CacheOrigDstString formats OrigDst once for OrigDstString, which the
+// layers call per request. Call it once OrigDst is final, before the
+// connection's requests are served: it is not safe beside them.
+func (ci *ConnInfo) CacheOrigDstString() {
+	ci.origDstText = cachedAddr{addr: ci.OrigDst, text: ci.OrigDst.String()}
+}
+
+// OrigDstString is OrigDst as text, "" when it is unknown. The text
+// CacheOrigDstString kept is used only while OrigDst is still the address
+// it was made from (a mirrored request's copy clears OrigDst).
+func (ci *ConnInfo) OrigDstString() string {
+	if !ci.OrigDst.IsValid() {
+		return ""
+	}
+	if ci.origDstText.addr == ci.OrigDst {
+		return ci.origDstText.text
+	}
+	return ci.OrigDst.String()
 }
 
 // RequestInfo is filled in by layers while they handle a request, so that
