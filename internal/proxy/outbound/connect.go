@@ -61,10 +61,6 @@ func (c *connector) Serve(ctx context.Context, req *stack.Request) (*stack.Respo
 	if !meshed {
 		return c.clients.Get(endpointKey{addr: ep.Addr, h2: req.ProtoMajor == 2}).Serve(ctx, req)
 	}
-	if _, err := spiffeid.FromString(ep.Identity); err != nil {
-		req.Body.Close()
-		return nil, fmt.Errorf("endpoint %s has a bad identity %q: %w", ep.Addr, ep.Identity, err)
-	}
 	req.Info.ServerID = ep.Identity
 	key := endpointKey{addr: ep.Addr, id: ep.Identity, h2: !req.IsUpgrade()}
 	if req.ProtoMajor == 1 && key.h2 {
@@ -84,12 +80,27 @@ func (c *connector) newClient(k endpointKey) clientpool.Client {
 			return c.u.dialer.DialContext(ctx, "tcp", addr)
 		})
 	}
-	// The key's identity parsed when the request chose it.
-	id := spiffeid.RequireFromString(k.id)
+	// The identity is parsed once per Client, not once per request.
+	id, err := spiffeid.FromString(k.id)
+	if err != nil {
+		return refusing{fmt.Errorf("endpoint %s has a bad identity %q: %w", k.addr, k.id, err)}
+	}
 	return newClient(func(ctx context.Context) (net.Conn, error) {
 		return c.u.mesh.dial(ctx, addr, id, meshtls.ALPNHTTP)
 	})
 }
+
+// refusing is the Client of an endpoint that cannot be called: it fails
+// every request with err.
+type refusing struct{ err error }
+
+func (r refusing) Serve(_ context.Context, req *stack.Request) (*stack.Response, error) {
+	req.Body.Close()
+	return nil, r.err
+}
+
+func (refusing) CloseIdle() bool { return true }
+func (refusing) Close()          {}
 
 // tunnel carries an HTTP/1 CONNECT as today's tunnels go: on a connection
 // of its own to the endpoint (an opaque mesh connection to a meshed one's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"net/netip"
 	"testing"
 
@@ -186,5 +187,26 @@ func TestASplicedBodyOnceStartedIsNotResent(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Errorf("the request was sent %d times, want 1", calls)
+	}
+}
+
+// An endpoint whose identity is no SPIFFE ID is never called: each request
+// to it fails with an error naming the endpoint and the identity.
+func TestAnEndpointWithABadIdentityIsRefused(t *testing.T) {
+	const name = "meshed.test.svc.cluster.local:80"
+	r := staticResolver{name: {{Addr: netip.MustParseAddrPort("10.0.0.1:80"), Identity: "not a spiffe id"}}}
+	u := newMeshedUpstream(t, r, 0)
+	h := stack.Build(u.Connect(recordingEngines()), u.Resolve, u.Balance)
+	for range 2 { // the second request finds the pooled Client
+		req := &stack.Request{Method: "GET", Authority: name, Path: "/", ProtoMajor: 1,
+			Conn: &stack.ConnInfo{Direction: "outbound", OrigDst: netip.MustParseAddrPort("198.19.0.1:80")}, Body: stack.NoBody}
+		resp, err := h.Serve(context.Background(), req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("a request to an endpoint with a bad identity got %d", resp.Status)
+		}
+		if !strings.Contains(err.Error(), `10.0.0.1:80 has a bad identity "not a spiffe id"`) {
+			t.Errorf("error %q does not name the endpoint and its identity", err)
+		}
 	}
 }
