@@ -420,6 +420,22 @@ func TestSlowClientsAreCut(t *testing.T) {
 			t.Log("closed without GOAWAY")
 		}
 	})
+	t.Run("HEADERS frame never completed", func(t *testing.T) {
+		// A server idle for longer than the test: only the header
+		// block's own deadline can cut this client.
+		addr, _ := serveH2(t, &countingHandler{}, Config{HandshakeTimeout: 200 * time.Millisecond, IdleTimeout: time.Hour})
+		r := dialRaw(t, addr)
+		block := r.block()
+		hdr := []byte{0, byte(len(block) >> 8), byte(len(block)), byte(http2.FrameHeaders),
+			byte(http2.FlagHeadersEndHeaders | http2.FlagHeadersEndStream), 0, 0, 0, 1}
+		if _, err := r.c.Write(append(hdr, block[:1]...)); err != nil { // the frame's header and one byte of its block
+			t.Fatal(err)
+		}
+		r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.Copy(io.Discard, r.c); err != nil {
+			t.Fatalf("connection not closed by the server: %v", err)
+		}
+	})
 	t.Run("idle", func(t *testing.T) {
 		r := dialRaw(t, addr)
 		r.get(1, true)

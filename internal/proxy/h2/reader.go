@@ -25,7 +25,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return c.readError(err)
 		}
-		if fh.Type == http2.FrameHeaders && c.isServer {
+		if fh.Type == http2.FrameHeaders && c.isServer && !c.headerBlockBuffered(fh) {
 			c.nc.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
 			c.hdrTimed = true
 		}
@@ -47,6 +47,14 @@ func (c *conn) readLoop() error {
 			return c.readError(err)
 		}
 	}
+}
+
+// headerBlockBuffered reports whether the HEADERS frame fh heads is
+// already in the read buffer and ends its header block: then reading the
+// block cannot wait on the client, and needs no deadline (each set is a
+// runtime timer changed, twice per request).
+func (c *conn) headerBlockBuffered(fh http2.FrameHeader) bool {
+	return fh.Flags.Has(http2.FlagHeadersEndHeaders) && c.br.Buffered() >= int(fh.Length)
 }
 
 // frameBuffered reports whether a whole frame is already in the read buffer.
