@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/skeinmesh/skein/internal/proxy/clientpool"
