@@ -49,33 +49,19 @@ type authzKey struct {
 	http, allowed bool
 }
 
-// authzCounter is k's series, looked up once per label set: prometheus'
-// own lookup (WithLabelValues) checks and hashes every value on every
-// call, and these counters are counted once per inbound request. The cache
-// holds one entry per series the Registry exports, no more.
+// authzCounter is k's series.
 func (r *Registry) authzCounter(k authzKey) prometheus.Counter {
-	r.authzMu.RLock()
-	c, ok := r.authzSeries[k]
-	r.authzMu.RUnlock()
-	if ok {
-		return c
-	}
-	r.authzMu.Lock()
-	defer r.authzMu.Unlock()
-	if c, ok := r.authzSeries[k]; ok {
-		return c
-	}
-	l := k.AuthzLabels
-	switch {
-	case k.http && k.allowed:
-		c = r.httpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName, l.RouteName)
-	case k.http:
-		c = r.httpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.RouteName)
-	case k.allowed:
-		c = r.tcpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName)
-	default:
-		c = r.tcpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName)
-	}
-	r.authzSeries[k] = c
-	return c
+	return r.authzSeries.get(k, func() prometheus.Counter {
+		l := k.AuthzLabels
+		switch {
+		case k.http && k.allowed:
+			return r.httpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName, l.RouteName)
+		case k.http:
+			return r.httpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.RouteName)
+		case k.allowed:
+			return r.tcpAuthzAllow.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName, l.AuthzName)
+		default:
+			return r.tcpAuthzDeny.WithLabelValues(l.TargetAddr, l.TLS, l.ClientID, l.ServerName)
+		}
+	})
 }

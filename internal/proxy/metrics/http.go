@@ -45,26 +45,15 @@ func (r *Registry) Request(l HTTPLabels) *RequestRecorder {
 }
 
 func (r *Registry) requestRecorder(l HTTPLabels) *RequestRecorder {
-	r.httpMu.RLock()
-	rr, ok := r.httpSeries[l]
-	r.httpMu.RUnlock()
-	if ok {
-		return rr
-	}
-	r.httpMu.Lock()
-	defer r.httpMu.Unlock()
-	if rr, ok := r.httpSeries[l]; ok {
-		return rr
-	}
-	values := l.values()
-	rr = &RequestRecorder{
-		reg:       r,
-		values:    values,
-		requests:  r.requestTotal.WithLabelValues(values...),
-		responses: make(map[responseKey]*responseSeries),
-	}
-	r.httpSeries[l] = rr
-	return rr
+	return r.httpSeries.get(l, func() *RequestRecorder {
+		values := l.values()
+		return &RequestRecorder{
+			reg:       r,
+			values:    values,
+			requests:  r.requestTotal.WithLabelValues(values...),
+			responses: make(map[responseKey]*responseSeries),
+		}
+	})
 }
 
 // Response records one response: response_total and response_latency_ms

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -45,23 +44,18 @@ type Registry struct {
 	tcpAuthzAllow  *prometheus.CounterVec
 	tcpAuthzDeny   *prometheus.CounterVec
 
-	authzMu     sync.RWMutex
-	authzSeries map[authzKey]prometheus.Counter
+	authzSeries seriesCache[authzKey, prometheus.Counter]
 
 	timeoutsTotal  *prometheus.CounterVec
 	rateLimitTotal *prometheus.CounterVec
 
-	httpMu     sync.RWMutex
-	httpSeries map[HTTPLabels]*RequestRecorder
-
-	tcpMu     sync.RWMutex
-	tcpSeries map[TCPLabels]*tcpSeries
+	httpSeries seriesCache[HTTPLabels, *RequestRecorder]
+	tcpSeries  seriesCache[TCPLabels, *tcpSeries]
 
 	routeActualResponseTotal *prometheus.CounterVec
 	routeRetryTotal          *prometheus.CounterVec
 
-	routeMu     sync.RWMutex
-	routeSeries map[RouteLabels]*RouteRecorder
+	routeSeries seriesCache[RouteLabels, *RouteRecorder]
 }
 
 // LatencyBucketsMs are response_latency_ms's bucket bounds, the same as
@@ -84,13 +78,7 @@ func New(constLabels map[string]string) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{
-		reg:        prometheus.NewRegistry(),
-		httpSeries: make(map[HTTPLabels]*RequestRecorder),
-		tcpSeries:  make(map[TCPLabels]*tcpSeries),
-
-		authzSeries: make(map[authzKey]prometheus.Counter),
-
-		routeSeries: make(map[RouteLabels]*RouteRecorder),
+		reg: prometheus.NewRegistry(),
 	}
 	r.registerer = prometheus.WrapRegistererWith(prometheus.Labels(constLabels), r.reg)
 

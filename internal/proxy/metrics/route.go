@@ -91,28 +91,18 @@ func (r *Registry) Route(l RouteLabels) *RouteRecorder {
 	if r == nil {
 		return nil
 	}
-	r.routeMu.RLock()
-	rr, ok := r.routeSeries[l]
-	r.routeMu.RUnlock()
-	if ok {
+	return r.routeSeries.get(l, func() *RouteRecorder {
+		ns, name, ok := strings.Cut(l.Service, "/")
+		if !ok {
+			ns, name = "", l.Service
+		}
+		rr := &RouteRecorder{reg: r, values: []string{l.Direction, PolicyAuthority(l.Service, l.Port), l.RouteName, ns, name},
+			attempts: make(map[attemptKey]prometheus.Counter)}
+		for i, result := range retryResults {
+			rr.retries[i] = r.routeRetryTotal.WithLabelValues(append(append([]string(nil), rr.values...), result)...)
+		}
 		return rr
-	}
-	r.routeMu.Lock()
-	defer r.routeMu.Unlock()
-	if rr, ok := r.routeSeries[l]; ok {
-		return rr
-	}
-	ns, name, ok := strings.Cut(l.Service, "/")
-	if !ok {
-		ns, name = "", l.Service
-	}
-	rr = &RouteRecorder{reg: r, values: []string{l.Direction, PolicyAuthority(l.Service, l.Port), l.RouteName, ns, name},
-		attempts: make(map[attemptKey]prometheus.Counter)}
-	for i, result := range retryResults {
-		rr.retries[i] = r.routeRetryTotal.WithLabelValues(append(append([]string(nil), rr.values...), result)...)
-	}
-	r.routeSeries[l] = rr
-	return rr
+	})
 }
 
 // Attempt counts one attempt's outcome in route_actual_response_total:

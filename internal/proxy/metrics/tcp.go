@@ -39,29 +39,18 @@ func (r *Registry) TCPOpen(l TCPLabels) *Conn {
 }
 
 func (r *Registry) tcpSeriesFor(l TCPLabels) *tcpSeries {
-	r.tcpMu.RLock()
-	s, ok := r.tcpSeries[l]
-	r.tcpMu.RUnlock()
-	if ok {
-		return s
-	}
-	r.tcpMu.Lock()
-	defer r.tcpMu.Unlock()
-	if s, ok := r.tcpSeries[l]; ok {
-		return s
-	}
-	values := l.values()
-	s = &tcpSeries{
-		reg:       r,
-		values:    values,
-		open:      r.tcpOpenTotal.WithLabelValues(values...),
-		openNow:   r.tcpOpenConnections.WithLabelValues(values...),
-		readBytes: r.tcpReadBytes.WithLabelValues(values...),
-		wrote:     r.tcpWriteBytes.WithLabelValues(values...),
-		closed:    make(map[string]prometheus.Counter),
-	}
-	r.tcpSeries[l] = s
-	return s
+	return r.tcpSeries.get(l, func() *tcpSeries {
+		values := l.values()
+		return &tcpSeries{
+			reg:       r,
+			values:    values,
+			open:      r.tcpOpenTotal.WithLabelValues(values...),
+			openNow:   r.tcpOpenConnections.WithLabelValues(values...),
+			readBytes: r.tcpReadBytes.WithLabelValues(values...),
+			wrote:     r.tcpWriteBytes.WithLabelValues(values...),
+			closed:    make(map[string]prometheus.Counter),
+		}
+	})
 }
 
 // AddRead counts n bytes read from the peer (tcp_read_bytes_total).
