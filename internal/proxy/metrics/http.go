@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,8 +21,7 @@ type RequestRecorder struct {
 	values   []string // HTTPLabels.values(), the prefix of every response series
 	requests prometheus.Counter
 
-	mu        sync.RWMutex
-	responses map[responseKey]*responseSeries
+	responses seriesCache[responseKey, *responseSeries]
 }
 
 type responseKey struct {
@@ -48,10 +46,9 @@ func (r *Registry) requestRecorder(l HTTPLabels) *RequestRecorder {
 	return r.httpSeries.get(l, func() *RequestRecorder {
 		values := l.values()
 		return &RequestRecorder{
-			reg:       r,
-			values:    values,
-			requests:  r.requestTotal.WithLabelValues(values...),
-			responses: make(map[responseKey]*responseSeries),
+			reg:      r,
+			values:   values,
+			requests: r.requestTotal.WithLabelValues(values...),
 		}
 	})
 }
@@ -86,25 +83,14 @@ func (rr *RequestRecorder) Response(statusCode int, grpcStatus string, latency t
 }
 
 func (rr *RequestRecorder) responseSeries(k responseKey) *responseSeries {
-	rr.mu.RLock()
-	rs, ok := rr.responses[k]
-	rr.mu.RUnlock()
-	if ok {
-		return rs
-	}
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	if rs, ok := rr.responses[k]; ok {
-		return rs
-	}
-	values := append(append(make([]string, 0, len(rr.values)+3), rr.values...),
-		statusCodeLabel(k.status), k.grpc, classify(k.status, k.grpc))
-	rs = &responseSeries{
-		total:   rr.reg.responseTotal.WithLabelValues(values...),
-		latency: rr.reg.responseLatency.WithLabelValues(values...),
-	}
-	rr.responses[k] = rs
-	return rs
+	return rr.responses.get(k, func() *responseSeries {
+		values := append(append(make([]string, 0, len(rr.values)+3), rr.values...),
+			statusCodeLabel(k.status), k.grpc, classify(k.status, k.grpc))
+		return &responseSeries{
+			total:   rr.reg.responseTotal.WithLabelValues(values...),
+			latency: rr.reg.responseLatency.WithLabelValues(values...),
+		}
+	})
 }
 
 func classify(status int, grpc string) string {

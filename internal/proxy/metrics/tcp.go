@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +17,7 @@ type tcpSeries struct {
 	readBytes prometheus.Counter
 	wrote     prometheus.Counter
 
-	mu     sync.RWMutex
-	closed map[string]prometheus.Counter // by errno
+	closed seriesCache[string, prometheus.Counter] // by errno
 }
 
 // Conn records one TCP connection's traffic. It satisfies the tcp package's
@@ -48,7 +46,6 @@ func (r *Registry) tcpSeriesFor(l TCPLabels) *tcpSeries {
 			openNow:   r.tcpOpenConnections.WithLabelValues(values...),
 			readBytes: r.tcpReadBytes.WithLabelValues(values...),
 			wrote:     r.tcpWriteBytes.WithLabelValues(values...),
-			closed:    make(map[string]prometheus.Counter),
 		}
 	})
 }
@@ -81,19 +78,8 @@ func (c *Conn) Close(errno string) {
 }
 
 func (s *tcpSeries) closeCounter(errno string) prometheus.Counter {
-	s.mu.RLock()
-	c, ok := s.closed[errno]
-	s.mu.RUnlock()
-	if ok {
-		return c
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.closed[errno]; ok {
-		return c
-	}
-	values := append(append(make([]string, 0, len(s.values)+1), s.values...), errno)
-	c = s.reg.tcpCloseTotal.WithLabelValues(values...)
-	s.closed[errno] = c
-	return c
+	return s.closed.get(errno, func() prometheus.Counter {
+		values := append(append(make([]string, 0, len(s.values)+1), s.values...), errno)
+		return s.reg.tcpCloseTotal.WithLabelValues(values...)
+	})
 }
