@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -75,6 +76,13 @@ func AsUser(u User, name string, args ...string) ([]string, error) {
 // WriteFile writes a file such as "hosts" or "resolv.conf" that `ip netns
 // exec` (and so Command) bind-mounts over /etc/NAME for processes in this
 // host. The target /etc/NAME must exist for the bind mount to happen.
+//
+// The mount is of the file itself, so a process already running sees a
+// change only if the file is rewritten in place, not replaced. Rewriting
+// it as os.WriteFile does (truncate, then write) would let a process that
+// reads it meanwhile (a name lookup) find it empty, so an unchanged file
+// is left alone and a changed one is written over from its start, then
+// cut to its new length.
 func (h *Host) WriteFile(name string, data []byte) error {
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return fmt.Errorf("file name %q: want a plain name such as hosts or resolv.conf", name)
@@ -83,10 +91,31 @@ func (h *Host) WriteFile(name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+	path := filepath.Join(dir, name)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := overwrite(path, data); err != nil {
 		return fmt.Errorf("writing %s for host %s: %w", name, h.Name, err)
 	}
 	return nil
+}
+
+// overwrite writes data over the file at path from its start, keeping its
+// inode, and cuts what is left of the old content.
+func overwrite(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(data, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Enter runs fn on an OS thread that has joined the host's network

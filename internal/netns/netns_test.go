@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -305,6 +307,77 @@ func TestWriteFileIsSeenAsEtcFileInsideHost(t *testing.T) {
 	}
 	if err := h.WriteFile("../passwd", nil); err == nil {
 		t.Error("WriteFile accepted a path, want only plain names")
+	}
+}
+
+// A process already running in the host sees a rewritten file (its mount
+// is of the file's inode), and an unchanged file is not written at all.
+func TestWriteFileRewritesInPlace(t *testing.T) {
+	n := testenv.NewNetwork(t)
+	h := testenv.AddHost(t, n, "dns")
+	long := "198.19.0.9 web.demo web.demo.svc web.demo.svc.cluster.local\n"
+	if err := h.WriteFile("hosts", []byte(long)); err != nil {
+		t.Fatal(err)
+	}
+	cmd := h.Command(t.Context(), "sh", "-c", "read line; cat /etc/hosts")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// ip netns exec mounts the file, then becomes sh.
+	waitForExec(t, cmd.Process.Pid, "sh")
+	short := "198.19.0.10 api.demo\n"
+	if err := h.WriteFile("hosts", []byte(short)); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Write([]byte("\n"))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != short {
+		t.Errorf("a process started before the rewrite read %q, want %q", out.String(), short)
+	}
+
+	path := filepath.Join("/etc/netns", h.Namespace, "hosts")
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := before.ModTime().Add(-time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WriteFile("hosts", []byte(short)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ModTime().Equal(old) {
+		t.Errorf("writing the same content again wrote the file (modified %v, was %v)", after.ModTime(), old)
+	}
+}
+
+// waitForExec waits until process pid runs the program named comm.
+func waitForExec(t *testing.T, pid int, comm string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d runs %q (%v), want %s", pid, b, err, comm)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
