@@ -269,7 +269,7 @@ func (k *kube) testStartOrder(t *testing.T) {
 	}
 	t.Logf("the early client's first report: %d calls answered, %d failed", total, first.Failures)
 	if first.Failures > 0 || total == 0 {
-		t.Errorf("the application's first calls: %d answered, %d failed; want none failed", total, first.Failures)
+		t.Errorf("the application's first calls: %d answered, %d failed (%v); want none failed", total, first.Failures, first.Failed)
 	}
 
 	certAt := firstLogTime(t, filepath.Join(k.podDir, string(pod.UID), inject.ProxyContainerName+".log"), func(line string) bool {

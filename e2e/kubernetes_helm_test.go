@@ -131,7 +131,7 @@ func (k *kube) testHelmUpgradeKeepsTheTrust(t *testing.T, r helmRelease) {
 	// the load is measured once calls go through.
 	k.waitFor("the client's calls to go through the Helm-installed mesh", 60*time.Second, func() error {
 		if w := k.callsOver(client, 2*time.Second); len(w.Calls) == 0 || w.Failures > 0 {
-			return fmt.Errorf("calls %v, %d failed", w.Calls, w.Failures)
+			return fmt.Errorf("calls %v, %d failed (%v)", w.Calls, w.Failures, w.Failed)
 		}
 		return nil
 	})

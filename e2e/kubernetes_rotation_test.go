@@ -167,7 +167,7 @@ func (k *kube) testAnchorRotation(t *testing.T, client corev1.Pod) {
 	elapsed := time.Since(began)
 	t.Logf("anchor rotation: %d calls in %v (%.0f/s), %d failed", calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds(), end.Failures-start.Failures)
 	if failed := end.Failures - start.Failures; failed > 0 {
-		t.Errorf("%d calls failed during the anchor rotation", failed)
+		t.Errorf("%d calls failed during the anchor rotation: %v", failed, end.since(start).Failed)
 	}
 	if want := int(elapsed.Seconds() * 50 / 2); calls < want {
 		t.Errorf("%d calls in %v, want at least %d (half the client's 50/s)", calls, elapsed, want)

@@ -412,7 +412,7 @@ spec:
 		window := k.callsOver(clients[0], 5*time.Second)
 		t.Logf("with the route: %v", window.Calls)
 		if len(window.Calls) != 1 || window.Calls[canary] < 100 || window.Failures > 0 {
-			t.Errorf("with a GRPCRoute to greeter-canary, calls went %v (%d failed), want all to %s", window.Calls, window.Failures, canary)
+			t.Errorf("with a GRPCRoute to greeter-canary, calls went %v (%d failed: %v), want all to %s", window.Calls, window.Failures, window.Failed, canary)
 		}
 		// Deleting the route sends the calls over every replica again.
 		k.kubectl(nil, "-n", shopNamespace, "delete", "grpcroute", "greeter-canary")
@@ -452,7 +452,7 @@ spec:
 		window := k.callsOver(clients[0], 5*time.Second)
 		t.Logf("Server deny + the client's service account allowed: %v, %d failed", window.Calls, window.Failures)
 		if window.Failures > 0 || len(window.Calls) == 0 {
-			t.Errorf("with the client's identity allowed, calls %v and %d failures, want calls and none failing", window.Calls, window.Failures)
+			t.Errorf("with the client's identity allowed, calls %v and %d failures (%v), want calls and none failing", window.Calls, window.Failures, window.Failed)
 		}
 		// Allowing another service account instead denies the client.
 		start := time.Now()
@@ -469,7 +469,7 @@ spec:
 		k.kubectl(nil, "-n", shopNamespace, "delete", "server/greeter-grpc", "meshtlsauthentication/callers", "authorizationpolicy/greeter-callers")
 		k.waitFor("the client's calls to succeed again", 30*time.Second, func() error {
 			if w := k.callsOver(clients[0], 3*time.Second); len(w.Calls) == 0 || w.Failures > 0 {
-				return fmt.Errorf("calls %v, %d failed", w.Calls, w.Failures)
+				return fmt.Errorf("calls %v, %d failed (%v)", w.Calls, w.Failures, w.Failed)
 			}
 			return nil
 		})
@@ -976,11 +976,28 @@ func podNames(pods []corev1.Pod) []string {
 }
 
 // callReport is the last line testapp -call printed: calls per replica
-// since it started.
+// since it started, and its failures, in all and by their status.
 type callReport struct {
 	Calls    map[string]int `json:"calls"`
 	Failures int            `json:"failures"`
+	Failed   map[string]int `json:"failed"`
 	reports  int            // how many the client has printed
+}
+
+// since returns the calls and failures made after before.
+func (r callReport) since(before callReport) callReport {
+	window := callReport{Calls: map[string]int{}, Failures: r.Failures - before.Failures, Failed: map[string]int{}}
+	for name, n := range r.Calls {
+		if delta := n - before.Calls[name]; delta > 0 {
+			window.Calls[name] = delta
+		}
+	}
+	for kind, n := range r.Failed {
+		if delta := n - before.Failed[kind]; delta > 0 {
+			window.Failed[kind] = delta
+		}
+	}
+	return window
 }
 
 func (k *kube) clientReport(pod corev1.Pod) callReport {
@@ -1008,14 +1025,7 @@ func (k *kube) callsOver(pod corev1.Pod, d time.Duration) callReport {
 		k.t.Fatal("the client has not reported yet")
 	}
 	time.Sleep(d)
-	after := k.clientReport(pod)
-	window := callReport{Calls: map[string]int{}, Failures: after.Failures - before.Failures}
-	for name, n := range after.Calls {
-		if delta := n - before.Calls[name]; delta > 0 {
-			window.Calls[name] = delta
-		}
-	}
-	return window
+	return k.clientReport(pod).since(before)
 }
 
 // requireSpread fails unless every replica got at least the given part of
@@ -1029,7 +1039,7 @@ func (k *kube) requireSpread(window callReport, replicas []string, part float64)
 	}
 	k.t.Logf("calls per replica: %v (%d failed)", window.Calls, window.Failures)
 	if window.Failures > 0 {
-		k.t.Errorf("%d calls failed", window.Failures)
+		k.t.Errorf("%d calls failed: %v", window.Failures, window.Failed)
 	}
 	if total < 100 {
 		k.t.Fatalf("only %d calls in the window", total)

@@ -313,7 +313,9 @@ func serveBanner(ln net.Listener, id string, logInput bool) {
 }
 
 // callLoop calls target at rate on one connection and prints, every two
-// seconds, a JSON line of answers per replica and failures so far.
+// seconds, a JSON line of answers per replica, failures so far, and the
+// failures counted by their status (at most maxFailureKinds kinds; the
+// rest under "other"), so that a test can say why calls failed.
 func callLoop(ctx context.Context, target string, rate int) {
 	cc, err := grpc.NewClient("passthrough:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(err)
@@ -321,6 +323,8 @@ func callLoop(ctx context.Context, target string, rate int) {
 	client := testpb.NewTestServiceClient(cc)
 	counts := map[string]int{}
 	failures := 0
+	const maxFailureKinds = 20
+	failed := map[string]int{}
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	report := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -330,7 +334,7 @@ func callLoop(ctx context.Context, target string, rate int) {
 		case <-ctx.Done():
 			return
 		case <-report.C:
-			b, _ := json.Marshal(map[string]any{"calls": counts, "failures": failures})
+			b, _ := json.Marshal(map[string]any{"calls": counts, "failures": failures, "failed": failed})
 			fmt.Println(string(b))
 		case <-tick.C:
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -338,6 +342,11 @@ func callLoop(ctx context.Context, target string, rate int) {
 			cancel()
 			if err != nil {
 				failures++
+				kind := status.Code(err).String() + ": " + status.Convert(err).Message()
+				if _, ok := failed[kind]; !ok && len(failed) >= maxFailureKinds {
+					kind = "other"
+				}
+				failed[kind]++
 				continue
 			}
 			counts[resp.GetServerId()]++
