@@ -108,6 +108,22 @@ spec:
         args: ["-call", "` + greeterTarget + `", "-rate", "50"]
 `
 
+// mutePodManifest is a meshed pod whose readiness probe names a port
+// nothing listens on.
+const mutePodManifest = `
+apiVersion: v1
+kind: Pod
+metadata: {name: mute, namespace: shop, labels: {app: mute}}
+spec:
+  serviceAccountName: client
+  containers:
+  - name: mute
+    image: ` + testappImage + `
+    args: ["-grpc", ":8080"]
+    ports: [{name: grpc, containerPort: 8080}, {name: quiet, containerPort: 9090}]
+    readinessProbe: {tcpSocket: {port: quiet}, periodSeconds: 1}
+`
+
 // kube is a test cluster with Skein's binaries as its images and a host
 // to reach pods from.
 type kube struct {
@@ -244,6 +260,47 @@ func TestKubernetes(t *testing.T) {
 		}
 		if out, err := await(net.JoinHostPort(greeters[0].Status.PodIP, "4192")); err == nil || !strings.Contains(out, "not ready (") {
 			t.Errorf("skein-proxy await where no proxy listens (error %v):\n%s", err, out)
+		}
+	})
+
+	// A TCP readiness probe through the mesh checks the application, not
+	// the proxy: the kubelet's own connection would be redirected to the
+	// proxy, which accepts every connection. A pod whose application never
+	// listens on the probed port stays unready beside a ready proxy (the
+	// greeters, probed the same way on the port they serve, are ready).
+	t.Run("TCPProbesReachTheApplication", func(t *testing.T) {
+		k := k.with(t)
+		k.kubectl([]byte(mutePodManifest), "apply", "-f", "-")
+		defer k.kubectl(nil, "-n", shopNamespace, "delete", "pod", "mute", "--grace-period=1")
+		var pod *corev1.Pod
+		k.waitFor("the mute pod's application to run", 60*time.Second, func() error {
+			var err error
+			pod, err = k.c.Client.CoreV1().Pods(shopNamespace).Get(t.Context(), "mute", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, s := range pod.Status.ContainerStatuses {
+				if s.Name == "mute" && s.State.Running != nil {
+					return nil
+				}
+			}
+			return fmt.Errorf("container statuses %+v", pod.Status.ContainerStatuses)
+		})
+		if got := pod.Spec.Containers[0].ReadinessProbe.HTTPGet; got == nil || got.Path != "/probe/tcp/9090" {
+			t.Errorf("the mute container's readiness probe is %+v, want the proxy's GET /probe/tcp/9090", pod.Spec.Containers[0].ReadinessProbe.ProbeHandler)
+		}
+		// Five probe periods: the kubelet's probes have run since.
+		time.Sleep(5 * time.Second)
+		pod, err := k.c.Client.CoreV1().Pods(shopNamespace).Get(t.Context(), "mute", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if podReady(pod) {
+			t.Errorf("pod mute is ready, though nothing listens on the port its readiness probe names: %+v", pod.Status.Conditions)
+		}
+		_, proxy := inject.Proxy(pod)
+		if proxy == nil || !proxy.Ready {
+			t.Errorf("the mute pod's proxy is not ready (%+v): the test says nothing", proxy)
 		}
 	})
 

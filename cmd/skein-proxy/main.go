@@ -83,6 +83,7 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "how far this proxy's clock may lag the controller's when taking a new certificate")
 	inboundPorts := fs.String("inbound-ports", "", "comma-separated ports the application serves, whose inbound policy is watched from startup (at most 64)")
 	opaque := fs.String("opaque-ports", "", "comma-separated ports on which protocol detection is skipped")
+	probeTCP := fs.String("probe-tcp-ports", "", "comma-separated application ports whose TCP probes the admin server runs, as GET /probe/tcp/PORT (the injector sets it)")
 	fs.BoolVar(&cfg.RequireMTLS.All, "require-mtls", false, "refuse plaintext connections from the network on every inbound port (needs -identity)")
 	requireMTLSPorts := fs.String("require-mtls-ports", "", "comma-separated inbound ports that refuse plaintext connections from the network (needs -identity)")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "how long to wait for a client's first bytes")
@@ -117,6 +118,9 @@ func parseConfig(args []string) (proxy.Config, processSettings, error) {
 	}
 	if cfg.OpaquePorts, err = parsePorts(*opaque); err != nil {
 		return cfg, ps, fmt.Errorf("-opaque-ports: %w", err)
+	}
+	if cfg.ProbeTCPPorts, err = parsePorts(*probeTCP); err != nil {
+		return cfg, ps, fmt.Errorf("-probe-tcp-ports: %w", err)
 	}
 	if cfg.RequireMTLS.Ports, err = parsePorts(*requireMTLSPorts); err != nil {
 		return cfg, ps, fmt.Errorf("-require-mtls-ports: %w", err)

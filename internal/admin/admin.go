@@ -1,7 +1,8 @@
 // Package admin is the admin HTTP server of Skein's processes (the proxy on
 // port 4191, the controller): /metrics for Prometheus, /live and /ready for
-// the kubelet, /shutdown for a job's last container to stop its sidecar,
-// and /debug/pprof for operators. It only serves what it is given; it holds
+// the kubelet, /probe/tcp/PORT for the application's TCP probes the
+// injector rewrote, /shutdown for a job's last container to stop its
+// sidecar, and /debug/pprof for operators. It only serves what it is given; it holds
 // no state of its own beyond the last readiness reason it logged.
 //
 // Who gets what: the port is reachable from the pod network, because the
@@ -9,6 +10,7 @@
 // /ready answer everyone, but only loopback clients read why the process is
 // not ready (the reason can quote internal errors); others get "ready" or
 // "not ready". /metrics answers everyone unless MetricsFrom narrows it.
+// /probe/tcp/PORT answers everyone for the ports in ProbeTCPPorts only.
 // /shutdown, /debug/pprof and every extra handler (the proxy's /identity)
 // answer loopback clients only: the containers of the pod itself.
 package admin
@@ -23,6 +25,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -49,6 +52,12 @@ type Config struct {
 	// networks (and loopback); others get 403. Empty: every client, as
 	// Prometheus scrapes from wherever it runs.
 	MetricsFrom []netip.Prefix
+	// ProbeTCPPorts are the application's ports whose TCP probes the
+	// injector turned into GET /probe/tcp/PORT on this server: the
+	// kubelet's own TCP probe would reach the proxy through the pod's
+	// inbound redirect, and the proxy accepts every connection, so it would
+	// pass before the application listens. Other ports answer 404.
+	ProbeTCPPorts []uint16
 	// Handlers are extra routes (a http.ServeMux pattern each, e.g.
 	// "/identity"), mounted beside the built-in ones and served to loopback
 	// clients only. A pattern that overlaps a built-in one makes
@@ -135,6 +144,7 @@ func newHandler(cfg Config) http.Handler {
 		log = slog.Default()
 	}
 	mux.HandleFunc("GET /ready", readyHandler(cfg.Ready, log))
+	mux.HandleFunc("GET /probe/tcp/{port}", tcpProbeHandler(cfg.ProbeTCPPorts))
 	mux.Handle("POST /shutdown", loopbackOnly(shutdownHandler(cfg.Shutdown)))
 
 	mux.Handle("/debug/pprof/", loopbackOnly(http.HandlerFunc(pprof.Index)))
@@ -181,6 +191,40 @@ func readyHandler(ready func() error, log *slog.Logger) http.HandlerFunc {
 		default:
 			writeText(w, http.StatusServiceUnavailable, "not ready")
 		}
+	}
+}
+
+// tcpProbeTimeout bounds a TCP probe's connect, under the kubelet's own
+// timeout (its request's context).
+const tcpProbeTimeout = 10 * time.Second
+
+// tcpProbeHandler runs the kubelet's TCP probe of a port the application
+// serves: it connects to the port on the address the probe came to (the
+// pod's), as the kubelet would, but from the proxy, whose connections the
+// redirect leaves alone. 200 when the connection is accepted, else 503.
+func tcpProbeHandler(ports []uint16) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		port, err := strconv.ParseUint(r.PathValue("port"), 10, 16)
+		if err != nil || !slices.Contains(ports, uint16(port)) {
+			writeText(w, http.StatusNotFound, "not a probed port")
+			return
+		}
+		local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		host, _, splitErr := net.SplitHostPort(fmt.Sprint(local))
+		if !ok || splitErr != nil {
+			writeText(w, http.StatusInternalServerError, "no local address")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), tcpProbeTimeout)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(port))))
+		if err != nil {
+			writeText(w, http.StatusServiceUnavailable, fmt.Sprintf("port %d does not accept connections", port))
+			return
+		}
+		c.Close()
+		writeText(w, http.StatusOK, fmt.Sprintf("port %d accepts connections", port))
 	}
 }
 

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -299,5 +300,53 @@ func TestRunListensOnAddr(t *testing.T) {
 	}
 	if err := Run(context.Background(), Config{Addr: "256.0.0.1:1"}); err == nil {
 		t.Error("Run on a bad address returned nil")
+	}
+}
+
+// The TCP probe connects to the probed port on the address the probe came
+// to, as the kubelet would, and only for the ports it was given.
+func TestTCPProbeConnectsToTheApplication(t *testing.T) {
+	listen := func(addr string) net.Listener {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln
+	}
+	portOf := func(ln net.Listener) uint16 { return uint16(ln.Addr().(*net.TCPAddr).Port) }
+	open := listen("127.0.0.2:0")
+	elsewhere := listen("127.0.0.3:0") // not on the address probed
+	closedLn := listen("127.0.0.2:0")
+	closed := portOf(closedLn)
+	closedLn.Close()
+	unlisted := listen("127.0.0.2:0")
+
+	ln := listen("127.0.0.2:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, ln, Config{ProbeTCPPorts: []uint16{portOf(open), portOf(elsewhere), closed}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	url := "http://" + ln.Addr().String() + "/probe/tcp/"
+	for _, tc := range []struct {
+		port string
+		code int
+		body string
+	}{
+		{fmt.Sprint(portOf(open)), 200, fmt.Sprintf("port %d accepts connections", portOf(open))},
+		{fmt.Sprint(portOf(elsewhere)), 503, fmt.Sprintf("port %d does not accept connections", portOf(elsewhere))},
+		{fmt.Sprint(closed), 503, fmt.Sprintf("port %d does not accept connections", closed)},
+		{fmt.Sprint(portOf(unlisted)), 404, "not a probed port"},
+		{"http", 404, "not a probed port"},
+		{"70000", 404, "not a probed port"},
+	} {
+		if code, body := do(t, "GET", url+tc.port); code != tc.code || body != tc.body {
+			t.Errorf("GET /probe/tcp/%s = %d %q, want %d %q", tc.port, code, body, tc.code, tc.body)
+		}
 	}
 }

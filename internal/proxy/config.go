@@ -79,6 +79,10 @@ type Config struct {
 	InboundPorts []uint16
 	// OpaquePorts skip protocol detection (server-speaks-first protocols).
 	OpaquePorts []uint16
+	// ProbeTCPPorts are the application's ports whose kubelet TCP probes
+	// the injector turned into GET /probe/tcp/PORT on the admin port
+	// (admin.Config.ProbeTCPPorts). At most MaxInboundPorts.
+	ProbeTCPPorts []uint16
 	// RequireMTLS says which inbound ports refuse plaintext from the
 	// network; it needs Identity.
 	RequireMTLS RequireMTLS
@@ -190,6 +194,14 @@ func (c *Config) Validate() error {
 	for _, p := range c.InboundPorts {
 		if p == 0 {
 			errs = append(errs, errors.New("inbound-ports: port 0 is not a port"))
+		}
+	}
+	if len(c.ProbeTCPPorts) > MaxInboundPorts {
+		errs = append(errs, fmt.Errorf("probe-tcp-ports: %d ports, at most %d", len(c.ProbeTCPPorts), MaxInboundPorts))
+	}
+	for _, p := range c.ProbeTCPPorts {
+		if p == 0 {
+			errs = append(errs, errors.New("probe-tcp-ports: port 0 is not a port"))
 		}
 	}
 	for _, p := range c.RequireMTLS.Ports {

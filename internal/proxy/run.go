@@ -138,9 +138,10 @@ func Run(ctx context.Context, cfg Config) error {
 	tapSvc := cp.tapService(cfg, taps, log)
 	go func() {
 		adminDone <- serveAdminPort(connCtx, lns.admin, admin.Config{
-			Metrics:     reg.Handler(),
-			MetricsFrom: cfg.MetricsAllowCIDRs,
-			Log:         log,
+			Metrics:       reg.Handler(),
+			MetricsFrom:   cfg.MetricsAllowCIDRs,
+			ProbeTCPPorts: cfg.ProbeTCPPorts,
+			Log:           log,
 			Ready: func() error {
 				if draining.Load() {
 					return errors.New("draining")

@@ -39,8 +39,11 @@ type settings struct {
 	// inboundPorts are the application's ports (from the pod's
 	// containers, not an annotation).
 	inboundPorts string
-	logLevel     string
-	resources    corev1.ResourceRequirements
+	// probeTCPPorts are the application's ports whose TCP probes the
+	// proxy runs (rewriteTCPProbes).
+	probeTCPPorts string
+	logLevel      string
+	resources     corev1.ResourceRequirements
 }
 
 // readAnnotations checks each annotation here, so that a pod is refused

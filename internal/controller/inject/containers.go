@@ -112,6 +112,9 @@ func proxyContainer(cfg Config, s settings, id proxyIdentity) corev1.Container {
 	if s.inboundPorts != "" {
 		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_INBOUND_PORTS", Value: s.inboundPorts})
 	}
+	if s.probeTCPPorts != "" {
+		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_PROBE_TCP_PORTS", Value: s.probeTCPPorts})
+	}
 	if s.opaquePorts != "" {
 		env = append(env, corev1.EnvVar{Name: "SKEIN_PROXY_OPAQUE_PORTS", Value: s.opaquePorts})
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skeinmesh/skein/internal/netfilter"
 )
 
 // Config is what every injected pod shares.
@@ -129,6 +131,10 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 	spec := &out.Spec
 	init := initContainer(cfg, settings)
 	settings.inboundPorts = appPorts(pod)
+	skipInbound, _ := netfilter.ParsePortRanges(settings.skipInboundPorts) // checked by readAnnotations
+	probed := append(rewriteTCPProbes(spec.Containers, skipInbound), rewriteTCPProbes(spec.InitContainers, skipInbound)...)
+	slices.Sort(probed)
+	settings.probeTCPPorts = portList(slices.Compact(probed))
 	proxy := proxyContainer(cfg, settings, proxyIdentity{
 		trustDomain:    cfg.TrustDomain,
 		namespace:      namespace,

@@ -1,0 +1,91 @@
+package inject
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// The application's TCP probes become HTTP probes of the proxy's admin
+// port, which the proxy is told to run; other probes are left alone.
+func TestTCPProbesAreRunByTheProxy(t *testing.T) {
+	tcp := func(port intstr.IntOrString, host string) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: port, Host: host}},
+			PeriodSeconds: 3, FailureThreshold: 7, TimeoutSeconds: 2,
+		}
+	}
+	httpGet := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}
+	pod := testPod(map[string]string{AnnotationInject: InjectEnabled, AnnotationSkipInboundPorts: "9000-9010"})
+	pod.Spec.Containers = []corev1.Container{
+		{
+			Name:           "web",
+			Ports:          []corev1.ContainerPort{{Name: "grpc", ContainerPort: 8080}},
+			StartupProbe:   tcp(intstr.FromString("grpc"), ""),
+			ReadinessProbe: tcp(intstr.FromInt32(8081), ""),
+			LivenessProbe:  httpGet,
+		},
+		{
+			Name:           "side",
+			ReadinessProbe: tcp(intstr.FromInt32(9005), ""),         // skipped by the redirect
+			LivenessProbe:  tcp(intstr.FromString("nope"), ""),      // no such port: the kubelet fails it
+			StartupProbe:   tcp(intstr.FromInt32(8081), "10.0.0.1"), // another host
+		},
+	}
+	original := pod.DeepCopy()
+	patched, _, err := Inject(pod, nil, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, side := patched.Spec.Containers[0], patched.Spec.Containers[1]
+	for name, tc := range map[string]struct {
+		probe *corev1.Probe
+		path  string
+	}{
+		"web startup (named port)": {web.StartupProbe, "/probe/tcp/8080"},
+		"web readiness":            {web.ReadinessProbe, "/probe/tcp/8081"},
+	} {
+		p := tc.probe
+		if p.TCPSocket != nil || p.HTTPGet == nil || p.HTTPGet.Path != tc.path || p.HTTPGet.Port != intstr.FromInt32(AdminPort) {
+			t.Errorf("%s: got %+v, want GET %s on port %d", name, p.ProbeHandler, tc.path, AdminPort)
+		}
+		if p.PeriodSeconds != 3 || p.FailureThreshold != 7 || p.TimeoutSeconds != 2 {
+			t.Errorf("%s: timings %d/%d/%d, want the original 3/7/2", name, p.PeriodSeconds, p.FailureThreshold, p.TimeoutSeconds)
+		}
+	}
+	if web.LivenessProbe.HTTPGet.Path != "/ready" || web.LivenessProbe.HTTPGet.Port != intstr.FromInt32(8080) {
+		t.Errorf("an HTTP probe was changed: %+v", web.LivenessProbe.HTTPGet)
+	}
+	for name, p := range map[string]*corev1.Probe{"skipped port": side.ReadinessProbe, "unknown port name": side.LivenessProbe, "other host": side.StartupProbe} {
+		if p.TCPSocket == nil || p.HTTPGet != nil {
+			t.Errorf("%s: rewritten to %+v, want it left alone", name, p.ProbeHandler)
+		}
+	}
+	if got := envValue(proxy(t, patched), "SKEIN_PROXY_PROBE_TCP_PORTS"); got != "8080,8081" {
+		t.Errorf("SKEIN_PROXY_PROBE_TCP_PORTS = %q, want 8080,8081", got)
+	}
+	if original.Spec.Containers[0].StartupProbe.TCPSocket == nil || pod.Spec.Containers[0].StartupProbe.TCPSocket == nil {
+		t.Error("Inject changed the pod it was given")
+	}
+
+	// No TCP probe: nothing for the proxy to run.
+	plain, _, err := Inject(testPod(map[string]string{AnnotationInject: InjectEnabled}), nil, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range proxy(t, plain).Env {
+		if e.Name == "SKEIN_PROXY_PROBE_TCP_PORTS" {
+			t.Errorf("a pod without TCP probes got %s=%q", e.Name, e.Value)
+		}
+	}
+}
+
+func proxy(t *testing.T, pod *corev1.Pod) *corev1.Container {
+	t.Helper()
+	c, _ := Proxy(pod)
+	if c == nil {
+		t.Fatal("no proxy container")
+	}
+	return c
+}
