@@ -132,9 +132,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 	init := initContainer(cfg, settings)
 	settings.inboundPorts = appPorts(pod)
 	skipInbound, _ := netfilter.ParsePortRanges(settings.skipInboundPorts) // checked by readAnnotations
-	probed := append(rewriteTCPProbes(spec.Containers, skipInbound), rewriteTCPProbes(spec.InitContainers, skipInbound)...)
-	slices.Sort(probed)
-	settings.probeTCPPorts = portList(slices.Compact(probed))
+	settings.probeTCPPorts = portList(rewriteTCPProbes(spec, skipInbound))
 	proxy := proxyContainer(cfg, settings, proxyIdentity{
 		trustDomain:    cfg.TrustDomain,
 		namespace:      namespace,
@@ -174,20 +172,24 @@ const maxInboundPorts = 64
 // proxy's start. Past the proxy's bound the rest are left out (the proxy
 // watches them from their first request, as it does undeclared ports).
 func appPorts(pod *corev1.Pod) string {
-	var ports []int
+	var ports []uint16
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			if (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && p.ContainerPort > 0 && p.ContainerPort <= 65535 {
-				ports = append(ports, int(p.ContainerPort))
+				ports = append(ports, uint16(p.ContainerPort))
 			}
 		}
 	}
 	slices.Sort(ports)
 	ports = slices.Compact(ports)
-	ports = ports[:min(len(ports), maxInboundPorts)]
+	return portList(ports[:min(len(ports), maxInboundPorts)])
+}
+
+// portList is ports as the proxy's flags take them: "8080,9090".
+func portList(ports []uint16) string {
 	s := make([]string, len(ports))
 	for i, p := range ports {
-		s[i] = strconv.Itoa(p)
+		s[i] = strconv.Itoa(int(p))
 	}
 	return strings.Join(s, ",")
 }

@@ -3,7 +3,6 @@ package inject
 import (
 	"slices"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -16,9 +15,9 @@ import (
 const TCPProbePath = "/probe/tcp/"
 
 // rewriteTCPProbes turns the kubelet's TCP probes of the application's
-// containers into HTTP probes of the proxy's admin port, which connects to
-// the application's port itself, and returns the ports so probed, sorted,
-// for the proxy's -probe-tcp-ports.
+// containers and init containers into HTTP probes of the proxy's admin
+// port, which connects to the application's port itself, and returns the
+// ports so probed, sorted, for the proxy's -probe-tcp-ports.
 //
 // The kubelet's own TCP probe comes from the node to the pod's address:
 // the inbound redirect takes it to the proxy, which accepts every
@@ -30,30 +29,30 @@ const TCPProbePath = "/probe/tcp/"
 // port the redirect skips (skipInbound), and of a port name the container
 // does not declare (the kubelet fails those itself). Timings, thresholds
 // and the probe's kind (startup, readiness, liveness) are kept.
-func rewriteTCPProbes(containers []corev1.Container, skipInbound []netfilter.PortRange) []uint16 {
+func rewriteTCPProbes(spec *corev1.PodSpec, skipInbound []netfilter.PortRange) []uint16 {
 	var ports []uint16
-	for i := range containers {
-		c := &containers[i]
-		for _, p := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
-			if p == nil || p.TCPSocket == nil || p.TCPSocket.Host != "" {
-				continue
-			}
-			port := probePort(c, p.TCPSocket.Port)
-			if port == 0 || skipped(port, skipInbound) {
-				continue
-			}
-			p.TCPSocket = nil
-			p.HTTPGet = &corev1.HTTPGetAction{
-				Path: TCPProbePath + strconv.Itoa(int(port)),
-				Port: intstr.FromInt32(AdminPort),
-			}
-			if !slices.Contains(ports, port) {
+	for _, containers := range [][]corev1.Container{spec.Containers, spec.InitContainers} {
+		for i := range containers {
+			c := &containers[i]
+			for _, p := range []*corev1.Probe{c.StartupProbe, c.ReadinessProbe, c.LivenessProbe} {
+				if p == nil || p.TCPSocket == nil || p.TCPSocket.Host != "" {
+					continue
+				}
+				port := probePort(c, p.TCPSocket.Port)
+				if port == 0 || skipped(port, skipInbound) {
+					continue
+				}
+				p.TCPSocket = nil
+				p.HTTPGet = &corev1.HTTPGetAction{
+					Path: TCPProbePath + strconv.Itoa(int(port)),
+					Port: intstr.FromInt32(AdminPort),
+				}
 				ports = append(ports, port)
 			}
 		}
 	}
 	slices.Sort(ports)
-	return ports
+	return slices.Compact(ports)
 }
 
 // probePort is the port number a probe names, a number or one of the
@@ -77,13 +76,4 @@ func skipped(port uint16, ranges []netfilter.PortRange) bool {
 	return slices.ContainsFunc(ranges, func(r netfilter.PortRange) bool {
 		return int(port) >= r.First && int(port) <= r.Last
 	})
-}
-
-// portList is ports as the proxy's flags take them: "8080,9090".
-func portList(ports []uint16) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.Itoa(int(p))
-	}
-	return strings.Join(s, ",")
 }

@@ -33,6 +33,8 @@ func TestTCPProbesAreRunByTheProxy(t *testing.T) {
 			StartupProbe:   tcp(intstr.FromInt32(8081), "10.0.0.1"), // another host
 		},
 	}
+	// An application's own native sidecar, probed as a container is.
+	pod.Spec.InitContainers = []corev1.Container{{Name: "cache", StartupProbe: tcp(intstr.FromInt32(7070), "")}}
 	original := pod.DeepCopy()
 	patched, _, err := Inject(pod, nil, testConfig())
 	if err != nil {
@@ -45,6 +47,7 @@ func TestTCPProbesAreRunByTheProxy(t *testing.T) {
 	}{
 		"web startup (named port)": {web.StartupProbe, "/probe/tcp/8080"},
 		"web readiness":            {web.ReadinessProbe, "/probe/tcp/8081"},
+		"cache startup":            {cache(patched).StartupProbe, "/probe/tcp/7070"},
 	} {
 		p := tc.probe
 		if p.TCPSocket != nil || p.HTTPGet == nil || p.HTTPGet.Path != tc.path || p.HTTPGet.Port != intstr.FromInt32(AdminPort) {
@@ -62,8 +65,8 @@ func TestTCPProbesAreRunByTheProxy(t *testing.T) {
 			t.Errorf("%s: rewritten to %+v, want it left alone", name, p.ProbeHandler)
 		}
 	}
-	if got := envValue(proxy(t, patched), "SKEIN_PROXY_PROBE_TCP_PORTS"); got != "8080,8081" {
-		t.Errorf("SKEIN_PROXY_PROBE_TCP_PORTS = %q, want 8080,8081", got)
+	if got := envValue(proxy(t, patched), "SKEIN_PROXY_PROBE_TCP_PORTS"); got != "7070,8080,8081" {
+		t.Errorf("SKEIN_PROXY_PROBE_TCP_PORTS = %q, want 7070,8080,8081", got)
 	}
 	if original.Spec.Containers[0].StartupProbe.TCPSocket == nil || pod.Spec.Containers[0].StartupProbe.TCPSocket == nil {
 		t.Error("Inject changed the pod it was given")
@@ -88,4 +91,15 @@ func proxy(t *testing.T, pod *corev1.Pod) *corev1.Container {
 		t.Fatal("no proxy container")
 	}
 	return c
+}
+
+// cache is the test pod's own init container, wherever the injector put
+// its containers beside it.
+func cache(pod *corev1.Pod) *corev1.Container {
+	for i := range pod.Spec.InitContainers {
+		if pod.Spec.InitContainers[i].Name == "cache" {
+			return &pod.Spec.InitContainers[i]
+		}
+	}
+	return nil
 }
