@@ -27,8 +27,10 @@ const TCPProbePath = "/probe/tcp/"
 // The proxy's connections are not redirected, so its probe reaches the
 // application. Left as they are: probes with a host of their own, of a
 // port the redirect skips (skipInbound), and of a port name the container
-// does not declare (the kubelet fails those itself). Timings, thresholds
-// and the probe's kind (startup, readiness, liveness) are kept.
+// does not declare (the kubelet fails those itself), and past the proxy's
+// bound of maxInboundPorts distinct ports, the probes of further ports (a
+// proxy given more would not start). Timings, thresholds and the probe's
+// kind (startup, readiness, liveness) are kept.
 func rewriteTCPProbes(spec *corev1.PodSpec, skipInbound []netfilter.PortRange) []uint16 {
 	var ports []uint16
 	for _, containers := range [][]corev1.Container{spec.Containers, spec.InitContainers} {
@@ -42,17 +44,22 @@ func rewriteTCPProbes(spec *corev1.PodSpec, skipInbound []netfilter.PortRange) [
 				if port == 0 || skipped(port, skipInbound) {
 					continue
 				}
+				if len(ports) >= maxInboundPorts && !slices.Contains(ports, port) {
+					continue
+				}
 				p.TCPSocket = nil
 				p.HTTPGet = &corev1.HTTPGetAction{
 					Path: TCPProbePath + strconv.Itoa(int(port)),
 					Port: intstr.FromInt32(AdminPort),
 				}
-				ports = append(ports, port)
+				if !slices.Contains(ports, port) {
+					ports = append(ports, port)
+				}
 			}
 		}
 	}
 	slices.Sort(ports)
-	return slices.Compact(ports)
+	return ports
 }
 
 // probePort is the port number a probe names, a number or one of the

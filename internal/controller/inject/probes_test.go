@@ -1,6 +1,9 @@
 package inject
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -80,6 +83,44 @@ func TestTCPProbesAreRunByTheProxy(t *testing.T) {
 	for _, e := range proxy(t, plain).Env {
 		if e.Name == "SKEIN_PROXY_PROBE_TCP_PORTS" {
 			t.Errorf("a pod without TCP probes got %s=%q", e.Name, e.Value)
+		}
+	}
+}
+
+// The proxy runs the probes of at most maxInboundPorts ports (it refuses
+// more); the probes of further ports are left as the pod wrote them, and
+// a port already run takes its other probes along.
+func TestTCPProbesPastTheProxysBoundAreLeftAlone(t *testing.T) {
+	tcp := func(port int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}}
+	}
+	pod := testPod(map[string]string{AnnotationInject: InjectEnabled})
+	pod.Spec.Containers = nil
+	for i := range int32(maxInboundPorts + 6) {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name:           fmt.Sprintf("c%d", i),
+			ReadinessProbe: tcp(10000 + i),
+			LivenessProbe:  tcp(10000), // the first container's port: always run
+		})
+	}
+	patched, _, err := Inject(pod, nil, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := strings.Split(envValue(proxy(t, patched), "SKEIN_PROXY_PROBE_TCP_PORTS"), ",")
+	if len(ports) != maxInboundPorts || ports[0] != "10000" || ports[len(ports)-1] != strconv.Itoa(10000+maxInboundPorts-1) {
+		t.Fatalf("SKEIN_PROXY_PROBE_TCP_PORTS has %d ports (%s..%s), want the first %d", len(ports), ports[0], ports[len(ports)-1], maxInboundPorts)
+	}
+	for _, c := range patched.Spec.Containers {
+		i, err := strconv.Atoi(strings.TrimPrefix(c.Name, "c"))
+		if err != nil {
+			continue // the proxy, where it is a container
+		}
+		if rewritten := c.ReadinessProbe.HTTPGet != nil; rewritten != (i < maxInboundPorts) {
+			t.Errorf("%s: readiness probe of port %d rewritten: %v", c.Name, 10000+i, rewritten)
+		}
+		if c.LivenessProbe.HTTPGet == nil {
+			t.Errorf("%s: the liveness probe of a port the proxy runs was left alone", c.Name)
 		}
 	}
 }
