@@ -44,7 +44,8 @@ func rewriteTCPProbes(spec *corev1.PodSpec, skipInbound []netfilter.PortRange) [
 				if port == 0 || skipped(port, skipInbound) {
 					continue
 				}
-				if len(ports) >= maxInboundPorts && !slices.Contains(ports, port) {
+				known := slices.Contains(ports, port)
+				if !known && len(ports) >= maxInboundPorts {
 					continue
 				}
 				p.TCPSocket = nil
@@ -52,7 +53,7 @@ func rewriteTCPProbes(spec *corev1.PodSpec, skipInbound []netfilter.PortRange) [
 					Path: TCPProbePath + strconv.Itoa(int(port)),
 					Port: intstr.FromInt32(AdminPort),
 				}
-				if !slices.Contains(ports, port) {
+				if !known {
 					ports = append(ports, port)
 				}
 			}
