@@ -34,6 +34,7 @@ const (
 // settings are the per-pod proxy settings read from annotations.
 type settings struct {
 	skipInboundPorts  string
+	skipInbound       []netfilter.PortRange // skipInboundPorts parsed
 	skipOutboundPorts string
 	opaquePorts       string
 	// inboundPorts are the application's ports (from the pod's
@@ -56,7 +57,8 @@ func readAnnotations(a map[string]string) (settings, error) {
 		logLevel:          strings.TrimSpace(a[AnnotationProxyLogLevel]),
 	}
 	// The same parser as skein-init's, so what passes here runs there.
-	if _, err := netfilter.ParsePortRanges(s.skipInboundPorts); err != nil {
+	var err error
+	if s.skipInbound, err = netfilter.ParsePortRanges(s.skipInboundPorts); err != nil {
 		return s, fmt.Errorf("annotation %s: %w", AnnotationSkipInboundPorts, err)
 	}
 	if _, err := netfilter.ParsePortRanges(s.skipOutboundPorts); err != nil {

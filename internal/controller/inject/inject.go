@@ -16,7 +16,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/skeinmesh/skein/internal/netfilter"
 )
 
 // Config is what every injected pod shares.
@@ -131,8 +130,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (patched *corev1.
 	spec := &out.Spec
 	init := initContainer(cfg, settings)
 	settings.inboundPorts = appPorts(pod)
-	skipInbound, _ := netfilter.ParsePortRanges(settings.skipInboundPorts) // checked by readAnnotations
-	settings.probeTCPPorts = portList(rewriteTCPProbes(spec, skipInbound))
+	settings.probeTCPPorts = portList(rewriteTCPProbes(spec, settings.skipInbound))
 	proxy := proxyContainer(cfg, settings, proxyIdentity{
 		trustDomain:    cfg.TrustDomain,
 		namespace:      namespace,
