@@ -62,6 +62,11 @@ type conn struct {
 	resets   *rate.Limiter
 	lastRead atomic.Int64 // unix nanos, for keepalive
 	hdrTimed bool
+	// yieldToWoken: on one core, the reader yields before it goes back to
+	// the connection (see readLoop); handled says frames were handled
+	// since it last did.
+	yieldToWoken bool
+	handled      bool
 
 	flowMu        sync.Mutex
 	recvConnAvail int64 // what the peer may still send on the connection
@@ -143,6 +148,7 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 	c.hdec.SetMaxStringLength(int(cfg.MaxHeaderListSize))
 	c.q.init()
 	c.w.init(c)
+	c.yieldToWoken = c.w.yield
 }
 
 // ourSettings are sent first on every connection, with a connection
