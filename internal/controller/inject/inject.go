@@ -15,7 +15,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	corev1 "k8s.io/api/core/v1"
-
 )
 
 // Config is what every injected pod shares.
