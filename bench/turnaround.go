@@ -49,8 +49,14 @@ var (
 )
 
 // traceTurnarounds starts perf record on every sidecar's process tree for
-// seconds and returns at once; wait blocks until the trace is taken and
-// returns each sidecar's turnarounds, in the sidecars' order.
+// seconds and returns once it records; wait blocks until the trace is
+// taken and returns each sidecar's turnarounds, in the sidecars' order.
+//
+// perf sets its events up before it starts its command, and the first time
+// on a machine that can take longer than a short run's load: the window
+// then began after the load had nearly ended (66 turnarounds for 200 in
+// the smoke run's first traced scenario, in CI). So the command says when
+// it starts, and the caller starts its load after that.
 func traceTurnarounds(ctx context.Context, sidecars []sidecar, seconds int, dir string) (wait func() ([]Turnaround, error)) {
 	if len(sidecars) == 0 {
 		return func() ([]Turnaround, error) { return nil, nil }
@@ -65,14 +71,25 @@ func traceTurnarounds(ctx context.Context, sidecars []sidecar, seconds int, dir 
 	}
 	data := filepath.Join(dir, "turnaround.perf")
 	cmd := exec.CommandContext(ctx, "perf", "record", "-q", "-e", "raw_syscalls:sys_enter", "-e", "raw_syscalls:sys_exit",
-		"-p", strings.Join(pids, ","), "-o", data, "--", "sleep", strconv.Itoa(seconds))
+		"-p", strings.Join(pids, ","), "-o", data, "--", "sh", "-c", `echo recording && exec sleep "$0"`, strconv.Itoa(seconds))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	startErr := cmd.Start()
+	stdout, startErr := cmd.StdoutPipe()
+	if startErr == nil {
+		startErr = cmd.Start()
+	}
+	started := startErr == nil
+	if started {
+		// EOF when perf ended without starting its command; Wait says why.
+		_, startErr = bufio.NewReader(stdout).ReadString('\n')
+	}
 	return func() ([]Turnaround, error) {
 		defer os.Remove(data)
 		if startErr != nil {
-			return nil, fmt.Errorf("tracing system calls: %w", startErr)
+			if started {
+				_ = cmd.Wait()
+			}
+			return nil, fmt.Errorf("tracing system calls: perf record did not start: %w: %s", startErr, strings.TrimSpace(stderr.String()))
 		}
 		if err := cmd.Wait(); err != nil {
 			return nil, fmt.Errorf("tracing system calls: perf record: %w: %s", err, strings.TrimSpace(stderr.String()))
