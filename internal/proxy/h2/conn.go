@@ -62,11 +62,9 @@ type conn struct {
 	resets   *rate.Limiter
 	lastRead atomic.Int64 // unix nanos, for keepalive
 	hdrTimed bool
-	// yieldToWoken: on one core, the reader yields before it goes back to
-	// the connection (see readLoop); handled says frames were handled
-	// since it last did.
-	yieldToWoken bool
-	handled      bool
+	// handled: on one core (w.yield), frames were handled since the reader
+	// last yielded (see readLoop).
+	handled bool
 
 	flowMu        sync.Mutex
 	recvConnAvail int64 // what the peer may still send on the connection
@@ -148,7 +146,6 @@ func (c *conn) init(nc net.Conn, cfg Config, log *slog.Logger, isServer bool) {
 	c.hdec.SetMaxStringLength(int(cfg.MaxHeaderListSize))
 	c.q.init()
 	c.w.init(c)
-	c.yieldToWoken = c.w.yield
 }
 
 // ourSettings are sent first on every connection, with a connection

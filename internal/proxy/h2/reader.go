@@ -19,21 +19,23 @@ import (
 // on together.
 func (c *conn) readLoop() error {
 	for {
-		buffered := c.frameBuffered()
-		if len(c.pending) > 0 && (!buffered || len(c.pending) >= maxPendingNews && !c.resetBuffered()) {
-			c.flushPending()
-		}
-		if c.handled && !buffered {
-			// The frames just handled have made goroutines runnable: a
-			// stream's handler, a Serve waiting for its response, a body's
-			// reader. On one core they would wait until this goroutine
-			// blocks, that is, through its next read, which mostly finds
-			// the connection empty (a system call) and parks: 3-4 µs on
-			// every request's way through the proxy (an execution trace,
-			// docs/performance.md). Yielding lets them run first; with
-			// nothing else runnable it returns at once.
-			c.handled = false
-			runtime.Gosched()
+		if len(c.pending) > 0 || c.handled {
+			buffered := c.frameBuffered()
+			if len(c.pending) > 0 && (!buffered || len(c.pending) >= maxPendingNews && !c.resetBuffered()) {
+				c.flushPending()
+			}
+			if c.handled && !buffered {
+				// The frames just handled have made goroutines runnable: a
+				// stream's handler, a Serve waiting for its response, a body's
+				// reader. On one core they would wait until this goroutine
+				// blocks, that is, through its next read, which mostly finds
+				// the connection empty (a system call) and parks: 3-4 µs on
+				// every request's way through the proxy (an execution trace,
+				// docs/performance.md). Yielding lets them run first; with
+				// nothing else runnable it returns at once.
+				c.handled = false
+				runtime.Gosched()
+			}
 		}
 		fh, err := c.fr.ReadFrameHeader()
 		if err != nil {
@@ -60,7 +62,7 @@ func (c *conn) readLoop() error {
 		if err := c.handleFrame(f); err != nil {
 			return c.readError(err)
 		}
-		c.handled = c.yieldToWoken
+		c.handled = c.w.yield
 	}
 }
 
