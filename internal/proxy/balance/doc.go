@@ -7,7 +7,8 @@
 // its weight. Pick draws two distinct endpoints at random and takes the
 // cheaper. The RTT estimate is peak-sensitive: a sample above it replaces
 // it at once (but raises it at most twofold per answer), a sample below
-// pulls it down over the decay window. Each comparison an idle endpoint
+// pulls it down over the decay window, and at least 1/16 of the way, so
+// that under load a peak lasts a few dozen answers, not seconds. Each comparison an idle endpoint
 // loses fades its estimate toward zero (by e every 20), so an endpoint
 // that is avoided (and so never measured) is tried again eventually and can
 // show that it recovered, and one wrong estimate costs an endpoint the same

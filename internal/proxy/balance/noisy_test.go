@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -69,26 +70,64 @@ func sequentialShares(t *testing.T, seed uint64, lat replicaLatency) []float64 {
 	return shares
 }
 
-// TestBalancerSharesEquallyAmongNoisyEqualEndpoints: identical replicas
-// whose answers vary as real ones do must still share one sequential
-// client's calls evenly, 25-42% each, whatever the seed. With nothing in
-// flight P2C ranks the endpoints by latency estimate alone (the best of
-// three gets 2/3 of the picks, the worst none), so any estimate that stays
-// wrong for long, such as one slow answer held as a peak, skews the shares.
-func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
+// concurrentShares is the e2e test's client in miniature: callers
+// callers on one connection, each starting its next call as soon as its
+// last one ends, 3,000 calls over three replicas that answer alike. It
+// returns each replica's share of the calls.
+func concurrentShares(t *testing.T, seed uint64, callers int, lat replicaLatency) []float64 {
+	t.Helper()
+	addrs := testAddrs(3)
+	b, clock := newTestBalancer(t, Options{}, addrs...)
+	b.opts.Rand = rand.New(rand.NewPCG(seed, 1)).Uint64
+	r := rand.New(rand.NewPCG(seed, 2))
+	const calls = 3000
+	type call struct {
+		h   *Handle
+		end time.Time
+	}
+	var inFlight []call
+	started := 0
+	start := func() {
+		inFlight = append(inFlight, call{mustPick(t, b), clock.now.Add(lat.draw(r))})
+		started++
+	}
+	for range callers {
+		start()
+	}
+	count := map[netip.AddrPort]int{}
+	for len(inFlight) > 0 {
+		first := 0
+		for i, c := range inFlight {
+			if c.end.Before(inFlight[first].end) {
+				first = i
+			}
+		}
+		c := inFlight[first]
+		inFlight = slices.Delete(inFlight, first, first+1)
+		clock.now = c.end
+		c.h.Done(false)
+		count[c.h.Endpoint().Addr]++
+		if started < calls {
+			start()
+		}
+	}
+	shares := make([]float64, len(addrs))
+	for i, a := range addrs {
+		shares[i] = float64(count[a]) / calls
+	}
+	return shares
+}
+
+// checkEvenShares runs shares over 100 seeds for each latency profile and
+// wants every replica at 25-42% of the calls in every run.
+func checkEvenShares(t *testing.T, lats []replicaLatency, shares func(seed uint64, lat replicaLatency) []float64) {
 	const seeds = 100
-	for _, lat := range []replicaLatency{
-		{typical: 500 * time.Microsecond, jitter: 0.3},
-		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
-		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
-		{typical: 500 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
-		{typical: 5 * time.Millisecond, jitter: 0.3, hiccups: 0.01},
-	} {
+	for _, lat := range lats {
 		name := fmt.Sprintf("%v_jitter%v_hiccups%v", lat.typical, lat.jitter, lat.hiccups)
 		t.Run(name, func(t *testing.T) {
 			uneven, worst := 0, 0.0
 			for seed := uint64(1); seed <= seeds; seed++ {
-				shares := sequentialShares(t, seed, lat)
+				shares := shares(seed, lat)
 				ok := true
 				for _, s := range shares {
 					worst = max(worst, math.Abs(s-1.0/3))
@@ -107,6 +146,42 @@ func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
 			t.Logf("largest deviation from a third over %d seeds: %.1f points", seeds, 100*worst)
 		})
 	}
+}
+
+// TestBalancerSharesEquallyAmongNoisyEqualEndpoints: identical replicas
+// whose answers vary as real ones do must still share one sequential
+// client's calls evenly, 25-42% each, whatever the seed. With nothing in
+// flight P2C ranks the endpoints by latency estimate alone (the best of
+// three gets 2/3 of the picks, the worst none), so any estimate that stays
+// wrong for long, such as one slow answer held as a peak, skews the shares.
+func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
+	checkEvenShares(t, []replicaLatency{
+		{typical: 500 * time.Microsecond, jitter: 0.3},
+		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
+		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
+		{typical: 500 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
+		{typical: 5 * time.Millisecond, jitter: 0.3, hiccups: 0.01},
+	}, func(seed uint64, lat replicaLatency) []float64 {
+		return sequentialShares(t, seed, lat)
+	})
+}
+
+// TestBalancerSharesEquallyAmongNoisyEqualEndpointsUnderConcurrentCalls:
+// the same with four callers on the connection, as in the e2e test
+// (TestGRPCRequestsSpreadOverReplicasOnOneConnection). Endpoints are
+// rarely idle then, so nothing fades, and each answers every millisecond
+// or so: an estimate that held each peak for its decay window in time
+// would be the highest answer of the whole run, and one rare slow answer
+// would skew the shares.
+func TestBalancerSharesEquallyAmongNoisyEqualEndpointsUnderConcurrentCalls(t *testing.T) {
+	checkEvenShares(t, []replicaLatency{
+		{typical: 1200 * time.Microsecond, jitter: 0.3},
+		{typical: 1200 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
+		{typical: 1200 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
+		{typical: 1200 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
+	}, func(seed uint64, lat replicaLatency) []float64 {
+		return concurrentShares(t, seed, 4, lat)
+	})
 }
 
 // TestOneSlowAnswerCostsAnEndpointFewCalls: one hiccup (30 ms against a

@@ -69,10 +69,16 @@ func TestNextSample(t *testing.T) {
 			}(),
 		},
 		{
-			name: "lower sample at the same instant changes nothing",
+			name: "lower sample at the same instant pulls with weight 1/decayAnswers",
 			old:  rttSample{estimate: 100 * ms, measured: true},
 			rtt:  10 * ms, now: 0,
-			want: 100 * ms,
+			want: 100*ms - 90*ms/decayAnswers,
+		},
+		{
+			name: "lower sample soon after pulls with weight 1/decayAnswers",
+			old:  rttSample{estimate: 100 * ms, measured: true},
+			rtt:  10 * ms, now: int64(time.Millisecond),
+			want: 100*ms - 90*ms/decayAnswers,
 		},
 	}
 	for _, tt := range tests {
