@@ -30,6 +30,28 @@ func (l replicaLatency) draw(r *rand.Rand) time.Duration {
 	return time.Duration(d)
 }
 
+// simulatedCalls is how many calls a simulated client makes, as the e2e
+// and `skein up` tests' clients do.
+const simulatedCalls = 3000
+
+// seededBalancer returns a Balancer over three endpoints (testAddrs(3)) on
+// a fake clock, and the rand that draws their answers, both from seed.
+func seededBalancer(t *testing.T, seed uint64) (*Balancer, *fakeClock, *rand.Rand) {
+	b, clock := newTestBalancer(t, Options{}, testAddrs(3)...)
+	b.opts.Rand = rand.New(rand.NewPCG(seed, 1)).Uint64
+	return b, clock, rand.New(rand.NewPCG(seed, 2))
+}
+
+// sharesOf returns each of testAddrs(3)'s share of simulatedCalls.
+func sharesOf(count map[netip.AddrPort]int) []float64 {
+	addrs := testAddrs(3)
+	shares := make([]float64, len(addrs))
+	for i, a := range addrs {
+		shares[i] = float64(count[a]) / simulatedCalls
+	}
+	return shares
+}
+
 // sequentialShares is the `skein up` client in miniature: one caller on
 // one connection starts a call every 10 ms (or as soon as the previous
 // one ends, when that is later), 3,000 calls, over three replicas that
@@ -39,13 +61,9 @@ func (l replicaLatency) draw(r *rand.Rand) time.Duration {
 // each replica's share of the calls.
 func sequentialShares(t *testing.T, seed uint64, lat replicaLatency) []float64 {
 	t.Helper()
-	addrs := testAddrs(3)
-	b, clock := newTestBalancer(t, Options{}, addrs...)
-	b.opts.Rand = rand.New(rand.NewPCG(seed, 1)).Uint64
-	r := rand.New(rand.NewPCG(seed, 2))
-	const calls = 3000
+	b, clock, r := seededBalancer(t, seed)
 	count := map[netip.AddrPort]int{}
-	for range calls {
+	for range simulatedCalls {
 		start := clock.now
 		h := mustPick(t, b)
 		addr := h.Endpoint().Addr
@@ -63,24 +81,16 @@ func sequentialShares(t *testing.T, seed uint64, lat replicaLatency) []float64 {
 			clock.now = next
 		}
 	}
-	shares := make([]float64, len(addrs))
-	for i, a := range addrs {
-		shares[i] = float64(count[a]) / calls
-	}
-	return shares
+	return sharesOf(count)
 }
 
-// concurrentShares is the e2e test's client in miniature: callers
-// callers on one connection, each starting its next call as soon as its
-// last one ends, 3,000 calls over three replicas that answer alike. It
-// returns each replica's share of the calls.
+// concurrentShares is the e2e test's client in miniature: several callers
+// on one connection, each starting its next call as soon as its last one
+// ends, 3,000 calls over three replicas that answer alike. It returns each
+// replica's share of the calls.
 func concurrentShares(t *testing.T, seed uint64, callers int, lat replicaLatency) []float64 {
 	t.Helper()
-	addrs := testAddrs(3)
-	b, clock := newTestBalancer(t, Options{}, addrs...)
-	b.opts.Rand = rand.New(rand.NewPCG(seed, 1)).Uint64
-	r := rand.New(rand.NewPCG(seed, 2))
-	const calls = 3000
+	b, clock, r := seededBalancer(t, seed)
 	type call struct {
 		h   *Handle
 		end time.Time
@@ -107,15 +117,22 @@ func concurrentShares(t *testing.T, seed uint64, callers int, lat replicaLatency
 		clock.now = c.end
 		c.h.Done(false)
 		count[c.h.Endpoint().Addr]++
-		if started < calls {
+		if started < simulatedCalls {
 			start()
 		}
 	}
-	shares := make([]float64, len(addrs))
-	for i, a := range addrs {
-		shares[i] = float64(count[a]) / calls
+	return sharesOf(count)
+}
+
+// noisyReplicas are the answers of identical replicas around typical: a
+// little jitter, rare and frequent hiccups, and much of both.
+func noisyReplicas(typical time.Duration) []replicaLatency {
+	return []replicaLatency{
+		{typical: typical, jitter: 0.3},
+		{typical: typical, jitter: 0.3, hiccups: 0.002},
+		{typical: typical, jitter: 0.3, hiccups: 0.01},
+		{typical: typical, jitter: 0.6, hiccups: 0.05},
 	}
-	return shares
 }
 
 // checkEvenShares runs shares over 100 seeds for each latency profile and
@@ -155,13 +172,8 @@ func checkEvenShares(t *testing.T, lats []replicaLatency, shares func(seed uint6
 // three gets 2/3 of the picks, the worst none), so any estimate that stays
 // wrong for long, such as one slow answer held as a peak, skews the shares.
 func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
-	checkEvenShares(t, []replicaLatency{
-		{typical: 500 * time.Microsecond, jitter: 0.3},
-		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
-		{typical: 500 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
-		{typical: 500 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
-		{typical: 5 * time.Millisecond, jitter: 0.3, hiccups: 0.01},
-	}, func(seed uint64, lat replicaLatency) []float64 {
+	lats := append(noisyReplicas(500*time.Microsecond), replicaLatency{typical: 5 * time.Millisecond, jitter: 0.3, hiccups: 0.01})
+	checkEvenShares(t, lats, func(seed uint64, lat replicaLatency) []float64 {
 		return sequentialShares(t, seed, lat)
 	})
 }
@@ -174,12 +186,7 @@ func TestBalancerSharesEquallyAmongNoisyEqualEndpoints(t *testing.T) {
 // would be the highest answer of the whole run, and one rare slow answer
 // would skew the shares.
 func TestBalancerSharesEquallyAmongNoisyEqualEndpointsUnderConcurrentCalls(t *testing.T) {
-	checkEvenShares(t, []replicaLatency{
-		{typical: 1200 * time.Microsecond, jitter: 0.3},
-		{typical: 1200 * time.Microsecond, jitter: 0.3, hiccups: 0.002},
-		{typical: 1200 * time.Microsecond, jitter: 0.3, hiccups: 0.01},
-		{typical: 1200 * time.Microsecond, jitter: 0.6, hiccups: 0.05},
-	}, func(seed uint64, lat replicaLatency) []float64 {
+	checkEvenShares(t, noisyReplicas(1200*time.Microsecond), func(seed uint64, lat replicaLatency) []float64 {
 		return concurrentShares(t, seed, 4, lat)
 	})
 }
