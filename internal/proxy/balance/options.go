@@ -17,7 +17,8 @@ const (
 // Options tune a Balancer. Zero durations take the defaults above.
 type Options struct {
 	// DecayWindow is the time constant of the RTT estimate: how fast it
-	// follows a sample below it. (The estimate of an endpoint that gets no
+	// follows a sample below it (each such sample pulls it at least 1/16
+	// of the way, however soon it comes). (The estimate of an endpoint that gets no
 	// traffic fades with the comparisons it loses, not with time; see
 	// rttSample.fadedAt.)
 	DecayWindow time.Duration
