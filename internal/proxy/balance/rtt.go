@@ -100,8 +100,9 @@ func (r *rttEstimate) observe(rtt float64, failed bool, now, passed int64, windo
 // rare slow answer on one of three identical replicas then doubled its
 // estimate for the whole 2 s window, and 4 callers sharing one connection
 // gave the replicas 43/30/27% (11 of 100 simulated runs outside 25-42%).
-// With the floor a peak lasts ~decayAnswers answers at any call rate, as
-// an idle endpoint's fading lasts fadeComparisons lost comparisons.
+// With the floor a peak fades by about e every decayAnswers answers at any
+// call rate, as an idle endpoint's estimate does every fadeComparisons
+// lost comparisons.
 func nextSample(old *rttSample, rtt float64, failed bool, now, passed int64, window float64) rttSample {
 	at := max(now, old.at)
 	if !old.measured {
