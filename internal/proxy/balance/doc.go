@@ -8,13 +8,13 @@
 // cheaper. The RTT estimate is peak-sensitive: a sample above it replaces
 // it at once (but raises it at most twofold per answer), a sample below
 // pulls it down over the decay window, and at least 1/16 of the way, so
-// that under load a peak lasts a few dozen answers, not seconds. Each
-// comparison an idle endpoint loses fades its estimate toward zero (by e
-// every 20), so an endpoint that is avoided (and so never measured) is
-// tried again eventually and can show that it recovered, and one wrong
-// estimate costs an endpoint the same number of calls whatever the call
-// rate. A failed request counts as a
-// sample of at least FailurePenalty, so failing fast does not look fast.
+// that under load a peak fades by about e every 16 answers, not over
+// seconds. Each comparison an idle endpoint loses fades its estimate toward
+// zero (by e every 20), so an endpoint that is avoided (and so never
+// measured) is tried again eventually and can show that it recovered, and
+// one wrong estimate costs an endpoint the same number of calls whatever
+// the call rate. A failed request counts as a sample of at least
+// FailurePenalty, so failing fast does not look fast.
 //
 // A new endpoint starts with the DefaultRTT prior: it gets one request at
 // once (an endpoint with no answer yet and nothing in flight costs 0) and

@@ -18,9 +18,9 @@ const (
 type Options struct {
 	// DecayWindow is the time constant of the RTT estimate: how fast it
 	// follows a sample below it (each such sample pulls it at least 1/16
-	// of the way, however soon it comes). (The estimate of an endpoint that gets no
-	// traffic fades with the comparisons it loses, not with time; see
-	// rttSample.fadedAt.)
+	// of the way, however soon it comes). (The estimate of an endpoint
+	// that gets no traffic fades with the comparisons it loses, not with
+	// time; see rttSample.fadedAt.)
 	DecayWindow time.Duration
 	// DefaultRTT is the estimate an endpoint has before it first answers.
 	DefaultRTT time.Duration
