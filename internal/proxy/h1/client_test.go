@@ -40,14 +40,15 @@ func TestClientDialFailureIsNotSent(t *testing.T) {
 
 // onceServer answers each request on a connection with "ok" and then
 // closes the connection without saying so, as a server whose keep-alive
-// timeout fired would.
-func onceServer(t *testing.T) (string, *atomic.Int32) {
+// timeout fired would. closed counts the connections it has closed: it
+// closes after its answer, so after the client may have read it.
+func onceServer(t *testing.T) (addr string, conns, closed *atomic.Int32) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
-	var conns atomic.Int32
+	conns, closed = new(atomic.Int32), new(atomic.Int32)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -56,7 +57,7 @@ func onceServer(t *testing.T) (string, *atomic.Int32) {
 			}
 			conns.Add(1)
 			go func() {
-				defer func() { _ = c.Close() }()
+				defer func() { _ = c.Close(); closed.Add(1) }()
 				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err != nil {
 					return
@@ -66,11 +67,11 @@ func onceServer(t *testing.T) (string, *atomic.Int32) {
 			}()
 		}
 	}()
-	return ln.Addr().String(), &conns
+	return ln.Addr().String(), conns, closed
 }
 
 func TestClientRetriesOnlyBodilessRequestsOnStaleConnections(t *testing.T) {
-	addr, conns := onceServer(t)
+	addr, conns, _ := onceServer(t)
 	c := newTestClient(addr)
 	defer c.Close()
 	gotConn := 0
@@ -286,7 +287,7 @@ func TestSmallMessagesGoInOneWrite(t *testing.T) {
 func TestClientDropsIdleConnectionsTheUpstreamClosed(t *testing.T) {
 	defer func(d time.Duration) { staleCheckAfter = d }(staleCheckAfter)
 	staleCheckAfter = 0
-	addr, conns := onceServer(t)
+	addr, conns, closed := onceServer(t)
 	c := newTestClient(addr)
 	defer c.Close()
 	for i := range 3 {
@@ -298,7 +299,15 @@ func TestClientDropsIdleConnectionsTheUpstreamClosed(t *testing.T) {
 			t.Fatalf("POST %d after the upstream closed the pooled connection: %v", i, err)
 		}
 		_, _ = io.ReadAll(resp.Body)
-		time.Sleep(20 * time.Millisecond) // let the server's close arrive
+		// The server closes once its answer is written, so maybe after
+		// the client read it: wait for the close, do not time it.
+		deadline := time.Now().Add(10 * time.Second)
+		for closed.Load() < int32(i+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the upstream closed %d connections after %d answers, want %d", closed.Load(), i+1, i+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections for 3 requests on connections closed after each, want 3", n)
