@@ -40,9 +40,16 @@ spec:
 ---
 `
 
+// writeFile puts a whole file in place at once, as editors and `skein up`
+// do (written aside, renamed in): written in place, a reload that came
+// between the truncation and the write would see the file empty.
 func writeFile(t *testing.T, dir, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(dir, "."+name+".tmp") // dotfiles are not read
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -136,9 +137,12 @@ func TestSourceFollowsTheDirectory(t *testing.T) {
 		t.Fatalf("after an invalid edit: %v, want the last good state", got)
 	}
 	appliedBefore := testutil.ToFloat64(s.lastOKTime)
-	if ok := testutil.ToFloat64(s.lastOK); ok != 0 {
-		t.Errorf("after an invalid edit: successful %v, want 0", ok)
-	}
+	// The source sets the gauge after it logs the refusal: poll, do not
+	// time it.
+	waitGauges(t, "after an invalid edit", func() (bool, string) {
+		ok := testutil.ToFloat64(s.lastOK)
+		return ok == 0, fmt.Sprintf("successful %v, want 0", ok)
+	})
 	select {
 	case s := <-sets:
 		t.Fatalf("an invalid edit reached the watcher: %+v", s)
@@ -150,8 +154,29 @@ func TestSourceFollowsTheDirectory(t *testing.T) {
 	if got := next(t, sets); !slices.Equal(got, []string{"10.0.0.1:8080", "10.0.0.2:8080", "10.0.1.1:9000"}) {
 		t.Fatalf("after fixing the directory and adding a file: %v", got)
 	}
-	if ok, at := testutil.ToFloat64(s.lastOK), testutil.ToFloat64(s.lastOKTime); ok != 1 || at <= appliedBefore {
-		t.Errorf("after fixing the directory: successful %v, applied at %v; want 1, after %v", ok, at, appliedBefore)
+	// The source sets the gauges after the model has the new state, which
+	// the watcher may have handed over already.
+	waitGauges(t, "after fixing the directory", func() (bool, string) {
+		ok, at := testutil.ToFloat64(s.lastOK), testutil.ToFloat64(s.lastOKTime)
+		return ok == 1 && at > appliedBefore, fmt.Sprintf("successful %v, applied at %v; want 1, after %v", ok, at, appliedBefore)
+	})
+}
+
+// waitGauges polls cond for up to 10 s and fails the test with its last
+// report if it never holds.
+func waitGauges(t *testing.T, when string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		done, report := cond()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: %s", when, report)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
