@@ -133,7 +133,8 @@ func httpProxyTo(t testing.TB, backend netip.AddrPort) netip.AddrPort {
 	return serveEngines(t, outboundStack(out, stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, engines: testEngines(), log: quietLog()}))
 }
 
-// serveEach runs serve on every connection to a new loopback port.
+// serveEach runs serve on every connection to a new loopback port, until
+// the test ends.
 func serveEach(t testing.TB, serve func(net.Conn)) netip.AddrPort {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -125,21 +125,7 @@ type rawBackend struct {
 func startRawBackend(t *testing.T, statuses ...int) (*rawBackend, string) {
 	t.Helper()
 	b := &rawBackend{statuses: statuses}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go b.serve(c)
-		}
-	}()
-	return b, ln.Addr().String()
+	return b, serveEach(t, b.serve).String()
 }
 
 func (b *rawBackend) serve(c net.Conn) {
