@@ -21,7 +21,11 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and iptables")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// The deadline turns a hang into a failure. It covers building Skein's
+	// binaries and installing fortio, both cold on a fresh CI machine (the
+	// static build shares little of the test build's cache): 4 minutes
+	// were once not enough for the build alone.
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	cfg := ShortConfig()
 	cfg.Turnaround = true
