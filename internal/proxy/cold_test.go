@@ -133,26 +133,6 @@ func httpProxyTo(t testing.TB, backend netip.AddrPort) netip.AddrPort {
 	return serveEngines(t, outboundStack(out, stackConfig{metrics: reg, tunnelIdleTimeout: time.Hour, engines: testEngines(), log: quietLog()}))
 }
 
-// serveEach runs serve on every connection to a new loopback port, until
-// the test ends.
-func serveEach(t testing.TB, serve func(net.Conn)) netip.AddrPort {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
-}
-
 // readHead reads up to the blank line that ends a message head.
 func readHead(r *bufio.Reader) error {
 	for {

@@ -55,11 +55,13 @@ func (staticAuthz) Watch(ctx context.Context, _ func()) { <-ctx.Done() }
 func meshInbound(t *testing.T, h stack.Handler, server *identity.Local, app netip.AddrPort) string {
 	t.Helper()
 	h1s, h2s := h1.NewServer(h, h1.DefaultConfig(), quietLog()), h2.NewServer(h, h2.DefaultConfig(), quietLog())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve := func(c net.Conn) {
+	t.Cleanup(func() { // after serveEach's cleanup has closed the listener
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h1s.Shutdown(ctx)
+		h2s.Shutdown(ctx)
+	})
+	return serveEach(t, func(c net.Conn) {
 		ci := &stack.ConnInfo{Direction: "inbound", OrigDst: app, Client: c.RemoteAddr().(*net.TCPAddr).AddrPort()}
 		res, conn, err := detect.Detect(c, time.Second)
 		if err == nil && res.Protocol == detect.TLS && meshtls.IsMesh(res.TLS.ALPN) {
@@ -82,24 +84,7 @@ func meshInbound(t *testing.T, h stack.Handler, server *identity.Local, app neti
 		default:
 			c.Close()
 		}
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		h1s.Shutdown(ctx)
-		h2s.Shutdown(ctx)
-	})
-	return ln.Addr().String()
+	}).String()
 }
 
 // meshDialer dials the inbound proxy as a peer proxy would: mesh TLS with

@@ -82,39 +82,45 @@ func startProxy(t *testing.T, end stack.Handler, reg *metrics.Registry, ci stack
 	}
 	h := stack.Build(end, metrics.Layer(reg, ci.Direction), proxyerror.Layer(quietLog()), tunnel.Layer(idle))
 	p := &testProxy{http1: h1.NewServer(h, h1.DefaultConfig(), quietLog()), http2: h2.NewServer(h, h2.DefaultConfig(), quietLog())}
+	t.Cleanup(func() { // after serveEach's cleanup has closed the listener
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.http1.Shutdown(ctx)
+		p.http2.Shutdown(ctx)
+	})
+	p.addr = serveEach(t, func(c net.Conn) {
+		info := ci
+		res, rc, err := detect.Detect(c, time.Second)
+		switch {
+		case err == nil && res.Protocol == detect.HTTP1:
+			p.http1.ServeConn(rc, &info)
+		case err == nil && res.Protocol == detect.HTTP2:
+			p.http2.ServeConn(rc, &info)
+		default:
+			c.Close()
+		}
+	}).String()
+	return p
+}
+
+// serveEach runs serve on every connection to a new loopback port, until
+// the test ends.
+func serveEach(t testing.TB, serve func(net.Conn)) netip.AddrPort {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.addr = ln.Addr().String()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				info := ci
-				res, rc, err := detect.Detect(c, time.Second)
-				switch {
-				case err == nil && res.Protocol == detect.HTTP1:
-					p.http1.ServeConn(rc, &info)
-				case err == nil && res.Protocol == detect.HTTP2:
-					p.http2.ServeConn(rc, &info)
-				default:
-					c.Close()
-				}
-			}()
+			go serve(c)
 		}
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.http1.Shutdown(ctx)
-		p.http2.Shutdown(ctx)
-	})
-	return p
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 func outboundConn() stack.ConnInfo { return stack.ConnInfo{Direction: "outbound"} }
@@ -340,42 +346,28 @@ func TestConnectBecomesAByteTunnel(t *testing.T) {
 // every closed connection is reported on the returned channel.
 func tunnelBackend(t *testing.T) (addr string, closed <-chan struct{}) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	ch := make(chan struct{}, 16)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	return serveEach(t, func(c net.Conn) {
+		defer func() { c.Close(); ch <- struct{}{} }()
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		if req.Method == http.MethodConnect {
+			if req.Host != "example.test:443" {
+				fmt.Fprint(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
 				return
 			}
-			go func() {
-				defer func() { c.Close(); ch <- struct{}{} }()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				if req.Method == http.MethodConnect {
-					if req.Host != "example.test:443" {
-						fmt.Fprint(c, "HTTP/1.1 400 Bad Request\r\n\r\n")
-						return
-					}
-					fmt.Fprint(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-				} else {
-					fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-				}
-				io.Copy(c, br)
-				if tc, ok := c.(*net.TCPConn); ok {
-					tc.CloseWrite()
-				}
-			}()
+			fmt.Fprint(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		} else {
+			fmt.Fprint(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		}
-	}()
-	return ln.Addr().String(), ch
+		io.Copy(c, br)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}).String(), ch
 }
 
 // openTunnel sends a CONNECT or an upgrade request and reads the answer's
