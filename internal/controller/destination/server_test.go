@@ -257,22 +257,32 @@ func TestStreamEndsWhenClientCancels(t *testing.T) {
 	}
 	// The server counts an update once its Send has returned, which may be
 	// after the client has read it: poll, do not time it.
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(srv.metrics.updatesSent.WithLabelValues("does_not_exist")) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("does_not_exist updates sent = %v, want 1",
-				testutil.ToFloat64(srv.metrics.updatesSent.WithLabelValues("does_not_exist")))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, func() (bool, string) {
+		sent := testutil.ToFloat64(srv.metrics.updatesSent.WithLabelValues("does_not_exist"))
+		return sent == 1, fmt.Sprintf("does_not_exist updates sent = %v, want 1", sent)
+	})
 	cancel()
 
 	// The server notices the cancel asynchronously, too.
-	deadline = time.Now().Add(10 * time.Second)
-	for w.ActiveWatches() != 0 || testutil.ToFloat64(srv.metrics.activeStreams) != 0 {
+	waitFor(t, func() (bool, string) {
+		watches, streams := w.ActiveWatches(), testutil.ToFloat64(srv.metrics.activeStreams)
+		return watches == 0 && streams == 0,
+			fmt.Sprintf("after cancel: %d model watches, %v active streams; want 0 and 0", watches, streams)
+	})
+}
+
+// waitFor polls cond for up to 10 s and fails the test with its last
+// report if it never holds.
+func waitFor(t *testing.T, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, report := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after cancel: %d model watches, %v active streams; want 0 and 0",
-				w.ActiveWatches(), testutil.ToFloat64(srv.metrics.activeStreams))
+			t.Fatal(report)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
