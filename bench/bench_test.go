@@ -29,6 +29,9 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 	defer cancel()
 	cfg := ShortConfig()
 	cfg.Turnaround = true
+	for _, s := range Scenarios { // also those that run only on request
+		cfg.Scenarios = append(cfg.Scenarios, s.Name)
+	}
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	report, err := Run(ctx, cfg)
 	if err != nil {
@@ -53,10 +56,7 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 		if s.Rate == 0 && s.Scenario != "direct" && s.ThroughputRatio <= 0 {
 			t.Errorf("%s: saturation throughput ratio %v, want a positive ratio to direct", name, s.ThroughputRatio)
 		}
-		wantProxies := map[string]int{"direct": 0, "skein": 2, "skein-mtls": 2, "skein-mtls-tap": 2}[s.Scenario]
-		if _, peer := peerPackages[s.Scenario]; peer {
-			wantProxies = 1
-		}
+		wantProxies := scenarioNamed(t, s.Scenario).Proxies
 		if len(s.Proxies) != wantProxies {
 			t.Errorf("%s: measured %d proxies, want %d", name, len(s.Proxies), wantProxies)
 		}
@@ -76,4 +76,15 @@ func TestSmokeRunMeasuresEveryScenario(t *testing.T) {
 			}
 		}
 	}
+}
+
+func scenarioNamed(t *testing.T, name string) Scenario {
+	t.Helper()
+	for _, s := range Scenarios {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no scenario %s", name)
+	return Scenario{}
 }

@@ -136,7 +136,7 @@ func (c Config) selectedProtocols() []Protocol {
 func (c Config) selectedScenarios() []Scenario {
 	var out []Scenario
 	for _, s := range Scenarios {
-		if len(c.Scenarios) == 0 || slices.Contains(c.Scenarios, s.Name) {
+		if len(c.Scenarios) == 0 && !s.OnRequest || slices.Contains(c.Scenarios, s.Name) {
 			out = append(out, s)
 		}
 	}
@@ -147,8 +147,8 @@ func (c Config) selectedScenarios() []Scenario {
 func (c Config) selectedPeers() []string {
 	var out []string
 	for _, s := range c.selectedScenarios() {
-		if _, ok := peerPackages[s.Name]; ok {
-			out = append(out, s.Name)
+		if s.Peer != "" && !slices.Contains(out, s.Peer) {
+			out = append(out, s.Peer)
 		}
 	}
 	return out

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/skeinmesh/skein/internal/netns"
 )
 
 // A peer is another proxy measured in the same run as Skein: one plain hop
@@ -17,9 +19,10 @@ import (
 // keep-alive, HTTP/2 without TLS for gRPC) and its default worker count.
 type peer struct {
 	program string // on PATH once its Debian package is installed
-	// config returns the peer's configuration file for the testbed;
-	// dir is a private directory for its state.
-	config func(tb *testbed, dir string) string
+	// config returns the peer's configuration file: it listens on
+	// listen(p) for each protocol p and forwards to upstream(p); dir is a
+	// private directory for its state.
+	config func(listen, upstream func(Protocol) netip.AddrPort, dir string) string
 	// args are the program's arguments, given the configuration file.
 	args func(conf, dir string) []string
 	env  func(dir string) []string
@@ -42,7 +45,7 @@ func protocolNamed(name string) Protocol {
 
 var haproxy = peer{
 	program: "haproxy",
-	config: func(tb *testbed, _ string) string {
+	config: func(listen, upstream func(Protocol) netip.AddrPort, _ string) string {
 		h1, grpc := protocolNamed("http1"), protocolNamed("grpc")
 		return fmt.Sprintf(`global
     maxconn 4096
@@ -63,7 +66,7 @@ frontend grpc
 backend grpc
     http-reuse always
     server fortio %s proto h2
-`, peerPort(h1), tb.target(h1), peerPort(grpc), tb.target(grpc))
+`, listen(h1), upstream(h1), listen(grpc), upstream(grpc))
 	},
 	// -db: stay in the foreground, as one process.
 	args: func(conf, _ string) []string { return []string{"-db", "-f", conf} },
@@ -71,7 +74,7 @@ backend grpc
 
 var nginx = peer{
 	program: "nginx",
-	config: func(tb *testbed, dir string) string {
+	config: func(listen, upstream func(Protocol) netip.AddrPort, dir string) string {
 		h1, grpc := protocolNamed("http1"), protocolNamed("grpc")
 		return fmt.Sprintf(`worker_processes auto;
 pid %[1]s/nginx.pid;
@@ -99,7 +102,7 @@ http {
         location / { grpc_pass grpc://grpc; }
     }
 }
-`, dir, peerPort(h1), tb.target(h1), peerPort(grpc), tb.target(grpc))
+`, dir, listen(h1), upstream(h1), listen(grpc), upstream(grpc))
 	},
 	// The master process stays in the foreground; its workers are its
 	// children, and their cost is counted with it (readTreeUsage).
@@ -110,7 +113,7 @@ http {
 
 var caddy = peer{
 	program: "caddy",
-	config: func(tb *testbed, _ string) string {
+	config: func(listen, upstream func(Protocol) netip.AddrPort, _ string) string {
 		h1, grpc := protocolNamed("http1"), protocolNamed("grpc")
 		return fmt.Sprintf(`{
 	admin off
@@ -120,18 +123,18 @@ var caddy = peer{
 	}
 }
 http://%[1]s {
-	bind 127.0.0.1
+	bind %[5]s
 	reverse_proxy %[2]s
 }
 http://%[3]s {
-	bind 127.0.0.1
+	bind %[6]s
 	reverse_proxy %[4]s {
 		transport http {
 			versions h2c
 		}
 	}
 }
-`, peerPort(h1), tb.target(h1), peerPort(grpc), tb.target(grpc))
+`, listen(h1), upstream(h1), listen(grpc), upstream(grpc), listen(h1).Addr(), listen(grpc).Addr())
 	},
 	args: func(conf, _ string) []string {
 		return []string{"run", "--config", conf, "--adapter", "caddyfile"}
@@ -142,41 +145,89 @@ http://%[3]s {
 	},
 }
 
+// pairPort is where the server host's peer of a pair listens for protocol
+// p, on the server host's address.
+func pairPort(tb *testbed, p Protocol) netip.AddrPort {
+	return netip.AddrPortFrom(tb.server.IP, p.Port+20000)
+}
+
+// loopbackPort is protocol p's port of the fortio server on the server
+// host's loopback, where the server host's peer of a pair forwards.
+func loopbackPort(p Protocol) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port)
+}
+
+// peerHop is one instance of a peer in a deployment.
+type peerHop struct {
+	role             string // as in reports: "proxy" alone, "client" and "server" in a pair
+	host             *netns.Host
+	listen, upstream func(Protocol) netip.AddrPort
+}
+
 // deployPeer starts the peer in the load host and points the load at it.
 func deployPeer(pr peer) func(ctx context.Context, tb *testbed) (*deployment, error) {
 	return func(ctx context.Context, tb *testbed) (*deployment, error) {
-		path, ok := tb.peers[pr.program]
-		if !ok {
-			return nil, fmt.Errorf("%s is not installed", pr.program)
+		return startPeerHops(ctx, tb, pr, []peerHop{{role: "proxy", host: tb.load, listen: peerPort, upstream: tb.target}})
+	}
+}
+
+// deployPeerPair starts the peer in both hosts, as a sidecar pair sits:
+// the load host's instance on loopback forwards to the server host's,
+// which forwards to the fortio server on its loopback. Plain HTTP between
+// the two, and no redirects: the least a pair of this peer can add.
+func deployPeerPair(pr peer) func(ctx context.Context, tb *testbed) (*deployment, error) {
+	return func(ctx context.Context, tb *testbed) (*deployment, error) {
+		toServerHost := func(p Protocol) netip.AddrPort { return pairPort(tb, p) }
+		return startPeerHops(ctx, tb, pr, []peerHop{
+			{role: "client", host: tb.load, listen: peerPort, upstream: toServerHost},
+			{role: "server", host: tb.server, listen: toServerHost, upstream: loopbackPort},
+		})
+	}
+}
+
+// startPeerHops starts one instance of the peer per hop, in order, each
+// accepting on every protocol's port before the next starts.
+func startPeerHops(ctx context.Context, tb *testbed, pr peer, hops []peerHop) (*deployment, error) {
+	path, ok := tb.peers[pr.program]
+	if !ok {
+		return nil, fmt.Errorf("%s is not installed", pr.program)
+	}
+	dep := &deployment{target: peerPort}
+	dep.undo = func(context.Context) error {
+		for _, s := range dep.sidecars {
+			s.proc.stop()
 		}
-		dir := filepath.Join(tb.dir, pr.program)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, hop := range hops {
+		name := pr.program // its log and state directory in tb.dir
+		if len(hops) > 1 {
+			name += "-" + hop.role
+		}
+		dir := filepath.Join(tb.dir, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+			return dep, err
 		}
 		conf := filepath.Join(dir, pr.program+".conf")
-		if err := os.WriteFile(conf, []byte(pr.config(tb, dir)), 0o644); err != nil {
-			return nil, fmt.Errorf("writing %s's configuration: %w", pr.program, err)
+		if err := os.WriteFile(conf, []byte(pr.config(hop.listen, hop.upstream, dir)), 0o644); err != nil {
+			return dep, fmt.Errorf("writing %s's configuration: %w", pr.program, err)
 		}
-		cmd := tb.load.Command(context.Background(), path, pr.args(conf, dir)...)
+		cmd := hop.host.Command(context.Background(), path, pr.args(conf, dir)...)
 		if pr.env != nil {
 			cmd.Env = append(os.Environ(), pr.env(dir)...)
 		}
-		proc, err := startProcess(pr.program, cmd, tb.dir)
+		proc, err := startProcess(name, cmd, tb.dir)
 		if err != nil {
-			return nil, err
+			return dep, err
 		}
-		dep := &deployment{
-			sidecars: []sidecar{{role: "proxy", proc: proc, host: tb.load}},
-			target:   peerPort,
-			undo:     func(context.Context) error { proc.stop(); return nil },
-		}
-		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
+		dep.sidecars = append(dep.sidecars, sidecar{role: hop.role, proc: proc, host: hop.host})
 		for _, p := range Protocols {
-			if err := waitAccepting(ctx, tb.load, peerPort(p), proc); err != nil {
-				return dep, fmt.Errorf("%s: %w\n%s", pr.program, err, proc.tail(20))
+			if err := waitAccepting(ctx, hop.host, hop.listen(p), proc); err != nil {
+				return dep, fmt.Errorf("%s: %w\n%s", name, err, proc.tail(20))
 			}
 		}
-		return dep, nil
 	}
+	return dep, nil
 }

@@ -15,7 +15,7 @@ func TestPeerConfigsForwardEveryProtocolToTheVIP(t *testing.T) {
 	tb := &testbed{vip: netip.MustParseAddr("198.19.0.1"), server: &netns.Host{Name: "server"}}
 	for name, pr := range map[string]peer{"haproxy": haproxy, "nginx": nginx, "caddy": caddy} {
 		t.Run(name, func(t *testing.T) {
-			conf := pr.config(tb, "/tmp/peer")
+			conf := pr.config(peerPort, tb.target, "/tmp/peer")
 			for _, p := range Protocols {
 				for _, want := range []string{peerPort(p).String(), tb.target(p).String()} {
 					if !strings.Contains(conf, want) {
@@ -27,5 +27,37 @@ func TestPeerConfigsForwardEveryProtocolToTheVIP(t *testing.T) {
 				t.Errorf("%s: no Debian package known for %s", name, pr.program)
 			}
 		})
+	}
+}
+
+// TestPeerScenariosNameTheirProgram checks that every scenario running a
+// peer names a program the bench knows how to install, so that selecting
+// the scenario installs it.
+func TestPeerScenariosNameTheirProgram(t *testing.T) {
+	for _, s := range Scenarios {
+		if s.Peer == "" {
+			continue
+		}
+		if _, ok := peerPackages[s.Peer]; !ok {
+			t.Errorf("scenario %s runs %q, which has no Debian package", s.Name, s.Peer)
+		}
+		peers := Config{Scenarios: []string{"direct", s.Name}}.selectedPeers()
+		if len(peers) != 1 || peers[0] != s.Peer {
+			t.Errorf("selecting %s installs %v, want [%s]", s.Name, peers, s.Peer)
+		}
+	}
+}
+
+// TestOnRequestScenariosRunOnlyWhenNamed keeps the default run the one the
+// published figures compare with.
+func TestOnRequestScenariosRunOnlyWhenNamed(t *testing.T) {
+	for _, s := range (Config{}).selectedScenarios() {
+		if s.OnRequest {
+			t.Errorf("the default run includes %s, which runs only on request", s.Name)
+		}
+	}
+	got := Config{Scenarios: []string{"direct", "haproxy-pair"}}.selectedScenarios()
+	if len(got) != 2 || got[1].Name != "haproxy-pair" {
+		t.Errorf("-scenarios direct,haproxy-pair selects %v", got)
 	}
 }

@@ -22,6 +22,27 @@ type Scenario struct {
 	// deploy readies the testbed for one run and returns the processes
 	// whose cost is measured.
 	deploy func(ctx context.Context, tb *testbed) (*deployment, error)
+	// Peer is the program of another proxy the scenario runs (a key of
+	// the Debian packages the bench installs); empty for Skein's and
+	// direct.
+	Peer string
+	// Proxies is how many proxy processes a run measures.
+	Proxies int
+	// OnRequest leaves the scenario out of the default run, whose
+	// settings the published figures compare with; -scenarios names it.
+	OnRequest bool
+}
+
+// ScenarioNames lists the scenarios a run without -scenarios runs, or with
+// onRequest those it runs only when named.
+func ScenarioNames(onRequest bool) string {
+	var names []string
+	for _, s := range Scenarios {
+		if s.OnRequest == onRequest {
+			names = append(names, s.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // deployment is one scenario in place on the testbed.
@@ -56,34 +77,51 @@ var Scenarios = []Scenario{
 		},
 	},
 	{
-		Name:   "skein",
-		About:  "skein-init and skein-proxy in both hosts: client proxy, then server proxy (plain HTTP between them)",
-		deploy: deploySkein,
+		Name:    "skein",
+		About:   "skein-init and skein-proxy in both hosts: client proxy, then server proxy (plain HTTP between them)",
+		deploy:  deploySkein,
+		Proxies: 2,
 	},
 	{
-		Name:   "skein-mtls",
-		About:  "as skein, with identities from a controller: mutual TLS between the proxies",
-		deploy: deploySkeinMTLS,
+		Name:    "skein-mtls",
+		About:   "as skein, with identities from a controller: mutual TLS between the proxies",
+		deploy:  deploySkeinMTLS,
+		Proxies: 2,
 	},
 	{
-		Name:   "skein-mtls-tap",
-		About:  "as skein-mtls, with one tap session on the server's proxy matching every request, at its cap (100 events/s)",
-		deploy: deploySkeinMTLSTapped,
+		Name:    "skein-mtls-tap",
+		About:   "as skein-mtls, with one tap session on the server's proxy matching every request, at its cap (100 events/s)",
+		deploy:  deploySkeinMTLSTapped,
+		Proxies: 2,
 	},
 	{
-		Name:   "haproxy",
-		About:  "one HAProxy hop in the load host (127.0.0.1), to the service VIP",
-		deploy: deployPeer(haproxy),
+		Name:    "haproxy",
+		About:   "one HAProxy hop in the load host (127.0.0.1), to the service VIP",
+		deploy:  deployPeer(haproxy),
+		Peer:    "haproxy",
+		Proxies: 1,
 	},
 	{
-		Name:   "nginx",
-		About:  "one nginx hop in the load host (127.0.0.1), to the service VIP",
-		deploy: deployPeer(nginx),
+		Name:    "nginx",
+		About:   "one nginx hop in the load host (127.0.0.1), to the service VIP",
+		deploy:  deployPeer(nginx),
+		Peer:    "nginx",
+		Proxies: 1,
 	},
 	{
-		Name:   "caddy",
-		About:  "one Caddy hop in the load host (127.0.0.1), to the service VIP",
-		deploy: deployPeer(caddy),
+		Name:    "caddy",
+		About:   "one Caddy hop in the load host (127.0.0.1), to the service VIP",
+		deploy:  deployPeer(caddy),
+		Peer:    "caddy",
+		Proxies: 1,
+	},
+	{
+		Name:      "haproxy-pair",
+		About:     "an HAProxy hop in each host, as a sidecar pair sits (plain HTTP between them, no redirects)",
+		deploy:    deployPeerPair(haproxy),
+		Peer:      "haproxy",
+		Proxies:   2,
+		OnRequest: true,
 	},
 }
 

@@ -77,7 +77,7 @@ func parseFlags(args []string) (bench.Config, string, error) {
 	saturate := fs.Bool("saturate", def.Saturate, "also measure saturation: fortio -qps 0 over -saturate-conns connections (-rates= -saturate: saturation only)")
 	saturateConns := fs.Int("saturate-conns", def.SaturationConnections, "connections of the saturation runs")
 	protocols := fs.String("protocols", "", "comma-separated protocols to measure (default all: "+names(bench.Protocols, func(p bench.Protocol) string { return p.Name })+")")
-	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+names(bench.Scenarios, func(s bench.Scenario) string { return s.Name })+"); the first is the baseline")
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default: "+bench.ScenarioNames(false)+"; only when named: "+bench.ScenarioNames(true)+"); the first is the baseline")
 	profile := fs.String("profile", "", "directory for a CPU profile of every proxy in every measured run (go tool pprof)")
 	turnaround := fs.Bool("turnaround", false, "trace every proxy's system calls (perf) in the fixed-rate runs and report its turnaround: from a read that brought bytes to its next write")
 	proxyEnv := fs.String("proxy-env", "", "comma-separated KEY=VALUE added to skein-proxy's environment, for experiments (e.g. GOMAXPROCS=1)")
