@@ -14,7 +14,8 @@ import (
 // A peer is another proxy measured in the same run as Skein: one plain hop
 // in the load host, listening on 127.0.0.1 (one port per protocol) and
 // forwarding to the service VIP, so the path is load -> peer -> server, the
-// same shape for every peer. Each runs from its Debian package with the
+// same shape for every peer (a pair scenario adds a second hop in the
+// server host, see deployPeerPair). Each runs from its Debian package with the
 // settings its documentation recommends for a reverse proxy (upstream
 // keep-alive, HTTP/2 without TLS for gRPC) and its default worker count.
 type peer struct {
