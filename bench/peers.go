@@ -15,7 +15,7 @@ import (
 // in the load host, listening on 127.0.0.1 (one port per protocol) and
 // forwarding to the service VIP, so the path is load -> peer -> server, the
 // same shape for every peer (a pair scenario adds a second hop in the
-// server host, see deployPeerPair). Each runs from its Debian package with the
+// server host, see peerPair). Each runs from its Debian package with the
 // settings its documentation recommends for a reverse proxy (upstream
 // keep-alive, HTTP/2 without TLS for gRPC) and its default worker count.
 type peer struct {
@@ -165,25 +165,29 @@ type peerHop struct {
 	listen, upstream func(Protocol) netip.AddrPort
 }
 
-// deployPeer starts the peer in the load host and points the load at it.
-func deployPeer(pr peer) func(ctx context.Context, tb *testbed) (*deployment, error) {
-	return func(ctx context.Context, tb *testbed) (*deployment, error) {
+// onePeer is a scenario running one hop of pr in the load host.
+func onePeer(name, about string, pr peer) Scenario {
+	deploy := func(ctx context.Context, tb *testbed) (*deployment, error) {
 		return startPeerHops(ctx, tb, pr, []peerHop{{role: "proxy", host: tb.load, listen: peerPort, upstream: tb.target}})
 	}
+	return Scenario{Name: name, About: about, deploy: deploy, Peer: pr.program, Proxies: 1}
 }
 
-// deployPeerPair starts the peer in both hosts, as a sidecar pair sits:
+// peerPair is a scenario running pr in both hosts, as a sidecar pair sits:
 // the load host's instance on loopback forwards to the server host's,
 // which forwards to the fortio server on its loopback. Plain HTTP between
-// the two, and no redirects: the least a pair of this peer can add.
-func deployPeerPair(pr peer) func(ctx context.Context, tb *testbed) (*deployment, error) {
-	return func(ctx context.Context, tb *testbed) (*deployment, error) {
+// the two, and no redirects: the least a pair of this peer can add. It runs
+// only when named, outside the default run the published figures compare
+// with.
+func peerPair(name, about string, pr peer) Scenario {
+	deploy := func(ctx context.Context, tb *testbed) (*deployment, error) {
 		toServerHost := func(p Protocol) netip.AddrPort { return pairPort(tb, p) }
 		return startPeerHops(ctx, tb, pr, []peerHop{
 			{role: "client", host: tb.load, listen: peerPort, upstream: toServerHost},
 			{role: "server", host: tb.server, listen: toServerHost, upstream: loopbackPort},
 		})
 	}
+	return Scenario{Name: name, About: about, deploy: deploy, Peer: pr.program, Proxies: 2, OnRequest: true}
 }
 
 // startPeerHops starts one instance of the peer per hop, in order, each

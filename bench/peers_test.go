@@ -30,16 +30,12 @@ func TestPeerConfigsForwardEveryProtocolToTheVIP(t *testing.T) {
 	}
 }
 
-// TestPeerScenariosNameTheirProgram checks that every scenario running a
-// peer names a program the bench knows how to install, so that selecting
-// the scenario installs it.
-func TestPeerScenariosNameTheirProgram(t *testing.T) {
+// TestSelectingAPeerScenarioInstallsItsProgram checks that selecting a
+// scenario that runs a peer installs that peer's program, once.
+func TestSelectingAPeerScenarioInstallsItsProgram(t *testing.T) {
 	for _, s := range Scenarios {
 		if s.Peer == "" {
 			continue
-		}
-		if _, ok := peerPackages[s.Peer]; !ok {
-			t.Errorf("scenario %s runs %q, which has no Debian package", s.Name, s.Peer)
 		}
 		peers := Config{Scenarios: []string{"direct", s.Name}}.selectedPeers()
 		if len(peers) != 1 || peers[0] != s.Peer {

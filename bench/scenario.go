@@ -94,35 +94,10 @@ var Scenarios = []Scenario{
 		deploy:  deploySkeinMTLSTapped,
 		Proxies: 2,
 	},
-	{
-		Name:    "haproxy",
-		About:   "one HAProxy hop in the load host (127.0.0.1), to the service VIP",
-		deploy:  deployPeer(haproxy),
-		Peer:    "haproxy",
-		Proxies: 1,
-	},
-	{
-		Name:    "nginx",
-		About:   "one nginx hop in the load host (127.0.0.1), to the service VIP",
-		deploy:  deployPeer(nginx),
-		Peer:    "nginx",
-		Proxies: 1,
-	},
-	{
-		Name:    "caddy",
-		About:   "one Caddy hop in the load host (127.0.0.1), to the service VIP",
-		deploy:  deployPeer(caddy),
-		Peer:    "caddy",
-		Proxies: 1,
-	},
-	{
-		Name:      "haproxy-pair",
-		About:     "an HAProxy hop in each host, as a sidecar pair sits (plain HTTP between them, no redirects)",
-		deploy:    deployPeerPair(haproxy),
-		Peer:      "haproxy",
-		Proxies:   2,
-		OnRequest: true,
-	},
+	onePeer("haproxy", "one HAProxy hop in the load host (127.0.0.1), to the service VIP", haproxy),
+	onePeer("nginx", "one nginx hop in the load host (127.0.0.1), to the service VIP", nginx),
+	onePeer("caddy", "one Caddy hop in the load host (127.0.0.1), to the service VIP", caddy),
+	peerPair("haproxy-pair", "an HAProxy hop in each host, as a sidecar pair sits (plain HTTP between them, no redirects)", haproxy),
 }
 
 // proxyUID is the uid skein-proxy runs as; skein-init exempts its traffic.
